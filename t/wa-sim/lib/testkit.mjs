@@ -1,0 +1,69 @@
+// Test helpers: spawn the simulator as a child process on port 0, talk to its control API.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import readline from 'node:readline'
+
+export const SIM_BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'wa-sim.mjs')
+
+/** Spawn wa-sim; resolves with { info, proc, ctl(method, path, body), stop(), stderr() } */
+export async function startSim (extraArgs = [], { timeoutMs = 15000 } = {}) {
+  const proc = spawn(process.execPath, [SIM_BIN, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let err = ''
+  proc.stderr.on('data', (d) => {
+    err += d
+    if (err.length > 4e6) err = err.slice(-2e6)
+    if (process.env.WA_SIM_DEBUG) process.stderr.write(d)
+  })
+  const rl = readline.createInterface({ input: proc.stdout })
+  const extraStdout = []
+  const info = await new Promise((resolve, reject) => {
+    const t = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error('wa-sim did not become ready; stderr:\n' + err)) }, timeoutMs)
+    proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`wa-sim exited early (${code}); stderr:\n${err}`)) })
+    rl.once('line', (line) => { clearTimeout(t); resolve(JSON.parse(line)) })
+  })
+  rl.on('line', (line) => extraStdout.push(line))
+  proc.removeAllListeners('exit')
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+  const ctl = async (method, p, body) => {
+    const res = await fetch(info.control_url + p, {
+      method,
+      headers: body ? { 'content-type': 'application/json' } : {},
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(10000)
+    })
+    const json = await res.json()
+    return { status: res.status, body: json }
+  }
+  return {
+    info,
+    proc,
+    ctl,
+    extraStdout,
+    exited,
+    stderr: () => err,
+    async stop () {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited
+      proc.kill('SIGTERM')
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000)
+      const r = await exited
+      clearTimeout(t)
+      return r
+    }
+  }
+}
+
+export const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Poll fn() until it returns a truthy value or timeout. */
+export async function waitFor (fn, { timeoutMs = 10000, intervalMs = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs
+  let last
+  while (Date.now() < end) {
+    try { last = await fn(); if (last) return last } catch (e) { last = e }
+    await sleep(intervalMs)
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`)
+}
