@@ -5,7 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <cstdio>
+#include <exception>
 #include <new>
 
 namespace wa::ws {
@@ -252,6 +252,9 @@ std::string close_payload(uint16_t code, std::string_view reason) {
             while (!reason.empty() && (static_cast<unsigned char>(reason.back()) & 0xc0) == 0x80)
                 reason.remove_suffix(1);
             if (!reason.empty() && static_cast<unsigned char>(reason.back()) >= 0xc0) reason.remove_suffix(1);
+            // The peer fails the connection on a malformed reason; the code
+            // alone is more useful than that.
+            if (!valid_utf8(reason)) reason = std::string_view();
         }
         p.append(reason);
     } catch (const std::bad_alloc&) {

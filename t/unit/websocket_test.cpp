@@ -220,6 +220,7 @@ TEST(WebSocketEncode, ClosePayload) {
     // 122 ASCII bytes + a 2-byte character straddling the cut: the character is dropped whole.
     std::string reason = std::string(122, 'a') + "\xc3\xa9";
     EXPECT_EQ(wa::ws::close_payload(1000, reason).size(), 2u + 122);
+    EXPECT_EQ(wa::ws::close_payload(1000, "\xff" "ok"), bytes({0x03, 0xe8}));
 }
 
 TEST(WebSocketDecode, RfcUnmaskedHello) {
