@@ -1,25 +1,930 @@
-// Sim core (placeholder: WS-level stats only; stanza handling follows).
-import { newStats } from './server.mjs'
+// Sim core: what the WhatsApp server (and the phones behind it) do above the Noise transport.
+// Stanza shapes follow the fact sheet (/work/shared/docs/wa-protocol.md) and were checked against
+// Baileys 7.0.0-rc14's compiled code (node_modules/baileys/lib); see NOTES.md for corrections.
+import { randomBytes, randomInt } from 'node:crypto'
+import {
+  proto, Curve, hkdf, hmacSign, aesDecryptGCM, aesEncryptCTR, aesDecryptCTR, derivePairingCodeKey,
+  getBinaryNodeChild, getBinaryNodeChildren, getBinaryNodeChildBuffer, jidDecode, encodeBigEndian
+} from 'baileys'
+import { newStats, summarize } from './server.mjs'
 import { httpError } from './control.mjs'
+import { Store, S_WHATSAPP_NET, pnJid, lidJid, validPhone } from './accounts.mjs'
+import { peerAddress } from './signal-device.mjs'
+
+const now = () => Math.floor(Date.now() / 1000)
+const u32 = (n) => encodeBigEndian(n, 4)
+const u24 = (n) => encodeBigEndian(n, 3)
+const readUInt = (buf) => { let n = 0; for (const b of buf || []) n = n * 256 + b; return n }
+const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0])
+const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1])
+const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the encrypt low-count notification
+const PAIR_REPLY_TIMEOUT_MS = 15000
+
+const node = (tag, attrs = {}, content) => ({ tag, attrs, content })
+const textOf = (m) => m?.conversation ?? m?.extendedTextMessage?.text ?? null
 
 export class Sim {
   constructor (opts) {
     this.opts = opts
     this.log = opts.log
     this.stats = newStats()
+    this.stats.decrypt_failures = 0
+    this.stats.faults_injected = 0
+    this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
+    this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
+    this.qrNextTtlMs = opts.qrNextTtlMs ?? 20000
+    this.refs = new Map() // QR ref -> { conn, expiresAt }
+    this.linkCodeRegs = new Map() // phone -> { conn, ref, wrappedCompanionEph, ... } (pairing by code)
+    this.online = new Map() // 'phone:device' -> Set<Conn> (logged-in connections)
+    this.offlineQueue = new Map() // 'phone:device' -> [node]
+    this.pendingFaults = new Map() // 'phone:device' -> [{type, code}]
+    this.sent = new Map() // message id -> record of a contact->account message (for receipts/retries)
+    this.phoneInbox = [] // what the account phones (device 0) decrypted
+    this.iqSeq = 0
+    // gap between the delivery and the read receipt; Baileys merges updates that arrive in one buffer window
+    this.readDelayMs = opts.readDelayMs ?? 300
+    this.deliveryDelayMs = opts.deliveryDelayMs ?? 250
   }
-  async load () {}
+
+  async load () { this.store.load() }
   attach (ws) { this.ws = ws }
-  shutdown () {}
-  getStats () { return { ...this.stats } }
+  shutdown () { try { this.store.save() } catch (err) { this.log(`save on shutdown failed: ${err.message}`) } }
+  nextId (p = 'sim') { return `${p}-${++this.iqSeq}` }
+
+  getStats () {
+    let open = 0
+    for (const s of this.online.values()) open += s.size
+    return { ...this.stats, connections_open: open }
+  }
+
   resetStats () {
     const s = this.stats
     s.ws_total = 0
     s.ws_max_concurrent = s.ws_open
     return this.getStats()
   }
-  async onClientPayload (conn, payload) { this.log(`conn ${conn.id}: client payload ${JSON.stringify(payload.toJSON())}`) }
-  async onNode (conn, node) { this.log(`conn ${conn.id}: node ${node.tag}`) }
-  onConnClosed (conn) {}
-  scan () { throw httpError(501, 'not implemented yet') }
+
+  // ------------------------------------------------------------------ connection entry points
+
+  async onClientPayload (conn, p) {
+    if (p.devicePairingData) return this.onRegistration(conn, p)
+    if (p.username !== undefined && p.username !== null) return this.onLogin(conn, p)
+    this.log(`conn ${conn.id}: ClientPayload with neither pairing data nor username; closing`)
+    conn.close()
+  }
+
+  onConnClosed (conn) {
+    if (conn.refs) for (const r of conn.refs) this.refs.delete(r)
+    if (conn.qrTimer) clearTimeout(conn.qrTimer)
+    if (conn.offlineTimer) clearTimeout(conn.offlineTimer)
+    for (const [phone, reg] of this.linkCodeRegs) if (reg.conn === conn) this.linkCodeRegs.delete(phone)
+    for (const p of conn.pending?.values() || []) p.resolve(null)
+    if (conn.deviceKey) {
+      const set = this.online.get(conn.deviceKey)
+      if (set) { set.delete(conn); if (!set.size) this.online.delete(conn.deviceKey) }
+      this.log(`conn ${conn.id}: device ${conn.deviceKey} offline`)
+    }
+  }
+
+  /** Send an iq to the client and wait for its result/error (used for pair-success). */
+  request (conn, iq, timeoutMs = PAIR_REPLY_TIMEOUT_MS) {
+    conn.pending ||= new Map()
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { conn.pending.delete(iq.attrs.id); resolve(null) }, timeoutMs)
+      conn.pending.set(iq.attrs.id, { resolve: (n) => { clearTimeout(t); conn.pending.delete(iq.attrs.id); resolve(n) } })
+      conn.send(iq)
+    })
+  }
+
+  // ------------------------------------------------------------------ registration / pairing
+
+  onRegistration (conn, p) {
+    const d = p.devicePairingData
+    this.stats.registrations++
+    conn.reg = {
+      noisePub: Buffer.from(conn.clientStatic),
+      identityPub: Buffer.from(d.eIdent),
+      registrationId: readUInt(d.eRegid),
+      skey: { id: readUInt(d.eSkeyId), value: Buffer.from(d.eSkeyVal), signature: Buffer.from(d.eSkeySig) },
+      platform: p.userAgent?.platform,
+      deviceProps: d.deviceProps ? proto.DeviceProps.decode(d.deviceProps) : null
+    }
+    // 6 refs like the real server: the client shows the first for 60 s and each next one for 20 s
+    // (Baileys socket.js 'CB:iq,type:set,pair-device'); a ref is accepted until its window ends.
+    const t0 = Date.now()
+    conn.refs = []
+    const refNodes = []
+    for (let i = 0; i < 6; i++) {
+      const ref = '2@' + randomBytes(33).toString('base64')
+      conn.refs.push(ref)
+      this.refs.set(ref, { conn, index: i, expiresAt: t0 + this.qrFirstTtlMs + this.qrNextTtlMs * i })
+      refNodes.push(node('ref', {}, Buffer.from(ref))) // bytes, never a string (the encoder would JID-parse "2@…")
+    }
+    conn.send(node('iq', { from: S_WHATSAPP_NET, type: 'set', id: this.nextId('pair'), xmlns: 'md' }, [node('pair-device', {}, refNodes)]))
+    // end of the whole window: the server closes an unpaired registration connection
+    conn.qrTimer = setTimeout(() => { if (!conn.paired) conn.close() }, this.qrFirstTtlMs + this.qrNextTtlMs * 5 + 5000)
+    this.log(`conn ${conn.id}: registration, sent pair-device with 6 refs`)
+  }
+
+  /** POST /scan {qr, phone}: the phone scans a QR. */
+  async scan (body) {
+    const { qr, phone } = body || {}
+    if (typeof qr !== 'string') throw httpError(400, 'qr missing')
+    if (!validPhone(phone)) throw httpError(400, 'phone must be 7-15 digits, no leading 0')
+    const parts = qr.slice(qr.indexOf('#') + 1).split(',')
+    if (parts.length < 5) throw httpError(400, 'malformed QR string')
+    const [ref, noiseB64, identityB64, advB64, platform] = parts
+    const entry = this.refs.get(ref)
+    if (!entry) throw httpError(404, 'unknown ref')
+    if (Date.now() > entry.expiresAt) throw httpError(410, 'ref expired')
+    const conn = entry.conn
+    if (conn.closed) throw httpError(410, 'connection gone')
+    if (!Buffer.from(noiseB64, 'base64').equals(conn.reg.noisePub)) throw httpError(400, 'noise key does not match the connection')
+    if (!Buffer.from(identityB64, 'base64').equals(conn.reg.identityPub)) throw httpError(400, 'identity key does not match the registration')
+    const advSecret = Buffer.from(advB64, 'base64')
+    if (advSecret.length !== 32) throw httpError(400, 'bad adv secret')
+    return this.completePairing(conn, this.store.getOrCreateAccount(phone), advSecret, platform)
+  }
+
+  /**
+   * The phone side of linking (fact sheet §5a): build ADVDeviceIdentity, sign it with the account key,
+   * wrap it in the HMAC container keyed by the adv secret, send pair-success, verify the client's
+   * pair-device-sign (deviceSignature), store the device, then <stream:error code="515"/> and close.
+   */
+  async completePairing (conn, account, advSecret, platform) {
+    if (conn.pairing) throw httpError(409, 'pairing already in progress on this connection')
+    conn.pairing = true
+    for (const r of conn.refs || []) this.refs.delete(r)
+    const deviceId = account.nextDevice
+    const keyIndex = account.nextKeyIndex
+    const details = proto.ADVDeviceIdentity.encode({
+      rawId: randomInt(1, 2 ** 31), timestamp: now(), keyIndex, accountType: proto.ADVEncryptionType.E2EE, deviceType: proto.ADVEncryptionType.E2EE
+    }).finish()
+    const accountSignature = Buffer.from(Curve.sign(account.accountKey.private, Buffer.concat([ADV_ACCOUNT_SIG_PREFIX, details, conn.reg.identityPub])))
+    const signed = proto.ADVSignedDeviceIdentity.encode({ details, accountSignatureKey: account.accountKey.public, accountSignature }).finish()
+    const container = proto.ADVSignedDeviceIdentityHMAC.encode({
+      details: signed, hmac: hmacSign(signed, advSecret), accountType: proto.ADVEncryptionType.E2EE
+    }).finish()
+    const jid = pnJid(account.phone, deviceId)
+    const lid = lidJid(account.lid, deviceId)
+    const reply = await this.request(conn, node('iq', { from: S_WHATSAPP_NET, type: 'set', id: this.nextId('pair'), t: String(now()) }, [
+      node('pair-success', {}, [
+        node('device-identity', { 'key-index': String(keyIndex) }, Buffer.from(container)),
+        node('platform', { name: 'android' }),
+        node('device', { jid, lid })
+      ])
+    ]))
+    if (!reply) { conn.pairing = false; throw httpError(504, 'client did not answer pair-success') }
+    if (reply.attrs.type !== 'result') { conn.pairing = false; throw httpError(502, `client rejected pair-success: ${summarize(reply)}`) }
+    const di = getBinaryNodeChild(getBinaryNodeChild(reply, 'pair-device-sign'), 'device-identity')
+    if (!di || !(di.content instanceof Uint8Array)) { conn.pairing = false; throw httpError(502, 'pair-device-sign missing') }
+    const back = proto.ADVSignedDeviceIdentity.decode(di.content)
+    const devMsg = Buffer.concat([ADV_DEVICE_SIG_PREFIX, details, conn.reg.identityPub, account.accountKey.public])
+    if (!back.deviceSignature || !Curve.verify(conn.reg.identityPub, devMsg, back.deviceSignature)) {
+      conn.pairing = false
+      throw httpError(502, 'device signature in pair-device-sign does not verify')
+    }
+    account.nextDevice++
+    account.nextKeyIndex++
+    account.devices.set(deviceId, {
+      id: deviceId,
+      keyIndex,
+      noisePub: conn.reg.noisePub,
+      identityPub: conn.reg.identityPub,
+      registrationId: conn.reg.registrationId,
+      skey: conn.reg.skey,
+      preKeys: new Map(),
+      platform: platform ?? null,
+      os: conn.reg.deviceProps?.os ?? null,
+      removed: false,
+      linkedAt: now(),
+      maxConcurrent: 0,
+      lastSeen: null
+    })
+    this.store.save()
+    conn.paired = true
+    this.stats.pairings++
+    this.log(`paired ${jid} (${lid}); sending stream:error 515`)
+    conn.streamError({ code: '515' })
+    return { device_jid: jid, lid, device: deviceId, phone: account.phone }
+  }
+
+  /** <iq xmlns="md"><link_code_companion_reg stage=companion_hello|companion_finish> (fact sheet §5b). */
+  onLinkCodeIq (conn, iq, reg) {
+    const stage = reg.attrs.stage
+    if (stage === 'companion_hello') {
+      const phone = jidDecode(reg.attrs.jid || '')?.user
+      const wrapped = getBinaryNodeChildBuffer(reg, 'link_code_pairing_wrapped_companion_ephemeral_pub')
+      if (!validPhone(phone) || !wrapped || wrapped.length < 80 || !conn.reg) {
+        return conn.send(iqError(iq, 400, 'bad-request'))
+      }
+      const ref = Buffer.from('2@' + randomBytes(24).toString('base64'))
+      this.linkCodeRegs.set(phone, { conn, phone, ref, wrapped: Buffer.from(wrapped), platformId: getBinaryNodeChild(reg, 'companion_platform_id')?.content?.toString() })
+      this.log(`conn ${conn.id}: link code requested for ${phone}`)
+      return conn.send(iqResult(iq, [node('link_code_companion_reg', {}, [node('link_code_pairing_ref', {}, ref)])]))
+    }
+    if (stage === 'companion_finish') {
+      const phone = jidDecode(reg.attrs.jid || '')?.user
+      const lc = this.linkCodeRegs.get(phone)
+      const bundle = getBinaryNodeChildBuffer(reg, 'link_code_pairing_wrapped_key_bundle')
+      const companionIdentity = getBinaryNodeChildBuffer(reg, 'companion_identity_public')
+      conn.send(iqResult(iq))
+      if (lc?.onFinish) lc.onFinish({ bundle: bundle && Buffer.from(bundle), companionIdentity: companionIdentity && Buffer.from(companionIdentity) })
+      return
+    }
+    conn.send(iqResult(iq))
+  }
+
+  /** POST /pairing-code {phone, code}: the user types the code shown by the companion into the phone. */
+  async pairingCode (body) {
+    const { phone, code } = body || {}
+    if (!validPhone(phone)) throw httpError(400, 'bad phone')
+    if (typeof code !== 'string' || !/^[0-9A-Z]{8}$/.test(code.replace('-', ''))) throw httpError(400, 'code must be 8 characters')
+    const lc = this.linkCodeRegs.get(phone)
+    if (!lc || lc.conn.closed) throw httpError(404, 'no pending pairing-code request for this phone')
+    if (lc.busy) throw httpError(409, 'pairing already in progress')
+    lc.busy = true
+    try {
+      const account = this.store.getOrCreateAccount(phone)
+      const codeStr = code.replace('-', '')
+      // unwrap the companion's ephemeral key with the code (PBKDF2 + AES-CTR)
+      const w = lc.wrapped
+      const key = await derivePairingCodeKey(codeStr, w.subarray(0, 32))
+      const companionEph = aesDecryptCTR(w.subarray(48, 80), key, w.subarray(32, 48))
+      // wrap our own (primary) ephemeral key with the same code
+      const primaryEph = Curve.generateKeyPair()
+      const salt = randomBytes(32)
+      const iv = randomBytes(16)
+      const wrappedPrimary = Buffer.concat([salt, iv, aesEncryptCTR(primaryEph.public, await derivePairingCodeKey(codeStr, salt), iv)])
+      const finished = new Promise((resolve) => {
+        const t = setTimeout(() => resolve(null), PAIR_REPLY_TIMEOUT_MS)
+        lc.onFinish = (r) => { clearTimeout(t); resolve(r) }
+      })
+      lc.conn.send(node('notification', { from: S_WHATSAPP_NET, type: 'link_code_companion_reg', id: this.nextId('lc'), t: String(now()) }, [
+        node('link_code_companion_reg', { stage: 'primary_hello' }, [
+          node('link_code_pairing_ref', {}, lc.ref),
+          node('primary_identity_pub', {}, account.accountKey.public),
+          node('link_code_pairing_wrapped_primary_ephemeral_pub', {}, wrappedPrimary)
+        ])
+      ]))
+      const fin = await finished
+      if (!fin?.bundle || fin.bundle.length < 32 + 12 + 16) throw httpError(504, 'companion did not finish')
+      const shared = Curve.sharedKey(primaryEph.private, companionEph)
+      const bundleKey = hkdf(shared, 32, { salt: fin.bundle.subarray(0, 32), info: 'link_code_pairing_key_bundle_encryption_key' })
+      let plain
+      try {
+        plain = aesDecryptGCM(fin.bundle.subarray(44), Buffer.from(bundleKey), fin.bundle.subarray(32, 44), Buffer.alloc(0))
+      } catch {
+        throw httpError(400, 'wrong pairing code (key bundle does not decrypt)')
+      }
+      const companionIdentity = plain.subarray(0, 32)
+      if (!plain.subarray(32, 64).equals(account.accountKey.public)) throw httpError(400, 'key bundle names another primary')
+      if (!companionIdentity.equals(lc.conn.reg.identityPub)) throw httpError(400, 'companion identity mismatch')
+      const identityShared = Curve.sharedKey(account.accountKey.private, companionIdentity)
+      const advSecret = Buffer.from(hkdf(Buffer.concat([shared, identityShared, plain.subarray(64, 96)]), 32, { info: 'adv_secret' }))
+      this.linkCodeRegs.delete(phone)
+      return await this.completePairing(lc.conn, account, advSecret, lc.platformId)
+    } finally {
+      lc.busy = false
+    }
+  }
+
+  // ------------------------------------------------------------------ login
+
+  onLogin (conn, p) {
+    const phone = String(p.username)
+    const deviceId = Number(p.device || 0)
+    const account = this.store.accounts.get(phone)
+    const dev = account?.devices.get(deviceId)
+    let reason = null
+    if (!dev) reason = 'unknown device'
+    else if (dev.removed) reason = 'device removed'
+    else if (!dev.noisePub.equals(conn.clientStatic)) reason = 'noise key mismatch'
+    if (reason) {
+      this.stats.login_failures++
+      this.log(`conn ${conn.id}: login ${phone}:${deviceId} refused (${reason}) -> failure 401`)
+      conn.send(node('failure', { reason: '401', location: 'sim' }))
+      setTimeout(() => conn.close(), 50)
+      return
+    }
+    const key = `${phone}:${deviceId}`
+    conn.deviceKey = key
+    conn.account = account
+    conn.dev = dev
+    const set = this.online.get(key) || new Set()
+    set.add(conn)
+    this.online.set(key, set)
+    dev.maxConcurrent = Math.max(dev.maxConcurrent || 0, set.size)
+    // a second connection as the same device replaces the older one
+    for (const old of set) {
+      if (old === conn) continue
+      this.stats.conflicts_sent++
+      this.log(`conn ${old.id}: replaced by conn ${conn.id} -> stream:error conflict`)
+      old.streamError({}, [node('conflict', { type: 'replaced' })])
+      set.delete(old)
+      old.deviceKey = null
+    }
+    let n = 0
+    for (const s of this.online.values()) for (const c of s) if (c.account === account) n++
+    account.maxConcurrent = Math.max(account.maxConcurrent || 0, n)
+    dev.lastSeen = now()
+    this.stats.logins++
+    this.log(`conn ${conn.id}: login ${pnJid(phone, deviceId)} ok`)
+    conn.send(node('success', { t: String(now()), lid: lidJid(account.lid, deviceId), props: '1', creation: String(dev.linkedAt || now()), location: 'sim' }))
+    // offline messages go out once the client is active (passive iq) or after 3 s at the latest
+    conn.offlineTimer = setTimeout(() => this.flushOffline(conn), 3000)
+  }
+
+  flushOffline (conn) {
+    if (conn.offlineFlushed || conn.closed || !conn.deviceKey) return
+    conn.offlineFlushed = true
+    clearTimeout(conn.offlineTimer)
+    const q = this.offlineQueue.get(conn.deviceKey) || []
+    this.offlineQueue.delete(conn.deviceKey)
+    for (const n of q) { n.attrs.offline = '1'; conn.send(n) }
+    conn.send(node('ib', { from: S_WHATSAPP_NET }, [node('offline', { count: String(q.length) })]))
+  }
+
+  /** Deliver a node to a logged-in device now, or queue it for its next login. */
+  deliver (phone, deviceId, n) {
+    const key = `${phone}:${deviceId}`
+    const set = this.online.get(key)
+    const conn = set && [...set].find(c => c.offlineFlushed && !c.closed)
+    if (conn) { conn.send(n); return true }
+    const q = this.offlineQueue.get(key) || []
+    q.push(n)
+    this.offlineQueue.set(key, q)
+    return false
+  }
+
+  connsOf (phone, deviceId) { return [...(this.online.get(`${phone}:${deviceId}`) || [])].filter(c => !c.closed) }
+
+  // ------------------------------------------------------------------ stanzas from clients
+
+  async onNode (conn, n) {
+    if (this.opts.verbose) this.log(`conn ${conn.id} << ${summarize(n)}`)
+    if (!conn.deviceKey && !conn.reg) return // nothing is allowed before login/registration
+    switch (n.tag) {
+      case 'iq': return this.onIq(conn, n)
+      case 'message': return this.onClientMessage(conn, n)
+      case 'receipt': return this.onClientReceipt(conn, n)
+      case 'ack': case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
+        return
+      default:
+        this.log(`conn ${conn.id}: ignoring <${n.tag}>`)
+    }
+  }
+
+  async onIq (conn, iq) {
+    const { type, id, xmlns } = iq.attrs
+    if (type === 'result' || type === 'error') {
+      const p = conn.pending?.get(id)
+      if (p) p.resolve(iq)
+      return
+    }
+    this.stats.iqs++
+    const child = Array.isArray(iq.content) ? iq.content[0] : undefined
+    switch (xmlns) {
+      case 'w:p':
+        return conn.send(iqResult(iq))
+      case 'passive':
+        conn.send(iqResult(iq))
+        if (child?.tag === 'active') this.flushOffline(conn)
+        return
+      case 'encrypt':
+        return this.onEncryptIq(conn, iq, child)
+      case 'usync':
+        return conn.send(iqResult(iq, [this.usync(getBinaryNodeChild(iq, 'usync'))]))
+      case 'abt':
+        return conn.send(iqResult(iq, [node('props', { protocol: '1', hash: '0', refresh: '86400' }, [])]))
+      case 'blocklist':
+        return conn.send(iqResult(iq, [node('list', {}, [])]))
+      case 'privacy':
+        if (type === 'get' && child?.tag === 'privacy') {
+          return conn.send(iqResult(iq, [node('privacy', {}, ['last', 'online', 'profile', 'status', 'readreceipts', 'groupadd', 'calladd']
+            .map(name => node('category', { name, value: name === 'readreceipts' ? 'all' : name === 'online' ? 'all' : 'contacts' })))]))
+        }
+        return conn.send(iqResult(iq))
+      case 'md':
+        if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
+        if (child?.tag === 'remove-companion-device' && conn.dev) {
+          // the companion logs itself out
+          conn.dev.removed = true
+          this.store.save()
+          conn.send(iqResult(iq))
+          return
+        }
+        return conn.send(iqResult(iq))
+      default:
+        return conn.send(iqResult(iq)) // every iq is answered; unknown ones with an empty result
+    }
+  }
+
+  onEncryptIq (conn, iq, child) {
+    const dev = conn.dev
+    if (!child) return conn.send(iqResult(iq))
+    if (child.tag === 'count') {
+      return conn.send(iqResult(iq, [node('count', { value: String(dev ? dev.preKeys.size : 0) })]))
+    }
+    if (iq.attrs.type === 'set' && getBinaryNodeChild(iq, 'registration')) {
+      if (!dev) return conn.send(iqError(iq, 401, 'not-authorized'))
+      // prekey upload: <registration><type><identity><list><key><id><value>…</list><skey>
+      const reg = getBinaryNodeChildBuffer(iq, 'registration')
+      const identity = getBinaryNodeChildBuffer(iq, 'identity')
+      if (identity && !Buffer.from(identity).equals(dev.identityPub)) this.log(`conn ${conn.id}: uploaded identity differs from the paired one`)
+      dev.registrationId = readUInt(reg)
+      let added = 0
+      for (const k of getBinaryNodeChildren(getBinaryNodeChild(iq, 'list'), 'key')) {
+        const kid = readUInt(getBinaryNodeChildBuffer(k, 'id'))
+        const val = getBinaryNodeChildBuffer(k, 'value')
+        if (val?.length === 32) { dev.preKeys.set(kid, Buffer.from(val)); added++ }
+      }
+      const sk = getBinaryNodeChild(iq, 'skey')
+      if (sk) dev.skey = parseSkey(sk)
+      if (dev.preKeys.size >= LOW_PREKEYS) dev.lowNotified = false
+      this.store.save()
+      this.log(`conn ${conn.id}: ${conn.deviceKey} uploaded ${added} prekeys (stock ${dev.preKeys.size})`)
+      return conn.send(iqResult(iq))
+    }
+    if (child.tag === 'rotate') {
+      const sk = getBinaryNodeChild(child, 'skey')
+      if (dev && sk) { dev.skey = parseSkey(sk); this.store.save() }
+      return conn.send(iqResult(iq))
+    }
+    if (child.tag === 'digest') {
+      if (!dev) return conn.send(iqResult(iq))
+      const ids = [...dev.preKeys.keys()].sort((a, b) => a - b)
+      return conn.send(iqResult(iq, [node('digest', {}, [
+        node('registration', {}, u32(dev.registrationId)),
+        node('type', {}, Buffer.from([5])),
+        node('identity', {}, dev.identityPub),
+        skeyNode(dev.skey),
+        node('list', {}, ids.map(i => node('id', {}, u24(i)))),
+        node('hash', {}, Buffer.alloc(20))
+      ])]))
+    }
+    if (child.tag === 'key') {
+      const users = getBinaryNodeChildren(child, 'user')
+      return conn.send(iqResult(iq, [node('list', {}, users.map(u => this.bundleFor(u.attrs.jid)))]))
+    }
+    return conn.send(iqResult(iq))
+  }
+
+  /** Pre-key bundle node for any device JID (contacts, the account phone, linked companions). */
+  bundleFor (jid) {
+    const d = jidDecode(jid || '')
+    const notFound = node('user', { jid }, [node('error', { code: '404', text: 'item-not-found' })])
+    if (!d?.user) return notFound
+    const owner = this.store.findUser(d.user, d.server)
+    const device = d.device || 0
+    let b = null
+    if (owner?.kind === 'contact') {
+      b = owner.obj.devices.find(x => x.id === device)?.signal.takeBundle()
+    } else if (owner?.kind === 'account') {
+      if (device === 0) b = owner.obj.phoneDevice.takeBundle()
+      else {
+        const dev = owner.obj.devices.get(device)
+        if (dev && !dev.removed && dev.skey) b = this.takeCompanionBundle(owner.obj, dev)
+      }
+    }
+    if (!b) return notFound
+    this.store.save()
+    return node('user', { jid }, [
+      node('registration', {}, u32(b.registrationId)),
+      node('type', {}, Buffer.from([5])),
+      node('identity', {}, b.identity),
+      skeyNode(b.skey),
+      ...(b.key ? [node('key', {}, [node('id', {}, u24(b.key.id)), node('value', {}, b.key.value)])] : [])
+    ])
+  }
+
+  /** Hand out one of a companion's uploaded prekeys; notify it when its stock runs low. */
+  takeCompanionBundle (account, dev) {
+    const ids = [...dev.preKeys.keys()].sort((a, b) => a - b)
+    let key
+    if (ids.length) { key = { id: ids[0], value: dev.preKeys.get(ids[0]) }; dev.preKeys.delete(ids[0]) }
+    if (dev.preKeys.size < LOW_PREKEYS && !dev.lowNotified) {
+      dev.lowNotified = true
+      const n = node('notification', { from: S_WHATSAPP_NET, type: 'encrypt', id: this.nextId('enc'), t: String(now()) }, [node('count', { value: String(dev.preKeys.size) })])
+      for (const c of this.connsOf(account.phone, dev.id)) c.send(n)
+    }
+    return { registrationId: dev.registrationId, identity: dev.identityPub, skey: dev.skey, key }
+  }
+
+  /** usync: devices (+key-index), lid, contact; one <user> per queried user. */
+  usync (us) {
+    const query = getBinaryNodeChild(us, 'query')
+    const wanted = new Set((Array.isArray(query?.content) ? query.content : []).map(q => q.tag))
+    const users = getBinaryNodeChildren(getBinaryNodeChild(us, 'list'), 'user')
+    const out = []
+    for (const u of users) {
+      let jid = u.attrs.jid
+      const contactNode = getBinaryNodeChild(u, 'contact')
+      let owner = null
+      if (jid) {
+        const d = jidDecode(jid)
+        if (d?.user) owner = this.store.findUser(d.user, d.server)
+      } else if (contactNode?.content) {
+        const digits = contactNode.content.toString().replace(/[^0-9]/g, '')
+        owner = this.store.findUser(digits, 's.whatsapp.net')
+        jid = `${digits}@s.whatsapp.net`
+      }
+      const isLidQuery = jid && jid.endsWith('@lid')
+      const children = []
+      if (wanted.has('contact')) {
+        children.push(node('contact', { type: owner ? 'in' : 'out' }, contactNode?.content))
+      }
+      if (wanted.has('devices') && owner) {
+        const devs = owner.kind === 'contact'
+          ? owner.obj.devices.map(d => ({ id: d.id, keyIndex: d.id }))
+          : [{ id: 0 }, ...[...owner.obj.devices.values()].filter(d => !d.removed).map(d => ({ id: d.id, keyIndex: d.keyIndex }))]
+        children.push(node('devices', {}, [node('device-list', {}, devs.map(d =>
+          node('device', d.id ? { id: String(d.id), 'key-index': String(d.keyIndex) } : { id: '0' })))]))
+      }
+      if (wanted.has('lid') && owner && !isLidQuery) children.push(node('lid', { val: lidJid(owner.obj.lid) }))
+      if (wanted.has('status') && owner) children.push(node('status', { t: '0' }, Buffer.from('')))
+      if (wanted.has('disappearing_mode') && owner) children.push(node('disappearing_mode', { duration: '0', t: '0' }))
+      out.push(node('user', { jid }, children))
+    }
+    return node('usync', { ...pick(us.attrs, ['sid', 'mode', 'context', 'last', 'index']) }, [
+      node('result', {}, [...wanted].map(t => node(t, {}))),
+      node('list', {}, out)
+    ])
+  }
+
+  // ------------------------------------------------------------------ messages from clients
+
+  async onClientMessage (conn, msg) {
+    const { id, to } = msg.attrs
+    if (!conn.dev || !id || !to) return
+    const account = conn.account
+    const senderDevice = conn.dev.id
+    const ackAttrs = { class: 'message', id, from: to, t: String(now()) }
+    const fault = this.takeFault(conn.deviceKey, 'ack_error')
+    if (fault) {
+      this.log(`conn ${conn.id}: fault ack_error ${fault.code} for message ${id}`)
+      conn.send(node('ack', { ...ackAttrs, error: String(fault.code || 479) }))
+      return
+    }
+    conn.send(node('ack', ackAttrs))
+    // collect (device jid, enc) pairs
+    const items = []
+    const participants = getBinaryNodeChild(msg, 'participants')
+    if (participants) {
+      for (const t of getBinaryNodeChildren(participants, 'to')) {
+        const enc = getBinaryNodeChild(t, 'enc')
+        if (enc) items.push({ jid: t.attrs.jid, enc })
+      }
+    }
+    for (const enc of getBinaryNodeChildren(msg, 'enc')) items.push({ jid: to, enc })
+    const peerAddr = peerAddress(`acct_${account.phone}`, senderDevice)
+    const delivered = new Map() // contact phone -> contact
+    for (const { jid, enc } of items) {
+      const d = jidDecode(jid)
+      if (!d?.user) continue
+      const owner = this.store.findUser(d.user, d.server)
+      const devNo = d.device || 0
+      const ct = enc.content instanceof Uint8Array ? Buffer.from(enc.content) : null
+      if (!ct) continue
+      if (owner?.kind === 'contact') {
+        const cdev = owner.obj.devices.find(x => x.id === devNo)
+        if (!cdev) { this.log(`message ${id}: contact ${owner.obj.phone} has no device ${devNo}`); continue }
+        try {
+          const m = await cdev.signal.decrypt(peerAddr, enc.attrs.type, ct)
+          const text = textOf(m)
+          owner.obj.inbox.push({ from: account.phone, id, text, device: devNo, t: Number(msg.attrs.t || now()), type: enc.attrs.type, sender_device: senderDevice })
+          delivered.set(owner.obj.phone, owner.obj)
+        } catch (err) {
+          this.stats.decrypt_failures++
+          this.log(`message ${id}: contact ${owner.obj.phone}.${devNo} failed to decrypt: ${err.message}`)
+          this.sendRetryReceipt(conn, msg, pnJid(owner.obj.phone, devNo), cdev.signal.registrationId)
+        }
+      } else if (owner?.kind === 'account' && owner.obj === account) {
+        if (devNo === 0) {
+          // the own phone: receives the deviceSentMessage copy (or peer messages)
+          try {
+            const m = await account.phoneDevice.decrypt(peerAddr, enc.attrs.type, ct)
+            this.phoneInbox.push({
+              account: account.phone,
+              id,
+              to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
+              text: textOf(m.deviceSentMessage?.message ?? m),
+              dsm: !!m.deviceSentMessage,
+              protocol: m.protocolMessage?.type ?? null,
+              t: now()
+            })
+          } catch (err) {
+            this.stats.decrypt_failures++
+            this.log(`message ${id}: phone ${account.phone} failed to decrypt: ${err.message}`)
+            this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId)
+          }
+        } else {
+          // another linked companion of the same account: relay the copy
+          const n = node('message', { from: pnJid(account.phone, senderDevice), recipient: to, id, type: msg.attrs.type || 'text', t: String(now()) },
+            [node('enc', pick(enc.attrs, ['v', 'type', 'count']), ct)])
+          this.deliver(account.phone, devNo, n)
+        }
+      } else {
+        this.log(`message ${id}: no recipient for ${jid}`)
+      }
+    }
+    this.store.save()
+    if (delivered.size) this.stats.messages_relayed++
+    // contacts: delivery, then read receipts
+    for (const c of delivered.values()) {
+      const from = pnJid(c.phone)
+      setTimeout(() => {
+        if (conn.closed) return
+        conn.send(node('receipt', { from, id, t: String(now()) }))
+        this.stats.receipts_sent++
+        setTimeout(() => {
+          if (conn.closed) return
+          conn.send(node('receipt', { from, id, t: String(now()), type: 'read' }))
+          this.stats.receipts_sent++
+        }, this.readDelayMs)
+      }, this.deliveryDelayMs)
+    }
+  }
+
+  /** A simulated device could not decrypt: ask the sender to retry (fact sheet §8 format). */
+  sendRetryReceipt (conn, msg, fromJid, registrationId) {
+    conn.send(node('receipt', { from: fromJid, id: msg.attrs.id, type: 'retry', t: String(now()) }, [
+      node('retry', { count: '1', id: msg.attrs.id, t: msg.attrs.t || String(now()), v: '1' }),
+      node('registration', {}, u32(registrationId))
+    ]))
+  }
+
+  onClientReceipt (conn, r) {
+    const { id, type, to } = r.attrs
+    this.stats.receipts_received++
+    conn.send(node('ack', { class: 'receipt', id, from: to || S_WHATSAPP_NET, ...(type ? { type } : {}) }))
+    const ids = [id, ...getBinaryNodeChildren(getBinaryNodeChild(r, 'list'), 'item').map(i => i.attrs.id)]
+    for (const mid of ids) {
+      const rec = this.sent.get(mid)
+      if (!rec) continue
+      if (type === 'retry') {
+        this.stats.retry_receipts_received++
+        const count = Number(getBinaryNodeChild(r, 'retry')?.attrs.count || 1)
+        rec.retries.push({ device: conn.dev?.id, count, t: now() })
+        if (conn.dev) this.resendToDevice(rec, conn.dev, r, count).catch(err => this.log(`retry resend failed: ${err.stack}`))
+      } else if (type === 'read' || type === 'read-self') {
+        rec.read.push({ device: conn.dev?.id, t: now() })
+      } else {
+        rec.delivered.push({ device: conn.dev?.id, type: type || 'delivery', t: now() })
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ contacts (control API)
+
+  addContact (body) {
+    const { phone, devices = 1, name } = body || {}
+    if (!validPhone(phone)) throw httpError(400, 'bad phone')
+    if (!Number.isInteger(devices) || devices < 1 || devices > 16) throw httpError(400, 'devices must be 1..16')
+    if (this.store.accounts.has(phone)) throw httpError(409, 'phone is a linked account')
+    let c = this.store.contacts.get(phone)
+    if (!c) { c = this.store.createContact(phone, devices, name); this.store.save() }
+    return this.contactView(c)
+  }
+
+  contactView (c) {
+    return {
+      phone: c.phone,
+      jid: pnJid(c.phone),
+      lid: lidJid(c.lid),
+      name: c.name,
+      devices: c.devices.map(d => ({ id: d.id, prekeys: d.signal.available.length })),
+      sent: [...this.sent.values()].filter(r => r.contact === c.phone).map(r => ({
+        id: r.id, to: r.to, text: r.text, delivered: r.delivered, read: r.read, retries: r.retries
+      }))
+    }
+  }
+
+  getContact (phone) {
+    const c = this.store.contacts.get(phone)
+    if (!c) throw httpError(404, 'no such contact')
+    return this.contactView(c)
+  }
+
+  getInbox (phone) {
+    const c = this.store.contacts.get(phone)
+    if (!c) throw httpError(404, 'no such contact')
+    return c.inbox.map(({ from, id, text, device, t }) => ({ from, id, text, device, t }))
+  }
+
+  /** POST /contacts/:phone/send {to, text, device?}: the contact's device encrypts to every linked companion. */
+  async contactSend (phone, body) {
+    const c = this.store.contacts.get(phone)
+    if (!c) throw httpError(404, 'no such contact')
+    const { to, text } = body || {}
+    const fromDevice = Number(body?.device || 0)
+    if (typeof text !== 'string') throw httpError(400, 'text missing')
+    const account = this.store.accounts.get(String(to))
+    if (!account) throw httpError(404, 'no such account')
+    const cdev = c.devices.find(d => d.id === fromDevice)
+    if (!cdev) throw httpError(400, 'no such contact device')
+    const targets = [...account.devices.values()].filter(d => !d.removed)
+    if (!targets.length) throw httpError(409, 'account has no linked devices')
+    const id = '3EB0' + randomBytes(9).toString('hex').toUpperCase()
+    const rec = { id, contact: c.phone, contactDevice: fromDevice, to: account.phone, text, t: now(), delivered: [], read: [], retries: [], devices: [] }
+    this.sent.set(id, rec)
+    for (const dev of targets) {
+      const n = await this.encryptToCompanion(c, cdev, account, dev, rec)
+      if (!n) continue
+      rec.devices.push(dev.id)
+      this.deliver(account.phone, dev.id, n)
+      this.stats.messages_to_clients++
+    }
+    this.store.save()
+    return { id, devices: rec.devices }
+  }
+
+  async encryptToCompanion (c, cdev, account, dev, rec, count) {
+    const addr = peerAddress(`acct_${account.phone}`, dev.id)
+    if (!cdev.signal.hasSession(addr)) {
+      if (!dev.skey) { this.log(`no keys uploaded by ${account.phone}:${dev.id}`); return null }
+      await cdev.signal.initSession(addr, this.takeCompanionBundle(account, dev))
+    }
+    const enc = await cdev.signal.encrypt(addr, { conversation: rec.text })
+    if (this.takeFault(`${account.phone}:${dev.id}`, 'bad_ciphertext')) {
+      // flip the last byte: the Signal MAC no longer verifies ("Bad MAC") -> client sends a retry receipt
+      enc.ciphertext[enc.ciphertext.length - 1] ^= 0xff
+      this.log(`fault bad_ciphertext applied to ${rec.id} for ${account.phone}:${dev.id}`)
+    }
+    return node('message', {
+      from: pnJid(c.phone, cdev.id),
+      id: rec.id,
+      type: 'text',
+      t: String(rec.t),
+      notify: c.name,
+      sender_lid: lidJid(c.lid)
+    }, [node('enc', { v: '2', type: enc.type, ...(count ? { count: String(count) } : {}) }, enc.ciphertext)])
+  }
+
+  /** The client asked for a retry of a contact's message: re-encrypt (new session if <keys> came along). */
+  async resendToDevice (rec, dev, receipt, count) {
+    const c = this.store.contacts.get(rec.contact)
+    const account = this.store.accounts.get(rec.to)
+    const cdev = c?.devices.find(d => d.id === rec.contactDevice)
+    if (!cdev || !account) return
+    const keys = getBinaryNodeChild(receipt, 'keys')
+    if (keys) {
+      const identity = getBinaryNodeChildBuffer(keys, 'identity')
+      const sk = getBinaryNodeChild(keys, 'skey')
+      const k = getBinaryNodeChild(keys, 'key')
+      if (identity && sk) {
+        await cdev.signal.initSession(peerAddress(`acct_${account.phone}`, dev.id), {
+          registrationId: readUInt(getBinaryNodeChildBuffer(receipt, 'registration')),
+          identity: Buffer.from(identity),
+          skey: parseSkey(sk),
+          key: k ? { id: readUInt(getBinaryNodeChildBuffer(k, 'id')), value: Buffer.from(getBinaryNodeChildBuffer(k, 'value')) } : undefined
+        })
+      }
+    }
+    const n = await this.encryptToCompanion(c, cdev, account, dev, rec, count)
+    if (n) { this.deliver(account.phone, dev.id, n); this.store.save() }
+  }
+
+  // ------------------------------------------------------------------ accounts (control API)
+
+  getAccount (phone) {
+    const a = this.store.accounts.get(phone)
+    if (!a) throw httpError(404, 'no such account')
+    return {
+      phone: a.phone,
+      jid: pnJid(a.phone),
+      lid: lidJid(a.lid),
+      max_concurrent: a.maxConcurrent || 0,
+      devices: [...a.devices.values()].map(d => {
+        const conns = this.connsOf(a.phone, d.id)
+        return {
+          id: d.id,
+          jid: pnJid(a.phone, d.id),
+          lid: lidJid(a.lid, d.id),
+          key_index: d.keyIndex,
+          linked: !d.removed,
+          connected: conns.length > 0,
+          open_connections: conns.length,
+          max_concurrent: d.maxConcurrent || 0,
+          prekeys: d.preKeys.size,
+          platform: d.platform,
+          last_seen: d.lastSeen
+        }
+      }),
+      phone_inbox: this.phoneInbox.filter(m => m.account === a.phone)
+    }
+  }
+
+  /** POST /accounts/:phone/unlink {device}: the phone removes a linked device. */
+  unlink (phone, body) {
+    const a = this.store.accounts.get(phone)
+    if (!a) throw httpError(404, 'no such account')
+    const dev = a.devices.get(Number(body?.device))
+    if (!dev) throw httpError(404, 'no such device')
+    dev.removed = true
+    dev.preKeys.clear()
+    this.store.save()
+    const conns = this.connsOf(phone, dev.id)
+    for (const c of conns) c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
+    this.log(`unlinked ${pnJid(phone, dev.id)} (${conns.length} connection(s) told 401 device_removed)`)
+    return { ok: true, device: dev.id, connections_closed: conns.length }
+  }
+
+  // ------------------------------------------------------------------ fault injection
+
+  takeFault (deviceKey, type) {
+    const list = this.pendingFaults.get(deviceKey)
+    const i = list ? list.findIndex(f => f.type === type) : -1
+    if (i < 0) return null
+    const [f] = list.splice(i, 1)
+    if (!list.length) this.pendingFaults.delete(deviceKey)
+    return f
+  }
+
+  /** POST /devices/:jid/fault {type, code?} */
+  fault (jid, body) {
+    const d = jidDecode(jid.includes('@') ? jid : `${jid}@s.whatsapp.net`)
+    if (!d?.user) throw httpError(400, 'bad jid')
+    let phone = d.user
+    if (d.server === 'lid') {
+      const owner = this.store.findUser(d.user, 'lid')
+      if (owner?.kind !== 'account') throw httpError(404, 'no such account')
+      phone = owner.obj.phone
+    }
+    const a = this.store.accounts.get(phone)
+    const dev = a?.devices.get(d.device || 0)
+    if (!dev) throw httpError(404, 'no such device')
+    const key = `${phone}:${dev.id}`
+    const { type, code } = body || {}
+    const conns = this.connsOf(phone, dev.id)
+    const needConn = () => { if (!conns.length) throw httpError(409, 'device not connected') }
+    this.stats.faults_injected++
+    switch (type) {
+      case 'ack_error':
+      case 'bad_ciphertext': {
+        const list = this.pendingFaults.get(key) || []
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined) })
+        this.pendingFaults.set(key, list)
+        return { ok: true, pending: list.length }
+      }
+      case 'stream_error': {
+        needConn()
+        for (const c of conns) {
+          if (code === 'conflict' || code === 'replaced') {
+            this.stats.conflicts_sent++
+            c.streamError({}, [node('conflict', { type: 'replaced' })])
+          } else if (String(code) === '401' || code === 'device_removed') {
+            c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
+          } else if (code === 'xmlstreamend') {
+            c.send(node('xmlstreamend', {}))
+            setTimeout(() => c.close(), 50)
+          } else {
+            c.streamError({ code: String(code ?? 500) })
+          }
+        }
+        return { ok: true, connections: conns.length }
+      }
+      case 'failure':
+        needConn()
+        for (const c of conns) { c.send(node('failure', { reason: String(code ?? 401) })); setTimeout(() => c.close(), 50) }
+        return { ok: true, connections: conns.length }
+      case 'drop':
+        needConn()
+        for (const c of conns) c.drop()
+        return { ok: true, connections: conns.length }
+      case 'stall':
+        needConn()
+        for (const c of conns) c.stalled = true
+        return { ok: true, connections: conns.length }
+      case 'garbage':
+        needConn()
+        for (const c of conns) c.sendGarbage()
+        return { ok: true, connections: conns.length }
+      default:
+        this.stats.faults_injected--
+        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|failure')
+    }
+  }
+}
+
+function iqResult (iq, content) {
+  return node('iq', { id: iq.attrs.id, type: 'result', from: S_WHATSAPP_NET }, content)
+}
+function iqError (iq, code, text) {
+  return node('iq', { id: iq.attrs.id, type: 'error', from: S_WHATSAPP_NET }, [node('error', { code: String(code), text })])
+}
+function skeyNode (sk) {
+  return node('skey', {}, [node('id', {}, u24(sk.id)), node('value', {}, sk.value), node('signature', {}, sk.signature)])
+}
+function parseSkey (sk) {
+  return {
+    id: readUInt(getBinaryNodeChildBuffer(sk, 'id')),
+    value: Buffer.from(getBinaryNodeChildBuffer(sk, 'value')),
+    signature: Buffer.from(getBinaryNodeChildBuffer(sk, 'signature'))
+  }
+}
+function pick (o, keys) {
+  const r = {}
+  for (const k of keys) if (o?.[k] !== undefined) r[k] = o[k]
+  return r
 }

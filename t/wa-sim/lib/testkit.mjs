@@ -67,3 +67,79 @@ export async function waitFor (fn, { timeoutMs = 10000, intervalMs = 50, what = 
   }
   throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`)
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real Baileys client pointed at the simulator (used by the conformance tests).
+import makeWASocketDefault, * as B from 'baileys'
+import pino from 'pino'
+
+const makeWASocket = B.makeWASocket || makeWASocketDefault
+
+/** In-memory auth state that survives socket re-creation (and simulator restarts). */
+export function memoryAuth () {
+  const creds = B.initAuthCreds()
+  const data = {}
+  const keys = {
+    get: async (type, ids) => {
+      const out = {}
+      for (const id of ids) {
+        let v = data[`${type}/${id}`]
+        if (v && type === 'app-state-sync-key') v = B.proto.Message.AppStateSyncKeyData.fromObject(v)
+        out[id] = v
+      }
+      return out
+    },
+    set: async (d) => {
+      for (const type in d) {
+        for (const id in d[type]) {
+          const v = d[type][id]
+          if (v === null || v === undefined) delete data[`${type}/${id}`]
+          else data[`${type}/${id}`] = v
+        }
+      }
+    }
+  }
+  return { creds, keys, data }
+}
+
+/**
+ * Start a Baileys socket against the simulator. Returns a handle that records events:
+ * h.updates (connection.update), h.upserts (messages.upsert messages), h.msgUpdates (messages.update),
+ * h.closed (promise of the close status code).
+ */
+export function startClient ({ info, auth, name = 'client', rootKey, sent = new Map(), opts = {} }) {
+  // Trust the simulator's root key (same module instance as Baileys' noise handler reads).
+  B.WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(rootKey || info.root_key, 'base64')
+  const logger = pino({ level: process.env.WA_SIM_CLIENT_LOG || 'silent', name }, pino.destination(2))
+  const sock = makeWASocket({
+    auth: { creds: auth.creds, keys: auth.keys },
+    waWebSocketUrl: info.ws_url,
+    logger,
+    version: [2, 3000, 1043857760],
+    browser: B.Browsers.macOS('Chrome'),
+    connectTimeoutMs: 10000,
+    defaultQueryTimeoutMs: 15000,
+    markOnlineOnConnect: false,
+    syncFullHistory: false,
+    shouldSyncHistoryMessage: () => false,
+    getMessage: async (key) => sent.get(key.id),
+    ...opts
+  })
+  const h = { sock, updates: [], upserts: [], msgUpdates: [], qrs: [], sent }
+  let resolveClosed
+  h.closed = new Promise(resolve => { resolveClosed = resolve })
+  sock.ev.on('creds.update', (u) => Object.assign(auth.creds, u))
+  sock.ev.on('connection.update', (u) => {
+    h.updates.push(u)
+    if (u.qr) h.qrs.push(u.qr)
+    if (u.connection === 'close') {
+      h.closeError = u.lastDisconnect?.error
+      resolveClosed(u.lastDisconnect?.error?.output?.statusCode ?? -1)
+    }
+  })
+  sock.ev.on('messages.upsert', ({ messages }) => h.upserts.push(...messages))
+  sock.ev.on('messages.update', (ups) => { for (const u of ups) { u.at = Date.now(); h.msgUpdates.push(u) } })
+  h.isOpen = () => h.updates.some(u => u.connection === 'open')
+  h.end = () => { try { sock.end(undefined) } catch {} }
+  return h
+}
