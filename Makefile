@@ -1,0 +1,86 @@
+# ngx_whatsapp: build, run and test against Debian 12's nginx 1.22.1.
+#   make deps   install every build and test dependency (Debian packages, npm ci), idempotently
+#   make        build objs/ngx_http_whatsapp_module.so against Debian's nginx-dev tree
+#   make run    build and run nginx in the foreground with conf/ (port 8080, state in ./var)
+#   make test   unit tests (GoogleTest), simulator conformance (real Baileys), nginx integration (prove)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+NGX_SRC   ?= /usr/share/nginx/src
+NGINX     ?= /usr/sbin/nginx
+BUILD     := build
+MODULE    := objs/ngx_http_whatsapp_module.so
+CXX       ?= g++
+CXXFLAGS  ?= -O2 -g
+WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc $(CXXFLAGS)
+CORE_LIBS := -ljansson -lqrencode -lphonenumber -lz -lssl -lcrypto
+
+CORE_SRCS := $(wildcard src/core/*.cpp)
+NGX_SRCS  := $(wildcard src/ngx/*.cpp)
+HEADERS   := $(wildcard include/wa/*.hpp src/ngx/*.hpp)
+UNIT_SRCS := $(wildcard t/unit/*_test.cpp)
+CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
+
+DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
+  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev zlib1g-dev libgtest-dev \
+  nodejs npm perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
+
+.PHONY: FORCE all deps run test unit prove simtest bench clean
+all: $(MODULE)
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends $$missing; \
+	  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then systemctl stop nginx || true; fi; \
+	fi
+	@if [ ! -d t/wa-sim/node_modules ] || [ t/wa-sim/package-lock.json -nt t/wa-sim/node_modules/.package-lock.json ]; then \
+	  (cd t/wa-sim && npm ci --no-audit --no-fund --loglevel=error); fi
+
+# nginx's own configure generates the module glue (module list, auto headers) for Debian's exact flags,
+# so the .so carries the same binary signature that /usr/sbin/nginx checks in load_module.
+# Re-run configure when the list of sources changes (config globs them).
+$(BUILD)/sources.list: FORCE
+	@mkdir -p $(BUILD); ls src/core/*.cpp src/ngx/*.cpp > $@.new; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
+
+$(BUILD)/nginx/objs/Makefile: config $(BUILD)/sources.list
+	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
+	  || { tail -30 configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	mkdir -p objs && cp $(BUILD)/nginx/objs/ngx_http_whatsapp_module.so $(MODULE)
+
+# The protocol core, alone, for the unit tests (no nginx types anywhere in it).
+$(BUILD)/core/%.o: src/core/%.cpp $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(WA_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/unit/wa_unit_tests: $(CORE_OBJS) $(UNIT_SRCS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(WA_CXXFLAGS) -o $@ $(UNIT_SRCS) $(CORE_OBJS) $(CORE_LIBS) -lgtest -lgtest_main -pthread
+
+unit: $(BUILD)/unit/wa_unit_tests
+	$(BUILD)/unit/wa_unit_tests --gtest_brief=1
+
+simtest:
+	cd t/wa-sim && node --test --test-reporter=spec test/
+
+prove: $(MODULE)
+	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -I t/lib t/
+
+test: deps $(MODULE)
+	$(MAKE) unit
+	$(MAKE) simtest
+	$(MAKE) prove
+
+run: deps $(MODULE)
+	@bash conf/run.sh
+
+bench: deps $(MODULE)
+	bash bench/status.sh
+
+clean:
+	rm -rf $(BUILD) objs

@@ -1,0 +1,90 @@
+// The HTTP API contract (../shared/spec/http-api.md) as pure functions: routing, request validation and
+// JSON bodies. The nginx handler only moves bytes between the request and these functions.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wa/session.hpp"
+
+namespace wa::api {
+
+enum class RouteId : uint8_t {
+    Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message
+};
+
+struct Route {
+    RouteId id = RouteId::Unknown;
+    bool method_ok = false;
+    const char* allow = "";    // Allow header for 405
+    bool needs_auth = true;    // everything but GET /health
+    bool has_body = false;     // POST routes carry a JSON body
+    std::string org;           // :organization_id from the path (not yet validated)
+    std::string message_id;    // :message_id
+};
+
+// `path` is the request path relative to the location's mount prefix, without the query string,
+// already percent-decoded by nginx.
+Route match(std::string_view method, std::string_view path);
+
+struct Response {
+    int status = 200;
+    std::string body;
+    std::string retry_after;  // header value when set
+    std::string allow;        // header value when set
+};
+
+Response error(int status, std::string_view code, std::string_view message);
+
+// A command for the helper, validated and normalized in the worker.
+struct Command {
+    enum Type : uint8_t { Start, Send, Logout, Clear } type = Start;
+    std::string org;
+    std::string phone;            // E.164 digits (send)
+    std::string message;          // UTF-8 text (send)
+    std::string idempotency_key;  // optional (send)
+};
+
+// Validates the JSON body of a POST route. On failure fills `err` (400 family) and returns false.
+bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
+                   std::string_view idempotency_header, Command& cmd, Response& err);
+
+// Commands cross shared memory as compact JSON.
+std::string command_to_json(const Command& cmd);
+bool command_from_json(std::string_view json, Command& cmd);
+
+// Content-Type check: application/json, parameters allowed (charset=utf-8).
+bool is_json_content_type(std::string_view content_type);
+
+// What a worker reads from shared memory for one organization.
+struct StatusView {
+    std::string org;
+    SessionStatus status;
+    std::string qr_data_url;    // set while qr_ready
+    int64_t qr_expires_at = 0;  // unix seconds
+};
+
+std::string iso8601(int64_t unix_s);  // "2026-01-14T10:00:00Z"; "" for 0
+std::string status_json(const StatusView& v, int64_t now);
+std::string qr_json(const StatusView& v, int64_t now);
+std::string ok_status_json(State s);  // {"success":true,"status":"..."}
+std::string health_json();            // {"status":"ok"}
+
+struct HelperInfo {
+    bool active = false;
+    int64_t pid = 0;
+    int64_t started_at = 0;
+    uint64_t generation = 0;
+    std::string role;  // "active", "standby", "draining", "none"
+};
+struct ZoneUse {
+    uint64_t size = 0, used = 0;
+    uint64_t queue_len = 0, queue_max = 0;
+    uint64_t organizations = 0;
+};
+std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
+                            int64_t now);
+std::string connections_json(const std::vector<StatusView>& orgs, int64_t now);
+
+}  // namespace wa::api

@@ -1,0 +1,346 @@
+#include "wa/api.hpp"
+
+#include <jansson.h>
+
+#include <cctype>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <memory>
+
+#include "wa/phone.hpp"
+#include "wa/validate.hpp"
+
+namespace wa::api {
+
+namespace {
+
+struct JsonDeleter {
+    void operator()(json_t* j) const { json_decref(j); }
+};
+using Json = std::unique_ptr<json_t, JsonDeleter>;
+
+std::string dump(json_t* j) {
+    char* s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    std::string out = s ? s : "{}";
+    free(s);
+    return out;
+}
+
+json_t* str_or_null(const std::string& s) { return s.empty() ? json_null() : json_stringn(s.data(), s.size()); }
+
+bool split_path(std::string_view path, std::vector<std::string_view>& parts) {
+    if (path.empty() || path[0] != '/') return false;
+    size_t i = 1;
+    while (i <= path.size()) {
+        size_t j = path.find('/', i);
+        if (j == std::string_view::npos) j = path.size();
+        parts.push_back(path.substr(i, j - i));
+        i = j + 1;
+    }
+    return true;
+}
+
+}  // namespace
+
+Route match(std::string_view method, std::string_view path) {
+    Route r;
+    std::vector<std::string_view> p;
+    if (!split_path(path, p)) return r;
+    auto route = [&](RouteId id, const char* m, bool body) {
+        r.id = id;
+        r.allow = m;
+        r.method_ok = method == m;
+        r.has_body = body;
+    };
+    if (p.size() == 1 && p[0] == "health") {
+        route(RouteId::Health, "GET", false);
+        r.needs_auth = false;
+        return r;
+    }
+    if (p.empty() || p[0] != "api") return r;
+    if (p.size() == 2) {
+        if (p[1] == "health") route(RouteId::ApiHealth, "GET", false);
+        else if (p[1] == "connections") route(RouteId::Connections, "GET", false);
+        else if (p[1] == "start-session") route(RouteId::StartSession, "POST", true);
+        else if (p[1] == "send-message") route(RouteId::SendMessage, "POST", true);
+        else if (p[1] == "logout") route(RouteId::Logout, "POST", true);
+        else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
+        return r;
+    }
+    if (p.size() == 3 && (p[1] == "status" || p[1] == "qr")) {
+        route(p[1] == "status" ? RouteId::Status : RouteId::Qr, "GET", false);
+        r.org.assign(p[2]);
+        return r;
+    }
+    if (p.size() == 4 && p[1] == "messages") {
+        route(RouteId::Message, "GET", false);
+        r.org.assign(p[2]);
+        r.message_id.assign(p[3]);
+        return r;
+    }
+    return r;
+}
+
+Response error(int status, std::string_view code, std::string_view message) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "success", json_false());
+    json_object_set_new(j.get(), "error", json_stringn(message.data(), message.size()));
+    json_object_set_new(j.get(), "code", json_stringn(code.data(), code.size()));
+    return Response{status, dump(j.get()), {}, {}};
+}
+
+bool is_json_content_type(std::string_view ct) {
+    size_t semi = ct.find(';');
+    std::string_view type = ct.substr(0, semi);
+    while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+    while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+    static const char kJson[] = "application/json";
+    if (type.size() != sizeof(kJson) - 1) return false;
+    for (size_t i = 0; i < type.size(); i++) {
+        if (std::tolower(static_cast<unsigned char>(type[i])) != kJson[i]) return false;
+    }
+    return true;
+}
+
+// organization_id: a JSON string, or a JSON integer ("23" and 23 are the same organization).
+static bool org_from_json(json_t* v, std::string& out) {
+    if (json_is_string(v)) {
+        out.assign(json_string_value(v), json_string_length(v));
+    } else if (json_is_integer(v)) {
+        out = std::to_string(json_integer_value(v));
+    } else {
+        return false;
+    }
+    return valid_org_id(out);
+}
+
+bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
+                   std::string_view idempotency_header, Command& cmd, Response& err) {
+    json_error_t je;
+    Json root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES, &je));
+    if (!root) {
+        err = error(400, "invalid_json", std::string("request body is not valid JSON: ") + je.text);
+        return false;
+    }
+    if (!json_is_object(root.get())) {
+        err = error(400, "invalid_json", "request body must be a JSON object");
+        return false;
+    }
+    json_t* org = json_object_get(root.get(), "organization_id");
+    if (!org || json_is_null(org)) {
+        err = error(400, "missing_field", "organization_id is required");
+        return false;
+    }
+    if (!org_from_json(org, cmd.org)) {
+        err = error(400, "invalid_organization_id",
+                    "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+        return false;
+    }
+    switch (route) {
+    case RouteId::StartSession: cmd.type = Command::Start; return true;
+    case RouteId::Logout: cmd.type = Command::Logout; return true;
+    case RouteId::ClearSession: cmd.type = Command::Clear; return true;
+    case RouteId::SendMessage: break;
+    default: err = error(404, "not_found", "unknown route"); return false;
+    }
+    cmd.type = Command::Send;
+    json_t* phone = json_object_get(root.get(), "phone");
+    json_t* message = json_object_get(root.get(), "message");
+    if (!phone || json_is_null(phone)) {
+        err = error(400, "missing_field", "phone is required");
+        return false;
+    }
+    if (!message || json_is_null(message)) {
+        err = error(400, "missing_field", "message is required");
+        return false;
+    }
+    std::string phone_in;
+    if (json_is_string(phone)) phone_in.assign(json_string_value(phone), json_string_length(phone));
+    else if (json_is_integer(phone)) phone_in = std::to_string(json_integer_value(phone));
+    else {
+        err = error(400, "invalid_phone", "phone must be a string of digits");
+        return false;
+    }
+    PhoneResult pr = normalize_phone(phone_in, default_region);
+    if (!pr.ok) {
+        err = error(400, "invalid_phone", "phone is not a valid number: " + pr.error);
+        return false;
+    }
+    cmd.phone = pr.digits;
+    if (!json_is_string(message) || json_string_length(message) == 0) {
+        err = error(400, "invalid_message", "message must be a non-empty string");
+        return false;
+    }
+    // WhatsApp's own limit for a text message is 65536 characters; bytes bound it from above.
+    if (json_string_length(message) > 65536 * 4) {
+        err = error(400, "invalid_message", "message is longer than 65536 characters");
+        return false;
+    }
+    cmd.message.assign(json_string_value(message), json_string_length(message));
+    json_t* key = json_object_get(root.get(), "idempotency_key");
+    if (key && !json_is_null(key)) {
+        if (!json_is_string(key)) {
+            err = error(400, "invalid_json", "idempotency_key must be a string");
+            return false;
+        }
+        cmd.idempotency_key.assign(json_string_value(key), json_string_length(key));
+    } else {
+        cmd.idempotency_key.assign(idempotency_header);
+    }
+    if (cmd.idempotency_key.size() > 128) {
+        err = error(400, "invalid_json", "idempotency key is longer than 128 bytes");
+        return false;
+    }
+    return true;
+}
+
+static const char* const kTypeNames[] = {"start", "send", "logout", "clear"};
+
+std::string command_to_json(const Command& cmd) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "type", json_string(kTypeNames[cmd.type]));
+    json_object_set_new(j.get(), "organization_id", json_stringn(cmd.org.data(), cmd.org.size()));
+    if (cmd.type == Command::Send) {
+        json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
+        json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
+        if (!cmd.idempotency_key.empty())
+            json_object_set_new(j.get(), "idempotency_key",
+                                json_stringn(cmd.idempotency_key.data(), cmd.idempotency_key.size()));
+    }
+    return dump(j.get());
+}
+
+bool command_from_json(std::string_view text, Command& cmd) {
+    Json j(json_loadb(text.data(), text.size(), 0, nullptr));
+    if (!j || !json_is_object(j.get())) return false;
+    const char* type = json_string_value(json_object_get(j.get(), "type"));
+    const char* org = json_string_value(json_object_get(j.get(), "organization_id"));
+    if (!type || !org) return false;
+    bool found = false;
+    for (uint8_t i = 0; i < 4; i++) {
+        if (std::strcmp(type, kTypeNames[i]) == 0) {
+            cmd.type = static_cast<Command::Type>(i);
+            found = true;
+        }
+    }
+    cmd.org = org;
+    if (!found || !valid_org_id(cmd.org)) return false;
+    if (cmd.type == Command::Send) {
+        json_t* m = json_object_get(j.get(), "message");
+        const char* p = json_string_value(json_object_get(j.get(), "phone"));
+        if (!json_is_string(m) || !p) return false;
+        cmd.phone = p;
+        cmd.message.assign(json_string_value(m), json_string_length(m));
+        const char* k = json_string_value(json_object_get(j.get(), "idempotency_key"));
+        cmd.idempotency_key = k ? k : "";
+    }
+    return true;
+}
+
+std::string iso8601(int64_t unix_s) {
+    if (unix_s <= 0) return "";
+    time_t t = static_cast<time_t>(unix_s);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+static json_t* time_or_null(int64_t t) {
+    std::string s = iso8601(t);
+    return s.empty() ? json_null() : json_string(s.c_str());
+}
+
+static json_t* status_object(const StatusView& v, int64_t now, bool with_org) {
+    const SessionStatus& s = v.status;
+    bool qr = s.state == State::QrReady && !v.qr_data_url.empty();
+    json_t* j = json_object();
+    if (with_org) json_object_set_new(j, "organization_id", json_string(v.org.c_str()));
+    else json_object_set_new(j, "success", json_true());
+    json_object_set_new(j, "status", json_string(state_name(s.state)));
+    json_object_set_new(j, "connected", json_boolean(s.state == State::Connected));
+    json_object_set_new(j, "has_qr", json_boolean(qr));
+    json_object_set_new(j, "phone_number", str_or_null(s.phone));
+    json_object_set_new(j, "phone", str_or_null(s.phone));
+    if (!with_org) json_object_set_new(j, "qr", qr ? str_or_null(v.qr_data_url) : json_null());
+    json_object_set_new(j, "last_error", str_or_null(s.last_error));
+    json_object_set_new(j, "retry_count", json_integer(s.retry_count));
+    json_object_set_new(j, "connected_at", time_or_null(s.connected_at));
+    json_object_set_new(j, "state_since", time_or_null(s.state_since));
+    json_object_set_new(j, "next_retry_in",
+                        s.next_retry_at > 0 ? json_integer(s.next_retry_at > now ? s.next_retry_at - now : 0)
+                                            : json_null());
+    return j;
+}
+
+std::string status_json(const StatusView& v, int64_t now) {
+    Json j(status_object(v, now, false));
+    return dump(j.get());
+}
+
+std::string qr_json(const StatusView& v, int64_t now) {
+    Json j(json_object());
+    bool qr = v.status.state == State::QrReady && !v.qr_data_url.empty();
+    json_object_set_new(j.get(), "success", json_boolean(qr));
+    if (qr) {
+        json_object_set_new(j.get(), "qr", str_or_null(v.qr_data_url));
+        json_object_set_new(j.get(), "qr_text", str_or_null(v.status.qr_text));
+        json_object_set_new(j.get(), "expires_in", json_integer(v.qr_expires_at > now ? v.qr_expires_at - now : 0));
+    } else {
+        json_object_set_new(j.get(), "qr", json_null());
+    }
+    json_object_set_new(j.get(), "status", json_string(state_name(v.status.state)));
+    return dump(j.get());
+}
+
+std::string ok_status_json(State s) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "success", json_true());
+    json_object_set_new(j.get(), "status", json_string(state_name(s)));
+    return dump(j.get());
+}
+
+std::string health_json() { return "{\"status\":\"ok\"}"; }
+
+std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
+                            int64_t now) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "success", json_true());
+    json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
+    json_t* helper = json_object();
+    json_object_set_new(helper, "state", json_string(h.role.c_str()));
+    json_object_set_new(helper, "pid", h.pid ? json_integer(h.pid) : json_null());
+    json_object_set_new(helper, "uptime_s", h.started_at ? json_integer(now - h.started_at) : json_null());
+    json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
+    json_object_set_new(j.get(), "helper", helper);
+    json_t* by_state = json_object();
+    for (int i = 0; i <= static_cast<int>(State::Conflict); i++)
+        json_object_set_new(by_state, state_name(static_cast<State>(i)), json_integer(0));
+    for (const auto& o : orgs) {
+        const char* n = state_name(o.status.state);
+        json_object_set_new(by_state, n, json_integer(json_integer_value(json_object_get(by_state, n)) + 1));
+    }
+    json_object_set_new(j.get(), "sessions", by_state);
+    json_t* shm = json_object();
+    json_object_set_new(shm, "size", json_integer(static_cast<json_int_t>(z.size)));
+    json_object_set_new(shm, "used", json_integer(static_cast<json_int_t>(z.used)));
+    json_object_set_new(shm, "organizations", json_integer(static_cast<json_int_t>(z.organizations)));
+    json_object_set_new(shm, "queue_length", json_integer(static_cast<json_int_t>(z.queue_len)));
+    json_object_set_new(shm, "queue_max", json_integer(static_cast<json_int_t>(z.queue_max)));
+    json_object_set_new(j.get(), "shared_memory", shm);
+    return dump(j.get());
+}
+
+std::string connections_json(const std::vector<StatusView>& orgs, int64_t now) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "success", json_true());
+    json_object_set_new(j.get(), "count", json_integer(static_cast<json_int_t>(orgs.size())));
+    json_t* list = json_array();
+    for (const auto& o : orgs) json_array_append_new(list, status_object(o, now, true));
+    json_object_set_new(j.get(), "connections", list);
+    return dump(j.get());
+}
+
+}  // namespace wa::api

@@ -1,0 +1,393 @@
+// The HTTP API in the nginx workers. Reads (status, QR, connections, health) come straight from shared
+// memory; commands (start, send, logout, clear) are queued for the helper and the request is suspended
+// until the helper rings this worker's doorbell, or its timer answers 504. Nothing here blocks.
+
+#include <string>
+#include <vector>
+
+#include "wa/api.hpp"
+#include "wa/validate.hpp"
+#include "wa_module.hpp"
+
+namespace api = wa::api;
+
+struct wa_req_ctx_t {
+    ngx_http_request_t* r;
+    wa_shm_cmd_t* cmd;
+    ngx_event_t timer;
+    ngx_queue_t link;  // wa_waiting
+    bool waiting;
+};
+
+static ngx_queue_t wa_waiting;  // this worker's suspended requests
+static bool wa_waiting_init;
+
+static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
+    r->headers_out.status = resp.status;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = resp.body.size() + 1;
+    auto add_header = [r](const char* name, const std::string& value) {
+        ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) return;
+        h->hash = 1;
+        h->key.data = (u_char*)name;
+        h->key.len = ngx_strlen(name);
+        h->value.len = value.size();
+        h->value.data = static_cast<u_char*>(ngx_pnalloc(r->pool, value.size()));
+        if (h->value.data) ngx_memcpy(h->value.data, value.data(), value.size());
+    };
+    if (!resp.retry_after.empty()) add_header("Retry-After", resp.retry_after);
+    if (!resp.allow.empty()) add_header("Allow", resp.allow);
+    add_header("Cache-Control", "no-store");
+    if (r->method == NGX_HTTP_HEAD) r->header_only = 1;
+    ngx_int_t rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, resp.body.size() + 1);
+    if (b == NULL) return NGX_ERROR;
+    b->last = ngx_cpymem(b->last, resp.body.data(), resp.body.size());
+    *b->last++ = '\n';
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    ngx_chain_t out = {b, NULL};
+    return ngx_http_output_filter(r, &out);
+}
+
+static api::Response wa_ok(std::string body) { return api::Response{200, std::move(body), {}, {}}; }
+
+static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name) {
+    size_t n = ngx_strlen(name);
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) break;
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+        }
+        if (h[i].key.len == n && ngx_strncasecmp(h[i].key.data, (u_char*)name, n) == 0) return &h[i];
+    }
+    return NULL;
+}
+
+// Every configured key is compared, in constant time, whatever matched before.
+static bool wa_authorized(ngx_http_request_t* r, wa_main_conf_t* m) {
+    ngx_table_elt_t* h = wa_find_header(r, "X-API-Key");
+    if (h == NULL || m->api_keys == NULL) return false;
+    std::string_view given(reinterpret_cast<const char*>(h->value.data), h->value.len);
+    bool ok = false;
+    auto* keys = static_cast<ngx_str_t*>(m->api_keys->elts);
+    for (ngx_uint_t i = 0; i < m->api_keys->nelts; i++) {
+        ok |= wa::constant_time_equal(given, std::string_view(reinterpret_cast<const char*>(keys[i].data), keys[i].len));
+    }
+    return ok;
+}
+
+static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {
+    v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
+    v.status.state = static_cast<wa::State>(o->state);
+    v.status.wanted = o->wanted;
+    v.status.retry_count = o->retry_count;
+    v.status.connected_at = o->connected_at;
+    v.status.state_since = o->state_since;
+    v.status.next_retry_at = o->next_retry_at;
+    v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
+    v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
+    v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
+    v.qr_expires_at = o->qr_expires_at;
+    if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
+}
+
+static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    int64_t now = ngx_time();
+    if (route.id == api::RouteId::Status || route.id == api::RouteId::Qr || route.id == api::RouteId::Message) {
+        if (!wa::valid_org_id(route.org))
+            return api::error(400, "invalid_organization_id",
+                              "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+        api::StatusView v;
+        v.org = route.org;
+        ngx_shmtx_lock(&z->shpool->mutex);
+        wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
+        if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, now));
+        if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, now));
+        // No message has been sent through this build yet (messaging comes with the Signal layer), so no
+        // message id is known.
+        return api::error(404, "not_found", "unknown message id");
+    }
+    std::vector<api::StatusView> orgs;
+    api::HelperInfo h;
+    api::ZoneUse zu;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (ngx_queue_t* q = ngx_queue_head(&z->sh->orgs); q != ngx_queue_sentinel(&z->sh->orgs); q = ngx_queue_next(q)) {
+        orgs.emplace_back();
+        wa_copy_status(ngx_queue_data(q, wa_shm_org_t, link), orgs.back(), false);
+    }
+    h.pid = z->sh->helper_pid;
+    h.started_at = z->sh->helper_since;
+    h.generation = z->sh->generation;
+    uint8_t role = z->sh->helper_role;
+    zu.queue_len = z->sh->pending_count;
+    zu.organizations = z->sh->org_count;
+    zu.size = z->shpool->end - z->shpool->start;
+    zu.used = zu.size - z->shpool->pfree * ngx_pagesize;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    zu.queue_max = m->queue_size;
+    h.active = role == WA_HELPER_ACTIVE && wa_process_alive(static_cast<ngx_pid_t>(h.pid));
+    static const char* const roles[] = {"none", "standby", "active", "draining"};
+    h.role = h.active || role != WA_HELPER_ACTIVE ? roles[role & 3] : "none";
+    if (route.id == api::RouteId::Connections) return wa_ok(api::connections_json(orgs, now));
+    return wa_ok(api::api_health_json(h, orgs, zu, now));
+}
+
+static void wa_finish(wa_req_ctx_t* ctx, const api::Response& resp) {
+    ngx_http_request_t* r = ctx->r;
+    ngx_connection_t* c = r->connection;
+    if (ctx->waiting) {
+        ngx_queue_remove(&ctx->link);
+        ctx->waiting = false;
+    }
+    if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+    ngx_http_finalize_request(r, wa_send(r, resp));
+    ngx_http_run_posted_requests(c);
+}
+
+// Whoever sees the command last frees it: a NEW or DONE command is ours to free; a TAKEN one belongs to the
+// helper until it completes, so it is only marked.
+static void wa_release_cmd(wa_zone_ctx_t* z, wa_req_ctx_t* ctx) {
+    if (ctx->cmd == NULL) return;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    if (ctx->cmd->state == WA_CMD_TAKEN) ctx->cmd->abandoned = 1;
+    else wa_shm_cmd_free(z, ctx->cmd);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    ctx->cmd = NULL;
+}
+
+static void wa_req_cleanup(void* data) {
+    auto* ctx = static_cast<wa_req_ctx_t*>(data);
+    if (ctx->waiting) {
+        ngx_queue_remove(&ctx->link);
+        ctx->waiting = false;
+    }
+    if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+    wa_release_cmd(wa_zone((ngx_cycle_t*)ngx_cycle), ctx);
+}
+
+static void wa_req_timeout(ngx_event_t* ev) {
+    auto* ctx = static_cast<wa_req_ctx_t*>(ev->data);
+    wa_release_cmd(wa_zone((ngx_cycle_t*)ngx_cycle), ctx);
+    wa_finish(ctx, api::error(504, "timeout", "the WhatsApp helper did not answer in time"));
+}
+
+void wa_worker_doorbell_handler(ngx_event_t* ev) {
+    wa_doorbell_drain(static_cast<ngx_connection_t*>(ev->data));
+    if (!wa_waiting_init) return;
+    wa_zone_ctx_t* z = wa_zone((ngx_cycle_t*)ngx_cycle);
+    ngx_queue_t* q = ngx_queue_head(&wa_waiting);
+    while (q != ngx_queue_sentinel(&wa_waiting)) {
+        auto* ctx = ngx_queue_data(q, wa_req_ctx_t, link);
+        q = ngx_queue_next(q);
+        api::Response resp;
+        bool done = false;
+        ngx_shmtx_lock(&z->shpool->mutex);
+        if (ctx->cmd && ctx->cmd->state == WA_CMD_DONE) {
+            resp.status = ctx->cmd->http_status;
+            resp.body.assign(reinterpret_cast<const char*>(ctx->cmd->resp), ctx->cmd->resp_len);
+            if (ctx->cmd->retry_after) resp.retry_after = std::to_string(ctx->cmd->retry_after);
+            wa_shm_cmd_free(z, ctx->cmd);
+            ctx->cmd = NULL;
+            done = true;
+        }
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        if (done) wa_finish(ctx, resp);
+    }
+}
+
+static api::Response wa_unavailable(const char* code, const char* msg) {
+    api::Response r = api::error(503, code, msg);
+    r.retry_after = "1";
+    return r;
+}
+
+// Queues the command and suspends the request. Returns false with `err` when it cannot be queued.
+static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Command& cmd, api::Response& err) {
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    std::string json = api::command_to_json(cmd);
+    ngx_msec_t timeout = cmd.type == api::Command::Send ? m->send_timeout : m->command_timeout;
+
+    auto* ctx = static_cast<wa_req_ctx_t*>(ngx_pcalloc(r->pool, sizeof(wa_req_ctx_t)));
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ctx == NULL || cln == NULL) {
+        err = api::error(500, "internal_error", "out of memory");
+        return false;
+    }
+    ctx->r = r;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    ngx_pid_t active = z->sh->helper_pid, standby = z->sh->standby_pid;
+    bool full = z->sh->pending_count >= m->queue_size;
+    wa_shm_cmd_t* c = NULL;
+    if (!full) {
+        c = static_cast<wa_shm_cmd_t*>(ngx_slab_calloc_locked(z->shpool, sizeof(wa_shm_cmd_t)));
+        if (c && !wa_shm_set_bytes(z, &c->req, &c->req_len, json)) {
+            ngx_slab_free_locked(z->shpool, c);
+            c = NULL;
+        }
+    }
+    bool alive = wa_process_alive(active) || wa_process_alive(standby);
+    if (c && alive) {
+        c->id = z->sh->next_cmd_id++;
+        c->state = WA_CMD_NEW;
+        c->requester = ngx_pid;
+        c->expires_at = ngx_time() + timeout / 1000 + 30;
+        ngx_queue_insert_tail(&z->sh->pending, &c->link);
+        z->sh->pending_count++;
+        z->sh->commands_total++;
+    } else {
+        if (c) {
+            ngx_slab_free_locked(z->shpool, c->req);
+            ngx_slab_free_locked(z->shpool, c);
+            c = NULL;
+        }
+        z->sh->commands_rejected++;
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (!alive) {
+        err = wa_unavailable("helper_unavailable", "the WhatsApp helper process is not running; retry shortly");
+        return false;
+    }
+    if (c == NULL) {
+        err = full ? wa_unavailable("queue_full", "too many commands are waiting for the WhatsApp helper")
+                   : wa_unavailable("zone_full", "whatsapp_zone is out of memory");
+        return false;
+    }
+    ctx->cmd = c;
+    cln->handler = wa_req_cleanup;
+    cln->data = ctx;
+    ctx->timer.handler = wa_req_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, timeout);
+    if (!wa_waiting_init) {
+        ngx_queue_init(&wa_waiting);
+        wa_waiting_init = true;
+    }
+    ngx_queue_insert_tail(&wa_waiting, &ctx->link);
+    ctx->waiting = true;
+    // A client that goes away finalizes the request (499); the pool cleanup then releases the command.
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    bool rang = wa_doorbell_ring(z->sh, active);
+    if (standby != active) rang = wa_doorbell_ring(z->sh, standby) || rang;
+    if (!rang) ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "whatsapp: helper doorbell not answering; queued");
+    return true;
+}
+
+// Reads the whole body into one string (it may be in memory buffers or, past client_body_buffer_size, in a
+// temporary file).
+static bool wa_body_string(ngx_http_request_t* r, std::string& out, size_t max) {
+    if (r->request_body == NULL) return true;
+    for (ngx_chain_t* cl = r->request_body->bufs; cl; cl = cl->next) {
+        ngx_buf_t* b = cl->buf;
+        if (b->in_file) {
+            off_t len = b->file_last - b->file_pos;
+            if (out.size() + len > max) return false;
+            std::string chunk(static_cast<size_t>(len), '\0');
+            ssize_t n = ngx_read_file(b->file, reinterpret_cast<u_char*>(&chunk[0]), len, b->file_pos);
+            if (n != len) return false;
+            out += chunk;
+        } else {
+            size_t len = b->last - b->pos;
+            if (out.size() + len > max) return false;
+            out.append(reinterpret_cast<const char*>(b->pos), len);
+        }
+    }
+    return true;
+}
+
+static void wa_body_handler(ngx_http_request_t* r) {
+    auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
+    std::string body;
+    api::Response err;
+    if (!wa_body_string(r, body, m->max_body)) {
+        err = api::error(413, "body_too_large", "request body is larger than whatsapp_max_body");
+        ngx_http_finalize_request(r, wa_send(r, err));
+        return;
+    }
+    auto* route_id = static_cast<api::RouteId*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
+    std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
+                                   : std::string_view();
+    api::Command cmd;
+    if (!api::parse_command(*route_id, body, wa_str(m->default_region), idem_v, cmd, err) || !wa_submit(r, m, cmd, err)) {
+        ngx_http_finalize_request(r, wa_send(r, err));
+        return;
+    }
+    // Suspended: the doorbell or the timer finalizes it. read_client_request_body took a reference already.
+}
+
+ngx_int_t wa_api_handler(ngx_http_request_t* r) {
+    auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
+    auto* l = static_cast<wa_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module));
+    if (m->zone == NULL) {
+        return wa_send(r, api::error(500, "internal_error", "whatsapp_api needs whatsapp_zone in the http block"));
+    }
+    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
+    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
+    std::string_view method(reinterpret_cast<const char*>(r->method_name.data), r->method_name.len);
+    if (method == "HEAD") method = "GET";
+    api::Route route;
+    if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
+    if (route.id == api::RouteId::Unknown) {
+        if (!wa_authorized(r, m)) return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
+        return wa_send(r, api::error(404, "not_found", "unknown route"));
+    }
+    if (route.needs_auth && !wa_authorized(r, m)) {
+        ngx_http_discard_request_body(r);
+        return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
+    }
+    if (!route.method_ok) {
+        ngx_http_discard_request_body(r);
+        api::Response resp = api::error(405, "method_not_allowed", "method not allowed on this route");
+        resp.allow = route.allow;
+        return wa_send(r, resp);
+    }
+    if (route.id == api::RouteId::Health) {
+        ngx_http_discard_request_body(r);
+        return wa_send(r, wa_ok(api::health_json()));
+    }
+    if (!route.has_body) {
+        ngx_int_t rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) return rc;
+        return wa_send(r, wa_read_route(r, m, route));
+    }
+    ngx_table_elt_t* ct = r->headers_in.content_type;
+    if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
+        ngx_http_discard_request_body(r);
+        return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
+    }
+    if (r->headers_in.content_length_n > (off_t)m->max_body) {
+        ngx_http_discard_request_body(r);
+        r->keepalive = 0;
+        return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
+    }
+    auto* route_id = static_cast<api::RouteId*>(ngx_palloc(r->pool, sizeof(api::RouteId)));
+    if (route_id == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    *route_id = route.id;
+    ngx_http_set_ctx(r, route_id, ngx_http_whatsapp_module);
+    ngx_int_t rc = ngx_http_read_client_request_body(r, wa_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
+    return NGX_DONE;
+}
+
+ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle) {
+    if (!wa_waiting_init) {
+        ngx_queue_init(&wa_waiting);
+        wa_waiting_init = true;
+    }
+    return wa_doorbell_open(cycle, wa_worker_doorbell_handler, false);
+}
+
+void wa_worker_exit_process(ngx_cycle_t*) { wa_doorbell_close(); }

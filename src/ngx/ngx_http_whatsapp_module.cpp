@@ -1,0 +1,486 @@
+// ngx_http_whatsapp_module: directives, configuration checks and process hooks.
+//
+// Process model (../shared/docs/nginx-process-model.md): init_module adds one worker to the master's count;
+// the worker whose ngx_worker equals that index closes its listeners and becomes the helper, which owns every
+// organization's WhatsApp connection. The master therefore spawns it, respawns it after a crash and hands it
+// QUIT on reload like any worker. `nginx -t` only parses and checks: nothing is spawned, opened or locked.
+
+#include "wa_module.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "wa/base64.hpp"
+#include "wa/phone.hpp"
+
+static void* wa_create_main_conf(ngx_conf_t* cf);
+static char* wa_init_main_conf(ngx_conf_t* cf, void* conf);
+static void* wa_create_loc_conf(ngx_conf_t* cf);
+static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child);
+static char* wa_zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_api_key_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_api_key_file_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_resolver_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static ngx_int_t wa_init_module(ngx_cycle_t* cycle);
+static ngx_int_t wa_init_process(ngx_cycle_t* cycle);
+static void wa_exit_process(ngx_cycle_t* cycle);
+
+#define MAIN NGX_HTTP_MAIN_CONF
+#define MAIN_OFF(f) offsetof(wa_main_conf_t, f)
+
+static ngx_command_t wa_commands[] = {
+    {ngx_string("whatsapp_zone"), MAIN | NGX_CONF_TAKE2, wa_zone_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_state_dir"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(state_dir), NULL},
+    {ngx_string("whatsapp_api_key"), MAIN | NGX_CONF_TAKE1, wa_api_key_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_api_key_file"), MAIN | NGX_CONF_TAKE1, wa_api_key_file_directive, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, NULL},
+    {ngx_string("whatsapp_server"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(server), NULL},
+    {ngx_string("whatsapp_default_region"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(default_region), NULL},
+    {ngx_string("whatsapp_root_key"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(root_key), NULL},
+    {ngx_string("whatsapp_ssl_trusted_certificate"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, MAIN_OFF(trusted_certificate), NULL},
+    {ngx_string("whatsapp_resolver"), MAIN | NGX_CONF_1MORE, wa_resolver_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     NULL},
+    {ngx_string("whatsapp_resolver_timeout"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, MAIN_OFF(resolver_timeout), NULL},
+    {ngx_string("whatsapp_connect_timeout"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(connect_timeout), NULL},
+    {ngx_string("whatsapp_handshake_timeout"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, MAIN_OFF(handshake_timeout), NULL},
+    {ngx_string("whatsapp_command_timeout"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(command_timeout), NULL},
+    {ngx_string("whatsapp_send_timeout"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(send_timeout), NULL},
+    {ngx_string("whatsapp_reconnect_backoff"), MAIN | NGX_CONF_TAKE2, wa_backoff_directive, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, NULL},
+    {ngx_string("whatsapp_max_body"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(max_body), NULL},
+    {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(queue_size), NULL},
+    {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(max_sessions), NULL},
+    {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
+    ngx_null_command};
+
+static ngx_http_module_t wa_module_ctx = {
+    NULL, NULL, wa_create_main_conf, wa_init_main_conf, NULL, NULL, wa_create_loc_conf, wa_merge_loc_conf};
+
+extern "C" {
+ngx_module_t ngx_http_whatsapp_module = {NGX_MODULE_V1,
+                                         &wa_module_ctx,
+                                         wa_commands,
+                                         NGX_HTTP_MODULE,
+                                         NULL,
+                                         wa_init_module,
+                                         wa_init_process,
+                                         NULL,
+                                         NULL,
+                                         wa_exit_process,
+                                         NULL,
+                                         NGX_MODULE_V1_PADDING};
+}
+
+wa_main_conf_t* wa_main_conf(ngx_cycle_t* cycle) {
+    if (cycle->conf_ctx == NULL || cycle->conf_ctx[ngx_http_module.index] == NULL) return NULL;
+    return static_cast<wa_main_conf_t*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_whatsapp_module));
+}
+
+wa_zone_ctx_t* wa_zone(ngx_cycle_t* cycle) {
+    wa_main_conf_t* mcf = wa_main_conf(cycle);
+    if (mcf == NULL || mcf->zone == NULL) return NULL;
+    return static_cast<wa_zone_ctx_t*>(mcf->zone->data);
+}
+
+static void* wa_create_main_conf(ngx_conf_t* cf) {
+    auto* m = static_cast<wa_main_conf_t*>(ngx_pcalloc(cf->pool, sizeof(wa_main_conf_t)));
+    if (m == NULL) return NULL;
+    m->resolver_timeout = NGX_CONF_UNSET_MSEC;
+    m->connect_timeout = NGX_CONF_UNSET_MSEC;
+    m->handshake_timeout = NGX_CONF_UNSET_MSEC;
+    m->command_timeout = NGX_CONF_UNSET_MSEC;
+    m->send_timeout = NGX_CONF_UNSET_MSEC;
+    m->backoff_min = NGX_CONF_UNSET_MSEC;
+    m->backoff_max = NGX_CONF_UNSET_MSEC;
+    m->max_body = NGX_CONF_UNSET_SIZE;
+    m->queue_size = NGX_CONF_UNSET_UINT;
+    m->max_sessions = NGX_CONF_UNSET_UINT;
+    m->helper_worker = -1;
+    return m;
+}
+
+static void* wa_create_loc_conf(ngx_conf_t* cf) {
+    auto* l = static_cast<wa_loc_conf_t*>(ngx_pcalloc(cf->pool, sizeof(wa_loc_conf_t)));
+    if (l == NULL) return NULL;
+    l->api = NGX_CONF_UNSET;
+    return l;
+}
+
+static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
+    auto* prev = static_cast<wa_loc_conf_t*>(parent);
+    auto* conf = static_cast<wa_loc_conf_t*>(child);
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+    return NGX_CONF_OK;
+}
+
+static char* wa_zone_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    if (m->zone) return (char*)"is duplicate";
+    ssize_t size = ngx_parse_size(&v[2]);
+    if (size == NGX_ERROR || size < (ssize_t)(256 * 1024)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_zone \"%V\": size must be at least 256k", &v[1]);
+        return (char*)NGX_CONF_ERROR;
+    }
+    // The layout version is part of the name: a build with another layout never reuses an old mapping.
+    ngx_str_t name;
+    name.data = static_cast<u_char*>(ngx_pnalloc(cf->pool, v[1].len + NGX_INT_T_LEN + 3));
+    if (name.data == NULL) return (char*)NGX_CONF_ERROR;
+    name.len = ngx_sprintf(name.data, "%V@wa%d", &v[1], WA_SHM_LAYOUT) - name.data;
+    m->zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_whatsapp_module);
+    if (m->zone == NULL) return (char*)NGX_CONF_ERROR;
+    if (m->zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_zone \"%V\" is already used", &v[1]);
+        return (char*)NGX_CONF_ERROR;
+    }
+    auto* ctx = static_cast<wa_zone_ctx_t*>(ngx_pcalloc(cf->pool, sizeof(wa_zone_ctx_t)));
+    if (ctx == NULL) return (char*)NGX_CONF_ERROR;
+    m->zone->init = wa_shm_init_zone;
+    m->zone->data = ctx;
+    m->enabled = 1;
+    return NGX_CONF_OK;
+}
+
+// Keys are secrets: they are checked here but never echoed in a message.
+static bool wa_add_key(ngx_conf_t* cf, wa_main_conf_t* m, const u_char* p, size_t len) {
+    if (len < 8 || len > 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "an API key must be 8 to 256 characters long");
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] <= 0x20 || p[i] >= 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "an API key must be printable ASCII without spaces");
+            return false;
+        }
+    }
+    if (m->api_keys == NULL) {
+        m->api_keys = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (m->api_keys == NULL) return false;
+    }
+    auto* k = static_cast<ngx_str_t*>(ngx_array_push(m->api_keys));
+    if (k == NULL) return false;
+    k->len = len;
+    k->data = static_cast<u_char*>(ngx_pnalloc(cf->pool, len));
+    if (k->data == NULL) return false;
+    ngx_memcpy(k->data, p, len);
+    return true;
+}
+
+static char* wa_api_key_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    return wa_add_key(cf, static_cast<wa_main_conf_t*>(conf), v[1].data, v[1].len) ? NGX_CONF_OK
+                                                                                   : (char*)NGX_CONF_ERROR;
+}
+
+// One key per line; blank lines and lines starting with '#' are skipped. Lets ops keep keys out of
+// nginx.conf (and out of `nginx -T`) and rotate them with a reload.
+static char* wa_api_key_file_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_str_t file = v[1];
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    std::string path = wa_str(file);
+    std::ifstream in(path);
+    if (!in) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "cannot read whatsapp_api_key_file \"%V\"", &file);
+        return (char*)NGX_CONF_ERROR;
+    }
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+        size_t s = line.find_first_not_of(" \t");
+        if (s == std::string::npos || line[s] == '#') continue;
+        if (!wa_add_key(cf, static_cast<wa_main_conf_t*>(conf), reinterpret_cast<const u_char*>(line.data()) + s,
+                        line.size() - s))
+            return (char*)NGX_CONF_ERROR;
+        n++;
+    }
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_api_key_file \"%V\" holds no key", &file);
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+static char* wa_resolver_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    if (m->resolver) return (char*)"is duplicate";
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    m->resolver = ngx_resolver_create(cf, &v[1], cf->args->nelts - 1);
+    return m->resolver ? NGX_CONF_OK : (char*)NGX_CONF_ERROR;
+}
+
+static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_int_t lo = ngx_parse_time(&v[1], 0), hi = ngx_parse_time(&v[2], 0);
+    if (lo == NGX_ERROR || hi == NGX_ERROR || lo <= 0 || hi < lo) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_reconnect_backoff needs \"min max\" with 0 < min <= max");
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->backoff_min = lo;
+    m->backoff_max = hi;
+    return NGX_CONF_OK;
+}
+
+static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* l = static_cast<wa_loc_conf_t*>(conf);
+    if (l->api != NGX_CONF_UNSET) return (char*)"is duplicate";
+    l->api = 1;
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = wa_api_handler;
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    if (cf->args->nelts == 2) {
+        l->prefix = v[1];
+        l->prefix_set = 1;
+        if (l->prefix.len && l->prefix.data[l->prefix.len - 1] == '/') l->prefix.len--;
+        return NGX_CONF_OK;
+    }
+    // Without an explicit prefix the mount point follows from the location: "/api/" and "= /health" are
+    // mounted at the root, "/whatsapp/" mounts the API at /whatsapp/api/... and /whatsapp/health.
+    ngx_str_t name = clcf->name;
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        ngx_str_null(&l->prefix);
+        return NGX_CONF_OK;
+    }
+#endif
+    auto ends_with = [&](const char* s) {
+        size_t n = ngx_strlen(s);
+        return name.len >= n && ngx_strncmp(name.data + name.len - n, s, n) == 0;
+    };
+    if (ends_with("/api/")) name.len -= 5;
+    else if (ends_with("/api")) name.len -= 4;
+    else if (clcf->exact_match && ends_with("/health")) name.len -= 7;
+    else if (name.len && name.data[name.len - 1] == '/') name.len--;
+    // "/api/status/" style exact or deeper locations: cut at the first "/api/" segment.
+    u_char* api = ngx_strlcasestrn(name.data, name.data + name.len, (u_char*)"/api/", 5 - 1);
+    if (api) name.len = api - name.data;
+    l->prefix = name;
+    return NGX_CONF_OK;
+}
+
+// Parses ws[s]://host[:port]/path. IP literals and "localhost" need no resolver; other names are resolved
+// at connect time, so that nginx -t and start-up never wait on DNS.
+static bool wa_parse_server_url(ngx_conf_t* cf, wa_main_conf_t* m) {
+    ngx_str_t s = m->server;
+    auto* u = static_cast<wa_server_url_t*>(ngx_pcalloc(cf->pool, sizeof(wa_server_url_t)));
+    if (u == NULL) return false;
+    u->url = s;
+    size_t skip;
+    if (s.len > 6 && ngx_strncasecmp(s.data, (u_char*)"wss://", 6) == 0) {
+        u->tls = true;
+        skip = 6;
+    } else if (s.len > 5 && ngx_strncasecmp(s.data, (u_char*)"ws://", 5) == 0) {
+        skip = 5;
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_server \"%V\" must start with wss:// or ws://", &s);
+        return false;
+    }
+    ngx_url_t url;
+    ngx_memzero(&url, sizeof(ngx_url_t));
+    url.url.data = s.data + skip;
+    url.url.len = s.len - skip;
+    url.default_port = u->tls ? 443 : 80;
+    url.uri_part = 1;
+    url.no_resolve = 1;
+    if (ngx_parse_url(cf->pool, &url) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_server \"%V\": %s", &s, url.err ? url.err : "invalid");
+        return false;
+    }
+    u->host = url.host;
+    u->port = url.port ? url.port : url.default_port;
+    static ngx_str_t root_path = ngx_string("/");
+    u->path = url.uri.len ? url.uri : root_path;
+    u->host_header.data = s.data + skip;
+    u->host_header.len = (url.uri.len ? url.uri.data : s.data + s.len) - u->host_header.data;
+    if (url.naddrs > 0) {
+        u->addrs = url.addrs;
+        u->naddrs = url.naddrs;
+    } else if (url.host.len == 9 && ngx_strncasecmp(url.host.data, (u_char*)"localhost", 9) == 0) {
+        ngx_url_t lo;
+        ngx_memzero(&lo, sizeof(ngx_url_t));
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "127.0.0.1:%u", (unsigned)u->port);
+        lo.url.data = static_cast<u_char*>(ngx_pnalloc(cf->pool, n));
+        ngx_memcpy(lo.url.data, buf, n);
+        lo.url.len = n;
+        if (ngx_parse_url(cf->pool, &lo) != NGX_OK || lo.naddrs == 0) return false;
+        u->addrs = lo.addrs;
+        u->naddrs = lo.naddrs;
+    }
+    m->url = u;
+    return true;
+}
+
+// Without whatsapp_resolver (or an http-level resolver) names are resolved with the nameservers the
+// system uses, read from /etc/resolv.conf at configuration time.
+static ngx_resolver_t* wa_system_resolver(ngx_conf_t* cf) {
+    std::ifstream in("/etc/resolv.conf");
+    std::vector<std::string> ns;
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.compare(0, 10, "nameserver") != 0) continue;
+        size_t s = line.find_first_not_of(" \t", 10);
+        if (s == std::string::npos) continue;
+        std::string a = line.substr(s, line.find_first_of(" \t#", s) - s);
+        if (a.find(':') != std::string::npos) a = "[" + a + "]";  // IPv6 literal for ngx_parse_url
+        ns.push_back(a);
+    }
+    if (ns.empty()) ns.push_back("127.0.0.1");
+    auto* names = static_cast<ngx_str_t*>(ngx_pcalloc(cf->pool, ns.size() * sizeof(ngx_str_t)));
+    for (size_t i = 0; i < ns.size(); i++) {
+        names[i].len = ns[i].size();
+        names[i].data = static_cast<u_char*>(ngx_pnalloc(cf->pool, ns[i].size()));
+        ngx_memcpy(names[i].data, ns[i].data(), ns[i].size());
+    }
+    return ngx_resolver_create(cf, names, ns.size());
+}
+
+static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    ngx_conf_init_msec_value(m->resolver_timeout, 10000);
+    ngx_conf_init_msec_value(m->connect_timeout, 10000);
+    ngx_conf_init_msec_value(m->handshake_timeout, 20000);
+    ngx_conf_init_msec_value(m->command_timeout, 10000);
+    ngx_conf_init_msec_value(m->send_timeout, 30000);
+    ngx_conf_init_msec_value(m->backoff_min, 2000);
+    ngx_conf_init_msec_value(m->backoff_max, 30000);
+    ngx_conf_init_size_value(m->max_body, 64 * 1024);
+    ngx_conf_init_uint_value(m->queue_size, 1024);
+    ngx_conf_init_uint_value(m->max_sessions, 10000);
+    if (m->server.len == 0) {
+        ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");
+    }
+    if (m->default_region.len == 0) {
+        ngx_str_set(&m->default_region, "CO");
+    }
+    if (m->state_dir.len == 0) {
+        ngx_str_set(&m->state_dir, "/var/lib/nginx/whatsapp");
+    }
+    if (m->trusted_certificate.len == 0) {
+        ngx_str_set(&m->trusted_certificate, "/etc/ssl/certs/ca-certificates.crt");
+    }
+
+    if (!wa::valid_region(wa_str(m->default_region))) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_default_region \"%V\" is not a known region code",
+                           &m->default_region);
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (m->root_key.len) {
+        std::string raw;
+        if (!wa::base64_decode(wa_str(m->root_key), raw) || raw.size() != 32) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "whatsapp_root_key must be the base64 of a 32-byte Curve25519 public key");
+            return (char*)NGX_CONF_ERROR;
+        }
+    }
+    if (m->queue_size < 1 || m->queue_size > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_queue_size must be between 1 and 1000000");
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (ngx_conf_full_name(cf->cycle, &m->state_dir, 0) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    if (!m->enabled) return NGX_CONF_OK;
+
+    if (!wa_parse_server_url(cf, m)) return (char*)NGX_CONF_ERROR;
+    if (m->url->addrs == NULL && m->resolver == NULL) {
+        auto* clcf =
+            static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+        if (clcf->resolver && clcf->resolver->connections.nelts) m->resolver = clcf->resolver;
+        else m->resolver = wa_system_resolver(cf);
+        if (m->resolver == NULL) return (char*)NGX_CONF_ERROR;
+    }
+    if (m->url->tls) {
+        m->ssl = static_cast<ngx_ssl_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t)));
+        if (m->ssl == NULL) return (char*)NGX_CONF_ERROR;
+        m->ssl->log = cf->log;
+        if (ngx_ssl_create(m->ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, NULL) != NGX_OK) return (char*)NGX_CONF_ERROR;
+        ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            ngx_ssl_cleanup_ctx(m->ssl);
+            return (char*)NGX_CONF_ERROR;
+        }
+        cln->handler = ngx_ssl_cleanup_ctx;
+        cln->data = m->ssl;
+        if (ngx_conf_full_name(cf->cycle, &m->trusted_certificate, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
+        ngx_str_t ca = m->trusted_certificate;
+        if (ngx_ssl_trusted_certificate(cf, m->ssl, &ca, 4) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+// Runs in the master (and once before daemonizing), never under -t: it only adds the helper to the worker
+// count and prepares the state directory for the unprivileged helper.
+static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
+    wa_main_conf_t* m = wa_main_conf(cycle);
+    if (m == NULL || !m->enabled) return NGX_OK;
+    if (m->api_keys == NULL) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "no whatsapp_api_key configured: every /api route answers 401 until one is set");
+    }
+    if (ngx_test_config) return NGX_OK;
+    auto* ccf = reinterpret_cast<ngx_core_conf_t*>(ngx_get_conf(cycle->conf_ctx, ngx_core_module));
+    if (ccf->master) {
+        m->helper_worker = ccf->worker_processes;
+        ccf->worker_processes++;
+    }
+    std::string dir = wa_str(m->state_dir);
+    if (mkdir(dir.c_str(), 0700) == -1 && errno != EEXIST) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "whatsapp_state_dir \"%V\": mkdir() failed", &m->state_dir);
+        return NGX_ERROR;
+    }
+    struct stat st;
+    if (lstat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "whatsapp_state_dir \"%V\" is not a directory", &m->state_dir);
+        return NGX_ERROR;
+    }
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t)NGX_CONF_UNSET_UINT && st.st_uid != ccf->user) {
+        if (chown(dir.c_str(), ccf->user, ccf->group) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "chown(\"%V\") failed", &m->state_dir);
+            return NGX_ERROR;
+        }
+    }
+    return NGX_OK;
+}
+
+static bool wa_is_helper(wa_main_conf_t* m) {
+    return ngx_process == NGX_PROCESS_WORKER && m->helper_worker >= 0 && ngx_worker == (ngx_uint_t)m->helper_worker;
+}
+
+static ngx_int_t wa_init_process(ngx_cycle_t* cycle) {
+    wa_main_conf_t* m = wa_main_conf(cycle);
+    if (m == NULL || !m->enabled) return NGX_OK;
+    if (wa_is_helper(m)) return wa_helper_init_process(cycle);
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) return NGX_OK;
+    if (wa_worker_init_process(cycle) != NGX_OK) return NGX_ERROR;
+    // master_process off: one process serves HTTP and owns the sessions too (for debugging).
+    if (ngx_process == NGX_PROCESS_SINGLE) return wa_helper_init_process(cycle);
+    return NGX_OK;
+}
+
+static void wa_exit_process(ngx_cycle_t* cycle) {
+    wa_main_conf_t* m = wa_main_conf(cycle);
+    if (m == NULL || !m->enabled) return;
+    if (wa_is_helper(m) || ngx_process == NGX_PROCESS_SINGLE) wa_helper_exit_process(cycle);
+    wa_worker_exit_process(cycle);
+}

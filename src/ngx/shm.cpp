@@ -1,0 +1,87 @@
+// The shared-memory zone: organization status table (written by the helper, read by workers without any
+// IPC) and the bounded command queue. Every access holds the slab pool's mutex, which the master
+// force-unlocks if a process dies holding it.
+
+#include <openssl/rand.h>
+
+#include "wa_module.hpp"
+
+ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data) {
+    auto* ctx = static_cast<wa_zone_ctx_t*>(zone->data);
+    auto* octx = static_cast<wa_zone_ctx_t*>(data);
+    if (octx) {
+        // Reload with the same name and size: keep the table, the queue and the doorbell token, so that
+        // old-generation workers and the new helper still find each other.
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+    ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(zone->shm.addr);
+    if (zone->shm.exists) {
+        ctx->sh = static_cast<wa_shm_t*>(ctx->shpool->data);
+        return NGX_OK;
+    }
+    auto* sh = static_cast<wa_shm_t*>(ngx_slab_calloc(ctx->shpool, sizeof(wa_shm_t)));
+    if (sh == NULL) return NGX_ERROR;
+    ctx->shpool->data = sh;
+    ctx->sh = sh;
+    sh->layout = WA_SHM_LAYOUT;
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) return NGX_ERROR;
+    ngx_hex_dump(sh->token, rnd, sizeof rnd);
+    sh->token[16] = '\0';
+    ngx_rbtree_init(&sh->org_tree, &sh->org_sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&sh->orgs);
+    ngx_queue_init(&sh->pending);
+    ngx_queue_init(&sh->taken);
+    ngx_queue_init(&sh->done);
+    sh->next_cmd_id = 1;
+    // Error messages of the slab allocator name the zone instead of a bare "ngx_slab_alloc() failed".
+    size_t len = sizeof(" in whatsapp_zone \"\"") + zone->shm.name.len;
+    ctx->shpool->log_ctx = static_cast<u_char*>(ngx_slab_alloc(ctx->shpool, len));
+    if (ctx->shpool->log_ctx) ngx_sprintf(ctx->shpool->log_ctx, " in whatsapp_zone \"%V\"%Z", &zone->shm.name);
+    ctx->shpool->log_nomem = 0;
+    return NGX_OK;
+}
+
+wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len) {
+    ngx_str_t name = {len, const_cast<u_char*>(id)};
+    uint32_t hash = ngx_crc32_short(const_cast<u_char*>(id), len);
+    auto* sn = ngx_str_rbtree_lookup(&z->sh->org_tree, &name, hash);
+    return reinterpret_cast<wa_shm_org_t*>(sn);
+}
+
+wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len) {
+    if (len == 0 || len > WA_ID_MAX) return NULL;
+    auto* o = static_cast<wa_shm_org_t*>(ngx_slab_calloc_locked(z->shpool, sizeof(wa_shm_org_t)));
+    if (o == NULL) return NULL;
+    ngx_memcpy(o->id, id, len);
+    o->sn.str.len = len;
+    o->sn.str.data = o->id;
+    o->sn.node.key = ngx_crc32_short(o->id, len);
+    ngx_rbtree_insert(&z->sh->org_tree, &o->sn.node);
+    ngx_queue_insert_tail(&z->sh->orgs, &o->link);
+    z->sh->org_count++;
+    o->created_at = ngx_time();
+    return o;
+}
+
+void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd) {
+    ngx_queue_remove(&cmd->link);
+    if (cmd->state == WA_CMD_NEW) z->sh->pending_count--;
+    if (cmd->req) ngx_slab_free_locked(z->shpool, cmd->req);
+    if (cmd->resp) ngx_slab_free_locked(z->shpool, cmd->resp);
+    ngx_slab_free_locked(z->shpool, cmd);
+}
+
+bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v) {
+    if (*dst) ngx_slab_free_locked(z->shpool, *dst);
+    *dst = NULL;
+    *dst_len = 0;
+    if (v.empty()) return true;
+    *dst = static_cast<u_char*>(ngx_slab_alloc_locked(z->shpool, v.size()));
+    if (*dst == NULL) return false;
+    ngx_memcpy(*dst, v.data(), v.size());
+    *dst_len = static_cast<uint32_t>(v.size());
+    return true;
+}

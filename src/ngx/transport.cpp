@@ -1,0 +1,338 @@
+#include "transport.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+WaTransport::WaTransport(wa_main_conf_t* conf, ngx_log_t* log, Listener* listener)
+    : conf_(conf), log_(log), listener_(listener) {
+    ngx_memzero(&pc_, sizeof(pc_));
+    ngx_memzero(&addr_, sizeof(addr_));
+}
+
+WaTransport::~WaTransport() { teardown(); }
+
+std::string WaTransport::peer_name() const { return wa_str(conf_->url->host_header); }
+
+void WaTransport::connect() {
+    wa_server_url_t* u = conf_->url;
+    if (u->addrs) {
+        connect_to(u->addrs[0].sockaddr, u->addrs[0].socklen);
+        return;
+    }
+    ngx_resolver_ctx_t temp;
+    ngx_memzero(&temp, sizeof(temp));
+    temp.name = u->host;
+    ngx_resolver_ctx_t* ctx = ngx_resolve_start(conf_->resolver, &temp);
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        fail("cannot resolve " + wa_str(u->host) + ": no resolver available");
+        return;
+    }
+    ctx->name = u->host;
+    ctx->handler = resolve_handler;
+    ctx->data = this;
+    ctx->timeout = conf_->resolver_timeout;
+    ctx->cancelable = 1;
+    resolve_ = ctx;
+    phase_ = Phase::Resolving;
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        resolve_ = nullptr;  // ngx_resolve_name freed it
+        fail("cannot resolve " + wa_str(u->host) + ": resolver error");
+    }
+}
+
+void WaTransport::resolve_handler(ngx_resolver_ctx_t* ctx) {
+    auto* t = static_cast<WaTransport*>(ctx->data);
+    if (ctx->state || ctx->naddrs == 0) {
+        std::string why = "cannot resolve " + wa_str(t->conf_->url->host) + ": " +
+                          (ctx->state ? ngx_resolver_strerror(ctx->state) : "no address");
+        ngx_resolve_name_done(ctx);
+        t->resolve_ = nullptr;
+        t->fail(why);
+        return;
+    }
+    // Take the first address; the resolver rotates them between queries.
+    struct sockaddr_storage sa;
+    socklen_t len = ctx->addrs[0].socklen;
+    ngx_memcpy(&sa, ctx->addrs[0].sockaddr, len);
+    ngx_resolve_name_done(ctx);
+    t->resolve_ = nullptr;
+    ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&sa), t->conf_->url->port);
+    t->connect_to(reinterpret_cast<struct sockaddr*>(&sa), len);
+}
+
+void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
+    ngx_memcpy(&addr_, sa, len);
+    addr_len_ = len;
+    ngx_memzero(&pc_, sizeof(pc_));
+    pc_.sockaddr = reinterpret_cast<struct sockaddr*>(&addr_);
+    pc_.socklen = addr_len_;
+    pc_.name = &conf_->url->host;
+    pc_.get = ngx_event_get_peer;
+    pc_.log = log_;
+    pc_.log_error = NGX_ERROR_INFO;  // the session reports errors itself
+    phase_ = Phase::Connecting;
+    ngx_int_t rc = ngx_event_connect_peer(&pc_);
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        int err = ngx_socket_errno;
+        if (pc_.connection) {
+            ngx_close_connection(pc_.connection);
+            pc_.connection = nullptr;
+        }
+        fail("connect() to " + peer_name() + " failed: " + strerror(err));
+        return;
+    }
+    c_ = pc_.connection;
+    c_->data = this;
+    c_->pool = ngx_create_pool(2048, log_);
+    if (c_->pool == NULL) {
+        fail("out of memory");
+        return;
+    }
+    c_->log = log_;
+    c_->read->log = log_;
+    c_->write->log = log_;
+    c_->read->handler = event_handler;
+    c_->write->handler = event_handler;
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c_->write, conf_->connect_timeout);
+        return;
+    }
+    on_connected();
+}
+
+void WaTransport::event_handler(ngx_event_t* ev) {
+    auto* c = static_cast<ngx_connection_t*>(ev->data);
+    auto* t = static_cast<WaTransport*>(c->data);
+    if (ev->timedout) {
+        const char* what = t->phase_ == Phase::Connecting ? "connect" : t->phase_ == Phase::Open ? "write" : "handshake";
+        t->fail(std::string(what) + " to " + t->peer_name() + " timed out");
+        return;
+    }
+    // A refused connect can show up as a read event first (EPOLLERR wakes both directions).
+    if (t->phase_ == Phase::Connecting) {
+        {
+            if (c->write->timer_set) ngx_del_timer(c->write);
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
+            if (err) {
+                t->fail("connect() to " + t->peer_name() + " failed: " + strerror(err));
+                return;
+            }
+            t->on_connected();
+            return;
+        }
+    }
+    if (ev->write) {
+        t->on_write();
+        return;
+    }
+    t->on_read();
+}
+
+void WaTransport::on_connected() {
+    if (conf_->url->tls) {
+        phase_ = Phase::Tls;
+        if (ngx_ssl_create_connection(conf_->ssl, c_, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK) {
+            fail("TLS setup failed");
+            return;
+        }
+        std::string host = wa_str(conf_->url->host);
+        // SNI for names only (RFC 6066 forbids IP literals).
+        unsigned char buf[16];
+        if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1)
+            SSL_set_tlsext_host_name(c_->ssl->connection, host.c_str());
+        c_->log->action = const_cast<char*>("TLS handshake with the WhatsApp server");
+        ngx_int_t rc = ngx_ssl_handshake(c_);
+        if (rc == NGX_AGAIN) {
+            if (!c_->write->timer_set) ngx_add_timer(c_->write, conf_->connect_timeout);
+            c_->ssl->handler = ssl_handshake_handler;
+            return;
+        }
+        ssl_handshake_handler(c_);
+        return;
+    }
+    on_tls_done();
+}
+
+void WaTransport::ssl_handshake_handler(ngx_connection_t* c) {
+    auto* t = static_cast<WaTransport*>(c->data);
+    if (c->write->timer_set) ngx_del_timer(c->write);
+    if (!c->ssl->handshaked) {
+        t->fail("TLS handshake with " + t->peer_name() + " failed");
+        return;
+    }
+    long v = SSL_get_verify_result(c->ssl->connection);
+    if (v != X509_V_OK) {
+        t->fail("TLS certificate of " + t->peer_name() + " not trusted: " + X509_verify_cert_error_string(v));
+        return;
+    }
+    X509* cert = SSL_get_peer_certificate(c->ssl->connection);
+    std::string host = wa_str(t->conf_->url->host);
+    bool host_ok = false;
+    if (cert) {
+        unsigned char buf[16];
+        bool ip = inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+        host_ok = ip ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
+                     : X509_check_host(cert, host.data(), host.size(), 0, NULL) == 1;
+        X509_free(cert);
+    }
+    if (!host_ok) {
+        t->fail("TLS certificate of " + t->peer_name() + " does not match host " + host);
+        return;
+    }
+    c->read->handler = event_handler;
+    c->write->handler = event_handler;
+    t->on_tls_done();
+}
+
+void WaTransport::on_tls_done() {
+    phase_ = Phase::Upgrading;
+    c_->log->action = const_cast<char*>("WebSocket upgrade with the WhatsApp server");
+    key_ = wa::ws::new_key();
+    // WhatsApp Web's origin; the server rejects upgrades without it.
+    out_ = wa::ws::upgrade_request(wa_str(conf_->url->host_header), wa_str(conf_->url->path), key_,
+                                   "https://web.whatsapp.com");
+    ngx_add_timer(c_->read, conf_->connect_timeout);
+    if (!flush()) return;
+    if (c_->read->ready) on_read();
+}
+
+bool WaTransport::flush() {
+    while (!out_.empty()) {
+        ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());
+        if (n > 0) {
+            out_.erase(0, static_cast<size_t>(n));
+            continue;
+        }
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c_->write, 0) != NGX_OK) {
+                fail("cannot wait for the socket to become writable");
+                return false;
+            }
+            return true;
+        }
+        fail("write to " + peer_name() + " failed");
+        return false;
+    }
+    return true;
+}
+
+void WaTransport::on_write() {
+    if (phase_ == Phase::Upgrading || phase_ == Phase::Open) flush();
+}
+
+void WaTransport::on_read() {
+    u_char buf[16384];
+    for (;;) {
+        ssize_t n = c_->recv(c_, buf, sizeof buf);
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c_->read, 0) != NGX_OK) fail("cannot wait for the socket to become readable");
+            return;
+        }
+        if (n == 0) {
+            fail(phase_ == Phase::Open ? "connection closed by " + peer_name()
+                                       : "connection closed by " + peer_name() + " during the WebSocket upgrade");
+            return;
+        }
+        if (n < 0) {
+            fail("read from " + peer_name() + " failed");
+            return;
+        }
+        std::string_view data(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
+        if (phase_ == Phase::Upgrading) {
+            in_.append(data);
+            wa::ws::UpgradeResult up = wa::ws::parse_upgrade_response(in_, key_);
+            if (up.kind == wa::ws::UpgradeResult::Incomplete) continue;
+            if (up.kind == wa::ws::UpgradeResult::Rejected) {
+                fail("WebSocket upgrade to " + wa_str(conf_->url->url) + " rejected: " + up.error);
+                return;
+            }
+            if (c_->read->timer_set) ngx_del_timer(c_->read);
+            phase_ = Phase::Open;
+            c_->log->action = const_cast<char*>("talking to the WhatsApp server");
+            std::string rest = in_.substr(up.consumed);
+            in_.clear();
+            in_.shrink_to_fit();
+            Listener* l = listener_;
+            l->on_transport_open();  // may close us: check the phase before going on
+            if (phase_ != Phase::Open) return;
+            if (rest.empty()) continue;
+            data = std::string_view();
+            decoder_.feed(rest);
+        } else {
+            decoder_.feed(data);
+        }
+        for (;;) {
+            wa::ws::Opcode op;
+            std::string payload;
+            auto r = decoder_.next(op, payload);
+            if (r == wa::ws::FrameDecoder::Result::NeedMore) break;
+            if (r == wa::ws::FrameDecoder::Result::Error) {
+                fail("bad WebSocket frame from " + peer_name() + ": " + decoder_.error());
+                return;
+            }
+            switch (op) {
+            case wa::ws::Opcode::Binary:
+                messages_in_++;
+                listener_->on_transport_message(payload);
+                if (phase_ != Phase::Open) return;
+                break;
+            case wa::ws::Opcode::Ping:
+                out_ += wa::ws::encode_frame(wa::ws::Opcode::Pong, payload);
+                if (!flush()) return;
+                break;
+            case wa::ws::Opcode::Close: {
+                unsigned code = payload.size() >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) |
+                                                          static_cast<unsigned char>(payload[1])
+                                                    : 1005;
+                out_ += wa::ws::encode_frame(wa::ws::Opcode::Close, payload.substr(0, 2));
+                flush();
+                fail("WebSocket closed by " + peer_name() + " (code " + std::to_string(code) + ")");
+                return;
+            }
+            default:
+                break;  // text frames and pongs carry nothing for us
+            }
+        }
+    }
+}
+
+bool WaTransport::send_binary(std::string_view payload) {
+    if (phase_ != Phase::Open) return false;
+    out_ += wa::ws::encode_frame(wa::ws::Opcode::Binary, payload);
+    return flush();
+}
+
+void WaTransport::fail(const std::string& why) {
+    teardown();
+    Listener* l = listener_;
+    l->on_transport_error(why);  // may delete this
+}
+
+void WaTransport::close(uint16_t code) {
+    if (phase_ == Phase::Open && c_) {
+        // Best effort, no waiting: the peer learns why, and the socket closes right after.
+        std::string frame = wa::ws::encode_frame(wa::ws::Opcode::Close, wa::ws::close_payload(code, ""));
+        c_->send(c_, reinterpret_cast<u_char*>(&frame[0]), frame.size());
+    }
+    teardown();
+}
+
+void WaTransport::teardown() {
+    if (resolve_) {
+        ngx_resolve_name_done(resolve_);
+        resolve_ = nullptr;
+    }
+    if (c_) {
+        if (c_->ssl) {
+            c_->ssl->no_wait_shutdown = 1;
+            ngx_ssl_shutdown(c_);
+        }
+        ngx_pool_t* pool = c_->pool;
+        ngx_close_connection(c_);
+        if (pool) ngx_destroy_pool(pool);
+        c_ = nullptr;
+    }
+    phase_ = Phase::Closed;
+}

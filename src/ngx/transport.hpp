@@ -1,0 +1,61 @@
+// The helper's outbound link to the WhatsApp server on nginx's event loop:
+// resolve → TCP connect → TLS (certificate chain and host verified, SNI) → WebSocket upgrade → binary messages.
+#pragma once
+#include <string>
+#include <string_view>
+
+#include "wa/websocket.hpp"
+#include "wa_module.hpp"
+
+class WaTransport {
+public:
+    struct Listener {
+        virtual void on_transport_open() = 0;
+        virtual void on_transport_message(std::string_view payload) = 0;
+        // The transport is closed when this is called; the listener may delete it from inside.
+        virtual void on_transport_error(const std::string& why) = 0;
+        virtual ~Listener() = default;
+    };
+
+    WaTransport(wa_main_conf_t* conf, ngx_log_t* log, Listener* listener);
+    ~WaTransport();
+    WaTransport(const WaTransport&) = delete;
+    WaTransport& operator=(const WaTransport&) = delete;
+
+    void connect();
+    bool send_binary(std::string_view payload);
+    // Sends a WebSocket close frame if the link is up, then closes at once. No callback follows.
+    void close(uint16_t code);
+
+    uint64_t messages_in() const { return messages_in_; }
+
+private:
+    enum class Phase { Idle, Resolving, Connecting, Tls, Upgrading, Open, Closed };
+    static void event_handler(ngx_event_t* ev);
+    static void resolve_handler(ngx_resolver_ctx_t* ctx);
+    static void ssl_handshake_handler(ngx_connection_t* c);
+    void connect_to(const struct sockaddr* sa, socklen_t len);
+    void on_connected();
+    void on_tls_done();
+    void on_write();
+    void on_read();
+    bool flush();
+    void fail(const std::string& why);  // closes, then tells the listener; `this` may be gone after
+    void teardown();
+    std::string peer_name() const;
+
+    wa_main_conf_t* conf_;
+    ngx_log_t* log_;
+    Listener* listener_;
+    Phase phase_ = Phase::Idle;
+    ngx_resolver_ctx_t* resolve_ = nullptr;
+    ngx_peer_connection_t pc_;
+    ngx_connection_t* c_ = nullptr;
+    struct sockaddr_storage addr_;
+    socklen_t addr_len_ = 0;
+    std::string key_;
+    std::string out_;
+    std::string in_;
+    wa::ws::FrameDecoder decoder_;
+    uint64_t messages_in_ = 0;
+};

@@ -1,0 +1,163 @@
+// Shared declarations of the nginx layer: configuration, the shared-memory zone, doorbells, the helper.
+// The protocol and the HTTP contract live in the core (include/wa); this layer only wires nginx to it.
+#pragma once
+
+extern "C" {
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+#include <ngx_http.h>
+#include <ngx_channel.h>
+}
+
+#include <string>
+#include <vector>
+
+static_assert(__cplusplus >= 201703L, "ngx_whatsapp needs C++17");
+
+extern "C" ngx_module_t ngx_http_whatsapp_module;
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration (http{} level) and the per-location switch.
+
+struct wa_server_url_t {
+    ngx_str_t url;      // as configured
+    bool tls = false;   // wss://
+    ngx_str_t host;     // for SNI, certificate check and the Host header
+    ngx_str_t host_header;  // host[:port]
+    ngx_str_t path;     // /ws/chat
+    in_port_t port = 0;
+    ngx_addr_t* addrs = nullptr;  // set when the host is an IP literal or localhost
+    ngx_uint_t naddrs = 0;
+};
+
+struct wa_main_conf_t {
+    ngx_shm_zone_t* zone;
+    ngx_str_t state_dir;
+    ngx_array_t* api_keys;         // of ngx_str_t
+    ngx_str_t server;              // whatsapp_server
+    wa_server_url_t* url;
+    ngx_str_t default_region;
+    ngx_str_t root_key;            // base64 of a test server's Noise root public key (empty = WhatsApp's)
+    ngx_str_t trusted_certificate;
+    ngx_ssl_t* ssl;
+    ngx_resolver_t* resolver;
+    ngx_msec_t resolver_timeout;
+    ngx_msec_t connect_timeout;
+    ngx_msec_t handshake_timeout;
+    ngx_msec_t command_timeout;
+    ngx_msec_t send_timeout;
+    ngx_msec_t backoff_min;
+    ngx_msec_t backoff_max;
+    size_t max_body;
+    ngx_uint_t queue_size;
+    ngx_uint_t max_sessions;
+    ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
+    ngx_flag_t enabled;            // a zone is configured
+};
+
+struct wa_loc_conf_t {
+    ngx_flag_t api;
+    ngx_str_t prefix;      // mount prefix removed from the URI before routing
+    ngx_flag_t prefix_set;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
+// one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
+
+#define WA_SHM_LAYOUT 1
+#define WA_ID_MAX 64
+#define WA_ERR_MAX 512
+#define WA_QRTEXT_MAX 512
+
+enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
+enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
+
+struct wa_shm_org_t {
+    ngx_str_node_t sn;         // rbtree node; key = crc32(id), str -> id
+    ngx_queue_t link;          // sh->orgs, creation order
+    u_char id[WA_ID_MAX];
+    uint8_t state;             // wa::State
+    uint8_t wanted;
+    uint32_t retry_count;
+    int64_t created_at, updated_at, connected_at, state_since, next_retry_at, qr_expires_at;
+    uint16_t phone_len, last_error_len, qr_text_len;
+    u_char phone[24];
+    u_char last_error[WA_ERR_MAX];
+    u_char qr_text[WA_QRTEXT_MAX];
+    u_char* qr_url;            // slab; "data:image/png;base64,..."
+    uint32_t qr_url_len;
+};
+
+struct wa_shm_cmd_t {
+    ngx_queue_t link;          // sh->pending (NEW), sh->taken (TAKEN), sh->done (DONE)
+    uint64_t id;
+    uint8_t state;
+    uint8_t abandoned;         // the request is gone: whoever holds it last frees it
+    ngx_pid_t requester;
+    int64_t expires_at;        // unix seconds after which an unclaimed result is swept
+    u_char* req;               // slab; the command as compact JSON
+    uint32_t req_len;
+    uint16_t http_status;
+    uint16_t retry_after;
+    u_char* resp;              // slab; the response body
+    uint32_t resp_len;
+};
+
+struct wa_shm_t {
+    uint32_t layout;
+    u_char token[17];          // random, names the doorbells of this zone's processes
+    ngx_rbtree_t org_tree;
+    ngx_rbtree_node_t org_sentinel;
+    ngx_queue_t orgs;
+    ngx_uint_t org_count;
+    ngx_queue_t pending, taken, done;
+    ngx_uint_t pending_count;
+    uint64_t next_cmd_id;
+    // Who serves commands. Informational: the authority is the OFD lock on <state_dir>/owner.lock.
+    ngx_pid_t helper_pid;      // the ACTIVE (or DRAINING) helper
+    ngx_pid_t standby_pid;     // a new-generation helper waiting for the lock
+    uint8_t helper_role;
+    uint8_t clean_release;     // the last owner released the lock after closing its connections
+    int64_t helper_since;
+    uint64_t generation;
+    uint64_t commands_total, commands_rejected;
+};
+
+struct wa_zone_ctx_t {
+    wa_shm_t* sh;
+    ngx_slab_pool_t* shpool;
+};
+
+wa_main_conf_t* wa_main_conf(ngx_cycle_t* cycle);
+wa_zone_ctx_t* wa_zone(ngx_cycle_t* cycle);
+
+ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data);
+wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
+wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
+void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
+bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
+
+// ---------------------------------------------------------------------------------------------------------
+// Doorbells: one AF_UNIX datagram socket per process, named by the zone token and the pid. A datagram is a
+// hint that something changed in shm for that process; the data is always read from shm.
+
+ngx_int_t wa_doorbell_open(ngx_cycle_t* cycle, ngx_event_handler_pt handler, bool mark_idle);
+void wa_doorbell_close();
+void wa_doorbell_drain(ngx_connection_t* c);
+bool wa_doorbell_ring(wa_shm_t* sh, ngx_pid_t pid);  // false: nobody listens at that pid
+bool wa_process_alive(ngx_pid_t pid);
+
+// ---------------------------------------------------------------------------------------------------------
+// The helper process (an extra worker) and the HTTP handler.
+
+ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle);
+void wa_helper_exit_process(ngx_cycle_t* cycle);
+ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle);
+void wa_worker_exit_process(ngx_cycle_t* cycle);
+ngx_int_t wa_api_handler(ngx_http_request_t* r);
+void wa_worker_doorbell_handler(ngx_event_t* ev);
+
+inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
