@@ -51,7 +51,8 @@ $(BUILD)/nginx/objs/Makefile: config $(BUILD)/sources.list
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	mkdir -p objs && cp $(BUILD)/nginx/objs/ngx_http_whatsapp_module.so $(MODULE)
+	@# rename, never overwrite in place: a running nginx has the old file mapped
+	mkdir -p objs && cp $(BUILD)/nginx/objs/ngx_http_whatsapp_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
 
 # The protocol core, alone, for the unit tests (no nginx types anywhere in it).
 $(BUILD)/core/%.o: src/core/%.cpp $(HEADERS)
