@@ -118,7 +118,9 @@ static bool org_from_json(json_t* v, std::string& out) {
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
                    std::string_view idempotency_header, Command& cmd, Response& err) {
     json_error_t je;
-    Json root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES, &je));
+    // NUL is allowed through the parser so that an id or phone holding one is reported as the invalid
+    // field it is, not as broken JSON.
+    Json root(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
     if (!root) {
         err = error(400, "invalid_json", std::string("request body is not valid JSON: ") + je.text);
         return false;
@@ -168,8 +170,9 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
         return false;
     }
     cmd.phone = pr.digits;
-    if (!json_is_string(message) || json_string_length(message) == 0) {
-        err = error(400, "invalid_message", "message must be a non-empty string");
+    if (!json_is_string(message) || json_string_length(message) == 0 ||
+        std::memchr(json_string_value(message), '\0', json_string_length(message))) {
+        err = error(400, "invalid_message", "message must be a non-empty string without NUL characters");
         return false;
     }
     // WhatsApp's own limit for a text message is 65536 characters; bytes bound it from above.
@@ -212,7 +215,7 @@ std::string command_to_json(const Command& cmd) {
 }
 
 bool command_from_json(std::string_view text, Command& cmd) {
-    Json j(json_loadb(text.data(), text.size(), 0, nullptr));
+    Json j(json_loadb(text.data(), text.size(), JSON_ALLOW_NUL, nullptr));
     if (!j || !json_is_object(j.get())) return false;
     const char* type = json_string_value(json_object_get(j.get(), "type"));
     const char* org = json_string_value(json_object_get(j.get(), "organization_id"));

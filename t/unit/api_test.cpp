@@ -1,0 +1,197 @@
+#include <gtest/gtest.h>
+#include <jansson.h>
+
+#include "wa/api.hpp"
+
+using namespace wa::api;
+
+namespace {
+
+// Parses a response body and returns a borrowed value by key (the test owns `root`).
+struct Parsed {
+    json_t* root = nullptr;
+    explicit Parsed(const std::string& s) { root = json_loads(s.c_str(), 0, nullptr); }
+    ~Parsed() { json_decref(root); }
+    json_t* operator[](const char* k) const { return json_object_get(root, k); }
+    std::string str(const char* k) const {
+        const char* v = json_string_value((*this)[k]);
+        return v ? v : "<null>";
+    }
+};
+
+Response parse_err(RouteId r, const std::string& body, Command* out = nullptr) {
+    Command cmd;
+    Response err;
+    bool ok = parse_command(r, body, "CO", "", cmd, err);
+    if (out) *out = cmd;
+    if (ok) return Response{200, "", {}, {}};
+    return err;
+}
+
+std::string code_of(const Response& r) { return Parsed(r.body).str("code"); }
+
+}  // namespace
+
+TEST(Routes, MatchTheContract) {
+    EXPECT_EQ(match("GET", "/health").id, RouteId::Health);
+    EXPECT_FALSE(match("GET", "/health").needs_auth);
+    EXPECT_EQ(match("GET", "/api/health").id, RouteId::ApiHealth);
+    EXPECT_TRUE(match("GET", "/api/health").needs_auth);
+    auto st = match("GET", "/api/status/23");
+    EXPECT_EQ(st.id, RouteId::Status);
+    EXPECT_EQ(st.org, "23");
+    EXPECT_TRUE(st.method_ok);
+    auto m = match("GET", "/api/messages/23/3EB0ABC");
+    EXPECT_EQ(m.id, RouteId::Message);
+    EXPECT_EQ(m.message_id, "3EB0ABC");
+    auto post = match("GET", "/api/send-message");
+    EXPECT_EQ(post.id, RouteId::SendMessage);
+    EXPECT_FALSE(post.method_ok);
+    EXPECT_STREQ(post.allow, "POST");
+    EXPECT_EQ(match("POST", "/api/start-session").id, RouteId::StartSession);
+    EXPECT_TRUE(match("POST", "/api/start-session").has_body);
+    EXPECT_EQ(match("GET", "/api/status/23/x").id, RouteId::Unknown);
+    EXPECT_EQ(match("GET", "/api/nope").id, RouteId::Unknown);
+    EXPECT_EQ(match("GET", "/").id, RouteId::Unknown);
+    EXPECT_EQ(match("GET", "").id, RouteId::Unknown);
+}
+
+TEST(Commands, OrganizationIdStringOrInteger) {
+    Command a, b;
+    EXPECT_EQ(parse_err(RouteId::StartSession, R"({"organization_id":"23"})", &a).status, 200);
+    EXPECT_EQ(parse_err(RouteId::StartSession, R"({"organization_id":23})", &b).status, 200);
+    EXPECT_EQ(a.org, "23");
+    EXPECT_EQ(b.org, "23");
+    EXPECT_EQ(a.type, Command::Start);
+}
+
+TEST(Commands, RejectBadOrganizationIds) {
+    for (const char* body : {R"({"organization_id":".."})", R"({"organization_id":"a/b"})",
+                             R"({"organization_id":"a\u0000b"})", R"({"organization_id":""})",
+                             R"({"organization_id":2.5})", R"({"organization_id":true})",
+                             R"({"organization_id":"ñ"})"}) {
+        Response r = parse_err(RouteId::StartSession, body);
+        EXPECT_EQ(r.status, 400) << body;
+        EXPECT_EQ(code_of(r), "invalid_organization_id") << body;
+    }
+    std::string id64(64, 'a'), id65(65, 'a');
+    EXPECT_EQ(parse_err(RouteId::Logout, "{\"organization_id\":\"" + id64 + "\"}").status, 200);
+    EXPECT_EQ(code_of(parse_err(RouteId::Logout, "{\"organization_id\":\"" + id65 + "\"}")),
+              "invalid_organization_id");
+}
+
+TEST(Commands, JsonErrors) {
+    EXPECT_EQ(code_of(parse_err(RouteId::StartSession, "{")), "invalid_json");
+    EXPECT_EQ(code_of(parse_err(RouteId::StartSession, "[1]")), "invalid_json");
+    EXPECT_EQ(code_of(parse_err(RouteId::StartSession, "{}")), "missing_field");
+    EXPECT_EQ(code_of(parse_err(RouteId::StartSession, R"({"organization_id":null})")), "missing_field");
+    // Invalid UTF-8 is not JSON.
+    EXPECT_EQ(code_of(parse_err(RouteId::StartSession, "{\"organization_id\":\"\xff\"}")), "invalid_json");
+}
+
+TEST(Commands, SendMessageValidation) {
+    Command c;
+    EXPECT_EQ(parse_err(RouteId::SendMessage, R"({"organization_id":"23","phone":"3001234567","message":"Hola 👋 ñandú"})",
+                        &c)
+                  .status,
+              200);
+    EXPECT_EQ(c.type, Command::Send);
+    EXPECT_EQ(c.phone, "573001234567");
+    EXPECT_EQ(c.message, "Hola 👋 ñandú");
+    EXPECT_EQ(code_of(parse_err(RouteId::SendMessage, R"({"organization_id":"23","message":"x"})")), "missing_field");
+    EXPECT_EQ(code_of(parse_err(RouteId::SendMessage, R"({"organization_id":"23","phone":"3001234567"})")),
+              "missing_field");
+    EXPECT_EQ(code_of(parse_err(RouteId::SendMessage, R"({"organization_id":"23","phone":"abc","message":"x"})")),
+              "invalid_phone");
+    EXPECT_EQ(code_of(parse_err(RouteId::SendMessage, R"({"organization_id":"23","phone":"3001234567","message":""})")),
+              "invalid_message");
+    EXPECT_EQ(code_of(parse_err(RouteId::SendMessage, R"({"organization_id":"23","phone":"3001234567","message":5})")),
+              "invalid_message");
+}
+
+TEST(Commands, IdempotencyKeyFromBodyOrHeader) {
+    Command cmd;
+    Response err;
+    ASSERT_TRUE(parse_command(RouteId::SendMessage, R"({"organization_id":"1","phone":"+573001234567","message":"x"})",
+                              "CO", "hdr-key", cmd, err));
+    EXPECT_EQ(cmd.idempotency_key, "hdr-key");
+    ASSERT_TRUE(parse_command(RouteId::SendMessage,
+                              R"({"organization_id":"1","phone":"+573001234567","message":"x","idempotency_key":"body"})",
+                              "CO", "hdr-key", cmd, err));
+    EXPECT_EQ(cmd.idempotency_key, "body");
+}
+
+TEST(Commands, SurviveTheTripThroughSharedMemory) {
+    Command c;
+    c.type = Command::Send;
+    c.org = "org_1";
+    c.phone = "573001234567";
+    c.message = "Cita confirmada ✅ — mañana 10:00 \"óptica\"\n";
+    c.idempotency_key = "k1";
+    Command back;
+    ASSERT_TRUE(command_from_json(command_to_json(c), back));
+    EXPECT_EQ(back.type, Command::Send);
+    EXPECT_EQ(back.org, c.org);
+    EXPECT_EQ(back.phone, c.phone);
+    EXPECT_EQ(back.message, c.message);
+    EXPECT_EQ(back.idempotency_key, "k1");
+    EXPECT_FALSE(command_from_json(R"({"type":"start","organization_id":"../x"})", back));
+    EXPECT_FALSE(command_from_json(R"({"type":"fly","organization_id":"x"})", back));
+}
+
+TEST(ContentType, JsonWithParameters) {
+    EXPECT_TRUE(is_json_content_type("application/json"));
+    EXPECT_TRUE(is_json_content_type("Application/JSON; charset=utf-8"));
+    EXPECT_FALSE(is_json_content_type("text/plain"));
+    EXPECT_FALSE(is_json_content_type("application/jsonx"));
+    EXPECT_FALSE(is_json_content_type(""));
+}
+
+TEST(StatusJson, NeverSeenOrganization) {
+    StatusView v;
+    Parsed p(status_json(v, 1000));
+    ASSERT_NE(p.root, nullptr);
+    EXPECT_TRUE(json_is_true(p["success"]));
+    EXPECT_EQ(p.str("status"), "disconnected");
+    EXPECT_TRUE(json_is_false(p["connected"]));
+    EXPECT_TRUE(json_is_false(p["has_qr"]));
+    for (const char* k : {"phone_number", "phone", "qr", "last_error", "connected_at"})
+        EXPECT_TRUE(json_is_null(p[k])) << k;
+    EXPECT_EQ(json_integer_value(p["retry_count"]), 0);
+}
+
+TEST(StatusJson, ConnectedAndQrReady) {
+    StatusView v;
+    v.status.state = wa::State::Connected;
+    v.status.phone = "573126809496";
+    v.status.connected_at = 1768384800;  // 2026-01-14T10:00:00Z
+    Parsed p(status_json(v, 1768384900));
+    EXPECT_EQ(p.str("status"), "connected");
+    EXPECT_TRUE(json_is_true(p["connected"]));
+    EXPECT_EQ(p.str("phone_number"), "573126809496");
+    EXPECT_EQ(p.str("phone"), "573126809496");
+    EXPECT_EQ(p.str("connected_at"), "2026-01-14T10:00:00Z");
+
+    StatusView q;
+    q.status.state = wa::State::QrReady;
+    q.status.qr_text = "2@abc,def,ghi,jkl,1";
+    q.qr_data_url = "data:image/png;base64,AAAA";
+    q.qr_expires_at = 1018;
+    Parsed s(status_json(q, 1000));
+    EXPECT_TRUE(json_is_true(s["has_qr"]));
+    EXPECT_EQ(s.str("qr"), "data:image/png;base64,AAAA");
+    Parsed r(qr_json(q, 1000));
+    EXPECT_TRUE(json_is_true(r["success"]));
+    EXPECT_EQ(r.str("qr_text"), "2@abc,def,ghi,jkl,1");
+    EXPECT_EQ(json_integer_value(r["expires_in"]), 18);
+    Parsed none(qr_json(v, 1000));
+    EXPECT_TRUE(json_is_false(none["success"]));
+    EXPECT_TRUE(json_is_null(none["qr"]));
+    EXPECT_EQ(none.str("status"), "connected");
+}
+
+TEST(ErrorJson, Shape) {
+    Response r = error(409, "not_connected", "session is not connected");
+    EXPECT_EQ(r.status, 409);
+    EXPECT_EQ(r.body, R"({"success":false,"error":"session is not connected","code":"not_connected"})");
+}
