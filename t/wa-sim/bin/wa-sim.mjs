@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // wa-sim: test WhatsApp server. Prints one JSON line on stdout when ready; logs go to stderr.
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs'
-import { parseArgs } from 'node:util'
+import { parseArgs, format } from 'node:util'
 import { startWsServer } from '../lib/server.mjs'
 import { startControlServer } from '../lib/control.mjs'
 import { Sim } from '../lib/sim.mjs'
@@ -95,6 +95,8 @@ process.stdout.write(JSON.stringify({
   root_key: keys.root.public.toString('base64')
 }) + '\n')
 log(`ready: ws ${ws.url}, control port ${ctl.port}`)
+// stdout carries only the ready line: libsignal and friends log with console.*, send that to stderr
+for (const k of ['log', 'info', 'warn', 'debug', 'trace']) console[k] = (...a) => log(format(...a))
 
 let stopping = false
 async function stop (sig) {

@@ -73,7 +73,37 @@ export async function waitFor (fn, { timeoutMs = 10000, intervalMs = 50, what = 
 import makeWASocketDefault, * as B from 'baileys'
 import pino from 'pino'
 
+import libsignalCurve from 'libsignal/src/curve.js'
+
 const makeWASocket = B.makeWASocket || makeWASocketDefault
+
+/**
+ * Baileys rc14's Curve.verify (Utils/crypto.js) returns true whenever libsignal's verifySignature does
+ * not throw, but libsignal 6 *returns* false for a bad signature instead of throwing. So stock Baileys
+ * accepts any certificate chain and any pair-success account signature. This makes it strict
+ * (a real XEdDSA check), so the conformance test really checks the simulator's signatures.
+ * Baileys' noise handler and validate-connection read Curve.verify from this same exported object.
+ */
+export const stockCurveVerify = B.Curve.verify
+export function strictCurveVerify () {
+  B.Curve.verify = (pubKey, message, signature) => {
+    try {
+      return libsignalCurve.verifySignature(B.generateSignalPubKey(pubKey), message, signature) === true
+    } catch {
+      return false
+    }
+  }
+}
+export function stockBaileysVerify () { B.Curve.verify = stockCurveVerify }
+
+/** Resolve with the close status code, or reject after ms. */
+export function closedWithin (h, ms = 15000) {
+  let t
+  return Promise.race([
+    h.closed.finally(() => clearTimeout(t)),
+    new Promise((resolve, reject) => { t = setTimeout(() => reject(new Error(`client did not close within ${ms} ms`)), ms) })
+  ])
+}
 
 /** In-memory auth state that survives socket re-creation (and simulator restarts). */
 export function memoryAuth () {
