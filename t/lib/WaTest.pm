@@ -29,6 +29,7 @@ our $MODULE = $ENV{TEST_NGINX_MODULE} || "$ROOT/objs/ngx_http_whatsapp_module.so
 our $KEY    = 'test-key-0123456789abcdef';
 my (@INSTANCES, @SIMS);
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+binmode(Test::More->builder->$_, ':encoding(UTF-8)') for qw(output failure_output todo_output);
 
 sub json_enc { $JSON->encode($_[0]) }
 sub json_dec { my $v = eval { $JSON->decode($_[0]) }; $v }

@@ -1,0 +1,359 @@
+# Every route and every error of the HTTP contract (../shared/spec/http-api.md), with whatsapp_server on a
+# closed local port (no session can get past the TCP connect).
+use strict;
+use warnings;
+use utf8;
+use Test::More;
+use Time::HiRes qw(sleep);
+use lib 't/lib';
+use WaTest qw(wait_until free_port json_enc);
+
+my $t = WaTest->new;
+my $d = $t->{dir};
+my $closed = free_port();
+my $key2 = 'second-key-ABCDEFGH-42';
+my $wrong = 'WRONG-key-zz-9876-qwerty';
+$t->write_conf(
+    http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_api_key $key2;\n"
+        . "    whatsapp_max_body 1k;\n    whatsapp_reconnect_backoff 5s 10s;",
+    locations => "location /api/ { whatsapp_api; }\n        location = /health { whatsapp_api; }\n"
+        . "        location /whatsapp/ { whatsapp_api; }");
+$t->start;
+
+my %JSONH = ('Content-Type' => 'application/json');
+
+sub is_error {
+    my ($r, $status, $code, $name) = @_;
+    my ($st, $h, $j, $body) = @$r;
+    subtest $name => sub {
+        is($st, $status, "HTTP $status");
+        is($h->{'content-type'}, 'application/json', 'Content-Type application/json');
+        ok($j && ref $j eq 'HASH', 'body is a JSON object') or diag $body;
+        ok(defined $j->{success} && !$j->{success}, 'success false');
+        is($j->{code}, $code, "code $code");
+        ok(defined $j->{error} && !ref $j->{error} && length $j->{error} > 5, 'error sentence');
+    };
+}
+
+sub post { my ($path, $body, %o) = @_; [ $t->api(POST => $path, body => $body, %o) ] }
+sub get  { my ($path, %o) = @_; [ $t->api(GET => $path, %o) ] }
+
+# ---------------------------------------------------------------------------------------------- health
+{
+    my ($st, $h, $j, $body) = $t->http(GET => '/health');
+    is($st, 200, 'GET /health without a key: 200');
+    is($h->{'content-type'}, 'application/json', '/health is JSON');
+    is_deeply($j, { status => 'ok' }, '/health body {"status":"ok"}');
+    ($st, undef, $j) = $t->http(GET => '/whatsapp/health');
+    is($st, 200, 'GET /whatsapp/health (mounted) without a key: 200');
+    is_deeply($j, { status => 'ok' }, '/whatsapp/health body');
+    is_error([ $t->http(POST => '/health', body => {}) ], 405, 'method_not_allowed', 'POST /health: 405');
+}
+
+# ---------------------------------------------------------------------------------------------- auth
+is_error([ $t->http(GET => '/api/health') ], 401, 'unauthorized', '/api/health without key: 401');
+is_error([ $t->http(GET => '/api/health', headers => { 'X-API-Key' => $wrong }) ], 401, 'unauthorized',
+    '/api/health with a wrong key: 401');
+is_error([ $t->http(GET => '/api/health', headers => { 'X-API-Key' => '' }) ], 401, 'unauthorized',
+    'empty key: 401');
+is_error([ $t->http(GET => '/api/health', headers => { 'X-API-Key' => "$WaTest::KEY-" }) ], 401, 'unauthorized',
+    'key with an extra character: 401');
+is_error([ $t->http(GET => '/api/health', headers => { 'X-API-Key' => substr($WaTest::KEY, 0, -1) }) ], 401,
+    'unauthorized', 'key prefix: 401');
+is_error([ $t->http(GET => '/api/status/23', headers => { 'X-API-Key' => $wrong }) ], 401, 'unauthorized',
+    '/api/status with a wrong key: 401');
+is_error([ $t->http(GET => '/api/connections') ], 401, 'unauthorized', '/api/connections without key: 401');
+is_error([ $t->http(POST => '/api/start-session', body => { organization_id => 'noauth' }) ], 401, 'unauthorized',
+    'POST start-session without key: 401');
+is_error([ $t->http(POST => '/api/send-message', body => 'not json', headers => { %JSONH, 'X-API-Key' => $wrong }) ],
+    401, 'unauthorized', 'POST with a wrong key and a bad body: 401 (auth first)');
+is_error([ $t->http(GET => '/api/nope') ], 401, 'unauthorized', 'unknown /api route without key: 401');
+is_error([ $t->http(GET => '/whatsapp/api/status/23') ], 401, 'unauthorized', 'mounted status without key: 401');
+{
+    my ($st) = $t->http(GET => '/api/health', headers => { 'X-API-Key' => $key2 });
+    is($st, 200, 'second configured key is accepted');
+    ($st) = $t->http(GET => '/api/health', headers => { 'x-api-key' => $WaTest::KEY });
+    is($st, 200, 'header name is case-insensitive');
+}
+
+# ---------------------------------------------------------------------------------------------- status of an unknown org
+my @STATUS_FIELDS = qw(success status connected has_qr phone_number phone qr last_error retry_count connected_at);
+{
+    my ($st, $h, $j) = $t->api(GET => '/api/status/never-seen-org');
+    is($st, 200, 'status of a never-seen org: 200');
+    ok(exists $j->{$_}, "status has field $_") for @STATUS_FIELDS;
+    ok($j->{success}, 'success true');
+    is($j->{status}, 'disconnected', 'status disconnected');
+    ok(JSON::PP::is_bool($j->{connected}) && !$j->{connected}, 'connected false (JSON boolean)');
+    ok(JSON::PP::is_bool($j->{has_qr}) && !$j->{has_qr}, 'has_qr false (JSON boolean)');
+    is($j->{$_}, undef, "$_ null") for qw(phone_number phone qr last_error connected_at);
+    is($j->{retry_count}, 0, 'retry_count 0');
+    is($h->{'content-type'}, 'application/json', 'JSON content type');
+
+    ($st, undef, $j) = $t->api(GET => '/api/qr/never-seen-org');
+    is($st, 200, 'qr of a never-seen org: 200');
+    ok(exists $j->{success} && !$j->{success}, 'qr: success false');
+    ok(exists $j->{qr} && !defined $j->{qr}, 'qr: null');
+    is($j->{status}, 'disconnected', 'qr: status disconnected');
+
+    is_error(get('/api/messages/never-seen-org/3EB0C4A1B2'), 404, 'not_found', 'unknown message id: 404');
+}
+
+# ---------------------------------------------------------------------------------------------- org id validation
+for my $bad ('..', 'a/b', "a\x{0}b", 'x' x 65, '', 'a.b', 'ñandú', 'a b', '23 ', "a\nb") {
+    (my $show = $bad) =~ s/([^\x20-\x7e])/sprintf('\\x{%x}', ord $1)/ge;
+    is_error(post('/api/start-session', { organization_id => $bad }), 400, 'invalid_organization_id',
+        "start-session organization_id \"$show\" (" . length($bad) . " chars): 400");
+}
+is_error(post('/api/start-session', '{"organization_id":"a\u0000b"}', headers => \%JSONH), 400,
+    'invalid_organization_id', 'organization_id with an escaped NUL ("a\\u0000b"): 400 invalid_organization_id');
+is_error(post('/api/start-session', '{"organization_id":1.5}', headers => \%JSONH), 400, 'invalid_organization_id',
+    'organization_id as a float: 400');
+is_error(post('/api/start-session', '{"organization_id":true}', headers => \%JSONH), 400, 'invalid_organization_id',
+    'organization_id as a boolean: 400');
+is_error(post('/api/start-session', '{"organization_id":["23"]}', headers => \%JSONH), 400,
+    'invalid_organization_id', 'organization_id as an array: 400');
+is_error(post('/api/logout', { organization_id => '../etc' }), 400, 'invalid_organization_id', 'logout "../etc": 400');
+is_error(post('/api/clear-session', { organization_id => 'a/b' }), 400, 'invalid_organization_id',
+    'clear-session "a/b": 400');
+is_error(post('/api/send-message', { organization_id => '..', phone => '3001234567', message => 'x' }), 400,
+    'invalid_organization_id', 'send-message "..": 400');
+is_error(get('/api/status/a.b'), 400, 'invalid_organization_id', 'GET /api/status/a.b: 400');
+is_error(get('/api/status/' . ('y' x 65)), 400, 'invalid_organization_id', 'GET /api/status/<65 chars>: 400');
+is_error(get('/api/status/%C3%B1'), 400, 'invalid_organization_id', 'GET /api/status/ñ: 400');
+is_error(get('/api/qr/a.b'), 400, 'invalid_organization_id', 'GET /api/qr/a.b: 400');
+is_error(get('/api/messages/a.b/X1'), 400, 'invalid_organization_id', 'GET /api/messages/a.b/X1: 400');
+ok(!-e "$t->{state_dir}/a", 'no directory was created for a rejected id');
+{
+    my $id64 = join '', map { ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '_', '-')[$_ % 64] } 0 .. 63;
+    my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => $id64 });
+    is($st, 200, '64-character organization_id accepted') or diag explain $j;
+    ($st, undef, $j) = $t->api(GET => "/api/status/$id64");
+    is($st, 200, 'status of the 64-character id: 200');
+    isnt($j->{status}, 'disconnected', '64-character id session is running');
+    ok(wait_until(sub { -f "$t->{state_dir}/$id64/session.json" }, 5), '64-character id has its session.json');
+}
+
+# ---------------------------------------------------------------------------------------------- body errors
+is_error(post('/api/start-session', '{"organization_id": "23"', headers => \%JSONH), 400, 'invalid_json',
+    'truncated JSON: 400 invalid_json');
+is_error(post('/api/start-session', "{'organization_id': '23'}", headers => \%JSONH), 400, 'invalid_json',
+    'single-quoted pseudo-JSON: 400');
+is_error(post('/api/start-session', '', headers => \%JSONH), 400, 'invalid_json', 'empty body: 400 invalid_json');
+is_error(post('/api/start-session', '["23"]', headers => \%JSONH), 400, 'invalid_json', 'JSON array body: 400');
+is_error(post('/api/start-session', '"23"', headers => \%JSONH), 400, 'invalid_json', 'JSON string body: 400');
+is_error(post('/api/start-session', "\xff\xfe{}", headers => \%JSONH), 400, 'invalid_json', 'invalid UTF-8: 400');
+is_error(post('/api/start-session', {}), 400, 'missing_field', 'missing organization_id: 400 missing_field');
+is_error(post('/api/start-session', { org => '23' }), 400, 'missing_field', 'misspelt field: 400 missing_field');
+is_error(post('/api/start-session', '{"organization_id":"23"}', headers => { 'Content-Type' => 'text/plain' }),
+    415, 'unsupported_media_type', 'text/plain body: 415');
+is_error(post('/api/start-session', '{"organization_id":"23"}',
+        headers => { 'Content-Type' => 'application/x-www-form-urlencoded' }),
+    415, 'unsupported_media_type', 'form body: 415');
+is_error(post('/api/start-session', '{"organization_id":"23"}', headers => { 'Content-Type' => undef }), 415,
+    'unsupported_media_type', 'no Content-Type: 415');
+is_error(post('/api/start-session', '{"organization_id":"23"}', headers => { 'Content-Type' => 'application/jsonx' }),
+    415, 'unsupported_media_type', 'application/jsonx: 415');
+{
+    my ($st) = $t->api(POST => '/api/start-session', body => '{"organization_id":"ct1"}',
+        headers => { 'Content-Type' => 'Application/JSON; charset=utf-8' });
+    is($st, 200, 'Content-Type "Application/JSON; charset=utf-8" accepted');
+}
+
+# whatsapp_max_body 1k
+{
+    my $big = json_enc({ organization_id => '23', pad => 'p' x 2000 });
+    is_error(post('/api/start-session', $big, headers => \%JSONH), 413, 'body_too_large',
+        '2 KB body with Content-Length: 413');
+    my $limit = '{"organization_id":"size1"}';
+    $limit .= ' ' x (1024 - length $limit);
+    my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => $limit, headers => \%JSONH);
+    is($st, 200, 'body of exactly 1024 bytes accepted') or diag explain $j;
+    my $over = $limit . ' ';
+    is_error(post('/api/start-session', $over, headers => \%JSONH), 413, 'body_too_large', '1025-byte body: 413');
+
+    my $chunked = sub {
+        my ($body) = @_;
+        my $req = "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\n"
+            . "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        for (my $i = 0; $i < length $body; $i += 300) {
+            my $c = substr($body, $i, 300);
+            $req .= sprintf("%x\r\n%s\r\n", length $c, $c);
+        }
+        $req .= "0\r\n\r\n";
+        return [ WaTest::parse_response(WaTest::http_raw($t->{port}, $req)) ];
+    };
+    is_error($chunked->($big), 413, 'body_too_large', '2 KB chunked body: 413');
+    my $r = $chunked->('{"organization_id":"chunk1"}' . (' ' x 600));
+    is($r->[0], 200, '628-byte chunked body accepted') or diag $r->[3];
+    is($r->[2]{status}, 'connecting', 'chunked start-session: connecting');
+}
+
+# ---------------------------------------------------------------------------------------------- routes and methods
+is_error(get('/api/nope'), 404, 'not_found', 'GET /api/nope: 404');
+is_error(get('/api/status'), 404, 'not_found', 'GET /api/status (no org): 404');
+is_error(get('/api/status/23/extra'), 404, 'not_found', 'GET /api/status/23/extra: 404');
+is_error(get('/api/'), 404, 'not_found', 'GET /api/: 404');
+is_error(post('/api/send-messages', { organization_id => '23' }), 404, 'not_found', 'POST /api/send-messages: 404');
+is_error(get('/whatsapp/api/nope'), 404, 'not_found', 'mounted unknown route: 404');
+for my $p (qw(/api/start-session /api/send-message /api/logout /api/clear-session)) {
+    my $r = get($p);
+    is_error($r, 405, 'method_not_allowed', "GET $p: 405");
+    is($r->[1]{allow}, 'POST', "GET $p: Allow: POST");
+}
+for my $p (qw(/api/health /api/connections /api/status/23 /api/qr/23 /api/messages/23/X1)) {
+    my $r = post($p, { organization_id => '23' });
+    is_error($r, 405, 'method_not_allowed', "POST $p: 405");
+    is($r->[1]{allow}, 'GET', "POST $p: Allow: GET");
+}
+{
+    my $r = [ $t->api(DELETE => '/api/status/23') ];
+    is_error($r, 405, 'method_not_allowed', 'DELETE /api/status/23: 405');
+    is($r->[1]{allow}, 'GET', 'DELETE: Allow: GET');
+}
+
+# ---------------------------------------------------------------------------------------------- send-message
+is_error(post('/api/send-message', { organization_id => '23', message => 'hola' }), 400, 'missing_field',
+    'send without phone: missing_field');
+is_error(post('/api/send-message', { organization_id => '23', phone => '3001234567' }), 400, 'missing_field',
+    'send without message: missing_field');
+is_error(post('/api/send-message', { phone => '3001234567', message => 'x' }), 400, 'missing_field',
+    'send without organization_id: missing_field');
+is_error(post('/api/send-message', { organization_id => '23', phone => 'abc', message => 'hola' }), 400,
+    'invalid_phone', 'phone "abc": invalid_phone');
+is_error(post('/api/send-message', { organization_id => '23', phone => '12', message => 'hola' }), 400,
+    'invalid_phone', 'phone "12": invalid_phone');
+is_error(post('/api/send-message', { organization_id => '23', phone => '3001234567', message => '' }), 400,
+    'invalid_message', 'empty message: invalid_message');
+is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567","message":42}', headers => \%JSONH),
+    400, 'invalid_message', 'message as a number: invalid_message');
+{
+    my $r = post('/api/send-message', { organization_id => '23', phone => '3001234567', message => 'Hola' });
+    is_error($r, 409, 'not_connected', 'send on a session that is not connected: 409 not_connected');
+    like($r->[2]{error}, qr/\b23\b/, 'the error names the organization');
+    $r = post('/api/send-message', { organization_id => 23, phone => '+57 (300) 123-4567', message => 'Hola' });
+    is_error($r, 409, 'not_connected', 'formatted phone "+57 (300) 123-4567" is valid: 409 not_connected');
+    $r = post('/api/send-message', { organization_id => '23', phone => '3001234567', message => "Hola 👋 ñandú" });
+    is_error($r, 409, 'not_connected', 'emoji message "Hola 👋 ñandú" passes JSON parsing: 409 not_connected');
+    $r = post('/api/send-message', { organization_id => '23', phone => '3001234567', message => 'x' },
+        headers => { 'Idempotency-Key' => 'k-1' });
+    is_error($r, 409, 'not_connected', 'send with Idempotency-Key header: 409 not_connected');
+}
+
+# ---------------------------------------------------------------------------------------------- start / status / integer ids
+{
+    my ($st, undef, $j, $body) = $t->api(POST => '/api/start-session', body => { organization_id => '23' });
+    is($st, 200, 'start-session 23: 200');
+    is_deeply($j, { success => JSON::PP::true, status => 'connecting' }, 'start-session: {"success":true,"status":"connecting"}')
+        or diag $body;
+    ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => '23' });
+    is($st, 200, 'second start-session: 200 (idempotent)');
+    ok($j->{success}, 'second start-session: success true');
+    like($j->{status} // '', qr/^(connecting|reconnecting)$/, 'second start-session: status connecting/reconnecting');
+
+    ($st, undef, $j) = $t->api(POST => '/api/start-session', body => '{"organization_id":23}', headers => \%JSONH);
+    is($st, 200, 'start-session with integer 23: 200');
+    ok($j->{success}, 'integer 23: success');
+
+    my $s = wait_until(sub { my $s = $t->status('23'); ($s->{status} // '') eq 'reconnecting' ? $s : undef }, 5);
+    ok($s, 'status of 23 becomes reconnecting (server port closed)');
+    like($s->{last_error} // '', qr/refused/i, 'last_error says the connection was refused');
+    ok($s->{retry_count} >= 1, 'retry_count >= 1');
+    ok(defined $s->{next_retry_in}, 'next_retry_in present while reconnecting');
+    ok(!$s->{connected} && !$s->{has_qr}, 'connected and has_qr false');
+    ok(-f "$t->{state_dir}/23/session.json", 'session.json of 23 written');
+    is((stat "$t->{state_dir}/23/session.json")[2] & 07777, 0600, 'session.json is 0600');
+    is((stat "$t->{state_dir}/23")[2] & 07777, 0700, 'org dir is 0700');
+
+    my ($st2, undef, $j2) = $t->api(GET => '/whatsapp/api/status/23');
+    is($st2, 200, 'mounted /whatsapp/api/status/23: 200');
+    is($j2->{status}, 'reconnecting', 'mounted status is the same session');
+    ($st2, undef, $j2) = $t->api(POST => '/whatsapp/api/start-session', body => { organization_id => 'mounted1' });
+    is($st2, 200, 'mounted start-session: 200');
+    ($st2, undef, $j2) = $t->api(GET => '/whatsapp/api/health');
+    is($st2, 200, 'mounted /whatsapp/api/health: 200');
+
+    my ($cs, undef, $cj) = $t->api(GET => '/api/connections');
+    is($cs, 200, '/api/connections: 200');
+    ok($cj->{success}, 'connections: success');
+    my @ids = map { $_->{organization_id} } @{ $cj->{connections} // [] };
+    is($cj->{count}, scalar @ids, 'count equals the number of entries');
+    is(scalar(grep { $_ eq '23' } @ids), 1, '"23" and 23 are one organization');
+    ok((grep { $_ eq 'mounted1' } @ids), 'connections lists mounted1');
+    ok(!(grep { $_ eq 'never-seen-org' } @ids), 'a status read does not create an organization');
+    my ($c23) = grep { $_->{organization_id} eq '23' } @{ $cj->{connections} };
+    ok(exists $c23->{$_}, "connection entry has $_") for qw(status connected phone last_error retry_count connected_at);
+}
+
+# ---------------------------------------------------------------------------------------------- logout / clear-session
+{
+    my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'lo1' });
+    is($st, 200, 'start lo1');
+    ok(wait_until(sub { -f "$t->{state_dir}/lo1/session.json" }, 5), 'lo1 has a session dir');
+    ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'lo1' });
+    is($st, 200, 'logout: 200');
+    is_deeply($j, { success => JSON::PP::true, status => 'logged_out' }, 'logout: {"success":true,"status":"logged_out"}');
+    is($t->status('lo1')->{status}, 'logged_out', 'status after logout: logged_out');
+    ok(!-e "$t->{state_dir}/lo1", 'logout deleted the org directory');
+    sleep 0.3;
+    is($t->status('lo1')->{status}, 'logged_out', 'still logged_out (no reconnect)');
+    ok(!-e "$t->{state_dir}/lo1", 'org directory stays deleted');
+
+    ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'cl1' });
+    is($st, 200, 'start cl1');
+    ok(wait_until(sub { -f "$t->{state_dir}/cl1/session.json" }, 5), 'cl1 has a session dir');
+    ($st, undef, $j) = $t->api(POST => '/api/clear-session', body => { organization_id => 'cl1' });
+    is($st, 200, 'clear-session: 200');
+    is_deeply($j, { success => JSON::PP::true, status => 'disconnected' },
+        'clear-session: {"success":true,"status":"disconnected"}');
+    my $s = $t->status('cl1');
+    is($s->{status}, 'disconnected', 'status after clear-session: disconnected');
+    is($s->{retry_count}, 0, 'retry_count reset');
+    ok(!-e "$t->{state_dir}/cl1", 'org dir moved away');
+    opendir(my $dh, "$t->{state_dir}/.trash");
+    my @trash = grep { /^cl1\./ } readdir($dh // return fail('.trash exists'));
+    is(scalar @trash, 1, 'one entry for cl1 under .trash') or diag "@trash";
+    like($trash[0] // '', qr/^cl1\.\d{8}T\d{6}Z\.[0-9a-f]{4}$/, 'trash name is <org>.<UTC timestamp>.<rand>');
+    ok(-f "$t->{state_dir}/.trash/$trash[0]/session.json", 'the moved dir kept session.json') if @trash;
+
+    ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'never-started' });
+    is($st, 200, 'logout of a never-started org: 200');
+    is($j->{status}, 'logged_out', 'logout of a never-started org: logged_out');
+    ($st, undef, $j) = $t->api(POST => '/api/clear-session', body => { organization_id => 'never-started2' });
+    is($st, 200, 'clear-session of a never-started org: 200');
+    is($j->{status}, 'disconnected', 'clear-session of a never-started org: disconnected');
+}
+
+# ---------------------------------------------------------------------------------------------- /api/health
+{
+    my ($st, undef, $j) = $t->api(GET => '/api/health');
+    is($st, 200, '/api/health: 200');
+    ok($j->{success}, 'success');
+    is($j->{status}, 'ok', 'status ok');
+    my @h = $t->helper_pids;
+    is($j->{helper}{state}, 'active', 'helper active');
+    is($j->{helper}{pid}, $h[0], 'helper pid is the "whatsapp helper process"');
+    ok(defined $j->{helper}{uptime_s} && $j->{helper}{uptime_s} >= 0, 'uptime_s');
+    is($j->{helper}{generation}, 1, 'generation 1');
+    my $sessions = $j->{sessions};
+    is_deeply([ sort keys %$sessions ], [ sort qw(disconnected connecting qr_ready connected reconnecting logged_out conflict) ],
+        'sessions by every state');
+    my $sum = 0;
+    $sum += $_ for values %$sessions;
+    my (undef, undef, $cj) = $t->api(GET => '/api/connections');
+    is($sum, $cj->{count}, 'sessions add up to the number of organizations');
+    is($j->{shared_memory}{organizations}, $cj->{count}, 'shared_memory.organizations');
+    ok($sessions->{logged_out} >= 1 && $sessions->{disconnected} >= 1, 'logged_out and disconnected counted');
+    is($j->{shared_memory}{queue_length}, 0, 'queue_length 0');
+    ok($j->{shared_memory}{queue_max} > 0, 'queue_max');
+    ok($j->{shared_memory}{size} >= 512 * 1024 && $j->{shared_memory}{used} > 0
+        && $j->{shared_memory}{used} < $j->{shared_memory}{size}, 'zone size and use');
+}
+
+# ---------------------------------------------------------------------------------------------- keys never logged
+$t->stop;
+for my $k ($WaTest::KEY, $key2, $wrong) {
+    unlike($t->error_log, qr/\Q$k\E/, "key $k... not in error.log");
+    unlike($t->access_log, qr/\Q$k\E/, "key $k... not in access.log");
+}
+done_testing;
