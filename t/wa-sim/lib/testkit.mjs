@@ -165,6 +165,9 @@ export function startClient ({ info, auth, name = 'client', rootKey, sent = new 
     if (u.connection === 'close') {
       h.closeError = u.lastDisconnect?.error
       resolveClosed(u.lastDisconnect?.error?.output?.statusCode ?? -1)
+      // a socket that ends while its event buffer is active leaves a 30 s timer behind
+      // (Utils/event-buffer.js BUFFER_TIMEOUT_MS) that would keep the test process alive
+      for (const ms of [0, 100, 500]) setTimeout(() => sock.ev.flush(), ms).unref()
     }
   })
   sock.ev.on('messages.upsert', ({ messages }) => h.upserts.push(...messages))
@@ -172,4 +175,13 @@ export function startClient ({ info, auth, name = 'client', rootKey, sent = new 
   h.isOpen = () => h.updates.some(u => u.connection === 'open')
   h.end = () => { try { sock.end(undefined) } catch {} }
   return h
+}
+
+/**
+ * Baileys rc14 leaves a 30 s timer behind after every prekey upload (Socket/socket.js uploadPreKeys:
+ * the UPLOAD_TIMEOUT race timer is never cleared), which keeps a finished test process alive for 30 s.
+ * Call this from an after() hook: once the tests are done, exit if only such timers remain.
+ */
+export function exitWhenDone () {
+  setTimeout(() => process.exit(process.exitCode ?? 0), 300).unref()
 }

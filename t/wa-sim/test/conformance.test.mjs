@@ -1,14 +1,16 @@
 // Conformance: the real Baileys 7.0.0-rc14 client against wa-sim, end to end, no internet.
 // Proves that the simulator's wire format (Noise, certificate chain, binary nodes, pairing, Signal) is
 // what Baileys expects, because every step below is driven by makeWASocket itself.
-import { test } from 'node:test'
+import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import * as B from 'baileys'
 import { Curve, DisconnectReason } from 'baileys'
-import { startSim, startClient, memoryAuth, waitFor, sleep, closedWithin, strictCurveVerify, stockBaileysVerify } from '../lib/testkit.mjs'
+import { startSim, startClient, memoryAuth, waitFor, sleep, closedWithin, strictCurveVerify, stockBaileysVerify, exitWhenDone } from '../lib/testkit.mjs'
+
+after(exitWhenDone)
 
 const A = '573001234567' // account paired by QR
 const B2 = '573112223344' // account paired by code
