@@ -17,6 +17,7 @@
 #include "transport.hpp"
 #include "wa/api.hpp"
 #include "wa/fsutil.hpp"
+#include "wa/rate_limit.hpp"
 #include "wa/session.hpp"
 #include "wa/state_file.hpp"
 #include "wa/validate.hpp"
@@ -56,8 +57,11 @@ struct HelperOrg : WaTransport::Listener {
     std::unique_ptr<WaTransport> transport;
     ngx_event_t timer;
     bool quarantined = false;
+    wa::TokenBucket send_rate;
 
-    HelperOrg(std::string org, wa::SessionConfig cfg) : id(std::move(org)), session(std::move(cfg)) {
+    HelperOrg(std::string org, wa::SessionConfig cfg)
+        : id(std::move(org)), session(std::move(cfg)),
+          send_rate(static_cast<double>(H.conf->send_rate_per_min), static_cast<double>(H.conf->send_burst)) {
         ngx_memzero(&timer, sizeof(timer));
         timer.handler = on_timer_event;
         timer.data = this;
@@ -227,8 +231,16 @@ api::Response execute(const api::Command& cmd) {
         return api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
     }
     case api::Command::Send: {
-        HelperOrg* o = find_or_create(cmd.org, false);
-        wa::State st = o ? o->session.status().state : wa::State::Disconnected;
+        HelperOrg* o = find_or_create(cmd.org, true);
+        if (o == nullptr)
+            return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+        uint64_t wait_ms = 0;
+        if (!o->send_rate.take(now, &wait_ms)) {
+            api::Response r = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
+            r.retry_after = std::to_string((wait_ms + 999) / 1000);
+            return r;
+        }
+        wa::State st = o->session.status().state;
         // Sending needs the Signal layer on a linked session; neither exists before the link issue lands,
         // so no session can be connected and every send stops here.
         return api::error(409, "not_connected",

@@ -27,6 +27,7 @@ static char* wa_api_key_file_directive(ngx_conf_t* cf, ngx_command_t* cmd, void*
 static char* wa_resolver_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle);
 static ngx_int_t wa_init_process(ngx_cycle_t* cycle);
 static void wa_exit_process(ngx_cycle_t* cycle);
@@ -63,6 +64,8 @@ static ngx_command_t wa_commands[] = {
      MAIN_OFF(send_timeout), NULL},
     {ngx_string("whatsapp_reconnect_backoff"), MAIN | NGX_CONF_TAKE2, wa_backoff_directive, NGX_HTTP_MAIN_CONF_OFFSET,
      0, NULL},
+    {ngx_string("whatsapp_send_rate"), MAIN | NGX_CONF_TAKE12, wa_send_rate_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     NULL},
     {ngx_string("whatsapp_max_body"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(max_body), NULL},
     {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -114,6 +117,8 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->backoff_max = NGX_CONF_UNSET_MSEC;
     m->max_body = NGX_CONF_UNSET_SIZE;
     m->queue_size = NGX_CONF_UNSET_UINT;
+    m->send_rate_per_min = NGX_CONF_UNSET_UINT;
+    m->send_burst = NGX_CONF_UNSET_UINT;
     m->max_sessions = NGX_CONF_UNSET_UINT;
     m->helper_worker = -1;
     return m;
@@ -243,6 +248,33 @@ static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     return NGX_CONF_OK;
 }
 
+// whatsapp_send_rate 60r/m [burst=20]; also Nr/s.
+static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_str_t r = v[1];
+    ngx_uint_t scale = 0;
+    if (r.len > 3 && ngx_strncmp(r.data + r.len - 3, "r/s", 3) == 0) scale = 60;
+    else if (r.len > 3 && ngx_strncmp(r.data + r.len - 3, "r/m", 3) == 0) scale = 1;
+    ngx_int_t n = scale ? ngx_atoi(r.data, r.len - 3) : NGX_ERROR;
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_send_rate \"%V\": expected a rate like 60r/m or 2r/s", &r);
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->send_rate_per_min = n * scale;
+    m->send_burst = 20;
+    if (cf->args->nelts == 3) {
+        ngx_int_t b = v[2].len > 6 && ngx_strncmp(v[2].data, "burst=", 6) == 0 ? ngx_atoi(v[2].data + 6, v[2].len - 6)
+                                                                               : NGX_ERROR;
+        if (b <= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_send_rate: invalid \"%V\", expected burst=N", &v[2]);
+            return (char*)NGX_CONF_ERROR;
+        }
+        m->send_burst = b;
+    }
+    return NGX_CONF_OK;
+}
+
 static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     auto* l = static_cast<wa_loc_conf_t*>(conf);
     if (l->api != NGX_CONF_UNSET) return (char*)"is duplicate";
@@ -368,6 +400,8 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->backoff_max, 30000);
     ngx_conf_init_size_value(m->max_body, 64 * 1024);
     ngx_conf_init_uint_value(m->queue_size, 1024);
+    ngx_conf_init_uint_value(m->send_rate_per_min, 60);
+    ngx_conf_init_uint_value(m->send_burst, 20);
     ngx_conf_init_uint_value(m->max_sessions, 10000);
     if (m->server.len == 0) {
         ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");

@@ -51,6 +51,8 @@ struct wa_main_conf_t {
     ngx_msec_t backoff_min;
     ngx_msec_t backoff_max;
     size_t max_body;
+    ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
+    ngx_uint_t send_burst;
     ngx_uint_t queue_size;
     ngx_uint_t max_sessions;
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
