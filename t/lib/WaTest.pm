@@ -333,8 +333,9 @@ sub children {
     return map { $_->{pid} } grep { $_->{ppid} == $m && $_->{state} ne 'Z' && $_->{cmd} =~ $re } proc_list();
 }
 
-sub helper_pids { sort { $a <=> $b } $_[0]->children(qr/whatsapp helper process/) }
-sub worker_pids { sort { $a <=> $b } $_[0]->children(qr/nginx: worker process/) }
+# lists in list context, counts in scalar context
+sub helper_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/whatsapp helper process/); @l }
+sub worker_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/nginx: worker process/); @l }
 sub error_log   { slurp("$_[0]{dir}/error.log") }
 sub access_log  { slurp("$_[0]{dir}/access.log") }
 
@@ -415,7 +416,7 @@ END {
     my $status = $?;
     my $tb = Test::More->builder;
     for my $t (@INSTANCES) {
-        if ($t->{pid}) { kill 'QUIT', $t->{pid}; kill_group($t->{pid}, 5) if !defined wait_exit($t->{pid}, 5); kill 'KILL', -$t->{pid} }
+        if ($t->{pid}) { kill 'CONT', -$t->{pid}; kill 'QUIT', $t->{pid}; kill_group($t->{pid}, 5) if !defined wait_exit($t->{pid}, 5); kill 'KILL', -$t->{pid} }
         if (!$tb->is_passing || $ENV{TEST_NGINX_CATLOG}) {
             my $log = $t->error_log;
             $log = substr($log, -20000) if length $log > 20000;

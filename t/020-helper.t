@@ -1,0 +1,160 @@
+# The helper process: one per master, respawned at once after kill -9, commands time out (504) while it
+# cannot answer, requests whose client left leave nothing queued, and no helper at all gives 503.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until free_port alive proc_list);
+
+my $t = WaTest->new;
+my $closed = free_port();
+$t->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_command_timeout 1s;\n"
+    . "    whatsapp_reconnect_backoff 1s 2s;");
+$t->start;
+
+# ---------------------------------------------------------------------------------------------- one helper
+my @h = $t->helper_pids;
+is(scalar @h, 1, 'exactly one "whatsapp helper process"');
+my ($p) = grep { $_->{pid} == ($h[0] // 0) } proc_list();
+is($p->{cmd}, 'nginx: whatsapp helper process', 'helper process title');
+is(scalar $t->worker_pids, 2, 'two HTTP workers besides the helper');
+is($t->health->{helper}{pid}, $h[0], '/api/health names the helper pid');
+my $gen0 = $t->health->{helper}{generation};
+is($gen0, 1, 'first generation is 1');
+
+my ($st, $hd, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'h1' });
+is($st, 200, 'start h1');
+ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 'h1 reconnecting');
+
+# ---------------------------------------------------------------------------------------------- kill -9
+{
+    my $old = $h[0];
+    my $t0 = time;
+    kill 'KILL', $old;
+    my $new = wait_until(sub { my ($n) = grep { $_ != $old } $t->helper_pids; $n }, 5, 0.01);
+    my $el = time - $t0;
+    ok($new, 'a new helper appears after kill -9');
+    cmp_ok($el, '<', 1, sprintf('new helper within 1 s (%.3f s)', $el));
+    ok(!alive($old), 'the killed helper is gone');
+    my $hl = wait_until(sub { my $x = $t->health; ($x->{helper}{generation} // 0) > $gen0 ? $x : undef }, 3);
+    ok($hl, '/api/health generation increased');
+    is($hl->{helper}{generation}, $gen0 + 1, 'generation is the next one');
+    is($hl->{helper}{state}, 'active', 'the new helper is active');
+    is($hl->{helper}{pid}, $new, '/api/health names the new helper');
+    is(scalar $t->helper_pids, 1, 'still exactly one helper');
+    is(scalar $t->worker_pids, 2, 'HTTP workers untouched');
+    # the wanted session comes back after the crash (with a short grace delay)
+    my $s = wait_until(sub { my $s = $t->status('h1'); ($s->{status} // '') =~ /^(connecting|reconnecting)$/ && $s->{retry_count} ? $s : undef }, 5);
+    ok($s, 'h1 is running again under the new helper');
+    like($t->error_log, qr/whatsapp helper \d+ owns the sessions \(previous owner died\)/, 'error.log: previous owner died');
+    @h = ($new);
+}
+
+# ---------------------------------------------------------------------------------------------- kill -9 and a command at once
+{
+    my $old = $h[0];
+    kill 'KILL', $old;
+    my ($st, $hd, $j, $body) = $t->api(POST => '/api/start-session', body => { organization_id => 'race1' });
+    if ($st == 503) {
+        is($j->{code}, 'helper_unavailable', 'command during the respawn: 503 helper_unavailable');
+        like($hd->{'retry-after'} // '', qr/^\d+$/, '503 carries Retry-After');
+    } else {
+        is($st, 200, 'command during the respawn: 200 (queued for the new helper)') or diag $body;
+        ok($j->{success}, 'success true');
+    }
+    ok(wait_until(sub { my $x = $t->health; ($x->{helper}{state} // '') eq 'active' && ($x->{helper}{pid} // 0) != $old }, 5),
+        'a new helper is active again');
+    ok(wait_until(sub { @h = $t->helper_pids; @h == 1 && $h[0] != $old }, 2), 'one helper process, a new one');
+    ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'race1' });
+    is($st, 200, 'start-session works again');
+}
+
+# ---------------------------------------------------------------------------------------------- SIGSTOP: 504, early disconnects
+{
+    my $hp = $h[0];
+    my $gen = $t->health->{helper}{generation};
+    kill 'STOP', $hp;
+    my $t0 = time;
+    my ($st, $hd, $j, $body) = $t->api(POST => '/api/start-session', body => { organization_id => 'stopped1' });
+    my $el = time - $t0;
+    is($st, 504, 'helper stopped: start-session answers 504') or diag $body;
+    is($j->{code}, 'timeout', 'code timeout');
+    ok(defined $j->{success} && !$j->{success}, 'success false');
+    ok($el >= 0.9 && $el < 2.5, sprintf('after whatsapp_command_timeout 1s (%.2f s)', $el));
+
+    ($st, undef, $j) = $t->api(GET => '/api/status/h1');
+    is($st, 200, 'reads do not need the helper (status while stopped)');
+
+    # one client that waits, three that send a whole request and hang up at once
+    my $req = sub {
+        my ($org) = @_;
+        my $b = qq({"organization_id":"$org"});
+        return "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\n"
+            . "Content-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b";
+    };
+    my $waiter = WaTest::http_raw($t->{port}, $req->('waiter1'), no_read => 1);
+    ok($waiter, 'a waiting client is connected');
+    for my $i (1 .. 3) {
+        my $s = WaTest::http_raw($t->{port}, $req->("gone$i"), no_read => 1);
+        close $s if $s;
+    }
+    my $q = wait_until(sub { my $n = $t->health->{shared_memory}{queue_length} // 0; $n >= 1 ? $n : undef }, 0.8, 0.02);
+    ok($q, "queue_length counts queued commands while the helper is stopped ($q)") or diag explain $t->health;
+    ok(wait_until(sub { ($t->health->{shared_memory}{queue_length} // -1) == 0 }, 4),
+        'queue_length returns to 0 (timed-out and abandoned commands are released)')
+        or diag explain $t->health;
+    my $sel = IO::Select->new($waiter);
+    my $resp = '';
+    while ($sel->can_read(3)) { my $n = sysread($waiter, my $buf, 4096); last unless $n; $resp .= $buf }
+    my ($wst, undef, $wj) = WaTest::parse_response($resp);
+    is($wst, 504, 'the waiting client got 504');
+    is($wj->{code}, 'timeout', 'code timeout');
+
+    kill 'CONT', $hp;
+    sleep 1.5;    # the helper's 1 s sweep runs at least once
+    my $hl = $t->health;
+    is($hl->{shared_memory}{queue_length}, 0, 'after SIGCONT queue_length is still 0');
+    is($hl->{helper}{pid}, $hp, 'the same helper is still active');
+    is($hl->{helper}{generation}, $gen, 'generation unchanged');
+    my (undef, undef, $cj) = $t->api(GET => '/api/connections');
+    my %ids = map { $_->{organization_id} => 1 } @{ $cj->{connections} // [] };
+    ok(!$ids{"gone$_"}, "command of the client that hung up (gone$_) was not run") for 1 .. 3;
+    ok(!$ids{stopped1} && !$ids{waiter1}, 'timed-out commands were not run later');
+    ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'after1' });
+    is($st, 200, 'start-session after SIGCONT: 200');
+    is($j->{status}, 'connecting', 'status connecting');
+    is($t->health->{shared_memory}{queue_length}, 0, 'queue empty');
+}
+
+$t->stop(allow => qr/worker process \d+ exited on signal 9/);
+
+# ---------------------------------------------------------------------------------------------- no helper at all: 503
+{
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_command_timeout 1s;");
+    mkdir $u->{state_dir};
+    mkdir "$u->{state_dir}/owner.lock";    # the helper cannot open its lock file and exits for good
+    chmod 0777, $u->{state_dir};
+    $u->start(wait_helper => 0);
+    ok(wait_until(sub { $u->error_log =~ /exited with fatal code 2 and cannot be respawned/ }, 5),
+        'helper failed to start and is not respawned');
+    is(scalar $u->helper_pids, 0, 'no helper process');
+    my ($st, $hd, $j, $body) = $u->api(POST => '/api/start-session', body => { organization_id => 'x1' });
+    is($st, 503, 'no helper: start-session 503') or diag $body;
+    is($j->{code}, 'helper_unavailable', 'code helper_unavailable');
+    is($hd->{'retry-after'}, '1', 'Retry-After: 1');
+    ($st, $hd, $j) = $u->api(POST => '/api/send-message', body => { organization_id => 'x1', phone => '3001234567', message => 'x' });
+    is($st, 503, 'no helper: send-message 503');
+    is($j->{code}, 'helper_unavailable', 'code helper_unavailable');
+    ($st, undef, $j) = $u->api(GET => '/api/health');
+    is($st, 200, '/api/health still answers');
+    is($j->{status}, 'degraded', 'health status degraded');
+    isnt($j->{helper}{state}, 'active', 'helper state is not active');
+    ($st, undef, $j) = $u->api(GET => '/api/status/x1');
+    is($st, 200, 'status still answers');
+    is($j->{status}, 'disconnected', 'x1 disconnected');
+    $u->stop(allow => qr/whatsapp helper: open\(.*owner\.lock"\) failed|exited with fatal code 2 and cannot be respawned/);
+}
+
+done_testing;
