@@ -443,6 +443,12 @@ void helper_doorbell_handler(ngx_event_t* ev) {
         drain("shutting down");
     }
     wa_worker_doorbell_handler(ev);  // drains the socket; answers this process's own requests (single mode)
+    // The previous owner rings its standby successor right after letting go of the lock.
+    if (H.role == WA_HELPER_STANDBY && !ngx_exiting && try_lock()) {
+        if (H.lock_timer.timer_set) ngx_del_timer(&H.lock_timer);
+        activate();
+        return;
+    }
     take_commands();
 }
 
