@@ -27,7 +27,7 @@ our $ROOT   = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $MODULE = $ENV{TEST_NGINX_MODULE} || "$ROOT/objs/ngx_http_whatsapp_module.so";
 our $KEY    = 'test-key-0123456789abcdef';
-my (@INSTANCES, @SIMS);
+my (@INSTANCES, @SIMS, @BACKGROUND);
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 binmode(Test::More->builder->$_, ':encoding(UTF-8)') for qw(output failure_output todo_output);
 
@@ -104,6 +104,20 @@ sub spawn {
     setpgid($pid, $pid);
     close $w if $o{pipe};
     return wantarray ? ($pid, $r) : $pid;
+}
+
+# Runs $code in a forked child (own process group) that END kills; returns its pid.
+sub background {
+    my ($code) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        setpgid(0, 0);
+        eval { $code->() };
+        POSIX::_exit(0);
+    }
+    setpgid($pid, $pid);
+    push @BACKGROUND, $pid;
+    return $pid;
 }
 
 # waitpid with a deadline; returns the exit status ($?) or undef on timeout.
@@ -415,6 +429,7 @@ sub make_cert {
 END {
     my $status = $?;
     my $tb = Test::More->builder;
+    kill_group($_, 1) for grep { waitpid($_, WNOHANG) == 0 } @BACKGROUND;
     for my $t (@INSTANCES) {
         if ($t->{pid}) { kill 'CONT', -$t->{pid}; kill 'QUIT', $t->{pid}; kill_group($t->{pid}, 5) if !defined wait_exit($t->{pid}, 5); kill 'KILL', -$t->{pid} }
         if (!$tb->is_passing || $ENV{TEST_NGINX_CATLOG}) {

@@ -1,0 +1,87 @@
+# 20 reloads with a session holding a WebSocket to the simulator: after each one a single helper owns
+# the session, it reconnects, and the server never sees two connections at once.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until alive);
+
+my $t = WaTest->new;
+my $d = $t->{dir};
+my $sim = WaTest::Sim->start($d);
+$t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+    . "    whatsapp_handshake_timeout 60s;\n    whatsapp_command_timeout 3s;\n    whatsapp_reconnect_backoff 1s 2s;");
+$t->start;
+
+my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'r1' });
+is($st, 200, 'start r1');
+ok(wait_until(sub { my $s = $sim->stats; $s->{ws_open} == 1 && $s->{ws_total} == 1 }, 5), 'the simulator sees one WebSocket');
+is($t->status('r1')->{status}, 'connecting', 'r1 connecting (waiting for the handshake)');
+
+# Independent watcher: samples ws_open every 10 ms and remembers the highest value.
+my $watch = "$d/ws_open.max";
+my $parent = $$;
+my $poller = WaTest::background(sub {
+    my ($max, $n) = (0, 0);
+    while (getppid() == $parent && !-e "$watch.stop") {
+        my $s = eval { $sim->stats };
+        if ($s) { $n++; $max = $s->{ws_open} if $s->{ws_open} > $max; WaTest::spew("$watch.tmp", "$max $n\n"); rename "$watch.tmp", $watch }
+        sleep 0.01;
+    }
+});
+
+my $rounds = $ENV{WA_RELOADS} || 20;
+my ($one_helper, $reconnected, $cmd_ok, $status_ok) = (0, 0, 0, 0);
+my @problems;
+my $t0 = time;
+for my $i (1 .. $rounds) {
+    my $before = $t->health;
+    my $old = $before->{helper}{pid};
+    my $h = eval { $t->reload(timeout => 10) };
+    if (!$h) { push @problems, "round $i: $@"; last }
+    push @problems, "round $i: generation $h->{helper}{generation}, want " . ($before->{helper}{generation} + 1)
+        if $h->{helper}{generation} != $before->{helper}{generation} + 1;
+    push @problems, "round $i: old helper $old still alive" if alive($old);
+    my @hp;
+    if (wait_until(sub { @hp = $t->helper_pids; @hp == 1 && $hp[0] == $h->{helper}{pid} }, 2)) { $one_helper++ }
+    else { push @problems, "round $i: helper processes (@hp), health says $h->{helper}{pid}" }
+    # a command right after the hand-off: answered by the new helper
+    my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'r1' });
+    if ($st == 200 && $j->{success}) { $cmd_ok++ } else { push @problems, "round $i: start-session answered $st " . ($j->{code} // '') }
+    if (wait_until(sub { my $s = $sim->stats; $s->{ws_total} == $i + 1 && $s->{ws_open} == 1 }, 5)) { $reconnected++ }
+    else { my $s = $sim->stats; push @problems, "round $i: ws_total $s->{ws_total} (want " . ($i + 1) . "), ws_open $s->{ws_open}" }
+    my $s = $t->status('r1');
+    if (($s->{status} // '') eq 'connecting') { $status_ok++ } else { push @problems, "round $i: r1 is $s->{status}: " . ($s->{last_error} // '') }
+}
+my $el = time - $t0;
+diag sprintf('%d reloads in %.1f s', $rounds, $el);
+is($one_helper, $rounds, 'after every reload exactly one helper process, the active one');
+is($reconnected, $rounds, 'after every reload the session reconnected (ws_total grew by one, ws_open 1)');
+is($cmd_ok, $rounds, 'a start-session right after every reload: 200');
+is($status_ok, $rounds, 'r1 is connecting after every reload');
+diag join "\n", @problems if @problems;
+
+my $s = $sim->stats;
+is($s->{ws_max_concurrent}, 1, 'the simulator never saw two WebSockets at once (ws_max_concurrent 1)');
+is($s->{ws_total}, $rounds + 1, "ws_total is $rounds + 1");
+is($s->{ws_open}, 1, 'one WebSocket open now');
+WaTest::spew("$watch.stop", '');
+waitpid($poller, 0);
+my ($max, $n) = split ' ', WaTest::slurp($watch);
+ok($n && $n > 50, "the watcher sampled ws_open (${\($n // 0)} samples)");
+is($max, 1, 'the watcher never saw ws_open above 1');
+
+my $h = $t->health;
+is($h->{helper}{generation}, $rounds + 1, 'generation counted every hand-off');
+is(scalar $t->worker_pids, 2, 'two HTTP workers');
+my $log = $t->error_log;
+my $saved = () = $log =~ /whatsapp helper \d+: shutting down; closed and saved 1 sessions/g;
+is($saved, $rounds, 'every old helper closed and saved its session');
+my $clean = () = $log =~ /owns the sessions \(previous owner released cleanly\)/g;
+is($clean, $rounds + 1, 'every new helper found a clean release');
+unlike($log, qr/previous owner died/, 'no helper died');
+
+$t->stop;
+is($sim->stats->{ws_open}, 0, 'after QUIT the WebSocket is closed');
+done_testing;
