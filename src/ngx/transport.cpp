@@ -159,7 +159,8 @@ void WaTransport::ssl_handshake_handler(ngx_connection_t* c) {
     auto* t = static_cast<WaTransport*>(c->data);
     if (c->write->timer_set) ngx_del_timer(c->write);
     if (!c->ssl->handshaked) {
-        t->fail("TLS handshake with " + t->peer_name() + " failed");
+        bool timedout = c->read->timedout || c->write->timedout;
+        t->fail("TLS handshake with " + t->peer_name() + (timedout ? " timed out" : " failed"));
         return;
     }
     long v = SSL_get_verify_result(c->ssl->connection);
@@ -193,6 +194,10 @@ void WaTransport::on_tls_done() {
     // WhatsApp Web's origin; the server rejects upgrades without it.
     out_ = wa::ws::upgrade_request(wa_str(conf_->url->host_header), wa_str(conf_->url->path), key_,
                                    "https://web.whatsapp.com");
+    if (out_.empty()) {
+        fail("whatsapp_server " + wa_str(conf_->url->url) + " cannot be put in an HTTP request line");
+        return;
+    }
     ngx_add_timer(c_->read, conf_->connect_timeout);
     if (!flush()) return;
     if (c_->read->ready) on_read();
