@@ -900,9 +900,24 @@ export class Sim {
         needConn()
         for (const c of conns) c.sendGarbage()
         return { ok: true, connections: conns.length }
+      case 'drain_prekeys': {
+        // test aid: drop the device's prekey stock to `keep` (lowest ids go first), as if contacts had
+        // fetched them, and send the low-count notification when it falls below 5
+        const keep = Math.max(0, Number(body.keep ?? 0))
+        const ids = [...dev.preKeys.keys()].sort((x, y) => x - y)
+        for (const id of ids.slice(0, Math.max(0, ids.length - keep))) dev.preKeys.delete(id)
+        dev.lowNotified = false
+        if (dev.preKeys.size < LOW_PREKEYS) {
+          dev.lowNotified = true
+          const n = node('notification', { from: S_WHATSAPP_NET, type: 'encrypt', id: this.nextId('enc'), t: String(now()) }, [node('count', { value: String(dev.preKeys.size) })])
+          for (const c of conns) c.send(n)
+        }
+        this.store.save()
+        return { ok: true, prekeys: dev.preKeys.size }
+      }
       default:
         this.stats.faults_injected--
-        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|failure')
+        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|failure|drain_prekeys')
     }
   }
 }

@@ -185,3 +185,17 @@ export function startClient ({ info, auth, name = 'client', rootKey, sent = new 
 export function exitWhenDone () {
   setTimeout(() => process.exit(process.exitCode ?? 0), 300).unref()
 }
+
+/** Pair a fresh Baileys client by QR as `phone`, restart on 515, and wait until it is open. */
+export async function pairAndLogin (sim, phone, { opts = {}, sent = new Map() } = {}) {
+  const auth = memoryAuth()
+  const c = startClient({ info: sim.info, auth, sent, opts })
+  await waitFor(() => c.qrs.length, { what: 'QR' })
+  const r = await sim.ctl('POST', '/scan', { qr: c.qrs[0], phone })
+  if (r.status !== 200) throw new Error(`scan failed: ${JSON.stringify(r.body)}`)
+  const code = await closedWithin(c)
+  if (code !== 515) throw new Error(`expected 515 after pairing, got ${code}`)
+  const h = startClient({ info: sim.info, auth, sent, opts })
+  await waitFor(() => h.isOpen(), { what: 'open after pairing' })
+  return { auth, h, sent, deviceJid: r.body.device_jid, relogin: (o = {}) => startClient({ info: sim.info, auth, sent, opts: { ...opts, ...o } }) }
+}
