@@ -1,0 +1,73 @@
+# QUIT closes the WebSockets and persists the sessions; the next start brings the wanted ones back by itself.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until alive proc_list json_dec);
+
+my $t = WaTest->new;
+my $d = $t->{dir};
+my $sd = $t->{state_dir};
+my $sim = WaTest::Sim->start($d);
+$t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+    . "    whatsapp_handshake_timeout 60s;\n    whatsapp_reconnect_backoff 1s 2s;");
+$t->start;
+
+for my $org (qw(q1 q2)) {
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => $org });
+    is($st, 200, "start $org");
+}
+ok(wait_until(sub { $sim->stats->{ws_open} == 2 }, 5), 'two WebSockets open');
+my ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'q2' });
+is($j->{status}, 'logged_out', 'q2 logged out');
+ok(wait_until(sub { $sim->stats->{ws_open} == 1 }, 5), 'logout closed the WebSocket of q2');
+is($t->status('q1')->{status}, 'connecting', 'q1 connecting (WebSocket open, waiting for the handshake)');
+
+# ---------------------------------------------------------------------------------------------- QUIT
+my $master = $t->master_pid;
+my @kids = ($t->worker_pids, $t->helper_pids);
+is(scalar @kids, 3, 'two workers and one helper before QUIT');
+my $el = $t->quit(timeout => 10);
+ok(defined $el, 'nginx exited on QUIT');
+cmp_ok($el // 99, '<', 4, sprintf('nginx exited within 4 s (%.2f s)', $el // 99));
+ok(!alive($_), "process $_ is gone") for $master, @kids;
+ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'the simulator sees ws_open drop to 0');
+is($sim->stats->{ws_total}, 2, 'no reconnect during shutdown');
+
+my $f = "$sd/q1/session.json";
+ok(-f $f, 'q1/session.json exists');
+is((stat $f)[2] & 07777, 0600, 'session.json mode 0600');
+is((stat "$sd/q1")[2] & 07777, 0700, 'org directory mode 0700');
+my $sj = json_dec(WaTest::slurp($f));
+ok($sj, 'session.json is JSON');
+ok(JSON::PP::is_bool($sj->{wanted}) && $sj->{wanted}, '"wanted": true');
+is($sj->{organization_id}, 'q1', 'organization_id q1');
+is($sj->{version}, 1, 'version 1');
+ok(!-e "$sd/q2", 'the logged-out org has no state');
+my @tmp = glob("$sd/q1/*.tmp*");
+is(scalar @tmp, 0, 'no temporary files left next to session.json');
+like($t->error_log, qr/whatsapp helper \d+: shutting down; closed and saved \d+ sessions/, 'error.log: helper closed and saved its sessions');
+$t->check_log;
+
+# ---------------------------------------------------------------------------------------------- restart, same state
+$t->start;
+my $s = wait_until(sub { my $s = $t->status('q1'); ($s->{status} // 'disconnected') ne 'disconnected' ? $s : undef }, 5);
+ok($s, 'q1 is running again after the restart without a start-session call');
+is($s->{status}, 'connecting', 'q1 connecting');
+ok(wait_until(sub { my $x = $sim->stats; $x->{ws_total} == 3 && $x->{ws_open} == 1 }, 5),
+    'the simulator sees the new WebSocket (ws_total 3, ws_open 1)');
+sleep 0.5;
+my $x = $sim->stats;
+is($x->{ws_open}, 1, 'only q1 reconnected (q2 was logged out)');
+is($x->{ws_max_concurrent}, 2, 'max concurrent is still the two of the first run');
+isnt($t->status('q2')->{status}, 'connecting', 'q2 not started');
+my $h = $t->health;
+is($h->{helper}{generation}, 1, 'fresh master: generation 1');
+like($t->error_log, qr/owns the sessions \(previous owner released cleanly\)/, 'fresh start, clean');
+$sj = json_dec(WaTest::slurp($f));
+ok($sj && $sj->{wanted}, 'still wanted');
+
+$t->stop;
+ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'closed again after the second QUIT');
+done_testing;
