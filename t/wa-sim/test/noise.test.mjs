@@ -1,0 +1,112 @@
+// The Noise handshake and certificate chain checked with whatsmeow's (strict) rules by a minimal
+// initiator written here on Baileys' primitives; plus the ED routing header and malformed input.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import WebSocket from 'ws'
+import libsignalCurve from 'libsignal/src/curve.js'
+import { Curve, hkdf, aesEncryptGCM, aesDecryptGCM, sha256, proto, NOISE_MODE } from 'baileys'
+import { startSim, waitFor } from '../lib/testkit.mjs'
+
+const WA = Buffer.from([0x57, 0x41, 6, 3])
+const iv = (n) => { const b = Buffer.alloc(12); b.writeUInt32BE(n, 8); return b }
+const frame = (p) => { const b = Buffer.alloc(3 + p.length); b.writeUIntBE(p.length, 0, 3); Buffer.from(p).copy(b, 3); return b }
+const strictVerify = (pub, msg, sig) => {
+  try { return libsignalCurve.verifySignature(Buffer.concat([Buffer.from([5]), pub]), msg, sig) === true } catch { return false }
+}
+
+let sim
+before(async () => { sim = await startSim() })
+after(async () => { await sim.stop() })
+
+function connect () {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(sim.info.ws_url)
+    const msgs = []
+    let waiter = null
+    ws.on('message', (d) => { msgs.push(Buffer.from(d)); if (waiter) { const w = waiter; waiter = null; w() } })
+    ws.next = () => msgs.length ? Promise.resolve(msgs.shift()) : new Promise((res, rej) => {
+      const t = setTimeout(() => rej(new Error('no message')), 5000)
+      waiter = () => { clearTimeout(t); res(msgs.shift()) }
+    })
+    ws.closedP = new Promise(res => ws.once('close', res))
+    ws.once('open', () => resolve(ws))
+    ws.once('error', reject)
+  })
+}
+
+/** Client side of §2 steps 1-2; returns the decrypted server static and certificate chain. */
+async function hello (ws, prefix = Buffer.alloc(0)) {
+  const e = Curve.generateKeyPair()
+  const st = { h: Buffer.from(NOISE_MODE), n: 0 }
+  st.ck = st.h; st.k = st.h
+  const mixHash = (d) => { st.h = sha256(Buffer.concat([st.h, d])) }
+  const mixKey = (ikm) => { const o = hkdf(Buffer.from(ikm), 64, { salt: st.ck, info: '' }); st.ck = Buffer.from(o.subarray(0, 32)); st.k = Buffer.from(o.subarray(32)); st.n = 0 }
+  const decrypt = (c) => { const p = aesDecryptGCM(c, st.k, iv(st.n++), st.h); mixHash(c); return p }
+  mixHash(WA); mixHash(e.public)
+  ws.send(Buffer.concat([prefix, WA, frame(proto.HandshakeMessage.encode({ clientHello: { ephemeral: e.public } }).finish())]))
+  const data = await ws.next()
+  assert.equal(data.readUIntBE(0, 3), data.length - 3)
+  const { serverHello } = proto.HandshakeMessage.decode(data.subarray(3))
+  mixHash(serverHello.ephemeral)
+  mixKey(Curve.sharedKey(e.private, serverHello.ephemeral))
+  const serverStatic = decrypt(serverHello.static)
+  mixKey(Curve.sharedKey(e.private, serverStatic))
+  const cert = proto.CertChain.decode(decrypt(serverHello.payload))
+  return { serverStatic, cert, e, st, aesEncryptGCM }
+}
+
+test('certificate chain passes whatsmeow rules against the printed root key', { timeout: 15000 }, async () => {
+  const ws = await connect()
+  const { serverStatic, cert } = await hello(ws)
+  const root = Buffer.from(sim.info.root_key, 'base64')
+  const D = proto.CertChain.NoiseCertificate.Details
+  const inter = D.decode(cert.intermediate.details)
+  const leaf = D.decode(cert.leaf.details)
+  const nowS = Math.floor(Date.now() / 1000)
+  assert.equal(serverStatic.length, 32)
+  assert.equal(cert.intermediate.signature.length, 64)
+  assert.equal(cert.leaf.signature.length, 64)
+  assert.equal(strictVerify(root, cert.intermediate.details, cert.intermediate.signature), true)
+  assert.equal(inter.issuerSerial, 0)
+  assert.equal(inter.key.length, 32)
+  assert.equal(strictVerify(inter.key, cert.leaf.details, cert.leaf.signature), true)
+  assert.ok(Number(inter.notBefore) <= nowS && nowS <= Number(inter.notAfter))
+  assert.ok(Number(leaf.notBefore) <= nowS && nowS <= Number(leaf.notAfter))
+  assert.equal(leaf.issuerSerial, inter.serial)
+  assert.equal(inter.serial, 1)
+  assert.equal(leaf.serial, 2)
+  assert.deepEqual(Buffer.from(leaf.key), serverStatic)
+  // and a different root does not verify it
+  assert.equal(strictVerify(Curve.generateKeyPair().public, cert.intermediate.details, cert.intermediate.signature), false)
+  ws.close()
+})
+
+test('the ED routing header in front of the intro is accepted', { timeout: 15000 }, async () => {
+  const ws = await connect()
+  const ed = Buffer.from([0x45, 0x44, 0x00, 0x01, 0x00, 0x00, 0x02, 0x08, 0x01])
+  const { cert } = await hello(ws, ed)
+  assert.ok(cert.leaf.details.length > 0)
+  ws.close()
+})
+
+test('malformed input closes only that connection; the server keeps serving', { timeout: 20000 }, async () => {
+  const keep = await connect()
+  // a ClientHello that is not a protobuf
+  const a = await connect()
+  a.send(Buffer.concat([WA, frame(Buffer.from('this is not a protobuf at all, surely'))]))
+  await a.closedP
+  // a handshake followed by a bogus ClientFinish
+  const b = await connect()
+  await hello(b)
+  b.send(frame(proto.HandshakeMessage.encode({ clientFinish: { static: Buffer.alloc(48), payload: Buffer.alloc(20) } }).finish()))
+  await b.closedP
+  // text WS messages are ignored (binary only), the connection stays
+  keep.send('hello')
+  const s = (await sim.ctl('GET', '/stats')).body
+  assert.equal(s.ws_open, 1)
+  assert.equal(keep.readyState, WebSocket.OPEN)
+  const { cert } = await hello(keep)
+  assert.ok(cert.leaf)
+  keep.close()
+  await waitFor(async () => (await sim.ctl('GET', '/stats')).body.ws_open === 0, { what: 'all closed' })
+})
