@@ -1,0 +1,115 @@
+# wss:// to the simulator with a test CA: chain and host name are verified before the WebSocket upgrade,
+# the upgrade carries WhatsApp Web's Origin, and every failure ends up in last_error.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until);
+
+my $base = WaTest->new;    # holds the certificates and the simulator logs
+my $d = $base->{dir};
+my $ca = WaTest::make_ca($d, 'ca');
+my $other_ca = WaTest::make_ca($d, 'otherca');
+my $good = WaTest::make_cert($d, $ca, 'server', 'DNS:localhost', 'IP:127.0.0.1');
+my $wrong = WaTest::make_cert($d, $ca, 'wronghost', 'DNS:other.example');
+my $simA = WaTest::Sim->start($d, tls => [ $good->{cert}, $good->{key} ]);
+my $simB = WaTest::Sim->start($d, tls => [ $wrong->{cert}, $wrong->{key} ]);
+like($simA->{ws_url}, qr{^wss://}, 'the simulator serves wss://');
+
+sub nginx_for {
+    my ($url, $trusted, %o) = @_;
+    my $t = WaTest->new;
+    $t->write_conf(http => "whatsapp_server $url;\n    whatsapp_ssl_trusted_certificate $trusted;\n"
+        . "    whatsapp_root_key $simA->{root_key};\n    whatsapp_handshake_timeout " . ($o{hs} // '2s') . ";\n"
+        . "    whatsapp_reconnect_backoff 10s 20s;\n    whatsapp_connect_timeout 3s;");
+    return $t->start;
+}
+
+sub wait_status {
+    my ($t, $org, $want, $timeout) = @_;
+    return wait_until(sub { my $s = $t->status($org); ($s->{status} // '') eq $want ? $s : undef }, $timeout // 5, 0.02);
+}
+
+# ---------------------------------------------------------------------------------------------- trusted CA, right host
+{
+    my $t = nginx_for("wss://localhost:$simA->{ws_port}/ws/chat", $ca->{cert});
+    my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'tls1' });
+    is($st, 200, 'start-session: 200');
+    is($j->{status}, 'connecting', 'start-session: connecting');
+    my $t0 = time;
+    ok(wait_until(sub { $simA->stats->{ws_total} == 1 }, 5, 0.02), 'the simulator accepted the WebSocket upgrade over TLS');
+    my $opened = time;
+    my $s = $simA->stats;
+    is($s->{ws_open}, 1, 'one WebSocket open');
+    my $hd = $s->{last_upgrade_headers} // {};
+    is($hd->{origin}, 'https://web.whatsapp.com', 'Origin: https://web.whatsapp.com');
+    is($hd->{host}, "localhost:$simA->{ws_port}", 'Host: localhost:PORT');
+    like($hd->{upgrade} // '', qr/^websocket$/i, 'Upgrade: websocket');
+    like($hd->{connection} // '', qr/upgrade/i, 'Connection: Upgrade');
+    is($hd->{'sec-websocket-version'}, '13', 'Sec-WebSocket-Version: 13');
+    like($hd->{'sec-websocket-key'} // '', qr{^[A-Za-z0-9+/]{22}==$}, 'Sec-WebSocket-Key is 16 random bytes in base64');
+    my $mid = $t->status('tls1');
+    is($mid->{status}, 'connecting', 'connecting while the WebSocket waits for the handshake');
+    is($mid->{last_error}, undef, 'no last_error yet');
+
+    $s = wait_status($t, 'tls1', 'reconnecting', 6);
+    my $el = time - $opened;
+    ok($s, 'reconnecting after whatsapp_handshake_timeout');
+    ok($el > 1.6 && $el < 3.5, sprintf('after about 2 s (%.2f s)', $el));
+    like($s->{last_error} // '', qr/handshake/i, 'last_error mentions the handshake');
+    like($s->{last_error} // '', qr/within 2 s/, 'last_error names the timeout');
+    is($s->{retry_count}, 1, 'retry_count 1');
+    ok(defined $s->{next_retry_in} && $s->{next_retry_in} >= 7 && $s->{next_retry_in} <= 12,
+        "next_retry_in follows the 10 s backoff ($s->{next_retry_in})");
+    ok(wait_until(sub { $simA->stats->{ws_open} == 0 }, 2), 'the WebSocket was closed');
+    is($simA->stats->{ws_total}, 1, 'no second connection yet (backing off)');
+    $t->stop;
+}
+
+# ---------------------------------------------------------------------------------------------- IP literal, IP SAN
+{
+    $simA->reset;
+    my $t = nginx_for("wss://127.0.0.1:$simA->{ws_port}/ws/chat", $ca->{cert}, hs => '30s');
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'tlsip' });
+    is($st, 200, 'IP literal: start-session 200');
+    ok(wait_until(sub { $simA->stats->{ws_total} == 1 }, 5, 0.02), 'IP literal with a matching IP SAN: upgrade accepted');
+    is($simA->stats->{last_upgrade_headers}{host}, "127.0.0.1:$simA->{ws_port}", 'Host: 127.0.0.1:PORT');
+    is($t->status('tlsip')->{status}, 'connecting', 'connecting');
+    $t->stop;
+    ok(wait_until(sub { $simA->stats->{ws_open} == 0 }, 2), 'closed on QUIT');
+}
+
+# ---------------------------------------------------------------------------------------------- untrusted chain
+{
+    $simA->reset;
+    my $t = nginx_for("wss://localhost:$simA->{ws_port}/ws/chat", $other_ca->{cert});
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'tls2' });
+    is($st, 200, 'untrusted: start-session 200');
+    my $s = wait_status($t, 'tls2', 'reconnecting', 5);
+    ok($s, 'untrusted chain: reconnecting');
+    like($s->{last_error} // '', qr/certificate/i, 'last_error mentions the certificate');
+    like($s->{last_error} // '', qr/not trusted/i, 'last_error says it is not trusted');
+    like($s->{last_error} // '', qr/localhost:$simA->{ws_port}/, 'last_error names the server');
+    is($s->{retry_count}, 1, 'retry_count 1');
+    sleep 0.5;
+    is($simA->stats->{ws_total}, 0, 'no WebSocket upgrade was sent (ws_total 0)');
+    $t->stop;
+}
+
+# ---------------------------------------------------------------------------------------------- wrong host name
+{
+    my $t = nginx_for("wss://localhost:$simB->{ws_port}/ws/chat", $ca->{cert});
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'tls3' });
+    is($st, 200, 'wrong host: start-session 200');
+    my $s = wait_status($t, 'tls3', 'reconnecting', 5);
+    ok($s, 'certificate for another host: reconnecting');
+    like($s->{last_error} // '', qr/does not match host localhost/, 'last_error: certificate does not match the host');
+    unlike($s->{last_error} // '', qr/not trusted/, 'the chain itself was trusted');
+    sleep 0.5;
+    is($simB->stats->{ws_total}, 0, 'no WebSocket upgrade was sent (ws_total 0)');
+    $t->stop;
+}
+
+$_->stop for $simA, $simB;
+done_testing;
