@@ -1,0 +1,76 @@
+# Reconnect backoff against a closed port with whatsapp_reconnect_backoff 1s 4s: retries come after
+# about 1, 2, 4, 4 s (exponential, capped, ±20% jitter), and next_retry_in is shown while reconnecting.
+use strict;
+use warnings;
+use utf8;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until free_port);
+
+my $t = WaTest->new;
+my $closed = free_port();
+$t->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_reconnect_backoff 1s 4s;");
+$t->start;
+
+my $t0 = time;
+my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'b1' });
+is($st, 200, 'start-session: 200');
+
+my $want = 5;    # retry_count 1..5: four gaps
+my (%seen, @samples);
+my $deadline = time + 20;
+while (time < $deadline) {
+    my $now = time;
+    my $s = $t->status('b1');
+    push @samples, $s;
+    my $rc = $s->{retry_count} // 0;
+    $seen{$rc} //= $now if $rc;
+    last if $rc >= $want;
+    sleep 0.05;
+}
+ok($seen{$_}, "retry_count reached $_") for 1 .. $want;
+my $first = ($seen{1} // 99) - $t0;
+ok($first < 0.5, sprintf('first failure reported at once (%.2f s)', $first));
+
+my @nominal = (1, 2, 4, 4);    # min * 2^(n-1), capped at max
+for my $i (0 .. $#nominal) {
+    my ($a, $b) = ($seen{ $i + 1 }, $seen{ $i + 2 });
+    my $gap = defined $a && defined $b ? $b - $a : -1;
+    my ($lo, $hi) = ($nominal[$i] * 0.75 - 0.3, $nominal[$i] * 1.25 + 0.3);
+    ok($gap >= $lo && $gap <= $hi,
+        sprintf('gap %d→%d is %.2f s, nominal %d s (allowed %.2f..%.2f)', $i + 1, $i + 2, $gap, $nominal[$i], $lo, $hi));
+}
+
+my @rec = grep { ($_->{retry_count} // 0) >= 1 } @samples;
+ok(@rec > 100, scalar(@rec) . ' samples while retrying');
+is(scalar(grep { ($_->{status} // '') ne 'reconnecting' } @rec), 0, 'status stays reconnecting between retries');
+my @with = grep { defined $_->{next_retry_in} } @rec;
+ok(@with >= 0.95 * @rec, sprintf('next_retry_in present while reconnecting (%d of %d samples)', scalar @with, scalar @rec));
+is(scalar(grep { $_->{next_retry_in} !~ /^\d+$/ || $_->{next_retry_in} > 5 } @with), 0,
+    'next_retry_in is a whole number of seconds, at most 5 (4 s + 20%, rounded up)');
+ok((grep { $_->{next_retry_in} >= 3 } @with), 'next_retry_in reaches the capped 4 s range');
+is(scalar(grep { ($_->{last_error} // '') !~ /connect\(\) to 127\.0\.0\.1:$closed failed: Connection refused/ } @rec), 0,
+    'last_error always says the connection was refused');
+my $s = $t->status('b1');
+ok(!$s->{connected}, 'not connected');
+
+# start-session while backing off: retried at once, the count keeps growing
+my $rc = $s->{retry_count};
+($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'b1' });
+is($st, 200, 'start-session while backing off: 200');
+my $n = wait_until(sub { my $x = $t->status('b1'); $x->{retry_count} > $rc ? $x : undef }, 1, 0.02);
+ok($n, 'an operator start-session retries at once instead of waiting out the backoff');
+is($n->{retry_count}, $rc + 1, 'retry_count keeps counting') if $n;
+
+# logout stops the retries
+($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'b1' });
+is($j->{status}, 'logged_out', 'logout');
+sleep 1.5;
+$s = $t->status('b1');
+is($s->{status}, 'logged_out', 'no retries after logout');
+is($s->{retry_count}, 0, 'retry_count 0 after logout');
+is($s->{next_retry_in}, undef, 'next_retry_in null after logout');
+
+$t->stop;
+done_testing;
