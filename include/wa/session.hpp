@@ -87,6 +87,7 @@ public:
 private:
     enum class Phase : uint8_t { Idle, Dialing, AwaitingHandshake, BackingOff };
     void set_state(State s, int64_t unix_s, Actions& out);
+    Actions stop_and_forget(int64_t unix_s, State final_state, Action::Kind state_action);
     void schedule_retry(uint64_t now_ms, int64_t unix_s, std::string_view why, Actions& out);
     double random();
 

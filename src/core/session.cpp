@@ -89,30 +89,27 @@ Actions Session::start(uint64_t now_ms, int64_t unix_s) {
     return out;
 }
 
-Actions Session::logout(uint64_t, int64_t unix_s) {
+// Logout and clear both end the session for good (until the next start) and forget its status; they differ
+// in what happens to the stored state: deleted, or moved aside for inspection.
+Actions Session::stop_and_forget(int64_t unix_s, State final_state, Action::Kind state_action) {
     Actions out;
     if (phase_ == Phase::Dialing || phase_ == Phase::AwaitingHandshake) out.push_back({Action::Close, 1000});
     out.push_back({Action::CancelTimer});
     phase_ = Phase::Idle;
     status_ = SessionStatus{};
     status_.state_since = unix_s;
-    status_.state = State::LoggedOut;
-    out.push_back({Action::DeleteState});
+    status_.state = final_state;
+    out.push_back({state_action});
     out.push_back({Action::Publish});
     return out;
 }
 
+Actions Session::logout(uint64_t, int64_t unix_s) {
+    return stop_and_forget(unix_s, State::LoggedOut, Action::DeleteState);
+}
+
 Actions Session::clear(uint64_t, int64_t unix_s) {
-    Actions out;
-    if (phase_ == Phase::Dialing || phase_ == Phase::AwaitingHandshake) out.push_back({Action::Close, 1000});
-    out.push_back({Action::CancelTimer});
-    phase_ = Phase::Idle;
-    status_ = SessionStatus{};
-    status_.state_since = unix_s;
-    status_.state = State::Disconnected;
-    out.push_back({Action::MoveStateAside});
-    out.push_back({Action::Publish});
-    return out;
+    return stop_and_forget(unix_s, State::Disconnected, Action::MoveStateAside);
 }
 
 Actions Session::shutdown(uint64_t, int64_t) {
