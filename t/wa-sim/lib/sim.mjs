@@ -465,6 +465,7 @@ export class Sim {
     }
     if (child.tag === 'key') {
       const users = getBinaryNodeChildren(child, 'user')
+      if (this.opts.verbose) this.log(`key fetch: ${users.map(u => u.attrs.jid + (u.attrs.reason ? `(${u.attrs.reason})` : '')).join(' ')}`)
       return conn.send(iqResult(iq, [node('list', {}, users.map(u => this.bundleFor(u.attrs.jid)))]))
     }
     return conn.send(iqResult(iq))
@@ -516,6 +517,7 @@ export class Sim {
     const query = getBinaryNodeChild(us, 'query')
     const wanted = new Set((Array.isArray(query?.content) ? query.content : []).map(q => q.tag))
     const users = getBinaryNodeChildren(getBinaryNodeChild(us, 'list'), 'user')
+    if (this.opts.verbose) this.log(`usync ${us.attrs.context}/${us.attrs.mode} [${[...wanted]}]: ${users.map(u => u.attrs.jid || 'contact').join(' ')}`)
     const out = []
     for (const u of users) {
       let jid = u.attrs.jid
@@ -577,6 +579,7 @@ export class Sim {
       }
     }
     for (const enc of getBinaryNodeChildren(msg, 'enc')) items.push({ jid: to, enc })
+    if (this.opts.verbose) this.log(`message ${id} to ${to}: ${items.map(i => `${i.jid}/${i.enc.attrs.type}`).join(' ')}`)
     const peerAddr = peerAddress(`acct_${account.phone}`, senderDevice)
     const delivered = new Map() // contact phone -> contact
     for (const { jid, enc } of items) {
