@@ -350,6 +350,40 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
         && $j->{shared_memory}{used} < $j->{shared_memory}{size}, 'zone size and use');
 }
 
+# ---------------------------------------------------------------------------------------------- HTTP details
+{
+    my ($st, $h, $j, $body) = $t->api(HEAD => '/api/health');
+    is($st, 200, 'HEAD /api/health: 200');
+    is($body, '', 'HEAD: no body');
+    ($st, undef, $j) = $t->api(GET => '/api/status/23?foo=bar&organization_id=zz');
+    is($st, 200, 'query string is ignored by the router');
+    isnt($j->{status}, 'disconnected', 'status of 23 with a query string');
+    ($st, undef, $j) = $t->api(GET => '/api/status/%32%33');
+    is($st, 200, 'percent-encoded org id /api/status/%32%33: 200');
+    isnt($j->{status}, 'disconnected', '%32%33 is organization 23');
+    ($st, $h) = $t->api(GET => '/api/status/23');
+    is($h->{'cache-control'}, 'no-store', 'Cache-Control: no-store');
+
+    # keep-alive: a rejected request's body is discarded, the next request on the connection parses cleanly
+    my $b = '{"organization_id":"ka1"}';
+    my $post = sub {
+        my ($key, $ct) = @_;
+        return "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $key\r\nContent-Type: $ct\r\n"
+            . "Content-Length: " . length($b) . "\r\n\r\n$b";
+    };
+    my $raw = WaTest::http_raw($t->{port},
+        $post->($wrong, 'application/json') . $post->($WaTest::KEY, 'text/plain')
+        . "GET /api/status/23 HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\nConnection: close\r\n\r\n");
+    my @codes = ($raw // '') =~ m{^HTTP/1\.1 (\d{3})}mg;
+    is_deeply(\@codes, [ 401, 415, 200 ], 'pipelined 401, 415, 200 on one keep-alive connection');
+    $raw = WaTest::http_raw($t->{port},
+        $post->($WaTest::KEY, 'application/json')
+        . "GET /api/status/ka1 HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\nConnection: close\r\n\r\n");
+    @codes = ($raw // '') =~ m{^HTTP/1\.1 (\d{3})}mg;
+    is_deeply(\@codes, [ 200, 200 ], 'pipelined start-session then status on one connection');
+    like($raw // '', qr/"status":"(connecting|reconnecting)"/, 'the pipelined status sees the started session');
+}
+
 # ---------------------------------------------------------------------------------------------- keys never logged
 $t->stop;
 for my $k ($WaTest::KEY, $key2, $wrong) {
