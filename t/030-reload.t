@@ -82,6 +82,34 @@ my $clean = () = $log =~ /owns the sessions \(previous owner released cleanly\)/
 is($clean, $rounds + 1, 'every new helper found a clean release');
 unlike($log, qr/previous owner died/, 'no helper died');
 
+# ---------------------------------------------------------------------------------------------- 30 sessions
+my $N = 30;
+for my $i (2 .. $N) {
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => "m$i" });
+    is($st, 200, "start m$i") if $st != 200;
+}
+ok(wait_until(sub { $sim->stats->{ws_open} == $N }, 10), "$N WebSockets open");
+$sim->reset;    # ws_total 0, ws_max_concurrent = ws_open
+for my $i (1 .. 3) {
+    eval { $t->reload(timeout => 10) };
+    is($@, '', "reload $i with $N sessions: a new helper took over");
+    ok(wait_until(sub { my $s = $sim->stats; $s->{ws_total} == $N * $i && $s->{ws_open} == $N }, 10),
+        "reload $i: all $N sessions reconnected") or diag explain $sim->stats;
+}
+is($sim->stats->{ws_max_concurrent}, $N, "never more than $N WebSockets at once across the reloads");
+
+# a reload that changes the zone size gets a new shared-memory zone: sessions come back from disk
+$t->write_conf(%{ $t->{conf_opts} }, zone => 'whatsapp_zone wa 2m;');
+my $h2 = eval { $t->reload(new_zone => 1, timeout => 10) };
+ok($h2, 'reload with a resized zone: a new helper is active') or diag $@;
+is($h2->{shared_memory}{size} > 1024 * 1024 ? 1 : 0, 1, 'the new zone is the 2m one') if $h2;
+ok(wait_until(sub { my $s = $sim->stats; $s->{ws_total} == $N * 4 && $s->{ws_open} == $N }, 10),
+    "resized zone: all $N sessions restored from disk and reconnected") or diag explain $sim->stats;
+is($sim->stats->{ws_max_concurrent}, $N, "still never more than $N at once");
+ok(wait_until(sub { (my $s = $t->health)->{sessions}{connecting} == $N }, 5), "health counts $N connecting sessions")
+    or diag explain $t->health;
+is(scalar $t->helper_pids, 1, 'one helper');
+
 $t->stop;
-is($sim->stats->{ws_open}, 0, 'after QUIT the WebSocket is closed');
+is($sim->stats->{ws_open}, 0, 'after QUIT every WebSocket is closed');
 done_testing;

@@ -362,9 +362,11 @@ sub reload {
     kill 'HUP', $self->{pid} or croak "HUP: $!";
     my $ok = wait_until(sub {
         my $n = $self->health;
-        ($n->{helper}{state} // '') eq 'active' && $n->{helper}{generation} > $gen && !($old && alive($old)) ? $n : undef;
+        # new_zone: the zone changed size, so the generation counter starts again in the new zone
+        ($n->{helper}{state} // '') eq 'active' && ($o{new_zone} ? $n->{helper}{pid} != ($old // 0) : $n->{helper}{generation} > $gen)
+            && !($old && alive($old)) ? $n : undef;
     }, $o{timeout} // 10);
-    croak "reload: no new active helper (generation > $gen, old pid $old gone)" unless $ok;
+    croak "reload: no new active helper (generation > $gen, old pid @{[ $old // '-' ]} gone)" unless $ok;
     return $ok;
 }
 
