@@ -68,6 +68,30 @@ like($t->error_log, qr/owns the sessions \(previous owner released cleanly\)/, '
 $sj = json_dec(WaTest::slurp($f));
 ok($sj && $sj->{wanted}, 'still wanted');
 
-$t->stop;
+# ---------------------------------------------------------------------------------------------- master killed
+{
+    my $m = $t->master_pid;
+    my @hp = $t->helper_pids;
+    my @wp = $t->worker_pids;
+    is(scalar @hp, 1, 'one helper before kill -9 of the master');
+    my $t0 = time;
+    kill 'KILL', $m;
+    waitpid($m, 0);
+    delete $t->{pid};
+    ok(wait_until(sub { !alive($hp[0]) }, 5), 'the helper does not outlive its master');
+    my $el = time - $t0;
+    cmp_ok($el, '<', 3, sprintf('helper gone %.2f s after the master', $el));
+    ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'its WebSocket was closed');
+    $sj = json_dec(WaTest::slurp($f));
+    ok($sj && $sj->{wanted}, 'q1 is still wanted on disk');
+    kill 'KILL', grep { alive($_) } @wp;    # plain nginx workers do not watch their master
+    ok(wait_until(sub { !grep { alive($_) } @wp }, 3), 'orphaned HTTP workers cleaned up');
+    $t->check_log(allow => qr/the master process is gone/);
+    $t->start;
+    ok(wait_until(sub { ($t->status('q1')->{status} // '') eq 'connecting' && $sim->stats->{ws_open} == 1 }, 5),
+        'q1 resumes after the master was killed and nginx started again');
+}
+
+$t->stop(allow => qr/the master process is gone/);
 ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'closed again after the second QUIT');
 done_testing;
