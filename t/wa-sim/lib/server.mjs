@@ -162,6 +162,7 @@ export function newStats () {
     receipts_sent: 0,
     receipts_received: 0,
     retry_receipts_received: 0,
+    retry_receipts_sent: 0,
     iqs: 0
   }
 }

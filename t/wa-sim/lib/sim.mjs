@@ -594,8 +594,14 @@ export class Sim {
         if (!cdev) { this.log(`message ${id}: contact ${owner.obj.phone} has no device ${devNo}`); continue }
         try {
           const m = await cdev.signal.decrypt(peerAddr, enc.attrs.type, ct)
+          if (this.takeFault(conn.deviceKey, 'retry_request', f => f.target === 'contact')) {
+            // pretend this device could not decrypt: ask for a retry (the resend is a new encryption)
+            this.sendRetryReceipt(conn, msg, pnJid(owner.obj.phone, devNo), cdev.signal.registrationId)
+            continue
+          }
           const text = textOf(m)
-          owner.obj.inbox.push({ from: account.phone, id, text, device: devNo, t: Number(msg.attrs.t || now()), type: enc.attrs.type, sender_device: senderDevice })
+          // a resend of the same message (retry, or a resend to all devices) is recorded once
+          if (!owner.obj.inbox.some(e => e.id === id && e.device === devNo)) owner.obj.inbox.push({ from: account.phone, id, text, device: devNo, t: Number(msg.attrs.t || now()), type: enc.attrs.type, sender_device: senderDevice })
           delivered.set(owner.obj.phone, owner.obj)
         } catch (err) {
           this.stats.decrypt_failures++
@@ -605,9 +611,15 @@ export class Sim {
       } else if (owner?.kind === 'account' && owner.obj === account) {
         if (devNo === 0) {
           // the own phone: receives the deviceSentMessage copy (or peer messages)
+          const to = msg.attrs.recipient || msg.attrs.to
           try {
             const m = await account.phoneDevice.decrypt(peerAddr, enc.attrs.type, ct)
-            this.phoneInbox.push({
+            if (this.takeFault(conn.deviceKey, 'retry_request', f => f.target !== 'contact')) {
+              this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId, to)
+              continue
+            }
+            if (!this.phoneInbox.some(e => e.id === id && e.account === account.phone)) this.phoneInbox.push({
+              retry_count: enc.attrs.count ? Number(enc.attrs.count) : 0,
               account: account.phone,
               id,
               to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
@@ -619,7 +631,7 @@ export class Sim {
           } catch (err) {
             this.stats.decrypt_failures++
             this.log(`message ${id}: phone ${account.phone} failed to decrypt: ${err.message}`)
-            this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId)
+            this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId, to)
           }
         } else {
           // another linked companion of the same account: relay the copy
@@ -650,8 +662,11 @@ export class Sim {
   }
 
   /** A simulated device could not decrypt: ask the sender to retry (fact sheet §8 format). */
-  sendRetryReceipt (conn, msg, fromJid, registrationId) {
-    conn.send(node('receipt', { from: fromJid, id: msg.attrs.id, type: 'retry', t: String(now()) }, [
+  sendRetryReceipt (conn, msg, fromJid, registrationId, recipient) {
+    this.stats.retry_receipts_sent = (this.stats.retry_receipts_sent || 0) + 1
+    // a retry from one's own device names the chat in `recipient` (Baileys handleReceipt uses it as remoteJid)
+    const attrs = { from: fromJid, id: msg.attrs.id, type: 'retry', t: String(now()), ...(recipient ? { recipient } : {}) }
+    conn.send(node('receipt', attrs, [
       node('retry', { count: '1', id: msg.attrs.id, t: msg.attrs.t || String(now()), v: '1' }),
       node('registration', {}, u32(registrationId))
     ]))
@@ -835,9 +850,9 @@ export class Sim {
 
   // ------------------------------------------------------------------ fault injection
 
-  takeFault (deviceKey, type) {
+  takeFault (deviceKey, type, pred = () => true) {
     const list = this.pendingFaults.get(deviceKey)
-    const i = list ? list.findIndex(f => f.type === type) : -1
+    const i = list ? list.findIndex(f => f.type === type && pred(f)) : -1
     if (i < 0) return null
     const [f] = list.splice(i, 1)
     if (!list.length) this.pendingFaults.delete(deviceKey)
@@ -864,9 +879,10 @@ export class Sim {
     this.stats.faults_injected++
     switch (type) {
       case 'ack_error':
-      case 'bad_ciphertext': {
+      case 'bad_ciphertext':
+      case 'retry_request': {
         const list = this.pendingFaults.get(key) || []
-        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined) })
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: body.target === 'contact' ? 'contact' : 'phone' })
         this.pendingFaults.set(key, list)
         return { ok: true, pending: list.length }
       }
@@ -920,7 +936,7 @@ export class Sim {
       }
       default:
         this.stats.faults_injected--
-        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|failure|drain_prekeys')
+        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|failure|drain_prekeys')
     }
   }
 }

@@ -84,6 +84,34 @@ test('bad_ciphertext: Baileys sends a retry receipt, the contact resends, Bailey
   assert.equal(c.retries[0].count, 1)
 })
 
+test('the own phone (device 0) requests a retry; Baileys resends the deviceSentMessage to it', { timeout: 20000 }, async () => {
+  assert.equal((await fault({ type: 'retry_request', target: 'phone' })).status, 200)
+  const m = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'copia para el teléfono' })
+  acct.h.sent.set(m.key.id, m.message)
+  const got = await waitFor(async () => (await sim.ctl('GET', `/accounts/${PHONE}`)).body.phone_inbox.find(p => p.id === m.key.id), { what: 'resend to the phone' })
+  assert.equal(got.text, 'copia para el teléfono')
+  assert.equal(got.dsm, true)
+  // the first copy was refused; Baileys resent (to all devices, because the requester is device 0)
+  const copies = (await sim.ctl('GET', `/accounts/${PHONE}`)).body.phone_inbox.filter(p => p.id === m.key.id)
+  assert.equal(copies.length, 1)
+  assert.equal(got.to, `${CONTACT}@s.whatsapp.net`)
+  // the contact's device got it (twice on the wire, recorded once: inboxes dedup by id and device)
+  await sleep(200)
+  const ib = (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.filter(e => e.id === m.key.id)
+  assert.equal(ib.length, 1)
+  assert.equal(ib[0].text, 'copia para el teléfono')
+  assert.equal((await sim.ctl('GET', '/stats')).body.retry_receipts_sent, 1)
+})
+
+test('a contact device requests a retry; Baileys resends to it', { timeout: 20000 }, async () => {
+  assert.equal((await fault({ type: 'retry_request', target: 'contact' })).status, 200)
+  const m = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'otra vez, por favor' })
+  acct.h.sent.set(m.key.id, m.message)
+  const ib = await waitFor(async () => (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.find(e => e.id === m.key.id), { what: 'resend to the contact' })
+  assert.equal(ib.text, 'otra vez, por favor')
+  assert.equal((await sim.ctl('GET', '/stats')).body.retry_receipts_sent, 2)
+})
+
 test('prekey stock below 5 -> encrypt notification -> Baileys uploads 5 more', { timeout: 20000 }, async () => {
   const r = await fault({ type: 'drain_prekeys', keep: 3 })
   assert.equal(r.body.prekeys, 3)
