@@ -90,7 +90,7 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
     my $req = sub {
         my ($org) = @_;
         my $b = qq({"organization_id":"$org"});
-        return "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\n"
+        return "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\nConnection: close\r\n"
             . "Content-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b";
     };
     my $waiter = WaTest::http_raw($t->{port}, $req->('waiter1'), no_read => 1);

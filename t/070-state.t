@@ -1,0 +1,136 @@
+# The state directory at start-up (wanted sessions resume, corrupt files are quarantined until
+# clear-session, foreign entries are ignored) and the limits: whatsapp_max_sessions, whatsapp_queue_size.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use WaTest qw(wait_until free_port json_enc);
+
+my $closed = free_port();
+my ($uid, $gid) = $> == 0 ? ((getpwnam('nobody'))[2], (getgrnam('nogroup'))[2] // (getpwnam('nobody'))[3]) : ($>, $));
+($gid) = split ' ', $gid;
+
+my $t = WaTest->new;
+my $sd = $t->{state_dir};
+$t->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_reconnect_backoff 5s 10s;");
+
+sub session_file {
+    my ($org, %f) = @_;
+    return json_enc({ version => 1, organization_id => $org, wanted => JSON::PP::true, status => 'connected',
+        phone => '573001234567', last_error => '', retry_count => 0, connected_at => 1790000000,
+        state_since => 1790000000, %f });
+}
+my %files = (
+    good1     => session_file('good1'),
+    notwanted => session_file('notwanted', wanted => JSON::PP::false, status => 'disconnected'),
+    lo1       => session_file('lo1', wanted => JSON::PP::false, status => 'logged_out'),
+    bad1      => '{"version":1, "organization_id": "bad1", "wanted": tr',
+    mis1      => session_file('someone-else'),
+    ver9      => session_file('ver9', version => 9),
+    'with.dot' => session_file('with.dot'),
+    '.hidden' => session_file('.hidden'),
+);
+mkdir $sd, 0700 or die;
+for my $org (keys %files) {
+    mkdir "$sd/$org", 0700;
+    WaTest::spew("$sd/$org/session.json", $files{$org}, 0600);
+    chown $uid, $gid, "$sd/$org", "$sd/$org/session.json";
+}
+WaTest::spew("$sd/stray.txt", "not an organization\n", 0600);
+chown $uid, $gid, $sd, "$sd/stray.txt";
+
+$t->start;
+
+# ---------------------------------------------------------------------------------------------- resume and restore
+my $s = wait_until(sub { my $s = $t->status('good1'); ($s->{status} // '') eq 'reconnecting' ? $s : undef }, 5);
+ok($s, 'wanted session good1 was started by itself (reconnecting: the server port is closed)');
+ok(!$s->{connected}, 'a session stored as "connected" is not reported connected before it really is');
+is($s->{phone}, '573001234567', 'the stored phone is restored');
+like($s->{last_error} // '', qr/refused/, 'last_error is from this run');
+
+$s = $t->status('notwanted');
+is($s->{status}, 'disconnected', 'a session that was not wanted stays disconnected');
+is($s->{retry_count}, 0, 'and was not retried');
+is($t->status('lo1')->{status}, 'logged_out', 'a logged-out session stays logged_out');
+
+my (undef, undef, $cj) = $t->api(GET => '/api/connections');
+my %ids = map { $_->{organization_id} => $_ } @{ $cj->{connections} // [] };
+is_deeply([ sort keys %ids ], [ sort qw(good1 notwanted lo1 bad1 mis1 ver9) ],
+    'connections: the valid org directories, nothing foreign (with.dot, .hidden, stray.txt, .trash)');
+
+# ---------------------------------------------------------------------------------------------- quarantine
+for my $org (qw(bad1 mis1 ver9)) {
+    my $q = $t->status($org);
+    is($q->{status}, 'disconnected', "$org (corrupt session.json) is disconnected");
+    like($q->{last_error} // '', qr/quarantined/, "$org: last_error says the state is quarantined");
+    like($q->{last_error} // '', qr{clear-session}, "$org: last_error says how to get out");
+}
+like($t->status('bad1')->{last_error}, qr/does not parse/, 'bad1: unparseable');
+like($t->status('mis1')->{last_error}, qr/organization_id does not match/, 'mis1: id mismatch');
+like($t->status('ver9')->{last_error}, qr/unknown version/, 'ver9: unknown version');
+{
+    my ($st, $h, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'bad1' });
+    is($st, 409, 'start-session on quarantined state: 409');
+    is($j->{code}, 'state_corrupt', 'code state_corrupt');
+    is(WaTest::slurp("$sd/bad1/session.json"), $files{bad1}, 'the corrupt file is kept as it was');
+    ($st, $h, $j) = $t->api(POST => '/api/clear-session', body => { organization_id => 'bad1' });
+    is($st, 200, 'clear-session: 200');
+    is($j->{status}, 'disconnected', 'clear-session: disconnected');
+    ok(!-e "$sd/bad1", 'the corrupt state was moved away');
+    my @trash = glob("$sd/.trash/bad1.*");
+    is(scalar @trash, 1, 'it is kept under .trash for inspection');
+    is(WaTest::slurp("$trash[0]/session.json"), $files{bad1}, 'with the original bytes') if @trash;
+    ($st, $h, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'bad1' });
+    is($st, 200, 'start-session after clear-session: 200');
+    is($j->{status}, 'connecting', 'connecting');
+    ok(wait_until(sub { ($t->status('bad1')->{status} // '') eq 'reconnecting' }, 5), 'bad1 runs again');
+}
+ok(-e "$sd/with.dot/session.json" && -e "$sd/.hidden/session.json" && -e "$sd/stray.txt", 'foreign entries untouched');
+$t->stop;
+
+# ---------------------------------------------------------------------------------------------- limits
+{
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_max_sessions 2;\n"
+        . "    whatsapp_queue_size 2;\n    whatsapp_command_timeout 1s;\n    whatsapp_reconnect_backoff 5s 10s;");
+    $u->start;
+    my ($st, $h, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 's1' });
+    is($st, 200, 'max_sessions 2: first');
+    ($st, $h, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 's2' });
+    is($st, 200, 'max_sessions 2: second');
+    ($st, $h, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 's3' });
+    is($st, 503, 'max_sessions 2: third is refused with 503');
+    is($j->{code}, 'too_many_sessions', 'code too_many_sessions');
+    ($st, $h, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 's1' });
+    is($st, 200, 'an existing session can still be started again');
+    is($u->status('s3')->{status}, 'disconnected', 's3 never ran');
+
+    is($u->health->{shared_memory}{queue_max}, 2, 'queue_max 2');
+    my ($hp) = $u->helper_pids;
+    kill 'STOP', $hp;
+    my $b = '{"organization_id":"s1"}';
+    my $req = "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\nConnection: close\r\n"
+        . "Content-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b";
+    my @waiting = map { WaTest::http_raw($u->{port}, $req, no_read => 1) } 1 .. 2;
+    ok(wait_until(sub { ($u->health->{shared_memory}{queue_length} // 0) == 2 }, 1, 0.02), 'two commands queued');
+    my $t0 = time;
+    ($st, $h, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 's2' });
+    is($st, 503, 'a third command with a full queue: 503 at once');
+    is($j->{code}, 'queue_full', 'code queue_full');
+    is($h->{'retry-after'}, '1', 'Retry-After: 1');
+    cmp_ok(time - $t0, '<', 0.5, 'without waiting for the command timeout');
+    for my $w (@waiting) {
+        my $sel = IO::Select->new($w);
+        my $resp = '';
+        while ($sel->can_read(3)) { my $n = sysread($w, my $buf, 4096); last unless $n; $resp .= $buf }
+        my ($ws, undef, $wj) = WaTest::parse_response($resp);
+        is("$ws $wj->{code}", '504 timeout', 'a queued command times out with 504');
+    }
+    kill 'CONT', $hp;
+    ok(wait_until(sub { ($u->health->{shared_memory}{queue_length} // -1) == 0 }, 3), 'queue empty again');
+    ($st) = $u->api(POST => '/api/start-session', body => { organization_id => 's2' });
+    is($st, 200, 'commands flow again after SIGCONT');
+    $u->stop;
+}
+done_testing;
