@@ -141,6 +141,7 @@ export class Sim {
     if (conn.closed) throw httpError(410, 'connection gone')
     if (!Buffer.from(noiseB64, 'base64').equals(conn.reg.noisePub)) throw httpError(400, 'noise key does not match the connection')
     if (!Buffer.from(identityB64, 'base64').equals(conn.reg.identityPub)) throw httpError(400, 'identity key does not match the registration')
+    if (this.store.contacts.has(phone)) throw httpError(409, 'phone belongs to a contact')
     const advSecret = Buffer.from(advB64, 'base64')
     if (advSecret.length !== 32) throw httpError(400, 'bad adv secret')
     return this.completePairing(conn, this.store.getOrCreateAccount(phone), advSecret, platform)
@@ -242,6 +243,7 @@ export class Sim {
     if (typeof code !== 'string' || !/^[0-9A-Z]{8}$/.test(code.replace('-', ''))) throw httpError(400, 'code must be 8 characters')
     const lc = this.linkCodeRegs.get(phone)
     if (!lc || lc.conn.closed) throw httpError(404, 'no pending pairing-code request for this phone')
+    if (this.store.contacts.has(phone)) throw httpError(409, 'phone belongs to a contact')
     if (lc.busy) throw httpError(409, 'pairing already in progress')
     lc.busy = true
     try {

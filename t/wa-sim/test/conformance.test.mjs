@@ -230,5 +230,6 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
     await sleep(50)
     const r = await sim.stop()
     assert.equal(r.code, 0)
+    assert.deepEqual(sim.extraStdout, []) // stdout carries only the ready line
   }
 })

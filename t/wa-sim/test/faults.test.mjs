@@ -146,6 +146,17 @@ test('drop closes Baileys with 428; garbage makes its frame decryption fail; sta
   await reconnect()
 })
 
+test('a contact message for an offline device is delivered at the next login', { timeout: 20000 }, async () => {
+  acct.h.end()
+  await closedWithin(acct.h)
+  await waitFor(async () => !(await sim.ctl('GET', `/accounts/${PHONE}`)).body.devices[0].connected, { what: 'offline' })
+  const r = await sim.ctl('POST', `/contacts/${CONTACT}/send`, { to: PHONE, text: 'mientras dormías 🌙' })
+  assert.equal(r.status, 200)
+  await reconnect()
+  const got = await waitFor(() => acct.h.upserts.find(m => m.key.id === r.body.id), { what: 'offline message' })
+  assert.equal(got.message.conversation, 'mientras dormías 🌙')
+})
+
 test('stream_error 401 device_removed logs Baileys out', { timeout: 20000 }, async () => {
   await fault({ type: 'stream_error', code: 401 })
   assert.equal(await closedWithin(acct.h), DisconnectReason.loggedOut)
