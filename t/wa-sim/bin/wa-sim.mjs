@@ -8,7 +8,7 @@ import { Sim } from '../lib/sim.mjs'
 import { genKeys, keysToJSON, keysFromJSON, makeCertChain } from '../lib/noise.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
-       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--verbose]`
+       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--no-edge-routing] [--verbose]`
 
 let args
 try {
@@ -21,6 +21,7 @@ try {
       state: { type: 'string' },
       'qr-first-ttl': { type: 'string', default: '60' },
       'qr-next-ttl': { type: 'string', default: '20' },
+      'no-edge-routing': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -65,7 +66,8 @@ const sim = new Sim({
   stateFile: args.state,
   atomicWrite,
   qrFirstTtlMs: Number(args['qr-first-ttl']) * 1000,
-  qrNextTtlMs: Number(args['qr-next-ttl']) * 1000
+  qrNextTtlMs: Number(args['qr-next-ttl']) * 1000,
+  edgeRouting: !args['no-edge-routing']
 })
 await sim.load()
 

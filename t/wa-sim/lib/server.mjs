@@ -42,6 +42,10 @@ export class Conn {
       this.log(`conn ${this.id}: malformed input (${err.message}); closing`)
       return this.close()
     }
+    if (this.reader.routingInfo && !this.routingInfo) {
+      this.routingInfo = Buffer.from(this.reader.routingInfo)
+      this.stats.ed_headers++
+    }
     for (const f of frames) {
       this.stats.frames_in++
       try {
@@ -163,6 +167,7 @@ export function newStats () {
     receipts_received: 0,
     retry_receipts_received: 0,
     retry_receipts_sent: 0,
+    ed_headers: 0, // connections that started with the 'ED' routing header
     iqs: 0
   }
 }

@@ -333,6 +333,10 @@ export class Sim {
     this.stats.logins++
     this.log(`conn ${conn.id}: login ${pnJid(phone, deviceId)} ok`)
     conn.send(node('success', { t: String(now()), lid: lidJid(account.lid, deviceId), props: '1', creation: String(dev.linkedAt || now()), location: 'sim' }))
+    // like the real server, hand out routing info; Baileys then prefixes its next intro with 'ED'
+    if (this.opts.edgeRouting !== false) {
+      conn.send(node('ib', { from: S_WHATSAPP_NET }, [node('edge_routing', {}, [node('routing_info', {}, Buffer.from([0x08, 0x01]))])]))
+    }
     // offline messages go out once the client is active (passive iq) or after 3 s at the latest
     conn.offlineTimer = setTimeout(() => this.flushOffline(conn), 3000)
   }

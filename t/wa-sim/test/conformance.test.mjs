@@ -142,6 +142,8 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       assert.equal(s.registrations, 0)
       assert.equal(s.pairings, 0)
       assert.equal(s.login_failures, 0)
+      // the routing info handed out at the earlier login came back as an 'ED' header
+      assert.equal(s.ed_headers, 1)
       // Signal sessions survived on both sides: a new message decrypts at both contact devices
       const m = await cA.sock.sendMessage(`${C}@s.whatsapp.net`, { text: 'after restart ✓' })
       const inbox = await waitFor(async () => {
