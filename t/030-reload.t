@@ -110,6 +110,21 @@ ok(wait_until(sub { (my $s = $t->health)->{sessions}{connecting} == $N }, 5), "h
     or diag explain $t->health;
 is(scalar $t->helper_pids, 1, 'one helper');
 
-$t->stop;
+# kill -9 of the helper with $N WebSockets open: the kernel closes them, the next helper reconnects
+{
+    my ($hp) = $t->helper_pids;
+    $sim->reset;
+    my $t0 = time;
+    kill 'KILL', $hp;
+    ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 3), 'the dead helper\'s WebSockets are closed by the kernel');
+    ok(wait_until(sub { my $s = $sim->stats; $s->{ws_total} == $N && $s->{ws_open} == $N }, 10),
+        "all $N sessions reconnected through the respawned helper") or diag explain $sim->stats;
+    my $el = time - $t0;
+    ok($el >= 1.2, sprintf('after the grace delay for a crashed owner (%.2f s)', $el));
+    is($sim->stats->{ws_max_concurrent}, $N, "never more than $N at once");
+    ok(wait_until(sub { $t->helper_pids == 1 && ($t->helper_pids)[0] != $hp }, 2), 'one new helper');
+}
+
+$t->stop(allow => qr/worker process \d+ exited on signal 9/);
 is($sim->stats->{ws_open}, 0, 'after QUIT every WebSocket is closed');
 done_testing;
