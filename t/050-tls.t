@@ -6,6 +6,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use WaTest qw(wait_until);
+use IO::Socket::SSL;
+use IO::Select;
 
 my $base = WaTest->new;    # holds the certificates and the simulator logs
 my $d = $base->{dir};
@@ -109,6 +111,47 @@ sub wait_status {
     sleep 0.5;
     is($simB->stats->{ws_total}, 0, 'no WebSocket upgrade was sent (ws_total 0)');
     $t->stop;
+}
+
+# ---------------------------------------------------------------------------------------------- SNI, rejected upgrade
+# A small TLS server of our own records the SNI name and the request, and refuses the upgrade with 403.
+{
+
+    my $log = "$d/sni.log";
+    my $srv = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 8, ReuseAddr => 1,
+        SSL_server => 1, SSL_cert_file => $good->{cert}, SSL_key_file => $good->{key})
+        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
+    my $port = $srv->sockport;
+    WaTest::background(sub {
+        while (1) {
+            my $c = $srv->accept or next;
+            my $sni = $c->get_servername // '(none)';
+            my $req = '';
+            my $sel = IO::Select->new($c);
+            while ($req !~ /\r\n\r\n/ && $sel->can_read(2)) { my $n = sysread($c, my $buf, 4096); last unless $n; $req .= $buf }
+            my ($line) = split /\r\n/, $req;
+            open(my $fh, '>>', $log); print $fh "sni=$sni req=" . ($line // '') . "\n"; close $fh;
+            print $c "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            $c->close(SSL_no_shutdown => 1);
+        }
+    });
+    close $srv;
+    for my $case ([ 'localhost', 'localhost' ], [ '127.0.0.1', '(none)' ]) {
+        my ($host, $want) = @$case;
+        unlink $log;
+        my $t = nginx_for("wss://$host:$port/ws/chat", $ca->{cert});
+        my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'sni1' });
+        is($st, 200, "$host: start-session 200");
+        my $s = wait_status($t, 'sni1', 'reconnecting', 5);
+        ok($s, "$host: upgrade refused → reconnecting");
+        like($s->{last_error} // '', qr/WebSocket upgrade to wss:\/\/\Q$host\E:$port\/ws\/chat rejected/,
+            "$host: last_error says the upgrade was rejected");
+        like($s->{last_error} // '', qr/403/, "$host: last_error carries the status 403");
+        my ($first) = split /\n/, WaTest::slurp($log);
+        is($first, "sni=$want req=GET /ws/chat HTTP/1.1",
+            $want eq '(none)' ? 'no SNI for an IP literal (RFC 6066)' : "SNI $want, then GET /ws/chat");
+        $t->stop;
+    }
 }
 
 $_->stop for $simA, $simB;
