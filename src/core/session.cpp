@@ -117,8 +117,9 @@ Actions Session::shutdown(uint64_t, int64_t) {
     // 1001 "going away": the next helper generation picks the session up again.
     if (phase_ == Phase::Dialing || phase_ == Phase::AwaitingHandshake) out.push_back({Action::Close, 1001});
     out.push_back({Action::CancelTimer});
+    // Only a session that runs has anything to save; a logged-out or cleared one must leave no file behind.
+    if (status_.wanted) out.push_back({Action::Persist});
     phase_ = Phase::Idle;
-    out.push_back({Action::Persist});
     return out;
 }
 

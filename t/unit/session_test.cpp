@@ -186,3 +186,14 @@ TEST(StateFile, RejectsCorruptOrForeignFiles) {
     EXPECT_FALSE(wa::parse_session_file(
         "{\"version\":1,\"organization_id\":\"a\",\"status\":\"flying\"}", "a", back, err));
 }
+
+TEST(Session, ShutdownAfterLogoutOrClearSavesNothing) {
+    Session s(cfg());
+    s.start(0, 0);
+    s.logout(1, 0);
+    EXPECT_FALSE(has(s.shutdown(2, 0), Action::Persist));
+    Session c(cfg());
+    c.start(0, 0);
+    c.clear(1, 0);
+    EXPECT_FALSE(has(c.shutdown(2, 0), Action::Persist));
+}
