@@ -1,0 +1,69 @@
+# API keys from whatsapp_api_key_file: comments and blank lines skipped, whitespace trimmed, rotation by
+# reload, a broken file on reload keeps the running keys; no key at all locks every /api route.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(sleep);
+use lib 't/lib';
+use WaTest qw(wait_until free_port);
+
+my $closed = free_port();
+my ($kA, $kB, $kC, $kD, $kI) = ('keyA-1234567890', 'keyB-abcdefghij', 'keyC-commented-out', 'keyD-rotated-0987', 'inline-key-5555');
+my $t = WaTest->new(key => $kI);    # the harness itself uses the inline key
+my $d = $t->{dir};
+WaTest::spew("$d/keys.txt", "# production keys\n\n   $kA   \n$kB\r\n#$kC\n\t\n", 0600);
+$t->write_conf(http => "whatsapp_api_key_file $d/keys.txt;\n    whatsapp_server ws://127.0.0.1:$closed/ws/chat;");
+$t->start;
+
+sub code_for {
+    my ($key) = @_;
+    my ($st) = $t->http(GET => '/api/health', headers => { defined $key ? ('X-API-Key' => $key) : () });
+    return $st;
+}
+is(code_for($kA), 200, 'key from the file (surrounded by spaces) works');
+is(code_for($kB), 200, 'key from a CRLF line works');
+is(code_for($kI), 200, 'inline whatsapp_api_key works next to the file');
+is(code_for($kC), 401, 'a commented-out key does not work');
+is(code_for("#$kC"), 401, 'nor does the comment line itself');
+is(code_for("   $kA   "), 200, 'surrounding spaces of the header value are not part of the key (HTTP trims them)');
+is(code_for(undef), 401, 'no key: 401');
+
+# rotation: the file changes, a reload picks it up
+WaTest::spew("$d/keys.txt", "$kD\n", 0600);
+eval { $t->reload };
+is($@, '', 'reload with a rotated key file');
+ok(wait_until(sub { code_for($kA) == 401 && code_for($kD) == 200 }, 5), 'after the reload the old key is refused and the new one works');
+is(code_for($kB), 401, 'the other old key is refused too');
+is(code_for($kI), 200, 'the inline key still works');
+
+# a broken key file on reload: nginx keeps running with the keys it has
+WaTest::spew("$d/keys.txt", "$kD\nshort\n", 0600);
+my $gen = $t->health->{helper}{generation};
+kill 'HUP', $t->master_pid;
+ok(wait_until(sub { $t->error_log =~ /an API key must be 8 to 256 characters long/ }, 5), 'the bad file is reported');
+sleep 0.5;
+is(code_for($kD), 200, 'the running configuration keeps working');
+is($t->health->{helper}{generation}, $gen, 'no new helper generation for a failed reload');
+is(scalar $t->helper_pids, 1, 'one helper');
+unlike($t->error_log, qr/\bshort\b/, 'the bad key value is not logged');
+$t->stop(allow => qr/an API key must be 8 to 256 characters long/);
+for my $k ($kA, $kB, $kC, $kD, $kI) {
+    ok(index($t->error_log, $k) < 0 && index($t->access_log, $k) < 0, "key $k... appears in no log");
+}
+
+# no key configured at all
+{
+    my $u = WaTest->new;
+    $u->write_conf(key => undef, http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;");
+    $u->start(wait_helper => 0);
+    like($u->error_log, qr/\[warn\] .*no whatsapp_api_key configured/, 'a warning says no key is configured');
+    my ($st, undef, $j) = $u->http(GET => '/api/health', headers => { 'X-API-Key' => $WaTest::KEY });
+    is($st, 401, 'without configured keys every /api route answers 401');
+    is($j->{code}, 'unauthorized', 'code unauthorized');
+    ($st, undef, $j) = $u->http(GET => '/api/health', headers => { 'X-API-Key' => '' });
+    is($st, 401, 'an empty key does not match "no key"');
+    ($st) = $u->http(GET => '/health');
+    is($st, 200, '/health stays open');
+    $u->stop;
+}
+done_testing;
