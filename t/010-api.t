@@ -17,7 +17,8 @@ $t->write_conf(
     http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_api_key $key2;\n"
         . "    whatsapp_max_body 1k;\n    whatsapp_reconnect_backoff 5s 10s;",
     locations => "location /api/ { whatsapp_api; }\n        location = /health { whatsapp_api; }\n"
-        . "        location /whatsapp/ { whatsapp_api; }");
+        . "        location /whatsapp/ { whatsapp_api; }\n        location /custom/ { whatsapp_api /custom; }\n"
+        . "        location /gw/v1/ { whatsapp_api /gw/v1/; }");
 $t->start;
 
 my %JSONH = ('Content-Type' => 'application/json');
@@ -283,6 +284,21 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     ok(!(grep { $_ eq 'never-seen-org' } @ids), 'a status read does not create an organization');
     my ($c23) = grep { $_->{organization_id} eq '23' } @{ $cj->{connections} };
     ok(exists $c23->{$_}, "connection entry has $_") for qw(status connected phone last_error retry_count connected_at);
+}
+
+# ---------------------------------------------------------------------------------------------- explicit mount prefixes
+{
+    my ($st, undef, $j) = $t->http(GET => '/custom/health');
+    is($st, 200, 'whatsapp_api /custom: /custom/health 200');
+    is_deeply($j, { status => 'ok' }, '/custom/health body');
+    ($st, undef, $j) = $t->api(GET => '/custom/api/status/23');
+    is($st, 200, '/custom/api/status/23: 200');
+    isnt($j->{status}, 'disconnected', '/custom/api/status/23 is the same session 23');
+    ($st, undef, $j) = $t->api(GET => '/gw/v1/api/health');
+    is($st, 200, 'whatsapp_api /gw/v1/ (trailing slash): /gw/v1/api/health 200');
+    ($st, undef, $j) = $t->http(GET => '/gw/v1/health');
+    is($st, 200, '/gw/v1/health open');
+    is_error(get('/custom/whatever'), 404, 'not_found', 'unknown route under /custom: 404 JSON');
 }
 
 # ---------------------------------------------------------------------------------------------- logout / clear-session
