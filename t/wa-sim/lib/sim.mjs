@@ -719,7 +719,7 @@ export class Sim {
       name: c.name,
       devices: c.devices.map(d => ({ id: d.id, prekeys: d.signal.available.length })),
       sent: [...this.sent.values()].filter(r => r.contact === c.phone).map(r => ({
-        id: r.id, to: r.to, text: r.text, delivered: r.delivered, read: r.read, retries: r.retries
+        id: r.id, to: r.to, text: r.text, delivered: r.delivered, read: r.read, retries: r.retries, enc_types: r.encTypes || {}
       }))
     }
   }
@@ -770,6 +770,8 @@ export class Sim {
       await cdev.signal.initSession(addr, this.takeCompanionBundle(account, dev))
     }
     const enc = await cdev.signal.encrypt(addr, { conversation: rec.text })
+    rec.encTypes ||= {}
+    ;(rec.encTypes[dev.id] ||= []).push(enc.type)
     if (this.takeFault(`${account.phone}:${dev.id}`, 'bad_ciphertext')) {
       // flip the last byte: the Signal MAC no longer verifies ("Bad MAC") -> client sends a retry receipt
       enc.ciphertext[enc.ciphertext.length - 1] ^= 0xff

@@ -15,6 +15,7 @@ after(exitWhenDone)
 const A = '573001234567' // account paired by QR
 const B2 = '573112223344' // account paired by code
 const C = '573009999999' // contact with 2 devices
+const C3 = '573008888888' // contact that writes first
 const TEXT = 'Hola 👋 ¿cómo está? ñandú'
 const REPLY = 'Muy bien, gracias 🙏 — ¡adiós!'
 
@@ -59,6 +60,8 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
     await t.test('login with the new credentials; prekeys uploaded', async () => {
       cA = client({ info: sim.info, auth: authA, sent: sentA })
       await waitFor(() => cA.isOpen(), { what: 'connection open' })
+      // <ib><offline count="0"/></ib> arrived: Baileys reports receivedPendingNotifications
+      await waitFor(() => cA.updates.some(u => u.receivedPendingNotifications === true), { what: 'ib offline' })
       const acct = await waitFor(async () => {
         const a = (await sim.ctl('GET', `/accounts/${A}`)).body
         return a.devices?.[0]?.prekeys === 812 && a
@@ -124,6 +127,30 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       const r2 = await sim.ctl('POST', `/contacts/${C}/send`, { to: A, text: 'segundo ✔' })
       const got2 = await waitFor(() => cA.upserts.find(m => m.key.id === r2.body.id), { what: 'second reply' })
       assert.equal(got2.message.conversation, 'segundo ✔')
+      // C's device 0 already has a session (it decrypted the client's pkmsg), so both are 'msg'
+      const sent = (await sim.ctl('GET', `/contacts/${C}`)).body.sent
+      assert.deepEqual(sent.find(x => x.id === r.body.id).enc_types, { 1: ['msg'] })
+      assert.deepEqual(sent.find(x => x.id === r2.body.id).enc_types, { 1: ['msg'] })
+      // a contact that never talked to the client builds the session from the uploaded bundle (one
+      // prekey consumed) and keeps sending pkmsg until it hears back from the client (Signal rule);
+      // after the client's answer it sends msg
+      assert.equal((await sim.ctl('POST', '/contacts', { phone: C3, devices: 1 })).status, 200)
+      const p1 = await sim.ctl('POST', `/contacts/${C3}/send`, { to: A, text: 'primer contacto' })
+      const p2 = await sim.ctl('POST', `/contacts/${C3}/send`, { to: A, text: 'y después' })
+      const g1 = await waitFor(() => cA.upserts.find(m => m.key.id === p1.body.id), { what: 'pkmsg from new contact' })
+      const g2 = await waitFor(() => cA.upserts.find(m => m.key.id === p2.body.id), { what: 'msg from new contact' })
+      assert.equal(g1.message.conversation, 'primer contacto')
+      assert.equal(g2.message.conversation, 'y después')
+      const ans = await cA.sock.sendMessage(`${C3}@s.whatsapp.net`, { text: 'hola C3' })
+      sentA.set(ans.key.id, ans.message)
+      await waitFor(async () => (await sim.ctl('GET', `/contacts/${C3}/inbox`)).body.find(e => e.id === ans.key.id && e.text === 'hola C3'), { what: 'C3 got the answer' })
+      const p3 = await sim.ctl('POST', `/contacts/${C3}/send`, { to: A, text: 'ahora msg' })
+      const g3 = await waitFor(() => cA.upserts.find(m => m.key.id === p3.body.id), { what: 'msg from C3' })
+      assert.equal(g3.message.conversation, 'ahora msg')
+      const sent3 = (await sim.ctl('GET', `/contacts/${C3}`)).body.sent
+      assert.deepEqual(sent3.map(x => x.enc_types[1]), [['pkmsg'], ['pkmsg'], ['msg']])
+      const stock = (await sim.ctl('GET', `/accounts/${A}`)).body.devices[0].prekeys
+      assert.equal(stock, 811)
       assert.equal((await sim.ctl('GET', '/stats')).body.conflicts_sent, 0)
     })
 

@@ -17,7 +17,7 @@ before(async () => {
   open.push(acct.h)
   await waitFor(async () => (await sim.ctl('GET', `/accounts/${PHONE}`)).body.devices[0].prekeys === 812, { what: 'prekey upload' })
   assert.equal((await sim.ctl('POST', '/contacts', { phone: CONTACT, devices: 1 })).status, 200)
-})
+}, { timeout: 30000 })
 after(async () => {
   for (const h of open) h.end()
   await sim?.stop()
@@ -50,23 +50,26 @@ test('stream_error conflict closes with 440 and is counted', { timeout: 20000 },
   await reconnect()
 })
 
-test('ack_error 479 reaches Baileys as message status ERROR', { timeout: 20000 }, async () => {
-  const r = await fault({ type: 'ack_error', code: 479 })
-  assert.equal(r.body.pending, 1)
-  const m = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'will fail' })
-  // Baileys emits messages.update {status: ERROR}; when it arrives while the sent message's upsert is
-  // still in the event buffer, the buffer folds it into the upsert (Utils/event-buffer.js), so look at both
-  const upd = await waitFor(() =>
-    acct.h.msgUpdates.find(u => u.key.id === m.key.id && u.update.status === proto.WebMessageInfo.Status.ERROR)?.update ||
-    acct.h.upserts.find(u => u.key.id === m.key.id && u.status === proto.WebMessageInfo.Status.ERROR), { what: 'ERROR status' })
-  assert.deepEqual(upd.messageStubParameters, ['479'])
-  // the message was not relayed
-  await sleep(300)
-  assert.equal((await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.filter(e => e.id === m.key.id).length, 0)
-  // the next one goes through
-  const m2 = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'ok now' })
-  await waitFor(async () => (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.find(e => e.id === m2.key.id && e.text === 'ok now'), { what: 'relayed' })
-})
+for (const code of [479, 463]) {
+  test(`ack_error ${code} reaches Baileys as message status ERROR`, { timeout: 20000 }, async () => {
+    const r = await fault({ type: 'ack_error', code })
+    assert.equal(r.body.pending, 1)
+    const m = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'will fail' })
+    // Baileys emits messages.update {status: ERROR}; when it arrives while the sent message's upsert is
+    // still in the event buffer, the buffer folds it into the upsert (Utils/event-buffer.js), so look at both
+    const upd = await waitFor(() =>
+      acct.h.msgUpdates.find(u => u.key.id === m.key.id && u.update.status === proto.WebMessageInfo.Status.ERROR)?.update ||
+      acct.h.upserts.find(u => u.key.id === m.key.id && u.status === proto.WebMessageInfo.Status.ERROR), { what: 'ERROR status' })
+    // 463 is also Baileys' SenderReachoutTimelocked NACK reason, which adds a text (messages-recv.js handleBadAck)
+    assert.deepEqual(upd.messageStubParameters, code === 463 ? ['463', 'Your account has been restricted'] : ['479'])
+    // the message was not relayed
+    await sleep(300)
+    assert.equal((await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.filter(e => e.id === m.key.id).length, 0)
+    // the next one goes through
+    const m2 = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'ok now' })
+    await waitFor(async () => (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.find(e => e.id === m2.key.id && e.text === 'ok now'), { what: 'relayed' })
+  })
+}
 
 test('bad_ciphertext: Baileys sends a retry receipt, the contact resends, Baileys decrypts', { timeout: 30000 }, async () => {
   // establish the contact->client session first, then corrupt a 'msg'

@@ -15,7 +15,7 @@ const strictVerify = (pub, msg, sig) => {
 }
 
 let sim
-before(async () => { sim = await startSim() })
+before(async () => { sim = await startSim() }, { timeout: 20000 })
 after(async () => { await sim.stop() })
 
 function connect () {
