@@ -29,7 +29,7 @@ test('ws counters, idle connections stay open, reset, 404 on other paths', { tim
     assert.equal(s.ws_max_concurrent, 0)
     assert.equal(s.last_upgrade_headers, null)
 
-    const a = await openWs(sim.info.ws_url, { origin: 'https://web.whatsapp.com', headers: { 'X-Test': 'one' } })
+    const a = await openWs(sim.info.ws_url, { origin: 'https://origin.test', headers: { 'X-Test': 'one' } })
     const b = await openWs(sim.info.ws_url)
     s = (await sim.ctl('GET', '/stats')).body
     assert.equal(s.ws_open, 2)
@@ -40,9 +40,9 @@ test('ws counters, idle connections stay open, reset, 404 on other paths', { tim
     b.close()
     await waitFor(async () => (await sim.ctl('GET', '/stats')).body.ws_open === 1, { what: 'ws_open 1' })
 
-    const c = await openWs(sim.info.ws_url, { origin: 'https://web.whatsapp.com', headers: { 'X-Test': 'three' } })
+    const c = await openWs(sim.info.ws_url, { origin: 'https://origin.test', headers: { 'X-Test': 'three' } })
     s = (await sim.ctl('GET', '/stats')).body
-    assert.equal(s.last_upgrade_headers.origin, 'https://web.whatsapp.com')
+    assert.equal(s.last_upgrade_headers.origin, 'https://origin.test')
     assert.equal(s.last_upgrade_headers['x-test'], 'three')
     assert.equal(s.ws_total, 3)
     assert.equal(s.ws_max_concurrent, 2)
