@@ -187,6 +187,10 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       await waitFor(() => c.qrs.length, { what: 'registration (QR) before requesting a code' })
       const code = await c.sock.requestPairingCode(B2, 'ABCD1234')
       assert.equal(code, 'ABCD1234')
+      // a mistyped code: the companion's key bundle does not decrypt on the phone
+      const wrong = await sim.ctl('POST', '/pairing-code', { phone: B2, code: 'WXYZ9876' })
+      assert.equal(wrong.status, 400)
+      assert.equal(wrong.body.error, 'wrong pairing code (key bundle does not decrypt)')
       const r = await sim.ctl('POST', '/pairing-code', { phone: B2, code: 'ABCD1234' })
       assert.equal(r.status, 200, JSON.stringify(r.body))
       assert.equal(r.body.device_jid, `${B2}:1@s.whatsapp.net`)
