@@ -21,7 +21,12 @@ const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the enc
 const PAIR_REPLY_TIMEOUT_MS = 15000
 
 const node = (tag, attrs = {}, content) => ({ tag, attrs, content })
-const textOf = (m) => m?.conversation ?? m?.extendedTextMessage?.text ?? null
+const textOf = (m) => {
+  const inner = m?.deviceSentMessage?.message ?? m // unwrap a deviceSentMessage copy
+  return inner?.conversation ?? inner?.extendedTextMessage?.text ?? null
+}
+// phone numbers may be given as "+57 300-123 4567": keep the digits
+const digits = (p) => (p === undefined || p === null ? p : String(p).replace(/[^0-9]/g, ''))
 
 export class Sim {
   constructor (opts) {
@@ -128,7 +133,8 @@ export class Sim {
 
   /** POST /scan {qr, phone}: the phone scans a QR. */
   async scan (body) {
-    const { qr, phone } = body || {}
+    const { qr } = body || {}
+    const phone = digits(body?.phone)
     if (typeof qr !== 'string') throw httpError(400, 'qr missing')
     if (!validPhone(phone)) throw httpError(400, 'phone must be 7-15 digits, no leading 0')
     const parts = qr.slice(qr.indexOf('#') + 1).split(',')
@@ -238,7 +244,8 @@ export class Sim {
 
   /** POST /pairing-code {phone, code}: the user types the code shown by the companion into the phone. */
   async pairingCode (body) {
-    const { phone, code } = body || {}
+    const { code } = body || {}
+    const phone = digits(body?.phone)
     if (!validPhone(phone)) throw httpError(400, 'bad phone')
     if (typeof code !== 'string' || !/^[0-9A-Z]{8}$/.test(code.replace('-', ''))) throw httpError(400, 'code must be 8 characters')
     const lc = this.linkCodeRegs.get(phone)
@@ -702,7 +709,8 @@ export class Sim {
   // ------------------------------------------------------------------ contacts (control API)
 
   addContact (body) {
-    const { phone, devices = 1, name } = body || {}
+    const { devices = 1, name } = body || {}
+    const phone = digits(body?.phone)
     if (!validPhone(phone)) throw httpError(400, 'bad phone')
     if (!Number.isInteger(devices) || devices < 1 || devices > 16) throw httpError(400, 'devices must be 1..16')
     if (this.store.accounts.has(phone)) throw httpError(409, 'phone is a linked account')
@@ -743,7 +751,7 @@ export class Sim {
     const { to, text } = body || {}
     const fromDevice = Number(body?.device || 0)
     if (typeof text !== 'string') throw httpError(400, 'text missing')
-    const account = this.store.accounts.get(String(to))
+    const account = this.store.accounts.get(digits(to))
     if (!account) throw httpError(404, 'no such account')
     const cdev = c.devices.find(d => d.id === fromDevice)
     if (!cdev) throw httpError(400, 'no such contact device')
