@@ -161,7 +161,9 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       const r = await sim.stop()
       assert.equal(r.code, 0)
       await closed
+      const rootBefore = sim.info.root_key
       sim = await startSim(simArgs)
+      assert.equal(sim.info.root_key, rootBefore) // --key-file kept the root
       cA = client({ info: sim.info, auth: authA, sent: sentA })
       await waitFor(() => cA.isOpen(), { what: 'open after restart' })
       const s = (await sim.ctl('GET', '/stats')).body

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import libsignalCurve from 'libsignal/src/curve.js'
-import { Curve, hkdf, aesEncryptGCM, aesDecryptGCM, sha256, proto, NOISE_MODE } from 'baileys'
+import { Curve, hkdf, aesEncryptGCM, aesDecryptGCM, sha256, proto, NOISE_MODE, decodeBinaryNode, getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
 import { startSim, waitFor } from '../lib/testkit.mjs'
 
 const WA = Buffer.from([0x57, 0x41, 6, 3])
@@ -52,7 +52,22 @@ async function hello (ws, prefix = Buffer.alloc(0)) {
   const serverStatic = decrypt(serverHello.static)
   mixKey(Curve.sharedKey(e.private, serverStatic))
   const cert = proto.CertChain.decode(decrypt(serverHello.payload))
-  return { serverStatic, cert, e, st, aesEncryptGCM }
+  const encrypt = (p) => { const c = aesEncryptGCM(p, st.k, iv(st.n++), st.h); mixHash(c); return c }
+  /** §2 step 3 + split: send ClientFinish with `payload`; returns {send(bytes), recv()} transport. */
+  const finish = (noiseKey, payload) => {
+    const stat = encrypt(noiseKey.public) // counter 1
+    mixKey(Curve.sharedKey(noiseKey.private, serverHello.ephemeral))
+    const pl = encrypt(payload) // counter 0
+    ws.send(frame(proto.HandshakeMessage.encode({ clientFinish: { static: stat, payload: pl } }).finish()))
+    const o = hkdf(Buffer.alloc(0), 64, { salt: st.ck, info: '' })
+    const enc = Buffer.from(o.subarray(0, 32)); const dec = Buffer.from(o.subarray(32))
+    let w = 0; let r = 0
+    return {
+      send: (b) => ws.send(frame(aesEncryptGCM(b, enc, iv(w++), Buffer.alloc(0)))),
+      recv: async () => { const d = await ws.next(); return aesDecryptGCM(d.subarray(3), dec, iv(r++), Buffer.alloc(0)) }
+    }
+  }
+  return { serverStatic, cert, e, st, finish }
 }
 
 test('certificate chain passes whatsmeow rules against the printed root key', { timeout: 15000 }, async () => {
@@ -109,4 +124,63 @@ test('malformed input closes only that connection; the server keeps serving', { 
   assert.ok(cert.leaf)
   keep.close()
   await waitFor(async () => (await sim.ctl('GET', '/stats')).body.ws_open === 0, { what: 'all closed' })
+})
+
+test('registration: pair-device from the server JID (FA 00 03) with 6 binary refs, whatsmeow-readable', { timeout: 15000 }, async () => {
+  const ws = await connect()
+  const { finish } = await hello(ws)
+  const noiseKey = Curve.generateKeyPair()
+  const identity = Curve.generateKeyPair()
+  const skey = Curve.generateKeyPair()
+  const payload = proto.ClientPayload.encode({
+    passive: false,
+    pull: false,
+    connectType: 1,
+    connectReason: 1,
+    userAgent: { platform: 14, appVersion: { primary: 2, secondary: 3000, tertiary: 1 }, releaseChannel: 0 },
+    devicePairingData: {
+      eRegid: Buffer.from([0, 0, 0, 42]),
+      eKeytype: Buffer.from([5]),
+      eIdent: identity.public,
+      eSkeyId: Buffer.from([0, 0, 1]),
+      eSkeyVal: skey.public,
+      eSkeySig: Buffer.from(Curve.sign(identity.private, Buffer.concat([Buffer.from([5]), skey.public]))),
+      buildHash: Buffer.alloc(16),
+      deviceProps: proto.DeviceProps.encode({ os: 'test' }).finish()
+    }
+  }).finish()
+  const t = finish(noiseKey, payload)
+  const raw = await t.recv()
+  assert.equal(raw[0], 0) // flags: uncompressed
+  // the server JID attribute value is a JID_PAIR with an empty user: FA 00 03
+  assert.ok(raw.includes(Buffer.from([0xfa, 0x00, 0x03])))
+  const iq = await decodeBinaryNode(raw)
+  assert.equal(iq.tag, 'iq')
+  assert.equal(iq.attrs.from, '@s.whatsapp.net')
+  assert.equal(iq.attrs.type, 'set')
+  assert.equal(iq.attrs.xmlns, 'md')
+  assert.equal(iq.content.length, 1) // whatsmeow wants exactly one child
+  const refs = getBinaryNodeChildren(getBinaryNodeChild(iq, 'pair-device'), 'ref')
+  assert.equal(refs.length, 6)
+  for (const r of refs) {
+    assert.ok(r.content instanceof Uint8Array)
+    assert.match(Buffer.from(r.content).toString(), /^2@[A-Za-z0-9+/=]+$/)
+  }
+  const s = (await sim.ctl('GET', '/stats')).body
+  assert.equal(s.registrations, 1)
+  ws.close()
+})
+
+test('login as an unknown device gets <failure reason="401"/>', { timeout: 15000 }, async () => {
+  const ws = await connect()
+  const { finish } = await hello(ws)
+  const s0 = (await sim.ctl('GET', '/stats')).body
+  const t = finish(Curve.generateKeyPair(), proto.ClientPayload.encode({ username: 15550000000, device: 3, passive: true, pull: true }).finish())
+  const n = await decodeBinaryNode(await t.recv())
+  assert.equal(n.tag, 'failure')
+  assert.equal(n.attrs.reason, '401')
+  await ws.closedP
+  const s = (await sim.ctl('GET', '/stats')).body
+  assert.equal(s.login_failures, s0.login_failures + 1)
+  assert.equal(s.logins, s0.logins)
 })

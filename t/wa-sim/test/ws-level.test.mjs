@@ -95,6 +95,9 @@ test('--tls serves wss:// with a certificate signed by a test CA', { timeout: 30
     // without the CA the certificate is rejected
     await assert.rejects(openWs(sim.info.ws_url, { agent: new https.Agent({}) }), /self-signed|unable to verify|certificate/i)
   } finally {
-    await sim.stop()
+    // SIGINT exits cleanly too
+    sim.proc.kill('SIGINT')
+    const r = await sim.exited
+    assert.equal(r.code, 0)
   }
 })
