@@ -448,6 +448,79 @@ END {
     $? = $status;
 }
 
+# ------------------------------------------------------------------------------------------------ exact WS counter
+
+package WaTest::WsCounter;
+# A minimal ws:// server (forked, single select loop) that counts WebSockets at the TCP level: a connection
+# counts as open from its 101 answer until its close frame or EOF. In every round the known connections are
+# read before a new one is accepted, so a FIN that the kernel queued before a new SYN is always seen first:
+# "max_open" is exactly what a server would see. Stats: $c->stats -> {open, max_open, total}.
+use IO::Select;
+use IO::Socket::INET;
+use Digest::SHA qw(sha1);
+use MIME::Base64 qw(encode_base64);
+
+sub start {
+    my ($class, $dir) = @_;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 128, ReuseAddr => 1)
+        or die "WsCounter listen: $!";
+    my $port = $l->sockport;
+    my $file = "$dir/wscounter.$port";
+    WaTest::spew($file, "0 0 0\n");
+    my $pid = WaTest::background(sub {
+        my (%c, $open, $max, $total);
+        ($open, $max, $total) = (0, 0, 0);
+        my $parent = getppid();
+        while (getppid() == $parent) {
+            my $sel = IO::Select->new($l, map { $_->{s} } values %c);
+            my @r = $sel->can_read(0.5);
+            my $changed = 0;
+            # read everything first, then count the closes, then the upgrades (fd order is no time order)
+            my @eof;
+            for my $s (grep { $_ != $l } @r) {
+                my $c = $c{ fileno $s } or next;
+                my $n = sysread($s, my $buf, 65536);
+                if ($n) { $c->{buf} .= $buf } else { push @eof, $c }
+            }
+            for my $c (values %c) {
+                next unless $c->{up} == 1;
+                if ((grep { $_ == $c } @eof) || (length $c->{buf} && (ord($c->{buf}) & 0x0f) == 8)) {
+                    $c->{up} = 2;    # close frame or EOF: no longer counted
+                    $open--;
+                    $changed = 1;
+                }
+            }
+            for my $c (values %c) {
+                next unless !$c->{up} && $c->{buf} =~ /\r\n\r\n/;
+                my ($key) = $c->{buf} =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
+                my $acc = encode_base64(sha1(($key // '') . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), '');
+                syswrite($c->{s}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    . "Sec-WebSocket-Accept: $acc\r\n\r\n");
+                $c->{up} = 1;
+                $open++;
+                $total++;
+                $max = $open if $open > $max;
+                $changed = 1;
+            }
+            $_->{up} and $_->{buf} = '' for values %c;
+            for my $c (@eof) { delete $c{ fileno $c->{s} }; close $c->{s} }
+            if (grep { $_ == $l } @r) {
+                my $n = $l->accept;
+                $c{ fileno $n } = { s => $n, buf => '', up => 0 } if $n;
+            }
+            if ($changed) { WaTest::spew("$file.tmp", "$open $max $total\n"); rename "$file.tmp", $file }
+        }
+    });
+    close $l;
+    return bless { port => $port, file => $file, pid => $pid, url => "ws://127.0.0.1:$port/ws/chat" }, $class;
+}
+
+sub stats {
+    my ($self) = @_;
+    my ($open, $max, $total) = split ' ', WaTest::slurp($self->{file});
+    return { open => $open // 0, max_open => $max // 0, total => $total // 0 };
+}
+
 # ------------------------------------------------------------------------------------------------ simulator
 
 package WaTest::Sim;
