@@ -43,10 +43,11 @@ export async function startControlServer ({ host, port, sim, log }) {
     ['GET', /^\/health$/, () => ({ ok: true })]
   ]
   const srv = http.createServer(async (req, res) => {
-    const path = decodeURIComponent((req.url || '/').split('?')[0])
+    let path = (req.url || '/').split('?')[0]
     let status = 200
     let out
     try {
+      try { path = decodeURIComponent(path) } catch { throw httpError(400, 'bad URL encoding') }
       const matches = routes.filter(([, re]) => re.test(path))
       if (!matches.length) throw httpError(404, 'no such route')
       const route = matches.find(([m]) => m === req.method)
