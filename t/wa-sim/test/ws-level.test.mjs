@@ -1,5 +1,5 @@
 // WebSocket-level behaviour (before any Noise handshake), needed by the nginx module's first tests.
-import { test } from 'node:test'
+import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import https from 'node:https'
 import WebSocket from 'ws'
-import { startSim, sleep, waitFor } from '../lib/testkit.mjs'
+import { startSim, sleep, waitFor, pairAndLogin, strictCurveVerify, exitWhenDone } from '../lib/testkit.mjs'
+
+after(exitWhenDone)
 
 function openWs (url, opts = {}) {
   return new Promise((resolve, reject) => {
@@ -77,7 +79,7 @@ test('ws counters, idle connections stay open, reset, 404 on other paths', { tim
   }
 })
 
-test('--tls serves wss:// with a certificate signed by a test CA', { timeout: 30000 }, async () => {
+test('--tls serves wss:// with a certificate signed by a test CA (raw ws and Baileys)', { timeout: 40000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'wa-sim-tls-'))
   const run = (...a) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' })
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=wa-sim test CA')
@@ -94,6 +96,12 @@ test('--tls serves wss:// with a certificate signed by a test CA', { timeout: 30
     ws.close()
     // without the CA the certificate is rejected
     await assert.rejects(openWs(sim.info.ws_url, { agent: new https.Agent({}) }), /self-signed|unable to verify|certificate/i)
+    // Baileys over wss:// (trusting the test CA through its `agent` option): pair and log in
+    strictCurveVerify()
+    const acct = await pairAndLogin(sim, '573004440001', { opts: { agent: new https.Agent({ ca }) } })
+    assert.equal(acct.deviceJid, '573004440001:1@s.whatsapp.net')
+    assert.equal(acct.h.isOpen(), true)
+    acct.h.end()
   } finally {
     // SIGINT exits cleanly too
     sim.proc.kill('SIGINT')
