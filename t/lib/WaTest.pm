@@ -252,7 +252,8 @@ sub new {
 }
 
 # Builds nginx.conf. Options: http (extra http-level lines), server (extra server lines), locations
-# (replaces the default /api/ and = /health locations), zone, key (undef: none), state_dir, level.
+# (replaces the default /api/ and = /health locations), zone, key (undef: none), state_dir, level,
+# master (on|off), workers.
 sub conf_text {
     my ($self, %o) = @_;
     my $d = $self->{dir};
@@ -264,8 +265,8 @@ sub conf_text {
     return <<"EOF";
 load_module $d/module.so;
 daemon off;
-master_process on;
-worker_processes 2;
+master_process @{[ $o{master} // 'on' ]};
+worker_processes @{[ $o{workers} // 2 ]};
 pid $d/nginx.pid;
 error_log $d/error.log $level;
 events { worker_connections 256; }
