@@ -133,4 +133,42 @@ $t->stop;
     is($st, 200, 'commands flow again after SIGCONT');
     $u->stop;
 }
+
+# ---------------------------------------------------------------------------------------------- send rate; sends and slots
+{
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_max_sessions 3;\n"
+        . "    whatsapp_send_rate 2r/s burst=3;\n    whatsapp_reconnect_backoff 5s 10s;");
+    $u->start;
+    for my $org (qw(r1 r2)) {
+        my ($st) = $u->api(POST => '/api/start-session', body => { organization_id => $org });
+        is($st, 200, "start $org");
+    }
+    my $send = sub {
+        my ($org) = @_;
+        my ($st, $h, $j) = $u->api(POST => '/api/send-message', body => { organization_id => $org, phone => '3001234567', message => 'x' });
+        return ($st, $j->{code} // '', $h->{'retry-after'});
+    };
+    my @codes = map { join ' ', ($send->('r1'))[0, 1] } 1 .. 3;
+    is_deeply(\@codes, [ ('409 not_connected') x 3 ], 'burst=3: three sends pass the rate limit (409 not_connected)');
+    my ($st, $code, $ra) = $send->('r1');
+    is($st, 429, 'the fourth send in the same instant: 429');
+    is($code, 'rate_limited', 'code rate_limited');
+    is($ra, '1', 'Retry-After: 1 (2r/s refills a token every 0.5 s)');
+    is(join(' ', ($send->('r2'))[0, 1]), '409 not_connected', 'another organization has its own bucket');
+    sleep 0.6;
+    is(join(' ', ($send->('r1'))[0, 1]), '409 not_connected', 'after 0.6 s a token is back');
+    is(join(' ', ($send->('r1'))[0, 1]), '429 rate_limited', 'and only one');
+
+    # A send to an organization that was never started must not take one of the whatsapp_max_sessions slots
+    # (3 here, 2 used): otherwise sends to made-up ids lock real organizations out.
+    is(join(' ', ($send->("ghost$_"))[0, 1]), '409 not_connected', "send to never-started ghost$_: 409 not_connected")
+        for 1 .. 2;
+    ($st, undef, my $j) = $u->api(POST => '/api/start-session', body => { organization_id => 'r3' });
+    is($st, 200, 'the third session can still be started after sends to never-started organizations')
+        or diag explain $j;
+    my (undef, undef, $cj) = $u->api(GET => '/api/connections');
+    ok(!(grep { $_->{organization_id} =~ /^ghost/ } @{ $cj->{connections} }), 'ghosts are not listed as organizations');
+    $u->stop;
+}
 done_testing;
