@@ -64,6 +64,10 @@ my @bad = (
         qr/cannot read whatsapp_api_key_file "\Q$d\E\/no-such-keys\.txt"/, qr/whatsapp_api_key_file/],
     ['short key inside the key file', { http => "whatsapp_api_key_file $d/short-keys.txt;" },
         qr/an API key must be 8 to 256 characters long/, qr/whatsapp_api_key_file/, 'Kf5sh'],
+    ['send rate per hour', { http => 'whatsapp_send_rate 10r/h;' },
+        qr{whatsapp_send_rate "10r/h": expected a rate like 60r/m or 2r/s}, qr/whatsapp_send_rate 10r\/h/],
+    ['send rate burst=0', { http => 'whatsapp_send_rate 2r/s burst=0;' },
+        qr/whatsapp_send_rate: invalid "burst=0", expected burst=N/, qr/whatsapp_send_rate 2r\/s burst=0/],
     ['backoff min > max', { http => 'whatsapp_reconnect_backoff 10s 1s;' },
         qr/whatsapp_reconnect_backoff needs "min max" with 0 < min <= max/, qr/whatsapp_reconnect_backoff/],
 );

@@ -154,5 +154,31 @@ sub wait_status {
     }
 }
 
+# ---------------------------------------------------------------------------------------------- silent server
+# A listener that never accepts: the kernel completes the TCP handshake, then nothing ever answers.
+{
+    my $silent = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16, ReuseAddr => 1)
+        or die "listen: $!";
+    my $port = $silent->sockport;
+    for my $case ([ "ws://127.0.0.1:$port/ws/chat", qr/handshake to 127\.0\.0\.1:$port timed out/, 'WebSocket upgrade' ],
+        [ "wss://localhost:$port/ws/chat", qr/TLS handshake with localhost:$port timed out/, 'TLS handshake' ]) {
+        my ($url, $re, $what) = @$case;
+        my $t = WaTest->new;
+        $t->write_conf(http => "whatsapp_server $url;\n    whatsapp_ssl_trusted_certificate $ca->{cert};\n"
+            . "    whatsapp_connect_timeout 1s;\n    whatsapp_reconnect_backoff 10s 20s;");
+        $t->start;
+        my $t0 = time;
+        my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'quiet1' });
+        is($st, 200, "$what: start-session 200");
+        is($t->status('quiet1')->{status}, 'connecting', "$what: connecting while the server says nothing");
+        my $s = wait_status($t, 'quiet1', 'reconnecting', 5);
+        my $el = time - $t0;
+        ok($s, "$what: reconnecting after whatsapp_connect_timeout");
+        ok($el > 0.8 && $el < 2.5, sprintf('%s: after about 1 s (%.2f s)', $what, $el));
+        like($s->{last_error} // '', $re, "$what: last_error says it timed out");
+        $t->stop;
+    }
+}
+
 $_->stop for $simA, $simB;
 done_testing;
