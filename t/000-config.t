@@ -48,6 +48,10 @@ my @bad = (
         qr/whatsapp_default_region "XX" is not a known region code/, undef],
     ['http:// server URL', { http => 'whatsapp_server http://127.0.0.1:1/ws/chat;' },
         qr{whatsapp_server "http://127\.0\.0\.1:1/ws/chat" must start with wss:// or ws://}, undef],
+    ['server URL with a space', { http => 'whatsapp_server "ws://127.0.0.1:1/ws chat";' },
+        qr{whatsapp_server "ws://127\.0\.0\.1:1/ws chat"}, undef],
+    ['server URL with CR LF', { http => 'whatsapp_server "ws://127.0.0.1:1/ws\r\nX-Injected: 1";' },
+        qr{whatsapp_server "ws://127\.0\.0\.1:1/ws}, undef],
     ['root key not base64', { http => 'whatsapp_root_key not*base64!;' },
         qr/whatsapp_root_key must be the base64 of a 32-byte/, undef],
     ['root key of 16 bytes', { http => 'whatsapp_root_key AAAAAAAAAAAAAAAAAAAAAA==;' },
@@ -88,7 +92,7 @@ for my $b (@bad) {
     } else {
         # checked once the http{} block is parsed: nginx reports the line where the block ends
         my $close = line_of($file, qr/^}\s*$/);
-        ok(defined $n && $n > 1 && $n <= $close, "$name: message names a line of the file ($where)");
+        ok(defined $n && $n > 1 && $n <= $close, "$name: message names a line of the file (@{[ $where // "none" ]})");
     }
     like($out, qr/configuration file \Q$file\E test failed/, "$name: \"test failed\"");
     like($t->error_log, $msg, "$name: error.log has the message too");
