@@ -92,6 +92,25 @@ ok($sj && $sj->{wanted}, 'still wanted');
         'q1 resumes after the master was killed and nginx started again');
 }
 
+# ---------------------------------------------------------------------------------------------- TERM (fast shutdown)
+{
+    my $m = $t->master_pid;
+    my $t0 = time;
+    kill 'TERM', $m;
+    my $st = WaTest::wait_exit($m, 5);
+    my $el = time - $t0;
+    ok(defined $st, 'nginx exits on TERM');
+    cmp_ok($el, '<', 2, sprintf('fast shutdown within 2 s (%.2f s)', $el));
+    delete $t->{pid} if defined $st;
+    ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'TERM closed the WebSocket too');
+    $sj = json_dec(WaTest::slurp($f));
+    ok($sj && $sj->{wanted}, 'q1 still wanted after TERM');
+    $t->check_log(allow => qr/the master process is gone/);
+    $t->start;
+    ok(wait_until(sub { ($t->status('q1')->{status} // '') eq 'connecting' && $sim->stats->{ws_open} == 1 }, 5),
+        'q1 resumes after a fast shutdown');
+}
+
 $t->stop(allow => qr/the master process is gone/);
 ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'closed again after the second QUIT');
 done_testing;
