@@ -92,7 +92,8 @@ for my $b (@bad) {
     } else {
         # checked once the http{} block is parsed: nginx reports the line where the block ends
         my $close = line_of($file, qr/^}\s*$/);
-        ok(defined $n && $n > 1 && $n <= $close, "$name: message names a line of the file (@{[ $where // "none" ]})");
+        my $w = $where // 'none';
+        ok(defined $n && $n > 1 && $n <= $close, "$name: message names a line of the file ($w)");
     }
     like($out, qr/configuration file \Q$file\E test failed/, "$name: \"test failed\"");
     like($t->error_log, $msg, "$name: error.log has the message too");
