@@ -87,6 +87,29 @@ like($t->status('ver9')->{last_error}, qr/unknown version/, 'ver9: unknown versi
     ok(wait_until(sub { ($t->status('bad1')->{status} // '') eq 'reconnecting' }, 5), 'bad1 runs again');
 }
 ok(-e "$sd/with.dot/session.json" && -e "$sd/.hidden/session.json" && -e "$sd/stray.txt", 'foreign entries untouched');
+is((stat "$sd/.trash")[2] & 07777, 0700, '.trash is 0700');
+
+# ---------------------------------------------------------------------------------------------- symlinks
+# An org directory that is a symlink to somewhere else: nothing outside the state dir is written or deleted.
+{
+    my $out = "$t->{dir}/outside";
+    mkdir $out, 0777;
+    chmod 0777, $out;
+    WaTest::spew("$out/precious.txt", "keep me\n", 0666);
+    symlink($out, "$sd/evil1") or die "symlink: $!";
+    symlink($out, "$sd/evil2") or die "symlink: $!";
+    my ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'evil1' });
+    ok(wait_until(sub { ($t->status('evil1')->{status} // '') eq 'reconnecting' }, 5), 'evil1 started');
+    sleep 0.3;
+    ok(!-e "$out/session.json", 'no session.json written through the symlink');
+    ($st) = $t->api(POST => '/api/logout', body => { organization_id => 'evil1' });
+    is($st, 200, 'logout of the symlinked org: 200');
+    is(WaTest::slurp("$out/precious.txt"), "keep me\n", 'logout did not delete files behind the symlink');
+    ($st) = $t->api(POST => '/api/clear-session', body => { organization_id => 'evil2' });
+    is($st, 200, 'clear-session of the symlinked org: 200');
+    is(WaTest::slurp("$out/precious.txt"), "keep me\n", 'clear-session did not touch files behind the symlink');
+    ok(-d $out, 'the outside directory is still there');
+}
 $t->stop;
 
 # ---------------------------------------------------------------------------------------------- limits
