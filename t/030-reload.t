@@ -183,6 +183,23 @@ is(scalar $t->helper_pids, 1, 'one helper');
         or diag explain \%count;
     is(scalar(grep { !/^start:(200|503:helper_unavailable)$/ } grep { /^start/ } @codes), 0,
         'every start-session during the reloads: 200 (or 503 helper_unavailable)') or diag explain \%count;
+
+    # two HUPs in a row: the first successor is told to quit while it still waits for the lock
+    my ($dbl, @dbad) = (0);
+    for my $round (1 .. 10) {
+        my $g = $t->health->{helper}{generation};
+        my $total = $ctr->stats->{total};
+        kill 'HUP', $t->master_pid;
+        sleep 0.01 * $round;
+        kill 'HUP', $t->master_pid;
+        if (wait_until(sub {
+            my $h = $t->health;
+            ($h->{helper}{state} // '') eq 'active' && $h->{helper}{generation} > $g && $t->helper_pids == 1
+                && $ctr->stats->{open} == $N && $ctr->stats->{total} >= $total + $N }, 10)) { $dbl++ }
+        else { push @dbad, "round $round: " . join(' ', %{ $ctr->stats }) . " helpers " . join(',', $t->helper_pids) }
+    }
+    is($dbl, 10, 'ten double reloads: one active helper, all sessions reconnected') or diag join "\n", @dbad;
+    is($ctr->stats->{max_open}, $N, "still never more than $N WebSockets at once");
     $t->stop(allow => qr/worker process \d+ exited on signal 9/);
     ok(wait_until(sub { $ctr->stats->{open} == 0 }, 3), 'after QUIT every WebSocket is closed');
 }
