@@ -9,6 +9,9 @@ ROOTFS=${1:-/srv/deb12}
 command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap
 [ -x "$ROOTFS/bin/bash" ] || debootstrap --variant=minbase bookworm "$ROOTFS" http://deb.debian.org/debian
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# The host's locally added CAs (an egress proxy's, say) are part of what a new machine here trusts.
+mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/" 2>/dev/null || true
 rm -rf "$ROOTFS/work"
 mkdir -p "$ROOTFS/work"
 git clone -q "$REPO" "$ROOTFS/work/main"
@@ -18,4 +21,6 @@ mountpoint -q "$ROOTFS/dev" || mount --bind /dev "$ROOTFS/dev"
 trap 'umount "$ROOTFS/dev" "$ROOTFS/proc" 2>/dev/null || true' EXIT
 # Only apt (for make deps) is assumed; make itself is the first thing a newcomer installs.
 chroot "$ROOTFS" /bin/bash -c 'export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin;
-    apt-get update -qq && apt-get install -y -qq make >/dev/null && cd /work/main && make test'
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt;
+    apt-get update -qq && apt-get install -y -qq make ca-certificates >/dev/null && update-ca-certificates >/dev/null &&
+    cd /work/main && make test'

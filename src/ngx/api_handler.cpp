@@ -332,6 +332,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     auto* l = static_cast<wa_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module));
     if (m->zone == NULL) {
+        ngx_int_t rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) return rc;
         return wa_send(r, api::error(500, "internal_error", "whatsapp_api needs whatsapp_zone in the http block"));
     }
     std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
@@ -341,21 +343,25 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     api::Route route;
     if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
     if (route.id == api::RouteId::Unknown) {
+        // Every answer given before reading the body discards it: left unread, it would be parsed as the next
+        // request on a keep-alive connection.
+        ngx_int_t rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) return rc;
         if (!wa_authorized(r, m)) return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
         return wa_send(r, api::error(404, "not_found", "unknown route"));
     }
     if (route.needs_auth && !wa_authorized(r, m)) {
-        ngx_http_discard_request_body(r);
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
     }
     if (!route.method_ok) {
-        ngx_http_discard_request_body(r);
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         api::Response resp = api::error(405, "method_not_allowed", "method not allowed on this route");
         resp.allow = route.allow;
         return wa_send(r, resp);
     }
     if (route.id == api::RouteId::Health) {
-        ngx_http_discard_request_body(r);
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         return wa_send(r, wa_ok(api::health_json()));
     }
     if (!route.has_body) {
@@ -365,11 +371,12 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     }
     ngx_table_elt_t* ct = r->headers_in.content_type;
     if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
-        ngx_http_discard_request_body(r);
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
     }
     if (r->headers_in.content_length_n > (off_t)m->max_body) {
-        ngx_http_discard_request_body(r);
+        // As nginx does for client_max_body_size: drop the body as it arrives, answer, then close.
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         r->keepalive = 0;
         return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
     }

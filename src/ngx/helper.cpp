@@ -231,9 +231,12 @@ api::Response execute(const api::Command& cmd) {
         return api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
     }
     case api::Command::Send: {
-        HelperOrg* o = find_or_create(cmd.org, true);
+        // An organization that was never started gets no session (nor a slot of whatsapp_max_sessions).
+        HelperOrg* o = find_or_create(cmd.org, false);
         if (o == nullptr)
-            return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+            return api::error(409, "not_connected",
+                              std::string("the session of organization ") + cmd.org + " is not connected (status: " +
+                                  wa::state_name(wa::State::Disconnected) + ")");
         uint64_t wait_ms = 0;
         if (!o->send_rate.take(now, &wait_ms)) {
             api::Response r = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");

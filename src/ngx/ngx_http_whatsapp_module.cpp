@@ -316,6 +316,26 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
 // at connect time, so that nginx -t and start-up never wait on DNS.
 static bool wa_parse_server_url(ngx_conf_t* cf, wa_main_conf_t* m) {
     ngx_str_t s = m->server;
+    // It goes into the request line and Host header verbatim: visible ASCII only, no fragment.
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.data[i] <= 0x20 || s.data[i] >= 0x7f || s.data[i] == '#') {
+            // Control bytes are shown escaped, so that the log line stays one line.
+            std::string shown;
+            for (size_t j = 0; j < s.len; j++) {
+                char hex[8];
+                if (s.data[j] < 0x20 || s.data[j] >= 0x7f) {
+                    snprintf(hex, sizeof hex, "\\x%02x", s.data[j]);
+                    shown += hex;
+                } else {
+                    shown += static_cast<char>(s.data[j]);
+                }
+            }
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "whatsapp_server \"%s\" must be a URL of visible ASCII characters without '#'",
+                               shown.c_str());
+            return false;
+        }
+    }
     auto* u = static_cast<wa_server_url_t*>(ngx_pcalloc(cf->pool, sizeof(wa_server_url_t)));
     if (u == NULL) return false;
     u->url = s;
