@@ -402,17 +402,20 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     # The body of a request that is answered without being read must be discarded, never parsed as the
     # next request on the connection (request smuggling).
     for my $case ([ '/api/nope', $wrong, 401 ], [ '/api/nope', $WaTest::KEY, 404 ], [ '/api/health', $wrong, 401 ],
-        [ '/api/health', $WaTest::KEY, 405 ], [ '/health', '', 405 ], [ '/api/start-session', $WaTest::KEY, 415 ]) {
-        my ($path, $key, $want) = @$case;
-        (my $tag = "$path-$want") =~ s/\W+/_/g;
+        [ '/api/health', $WaTest::KEY, 405 ], [ '/health', '', 405 ], [ '/api/start-session', $WaTest::KEY, 415 ],
+        [ '/api/status/23', $WaTest::KEY, 200, 'GET' ], [ '/health', '', 200, 'GET' ],
+        [ '/custom/api/start-sessio', $WaTest::KEY, 404, 'GET' ], [ '/api/status/23', $WaTest::KEY, 405, 'PUT' ]) {
+        my ($path, $key, $want, $method) = @$case;
+        $method //= 'POST';
+        (my $tag = "$method$path-$want") =~ s/\W+/_/g;
         my $b = "GET /smuggled$tag HTTP/1.1\r\nHost: x\r\n\r\n";
         my $ct = $want == 415 ? 'text/plain' : 'application/json';
         my $raw = WaTest::http_raw($t->{port},
-            "POST $path HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $key\r\nContent-Type: $ct\r\n"
+            "$method $path HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $key\r\nContent-Type: $ct\r\n"
             . "Content-Length: " . length($b) . "\r\n\r\n$b"
             . "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", timeout => 5);
         my @codes = ($raw // '') =~ m{^HTTP/1\.1 (\d{3})}mg;
-        is_deeply(\@codes, [ $want, 200 ], "POST $path answered $want: its body is not run as a second request")
+        is_deeply(\@codes, [ $want, 200 ], "$method $path answered $want: its body is not run as a second request")
             or diag $raw;
         ok($t->access_log !~ /smuggled\Q$tag\E/, "access.log has no request /smuggled$tag");
     }
