@@ -28,6 +28,10 @@ export class Conn {
     this.device = null // set by the sim after a successful login: { account, deviceId }
     ws.on('message', (data, isBinary) => this.onData(data, isBinary))
     ws.on('close', () => this.onClose())
+    // 'close' fires only after the socket is fully torn down, one or more loop turns after the client's FIN was
+    // read; a successor's upgrade read in that window would count as a second concurrent connection. The FIN
+    // ('end') is when the client stopped talking to us.
+    req.socket.once('end', () => this.onClose())
     ws.on('error', (err) => { this.log(`conn ${this.id} ws error: ${err.message}`); this.onClose() })
   }
 
