@@ -176,7 +176,12 @@ sub wait_status {
         ok($s, "$what: reconnecting after whatsapp_connect_timeout");
         ok($el > 0.8 && $el < 2.5, sprintf('%s: after about 1 s (%.2f s)', $what, $el));
         like($s->{last_error} // '', $re, "$what: last_error says it timed out");
-        $t->stop;
+        # QUIT while waiting on the silent server: nothing holds the helper back
+        ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'quiet1' });
+        is($st, 200, "$what: start-session again");
+        my $q = $t->quit;
+        ok(defined $q && $q < 2, sprintf('%s: QUIT while waiting exits at once (%.2f s)', $what, $q // 99));
+        $t->check_log;
     }
 }
 
