@@ -49,9 +49,9 @@ my @bad = (
     ['http:// server URL', { http => 'whatsapp_server http://127.0.0.1:1/ws/chat;' },
         qr{whatsapp_server "http://127\.0\.0\.1:1/ws/chat" must start with wss:// or ws://}, undef],
     ['server URL with a space', { http => 'whatsapp_server "ws://127.0.0.1:1/ws chat";' },
-        qr{whatsapp_server must be a URL of visible ASCII characters}, undef],
+        qr{whatsapp_server (".*" )?must be a URL of visible ASCII characters}, undef],
     ['server URL with CR LF', { http => 'whatsapp_server "ws://127.0.0.1:1/ws\r\nX-Injected: 1";' },
-        qr{whatsapp_server must be a URL of visible ASCII characters}, undef],
+        qr{whatsapp_server (".*" )?must be a URL of visible ASCII characters}, undef],
     ['root key not base64', { http => 'whatsapp_root_key not*base64!;' },
         qr/whatsapp_root_key must be the base64 of a 32-byte/, undef],
     ['root key of 16 bytes', { http => 'whatsapp_root_key AAAAAAAAAAAAAAAAAAAAAA==;' },
@@ -97,6 +97,9 @@ for my $b (@bad) {
     }
     like($out, qr/configuration file \Q$file\E test failed/, "$name: \"test failed\"");
     like($t->error_log, $msg, "$name: error.log has the message too");
+    if ($name =~ /CR LF/) {
+        ok($out !~ /^X-Injected/m && $t->error_log !~ /^X-Injected/m, "$name: no raw line break reaches the output or the log");
+    }
     if ($secret) {
         unlike($out, qr/\Q$secret\E/, "$name: the key itself is not printed");
         unlike($t->error_log, qr/\Q$secret\E/, "$name: the key itself is not in error.log");
