@@ -168,7 +168,7 @@ is(scalar $t->helper_pids, 1, 'one helper');
         my $r = eval { $t->reload(timeout => 10) };
         if (!$r) { push @bad, "round $i: $@"; last }
         if (wait_until(sub { my $c = $ctr->stats; $c->{total} == $N * ($i + 1) && $c->{open} == $N }, 10)) { $ok++ }
-        else { push @bad, "round $i: " . join(' ', %{ $ctr->stats }) }
+        else { push @bad, "round $i: " . WaTest::json_enc($ctr->stats) }
     }
     WaTest::spew($stop, '');
     waitpid($loader, 0);
@@ -196,12 +196,18 @@ is(scalar $t->helper_pids, 1, 'one helper');
             my $h = $t->health;
             ($h->{helper}{state} // '') eq 'active' && $h->{helper}{generation} > $g && $t->helper_pids == 1
                 && $ctr->stats->{open} == $N && $ctr->stats->{total} >= $total + $N }, 10)) { $dbl++ }
-        else { push @dbad, "round $round: " . join(' ', %{ $ctr->stats }) . " helpers " . join(',', $t->helper_pids) }
+        else { push @dbad, "round $round: " . WaTest::json_enc($ctr->stats) . " helpers " . join(',', $t->helper_pids) }
     }
     is($dbl, 10, 'ten double reloads: one active helper, all sessions reconnected') or diag join "\n", @dbad;
     is($ctr->stats->{max_open}, $N, "still never more than $N WebSockets at once");
+    my $cc = $ctr->stats->{close_codes};
+    is_deeply([ sort keys %$cc ], [1001], 'every WebSocket closed by a reload said 1001 (going away), none just dropped')
+        or diag explain $cc;
+    my $closed = $cc->{1001} // 0;
+    is($closed, $ctr->stats->{total} - $N, 'one close frame for every connection that was replaced');
     $t->stop(allow => qr/worker process \d+ exited on signal 9/);
     ok(wait_until(sub { $ctr->stats->{open} == 0 }, 3), 'after QUIT every WebSocket is closed');
+    is($ctr->stats->{close_codes}{1001}, $closed + $N, "QUIT closed all $N with 1001 too");
 }
 is($sim->stats->{ws_open}, 0, 'nothing open on the simulator');
 done_testing;

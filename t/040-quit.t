@@ -113,4 +113,27 @@ ok($sj && $sj->{wanted}, 'still wanted');
 
 $t->stop(allow => qr/the master process is gone/);
 ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'closed again after the second QUIT');
+
+# ---------------------------------------------------------------------------------------------- close codes
+# An exact WebSocket endpoint records the close code of every close frame: 1000 when the session ends
+# (handshake timeout, logout, clear-session), 1001 "going away" when nginx shuts down.
+{
+    my $ctr = WaTest::WsCounter->start($d);
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server $ctr->{url};\n    whatsapp_handshake_timeout 1s;\n    whatsapp_reconnect_backoff 30s 60s;");
+    $u->start;
+    $u->api(POST => '/api/start-session', body => { organization_id => "c$_" }) for 1 .. 4;
+    ok(wait_until(sub { $ctr->stats->{total} == 4 }, 5), 'four WebSockets');
+    $u->api(POST => '/api/logout', body => { organization_id => 'c2' });
+    $u->api(POST => '/api/clear-session', body => { organization_id => 'c3' });
+    ok(wait_until(sub { ($ctr->stats->{close_codes}{1000} // 0) == 2 }, 2), 'logout and clear-session close with 1000')
+        or diag explain $ctr->stats;
+    ok(wait_until(sub { ($ctr->stats->{close_codes}{1000} // 0) == 4 }, 3),
+        'the handshake timeout closes the other two with 1000') or diag explain $ctr->stats;
+    $u->api(POST => '/api/start-session', body => { organization_id => 'c1' });
+    ok(wait_until(sub { $ctr->stats->{open} == 1 }, 2), 'c1 connected again');
+    $u->stop;
+    ok(wait_until(sub { $ctr->stats->{open} == 0 }, 2), 'QUIT closed it');
+    is_deeply($ctr->stats->{close_codes}, { 1000 => 4, 1001 => 1 }, 'QUIT closes with 1001; nothing was just dropped');
+}
 done_testing;

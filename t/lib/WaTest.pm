@@ -455,7 +455,8 @@ package WaTest::WsCounter;
 # A minimal ws:// server (forked, single select loop) that counts WebSockets at the TCP level: a connection
 # counts as open from its 101 answer until its close frame or EOF. In every round the known connections are
 # read before a new one is accepted, so a FIN that the kernel queued before a new SYN is always seen first:
-# "max_open" is exactly what a server would see. Stats: $c->stats -> {open, max_open, total}.
+# "max_open" is exactly what a server would see. Stats: $c->stats -> {open, max_open, total,
+# close_codes => {1000 => n, 1001 => n, none => n (EOF without a close frame)}}.
 use IO::Select;
 use IO::Socket::INET;
 use Digest::SHA qw(sha1);
@@ -469,7 +470,7 @@ sub start {
     my $file = "$dir/wscounter.$port";
     WaTest::spew($file, "0 0 0\n");
     my $pid = WaTest::background(sub {
-        my (%c, $open, $max, $total);
+        my (%c, %codes, $open, $max, $total);
         ($open, $max, $total) = (0, 0, 0);
         my $parent = getppid();
         while (getppid() == $parent) {
@@ -485,7 +486,16 @@ sub start {
             }
             for my $c (values %c) {
                 next unless $c->{up} == 1;
-                if ((grep { $_ == $c } @eof) || (length $c->{buf} && (ord($c->{buf}) & 0x0f) == 8)) {
+                my $is_close = length $c->{buf} && (ord($c->{buf}) & 0x0f) == 8;
+                if ($is_close) {    # masked client close frame: code in the first two payload bytes
+                    my ($b1, $mask, $p) = (ord(substr($c->{buf}, 1, 1)), substr($c->{buf}, 2, 4), '');
+                    my $len = $b1 & 0x7f;
+                    $p = substr($c->{buf}, 6, $len) ^ substr($mask x 32, 0, $len) if $b1 & 0x80;
+                    $codes{ $len >= 2 ? unpack('n', $p) : 1005 }++;
+                } elsif (grep { $_ == $c } @eof) {
+                    $codes{none}++;    # closed without a close frame
+                }
+                if ($is_close || grep { $_ == $c } @eof) {
                     $c->{up} = 2;    # close frame or EOF: no longer counted
                     $open--;
                     $changed = 1;
@@ -509,7 +519,10 @@ sub start {
                 my $n = $l->accept;
                 $c{ fileno $n } = { s => $n, buf => '', up => 0 } if $n;
             }
-            if ($changed) { WaTest::spew("$file.tmp", "$open $max $total\n"); rename "$file.tmp", $file }
+            if ($changed) {
+                WaTest::spew("$file.tmp", "$open $max $total " . join(',', map { "$_:$codes{$_}" } sort keys %codes) . "\n");
+                rename "$file.tmp", $file;
+            }
         }
     });
     close $l;
@@ -518,8 +531,9 @@ sub start {
 
 sub stats {
     my ($self) = @_;
-    my ($open, $max, $total) = split ' ', WaTest::slurp($self->{file});
-    return { open => $open // 0, max_open => $max // 0, total => $total // 0 };
+    my ($open, $max, $total, $codes) = split ' ', WaTest::slurp($self->{file});
+    my %codes = map { split /:/ } split /,/, $codes // '';
+    return { open => $open // 0, max_open => $max // 0, total => $total // 0, close_codes => \%codes };
 }
 
 # ------------------------------------------------------------------------------------------------ simulator
