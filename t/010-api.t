@@ -5,6 +5,7 @@ use warnings;
 use utf8;
 use Test::More;
 use Time::HiRes qw(sleep);
+use Time::Local ();
 use lib 't/lib';
 use WaTest qw(wait_until free_port json_enc);
 
@@ -262,6 +263,10 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     ok($s->{retry_count} >= 1, 'retry_count >= 1');
     ok(defined $s->{next_retry_in}, 'next_retry_in present while reconnecting');
     ok(!$s->{connected} && !$s->{has_qr}, 'connected and has_qr false');
+    like($s->{state_since} // '', qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'state_since is ISO 8601 UTC');
+    my @tm = ($s->{state_since} // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/;
+    my $since = @tm ? Time::Local::timegm($tm[5], $tm[4], $tm[3], $tm[2], $tm[1] - 1, $tm[0]) : 0;
+    ok(abs($since - time) < 60, 'state_since is now');
     ok(-f "$t->{state_dir}/23/session.json", 'session.json of 23 written');
     is((stat "$t->{state_dir}/23/session.json")[2] & 07777, 0600, 'session.json is 0600');
     is((stat "$t->{state_dir}/23")[2] & 07777, 0700, 'org dir is 0700');
