@@ -83,7 +83,7 @@ WaTest::spew("$watch.stop", '');
 waitpid($poller, 0);
 my ($max, $n) = split ' ', WaTest::slurp($watch);
 ok($n && $n > 50, "the watcher sampled ws_open (${\($n // 0)} samples)");
-is($max, 1, 'the watcher never saw ws_open above 1');
+sim_max_is($max // 0, 1, 'the watcher never saw ws_open above 1');
 
 my $h = $t->health;
 is($h->{helper}{generation}, $rounds + 1, 'generation counted every hand-off');
