@@ -9,7 +9,6 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use WaTest qw(wait_until alive);
-our $TODO;
 
 my $t = WaTest->new;
 my $d = $t->{dir};
@@ -19,14 +18,9 @@ $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $
 $t->start;
 my $parent = $$;
 
-# wa-sim counts a WebSocket as open until node emits 'close', one event-loop turn or more after the client's
-# close frame and FIN, so under CPU load it can count a hand-off as an overlap (build/test-findings.md, F3).
-# Its ws_max_concurrent is checked as TODO; part 3 checks the same guarantee exactly, at the TCP level.
-sub sim_max_is {
-    my ($got, $want, $name) = @_;
-    local $TODO = $got == $want ? undef : 'wa-sim counts closes late (test-findings F3); part 3 is exact';
-    is($got, $want, $name);
-}
+# The simulator counts a WebSocket as closed when the client's FIN arrives (wa-sim f4dc5bd, test-findings F3),
+# so its ws_max_concurrent is exact enough to assert; part 3 checks the same at the TCP level.
+sub sim_max_is { is($_[0], $_[1], $_[2]) }
 
 my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'r1' });
 is($st, 200, 'start r1');
