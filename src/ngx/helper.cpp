@@ -198,6 +198,17 @@ void publish(const std::string& id, const wa::SessionStatus& s) {
                       id.c_str());
 }
 
+// Finds or creates the organization's status record in shared memory.
+bool shm_org_exists(const std::string& id) {
+    wa_zone_ctx_t* z = H.zone;
+    const auto* p = reinterpret_cast<const u_char*>(id.data());
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, p, id.size());
+    if (o == NULL) o = wa_shm_org_create(z, p, id.size());
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    return o != NULL;
+}
+
 HelperOrg* find_or_create(const std::string& id, bool create) {
     auto it = H.orgs.find(id);
     if (it != H.orgs.end()) return it->second.get();
@@ -213,9 +224,17 @@ api::Response execute(const api::Command& cmd) {
     int64_t unix_s = ngx_time();
     switch (cmd.type) {
     case api::Command::Start: {
+        bool is_new = H.orgs.find(cmd.org) == H.orgs.end();
         HelperOrg* o = find_or_create(cmd.org, true);
         if (o == nullptr)
             return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+        // A session nobody could see or manage must not run: its status record comes first.
+        if (!shm_org_exists(cmd.org)) {
+            if (is_new) H.orgs.erase(cmd.org);
+            api::Response r = api::error(503, "zone_full", "whatsapp_zone has no room for another organization");
+            r.retry_after = "1";
+            return r;
+        }
         if (o->quarantined)
             return api::error(409, "state_corrupt",
                               "stored session state does not parse; POST /api/clear-session starts afresh");

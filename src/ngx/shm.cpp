@@ -53,6 +53,9 @@ wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len) {
 
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len) {
     if (len == 0 || len > WA_ID_MAX) return NULL;
+    // New organizations never take the last pages: commands (logout, clear-session) must still fit in a full
+    // zone, or an operator could not stop anything without a reload.
+    if (z->shpool->pfree < WA_SHM_RESERVE_PAGES) return NULL;
     auto* o = static_cast<wa_shm_org_t*>(ngx_slab_calloc_locked(z->shpool, sizeof(wa_shm_org_t)));
     if (o == NULL) return NULL;
     ngx_memcpy(o->id, id, len);

@@ -73,6 +73,7 @@ struct wa_loc_conf_t {
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
+#define WA_SHM_RESERVE_PAGES 16  // kept free for commands and results when organizations fill the zone
 
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
