@@ -129,6 +129,39 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
 
 $t->stop(allow => qr/worker process \d+ exited on signal 9/);
 
+# ---------------------------------------------------------------------------------------------- reload while the helper hangs
+# The owner is stopped when the reload comes: the successor waits (standby), a command queued meanwhile is
+# answered once the old owner wakes up, and the server never sees a session twice.
+{
+    my $ctr = WaTest::WsCounter->start($t->{dir});
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server $ctr->{url};\n    whatsapp_handshake_timeout 60s;\n    whatsapp_command_timeout 5s;");
+    $u->start;
+    $u->api(POST => '/api/start-session', body => { organization_id => "w$_" }) for 1 .. 3;
+    ok(wait_until(sub { $ctr->stats->{open} == 3 }, 5), 'three WebSockets');
+    my ($hp) = $u->helper_pids;
+    my $gen = $u->health->{helper}{generation};
+    kill 'STOP', $hp;
+    kill 'HUP', $u->master_pid;
+    ok(wait_until(sub { grep { $_ != $hp } $u->helper_pids }, 3), 'the successor is up (waiting)');
+    sleep 0.5;
+    my $h = $u->health;
+    is($h->{helper}{pid}, $hp, 'the stopped owner is still the active helper: the successor waits for the lock');
+    is($h->{helper}{generation}, $gen, 'no new generation yet');
+    is($ctr->stats->{total}, 3, 'the successor opened nothing');
+    my $waker = WaTest::background(sub { sleep 1; kill 'CONT', $hp });
+    my $t0 = time;
+    my ($st, undef, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 'w4' });
+    my $el = time - $t0;
+    is($st, 200, 'a command queued during the hand-over is answered') or diag explain $j;
+    ok($el < 2.5, sprintf('once the old owner woke up (%.2f s)', $el));
+    ok(wait_until(sub { my $x = $u->health; $x->{helper}{generation} > $gen && ($x->{helper}{state} // '') eq 'active'
+        && !alive($hp) && $ctr->stats->{open} == 4 }, 5), 'the successor took over all four sessions')
+        or diag explain [ $u->health, $ctr->stats ];
+    is($ctr->stats->{max_open}, 4, 'never more than four WebSockets at once');
+    $u->stop;
+}
+
 # ---------------------------------------------------------------------------------------------- no helper at all: 503
 {
     my $u = WaTest->new;
