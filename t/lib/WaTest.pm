@@ -5,7 +5,13 @@ package WaTest;
 #   $t->start;                                  # pid file, port, helper active
 #   my ($st, $hdr, $json, $body) = $t->api(GET => '/api/status/23');
 #   $t->reload; $t->quit; $t->stop;             # stop = quit + "no [alert]/[emerg]/[crit]" check
-#   my $sim = WaTest::Sim->start($t->{dir});    # t/wa-sim, killed at END
+#   my $sim = WaTest::Sim->start($t->{dir});    # t/wa-sim (->stats, ->reset), killed at END
+#   my $ctr = WaTest::WsCounter->start($dir);    # exact TCP-level WebSocket counter (->stats, close codes)
+#   WaTest::background(sub { ... });            # forked helper loop (pollers, fake servers), killed at END
+#   WaTest::make_ca / make_cert                 # test PKI with the openssl CLI
+#   $t->helper_pids, $t->worker_pids, $t->health, $t->status($org), $t->error_log, wait_until(sub {...}, $s)
+# Env: TEST_NGINX_BINARY, TEST_NGINX_MODULE, TEST_NGINX_LEAVE (keep temp dirs), TEST_NGINX_CATLOG (always
+# print error.log), TEST_NGINX_LOG_LEVEL (default info).
 # Every process started here is in its own process group and is killed at END, even after a die.
 use strict;
 use warnings;
