@@ -1,5 +1,6 @@
 # A whatsapp_zone too small for the organizations asked for: the API says so (503 zone_full with
-# Retry-After), never reports success for a session whose status it cannot show, and a reload with a
+# Retry-After), never reports success for a session whose status it cannot show, still lets the operator
+# stop sessions (logout, clear-session), and a reload with a
 # bigger zone brings every started session back into view.
 use strict;
 use warnings;
@@ -33,9 +34,23 @@ is(scalar @invisible, 0, 'every session that start-session reported as started s
 my (undef, undef, $cj) = $t->api(GET => '/api/connections');
 is($cj->{count}, scalar @started, '/api/connections lists every started session');
 
+# the operator can still stop sessions in a full zone
+{
+    my ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => $started[0] });
+    is("$st " . ($j->{status} // $j->{code} // ''), '200 logged_out', "logout of $started[0] works in a full zone");
+    ($st, undef, $j) = $t->api(POST => '/api/clear-session', body => { organization_id => $started[1] });
+    is("$st " . ($j->{status} // $j->{code} // ''), '200 disconnected', "clear-session of $started[1] works in a full zone");
+    ($st, undef, $j) = $t->api(POST => '/api/send-message', body => { organization_id => $started[2], phone => '3001234567', message => 'x' });
+    is("$st " . ($j->{code} // ''), '409 not_connected', 'send-message still answers for a known organization');
+    ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'one-more' });
+    is("$st " . ($j->{code} // ''), '503 zone_full', 'a new organization is still refused');
+    is($t->status('one-more')->{status}, 'disconnected', 'and was not started');
+}
+shift @started for 1 .. 2;    # no longer running
+
 my ($st, undef, $hj) = $t->api(GET => '/api/health');
 is($st, 200, '/api/health answers with a full zone');
-is($hj->{shared_memory}{organizations}, scalar @started, 'health: organizations = sessions started');
+is($hj->{shared_memory}{organizations}, scalar(@started) + 2, 'health: organizations = sessions started (and the two stopped)');
 
 # a bigger zone (a new one, by reload): every wanted session comes back, visible
 $t->write_conf(%{ $t->{conf_opts} }, zone => 'whatsapp_zone wa 4m;');
