@@ -271,6 +271,12 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     is((stat "$t->{state_dir}/23/session.json")[2] & 07777, 0600, 'session.json is 0600');
     is((stat "$t->{state_dir}/23")[2] & 07777, 0700, 'org dir is 0700');
 
+    my ($qs, undef, $qj) = $t->api(GET => '/api/qr/23');
+    is($qs, 200, 'qr of a session without a QR: 200');
+    ok(exists $qj->{success} && !$qj->{success} && exists $qj->{qr} && !defined $qj->{qr}, 'qr: success false, qr null');
+    is($qj->{status}, 'reconnecting', 'qr: carries the status');
+    is_error(get('/api/messages/23/3EB0C4A1B2'), 404, 'not_found', 'unknown message id of a running session: 404');
+
     my ($st2, undef, $j2) = $t->api(GET => '/whatsapp/api/status/23');
     is($st2, 200, 'mounted /whatsapp/api/status/23: 200');
     is($j2->{status}, 'reconnecting', 'mounted status is the same session');
