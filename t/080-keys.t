@@ -20,6 +20,12 @@ sub code_for {
     my ($st) = $t->http(GET => '/api/health', headers => { defined $key ? ('X-API-Key' => $key) : () });
     return $st;
 }
+{
+    my ($rc, $out) = WaTest::run_cmd($t->nginx_argv('-T'), 20, "$d/nginx-T.out");
+    is($rc, 0, 'nginx -T: 0');
+    like($out, qr/whatsapp_api_key_file \Q$d\E\/keys\.txt;/, 'nginx -T shows the key file directive');
+    ok(index($out, $kA) < 0 && index($out, $kB) < 0, 'but not the keys in the file (they stay out of nginx -T)');
+}
 is(code_for($kA), 200, 'key from the file (surrounded by spaces) works');
 is(code_for($kB), 200, 'key from a CRLF line works');
 is(code_for($kI), 200, 'inline whatsapp_api_key works next to the file');
