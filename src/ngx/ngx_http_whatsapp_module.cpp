@@ -28,7 +28,15 @@ static char* wa_resolver_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* con
 static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
+static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
+static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle);
+
+// Checked where they are written, so that nginx -t points at the directive's own line.
+static ngx_conf_post_t wa_region_post = {wa_check_region};
+static ngx_conf_post_t wa_root_key_post = {wa_check_root_key};
+static ngx_conf_post_t wa_server_post = {wa_check_server};
 static ngx_int_t wa_init_process(ngx_cycle_t* cycle);
 static void wa_exit_process(ngx_cycle_t* cycle);
 
@@ -43,11 +51,11 @@ static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_api_key_file"), MAIN | NGX_CONF_TAKE1, wa_api_key_file_directive, NGX_HTTP_MAIN_CONF_OFFSET,
      0, NULL},
     {ngx_string("whatsapp_server"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     MAIN_OFF(server), NULL},
+     MAIN_OFF(server), &wa_server_post},
     {ngx_string("whatsapp_default_region"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     MAIN_OFF(default_region), NULL},
+     MAIN_OFF(default_region), &wa_region_post},
     {ngx_string("whatsapp_root_key"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     MAIN_OFF(root_key), NULL},
+     MAIN_OFF(root_key), &wa_root_key_post},
     {ngx_string("whatsapp_ssl_trusted_certificate"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot,
      NGX_HTTP_MAIN_CONF_OFFSET, MAIN_OFF(trusted_certificate), NULL},
     {ngx_string("whatsapp_resolver"), MAIN | NGX_CONF_1MORE, wa_resolver_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
@@ -409,6 +417,25 @@ static ngx_resolver_t* wa_system_resolver(ngx_conf_t* cf) {
     return ngx_resolver_create(cf, names, ns.size());
 }
 
+static char* wa_check_region(ngx_conf_t* cf, void*, void* data) {
+    auto* v = static_cast<ngx_str_t*>(data);
+    if (wa::valid_region(wa_str(*v))) return NGX_CONF_OK;
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_default_region \"%V\" is not a known region code", v);
+    return (char*)NGX_CONF_ERROR;
+}
+
+static char* wa_check_root_key(ngx_conf_t* cf, void*, void* data) {
+    std::string raw;
+    if (wa::base64_decode(wa_str(*static_cast<ngx_str_t*>(data)), raw) && raw.size() == 32) return NGX_CONF_OK;
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_root_key must be the base64 of a 32-byte Curve25519 public key");
+    return (char*)NGX_CONF_ERROR;
+}
+
+static char* wa_check_server(ngx_conf_t* cf, void*, void* data) {
+    auto* m = reinterpret_cast<wa_main_conf_t*>(static_cast<char*>(data) - offsetof(wa_main_conf_t, server));
+    return wa_parse_server_url(cf, m) ? NGX_CONF_OK : (char*)NGX_CONF_ERROR;
+}
+
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     auto* m = static_cast<wa_main_conf_t*>(conf);
     ngx_conf_init_msec_value(m->resolver_timeout, 10000);
@@ -436,19 +463,6 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         ngx_str_set(&m->trusted_certificate, "/etc/ssl/certs/ca-certificates.crt");
     }
 
-    if (!wa::valid_region(wa_str(m->default_region))) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_default_region \"%V\" is not a known region code",
-                           &m->default_region);
-        return (char*)NGX_CONF_ERROR;
-    }
-    if (m->root_key.len) {
-        std::string raw;
-        if (!wa::base64_decode(wa_str(m->root_key), raw) || raw.size() != 32) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "whatsapp_root_key must be the base64 of a 32-byte Curve25519 public key");
-            return (char*)NGX_CONF_ERROR;
-        }
-    }
     if (m->queue_size < 1 || m->queue_size > 1000000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_queue_size must be between 1 and 1000000");
         return (char*)NGX_CONF_ERROR;
@@ -456,7 +470,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     if (ngx_conf_full_name(cf->cycle, &m->state_dir, 0) != NGX_OK) return (char*)NGX_CONF_ERROR;
     if (!m->enabled) return NGX_CONF_OK;
 
-    if (!wa_parse_server_url(cf, m)) return (char*)NGX_CONF_ERROR;
+    if (m->url == NULL && !wa_parse_server_url(cf, m)) return (char*)NGX_CONF_ERROR;
     if (m->url->addrs == NULL && m->resolver == NULL) {
         auto* clcf =
             static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
