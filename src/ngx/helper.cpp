@@ -353,9 +353,12 @@ void load_sessions() {
             st.last_error = "stored state quarantined: " + err + "; POST /api/clear-session starts afresh";
             ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": %s", id.c_str(), err.c_str());
         } else if (st.state != wa::State::LoggedOut && st.state != wa::State::Conflict) {
-            // Whatever it was doing, it is not doing it now: a wanted session is restarted below.
+            // Whatever it was doing, it is not doing it now: a wanted session is restarted below, with a
+            // fresh count and no error carried over from another run (the server or network may have changed).
             st.state = wa::State::Disconnected;
             st.next_retry_at = 0;
+            st.retry_count = 0;
+            st.last_error.clear();
         }
         o->session.restore(st);
         publish(id, st);
