@@ -55,6 +55,8 @@ $t->start;
 my $s = wait_until(sub { my $s = $t->status('q1'); ($s->{status} // 'disconnected') ne 'disconnected' ? $s : undef }, 5);
 ok($s, 'q1 is running again after the restart without a start-session call');
 is($s->{status}, 'connecting', 'q1 connecting');
+is($s->{retry_count}, 0, 'a restored session starts counting retries afresh');
+ok(!defined $s->{last_error}, 'and carries no last_error over from the previous run');
 ok(wait_until(sub { my $x = $sim->stats; $x->{ws_total} == 3 && $x->{ws_open} == 1 }, 5),
     'the simulator sees the new WebSocket (ws_total 3, ws_open 1)');
 sleep 0.5;
