@@ -65,6 +65,7 @@ namespace binary {
 constexpr uint8_t kFlagCompressed = 0x02;
 constexpr size_t kMaxDepth = 64;                       // node nesting (and nested JID strings)
 constexpr size_t kMaxInflated = size_t(16) << 20;      // bound for zlib-compressed frames
+constexpr size_t kMaxItems = size_t(1) << 18;          // nodes + attributes per decoded frame (bounds memory)
 enum Tag : uint8_t {
     LIST_EMPTY = 0,
     DICTIONARY_0 = 236,
@@ -99,8 +100,9 @@ bool encode(const Node& node, std::string& out, std::string* err = nullptr);
 std::string encode(const Node& node);
 
 // Decodes frame plaintext (flags byte first; flags & 0x02 = zlib, inflated up to kMaxInflated).
-// Strict: every length is checked against the remaining input, nesting is limited to kMaxDepth,
-// trailing bytes after the node are an error. JIDs become their string form (AD_JID keeps ":device"
+// Strict: every length is checked against the remaining input, nesting is limited to kMaxDepth, at most
+// kMaxItems nodes + attributes, trailing bytes after the node are an error, packed strings must pad with
+// 0xF, INTEROP_JID must carry its server (Baileys makes it optional), JID_PAIR needs a non-empty server. JIDs become their string form (AD_JID keeps ":device"
 // even for device 0 and a raw agent as "user_agent:device", unlike Baileys' decoder, so that
 // decode -> encode is the identity on Baileys' output). On failure returns false, sets *err, and
 // leaves `out` in an unspecified but valid state.

@@ -261,6 +261,10 @@ bool encode_node(Writer& w, const Node& n, size_t depth, std::string* err) {
         set_err(err, "too many children");
         return false;
     }
+    if (uint64_t(n.tag.size()) >= (uint64_t(1) << 32)) {
+        set_err(err, "tag too large");
+        return false;
+    }
     for (const auto& kv : n.attrs)
         if (uint64_t(kv.first.size()) >= (uint64_t(1) << 32) || uint64_t(kv.second.size()) >= (uint64_t(1) << 32)) {
             set_err(err, "attribute too large");
@@ -291,8 +295,6 @@ bool encode_node(Writer& w, const Node& n, size_t depth, std::string* err) {
 
 // ---------------------------------------------------------------------------------------------
 // Decoder
-
-constexpr size_t kMaxItems = size_t(1) << 18;  // nodes + attributes per frame (bounds memory use)
 
 struct Reader {
     const uint8_t* p;
