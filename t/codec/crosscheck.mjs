@@ -6,7 +6,8 @@
 //   (a) our decode -> re-encode of Baileys' bytes reproduces them exactly, and our decoded node == the node;
 //   (b) Baileys decodes our encoding to the same node.
 // Plus: zlib-compressed frames, frames only other encoders write (decoded by both sides alike), and the
-// strings where we deliberately differ from Baileys' encoder because Baileys would alter them.
+// strings where we deliberately differ from Baileys' encoder because Baileys would alter them, and that
+// src/core/tokens.cpp matches the installed Baileys' tables.
 // Prints "N passed, M failed" and exits non-zero on any failure.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { deflateSync } from 'node:zlib';
@@ -229,6 +230,11 @@ for (let i = 0; i < lNodes.length; i++) {
     if (e === 'OK ' + hex(lTheirs[i]) && d && d[1] === hex(lTheirs[i]) && same(canonJson(JSON.parse(d[2])), canon(lNodes[i]))) passed++;
     else fail(`lossy-decode string ${JSON.stringify(lossyDecode[i])}`, `${e}\n  ${lAnswers[2 * i + 1]}`);
 }
+
+// src/core/tokens.cpp is what t/codec/gen-tokens.mjs makes of the installed Baileys' constants.js.
+const generated = execFileSync(process.execPath, [path.join(here, 'gen-tokens.mjs')], { encoding: 'utf-8' });
+if (generated === fs.readFileSync(path.join(root, 'src/core/tokens.cpp'), 'utf-8')) passed++;
+else fail('src/core/tokens.cpp is stale', '(regenerate: node t/codec/gen-tokens.mjs > src/core/tokens.cpp)');
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
