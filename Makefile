@@ -30,7 +30,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
-.PHONY: FORCE all deps run test unit prove simtest bench clean
+.PHONY: FORCE all deps run test unit prove simtest codectest bench clean
 all: $(MODULE)
 
 deps:
@@ -80,11 +80,16 @@ unit: $(BUILD)/unit/wa_unit_tests
 simtest:
 	cd t/wa-sim && node --test --test-reporter=spec test/
 
+# Our binary node codec against Baileys', both directions (builds build/codec/codec_tool itself).
+codectest:
+	node t/codec/crosscheck.mjs
+
 prove: $(MODULE)
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -I t/lib t/
 
 test: deps $(MODULE)
 	$(MAKE) unit
+	$(MAKE) codectest
 	$(MAKE) simtest
 	$(MAKE) prove
 
