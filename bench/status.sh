@@ -17,7 +17,11 @@ KEY=bench-key-0123456789
 PORT=18480
 SEED_PORT=18481
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # The body the module answers for an organization that was never started.
@@ -69,14 +73,15 @@ SEED_LINE="seed server: not measured (set SEED=1)"
 if [ "${SEED:-1}" = 1 ]; then
     cp -r ../shared/anchors/seed-server "$WORK/seed-server"
     (cd "$WORK/seed-server" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    # exec: the PID we keep is node's own, so the cleanup really stops it.
     (cd "$WORK/seed-server" && PORT=$SEED_PORT API_KEY=$KEY WA_URL=ws://127.0.0.1:9/ws/chat AUTH_DIR="$WORK/auth" \
-        node server.mjs > "$WORK/seed.log" 2>&1) &
+        exec node server.mjs > "$WORK/seed.log" 2>&1) &
     PIDS+=($!)
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SEED_PORT/health" >/dev/null && break; sleep 0.1; done
     wrk -t1 -c10 -d2s -H "X-API-Key: $KEY" "http://127.0.0.1:$SEED_PORT/api/status/23" >/dev/null
     read -r N_RPS N_P50 N_P99 < <(run_wrk "http://127.0.0.1:$SEED_PORT/api/status/23")
     SEED_RATIO=$(awk -v a="$M_RPS" -v b="$N_RPS" 'BEGIN {printf "%.1f", a/b}')
-    SEED_RSS=$(ps -o rss= -p "$(pgrep -f "node server.mjs" | head -1)" | awk '{printf "%.0f", $1/1024}')
+    SEED_RSS=$(ps -o rss= -p "${PIDS[-1]}" | awk '{printf "%.0f", $1/1024}')
     SEED_LINE="| seed server (Express + Baileys, 1 node process) | $N_RPS | $N_P50 | $N_P99 |"
 fi
 NGX_RSS=$(ps -o rss= --ppid "$(cat "$WORK/nginx.pid")" | awk '{s+=$1} END {printf "%.0f", s/1024}')
