@@ -470,7 +470,17 @@ Transport::Result Transport::next(std::string& plaintext, std::string* err) {
 // ---- Handshake ------------------------------------------------------------------------------------------
 
 Handshake::Handshake(Keys keys, std::string root_pub32, Verify verify, std::function<int64_t()> now)
-    : keys_(std::move(keys)), root_(std::move(root_pub32)), verify_(std::move(verify)), now_(std::move(now)) {}
+    : keys_(std::move(keys)), root_(std::move(root_pub32)), verify_(std::move(verify)), now_(std::move(now)) {
+    // Missing keys are made here, so the public halves are known at once; a failure (or keys of
+    // the wrong size) makes client_hello_frame() fail.
+    bool ok = true;
+    if (keys_.eph_priv.empty()) ok = x25519_keypair(keys_.eph_priv, keys_.eph_pub);
+    if (ok && keys_.eph_pub.empty()) ok = x25519_public(keys_.eph_priv, keys_.eph_pub);
+    if (ok && keys_.noise_pub.empty()) ok = x25519_public(keys_.noise_priv, keys_.noise_pub);
+    if (!ok || keys_.eph_priv.size() != 32 || keys_.eph_pub.size() != 32 || keys_.noise_priv.size() != 32 ||
+        keys_.noise_pub.size() != 32)
+        state_ = Failed;
+}
 
 bool Handshake::fail(std::string* err, const char* msg) {
     state_ = Failed;
@@ -479,12 +489,6 @@ bool Handshake::fail(std::string* err, const char* msg) {
 
 std::string Handshake::client_hello_frame() {
     if (state_ != Start) return "";
-    if (keys_.eph_priv.empty() && !x25519_keypair(keys_.eph_priv, keys_.eph_pub)) return fail(nullptr, ""), "";
-    if (keys_.eph_pub.empty() && !x25519_public(keys_.eph_priv, keys_.eph_pub)) return fail(nullptr, ""), "";
-    if (keys_.noise_pub.empty() && !x25519_public(keys_.noise_priv, keys_.noise_pub)) return fail(nullptr, ""), "";
-    if (keys_.eph_priv.size() != 32 || keys_.eph_pub.size() != 32 || keys_.noise_priv.size() != 32 ||
-        keys_.noise_pub.size() != 32)
-        return fail(nullptr, ""), "";
     ss_.mix_hash(wa_intro());
     ss_.mix_hash(keys_.eph_pub);
     HandshakeMessage m;

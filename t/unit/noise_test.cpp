@@ -263,6 +263,21 @@ TEST(Noise, FullHandshakeAndTransport) {
     EXPECT_EQ(t.next(pt), n::Transport::Error);
 }
 
+TEST(Noise, KeysGeneratedOrValidated) {
+    KP noise;
+    n::Handshake a({noise.priv, "", "", ""}, std::string(32, 'r'), fake_verify, [] { return kNow; });
+    EXPECT_EQ(a.ephemeral_public().size(), 32u);  // generated in the constructor
+    EXPECT_EQ(a.noise_public(), noise.pub);        // derived from the private key
+    n::Handshake b({noise.priv, "", "", ""}, std::string(32, 'r'), fake_verify, [] { return kNow; });
+    EXPECT_NE(a.ephemeral_public(), b.ephemeral_public());
+    std::string f = a.client_hello_frame();
+    EXPECT_EQ(f.substr(11), a.ephemeral_public());
+    n::Handshake bad({noise.priv.substr(1), "", "", ""}, std::string(32, 'r'), fake_verify, [] { return kNow; });
+    EXPECT_EQ(bad.client_hello_frame(), "");
+    std::string err;
+    EXPECT_FALSE(bad.on_server_hello("x", &err));
+}
+
 TEST(Noise, TransportRejectsReplayAndOversize) {
     std::string k1(32, 'a'), k2(32, 'b');
     n::Transport a(k1, k2), b(k2, k1);
