@@ -91,7 +91,7 @@ bool decode_cert_chain(std::string_view bytes, CertChain& c);
 // XEdDSA verification of a 64-byte signature `sig` over `msg` with the 32-byte raw key `pub`.
 using Verify = std::function<bool(std::string_view pub, std::string_view msg, std::string_view sig)>;
 
-// whatsmeow's rules: both signatures 64 bytes; intermediate verifies with root; intermediate
+// whatsmeow's rules: leaf and intermediate both have details and signature; both signatures 64 bytes; intermediate verifies with root; intermediate
 // issuerSerial 0 and key 32 bytes; leaf verifies with the intermediate key; notBefore <= now <=
 // notAfter for both; leaf.issuerSerial == intermediate.serial; leaf.key == server static (constant
 // time). Returns false with *err set on the first violation.

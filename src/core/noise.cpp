@@ -388,6 +388,9 @@ bool check_cert_chain(std::string_view chain_bytes, std::string_view root_pub, s
     if (!decode_cert_chain(chain_bytes, c)) return set_err(err, "malformed certificate chain");
     if (!verify) return set_err(err, "no signature verifier");
     if (root_pub.size() != 32) return set_err(err, "bad root key");
+    if (c.leaf_details.empty() || c.leaf_signature.empty() || c.intermediate_details.empty() ||
+        c.intermediate_signature.empty())
+        return set_err(err, "missing parts of the certificate chain");
     if (c.intermediate_signature.size() != 64) return set_err(err, "intermediate signature is not 64 bytes");
     if (c.leaf_signature.size() != 64) return set_err(err, "leaf signature is not 64 bytes");
     if (!verify(root_pub, c.intermediate_details, c.intermediate_signature))

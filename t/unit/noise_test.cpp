@@ -50,6 +50,7 @@ struct ChainSpec {
     n::CertDetails inter{1, 0, "", uint64_t(kNow - 3600), uint64_t(kNow + 86400)};
     n::CertDetails leaf{2, 1, "", uint64_t(kNow - 3600), uint64_t(kNow + 86400)};
     int inter_sig_len = 64, leaf_sig_len = 64;
+    bool drop_leaf = false;
 
     std::string build() {
         inter.key = inter_pub;
@@ -61,6 +62,7 @@ struct ChainSpec {
         c.leaf_signature = fake_sign(leaf_signer.empty() ? inter_pub : leaf_signer, c.leaf_details);
         c.intermediate_signature.resize(inter_sig_len, 'x');
         c.leaf_signature.resize(leaf_sig_len, 'x');
+        if (drop_leaf) c.leaf_details.clear(), c.leaf_signature.clear();
         return n::encode_cert_chain(c);
     }
 };
@@ -338,6 +340,7 @@ TEST(Noise, CertChainRulesEachViolationRejected) {
     };
     KP other;
     std::vector<Case> cases = {
+        {"no leaf", [](Pair& p) { p.spec.drop_leaf = true; }, "missing parts of the certificate chain"},
         {"inter sig 63", [](Pair& p) { p.spec.inter_sig_len = 63; }, "intermediate signature is not 64 bytes"},
         {"leaf sig 65", [](Pair& p) { p.spec.leaf_sig_len = 65; }, "leaf signature is not 64 bytes"},
         {"inter not by root", [&](Pair& p) { p.spec.root_pub = other.pub; }, "intermediate certificate signature invalid"},
