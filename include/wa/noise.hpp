@@ -44,6 +44,9 @@ std::string frame(std::string_view body);
 class SymmetricState {
 public:
     SymmetricState();                    // h = ck = k = protocol_name(), n = 0
+    ~SymmetricState();                   // cleanses ck and k
+    SymmetricState(const SymmetricState&) = default;
+    SymmetricState& operator=(const SymmetricState&) = default;
     void mix_hash(std::string_view data);  // h = SHA256(h || data)
     bool mix_key(std::string_view ikm);  // ck, k = HKDF(salt ck, ikm, "", 64); n = 0
     bool encrypt_and_hash(std::string_view plain, std::string& cipher);  // AAD h, IV(n++), then MixHash(c)
@@ -122,6 +125,11 @@ class Transport {
 public:
     Transport() = default;  // unusable (every call fails) until assigned from Handshake::split()
     Transport(std::string send_key, std::string recv_key, size_t max_frame = kMaxFrame);
+    ~Transport();  // cleanses the keys
+    Transport(const Transport&) = default;
+    Transport(Transport&&) = default;
+    Transport& operator=(const Transport&) = default;
+    Transport& operator=(Transport&&) = default;
     bool valid() const { return send_key_.size() == 32 && recv_key_.size() == 32; }
 
     // len3 || AES-GCM(send key, IV(send counter++), AAD "", plaintext). "" on failure (too large,
@@ -151,6 +159,11 @@ public:
         std::string eph_priv, eph_pub;      // ephemeral; generated if empty (tests inject fixed ones)
     };
     Handshake(Keys keys, std::string root_pub32, Verify verify, std::function<int64_t()> now);
+    ~Handshake();  // cleanses the private keys
+    Handshake(Handshake&&) = default;
+    Handshake& operator=(Handshake&&) = default;
+    Handshake(const Handshake&) = delete;
+    Handshake& operator=(const Handshake&) = delete;
 
     // intro || len3 || HandshakeMessage{clientHello{ephemeral}}. "" on failure or if called twice.
     std::string client_hello_frame();

@@ -188,6 +188,11 @@ std::string frame(std::string_view body) {
 
 SymmetricState::SymmetricState() : h_(protocol_name()), ck_(protocol_name()), k_(protocol_name()) {}
 
+SymmetricState::~SymmetricState() {
+    wipe(ck_);
+    wipe(k_);
+}
+
 void SymmetricState::mix_hash(std::string_view data) {
     std::string buf;
     buf.reserve(h_.size() + data.size());
@@ -447,6 +452,11 @@ std::string FrameReader::take_buffered() {
 Transport::Transport(std::string send_key, std::string recv_key, size_t max_frame)
     : send_key_(std::move(send_key)), recv_key_(std::move(recv_key)), reader_(max_frame) {}
 
+Transport::~Transport() {
+    wipe(send_key_);
+    wipe(recv_key_);
+}
+
 std::string Transport::encrypt_frame(std::string_view plaintext) {
     if (!valid() || send_exhausted_ || plaintext.size() > kMaxFrame - 16) return "";
     std::string c;
@@ -483,6 +493,11 @@ Handshake::Handshake(Keys keys, std::string root_pub32, Verify verify, std::func
     if (!ok || keys_.eph_priv.size() != 32 || keys_.eph_pub.size() != 32 || keys_.noise_priv.size() != 32 ||
         keys_.noise_pub.size() != 32)
         state_ = Failed;
+}
+
+Handshake::~Handshake() {
+    wipe(keys_.eph_priv);
+    wipe(keys_.noise_priv);
 }
 
 bool Handshake::fail(std::string* err, const char* msg) {
