@@ -44,7 +44,7 @@ const toolPath = path.join(root, 'build/noise/noise_tool');
 fs.mkdirSync(path.dirname(toolPath), { recursive: true });
 execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude',
     't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbwire.cpp', '-o', toolPath, '-lssl', '-lcrypto'],
-    { cwd: root, stdio: 'inherit', timeout: 60000 });
+    { cwd: root, stdio: 'inherit', timeout: 20000 });
 
 const hex = b => Buffer.from(b).toString('hex');
 const unhex = s => Buffer.from(s, 'hex');
