@@ -32,7 +32,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
-.PHONY: FORCE all deps run test unit prove simtest codectest bench clean
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest bench clean
 all: $(MODULE)
 
 deps:
@@ -90,12 +90,17 @@ simtest: $(NODE_DEPS)
 codectest: $(NODE_DEPS)
 	node t/codec/crosscheck.mjs
 
+# Our Noise XX client against Baileys' initiator (same bytes) and the simulator's responder (live handshake).
+noisetest: $(NODE_DEPS)
+	node t/noise/crosscheck.mjs
+
 prove: $(MODULE) $(NODE_DEPS)
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -I t/lib t/
 
 test: deps $(MODULE)
 	$(MAKE) unit
 	$(MAKE) codectest
+	$(MAKE) noisetest
 	$(MAKE) simtest
 	$(MAKE) prove
 
