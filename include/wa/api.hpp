@@ -11,7 +11,8 @@
 namespace wa::api {
 
 enum class RouteId : uint8_t {
-    Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message
+    Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
+    PairingCode
 };
 
 struct Route {
@@ -39,9 +40,9 @@ Response error(int status, std::string_view code, std::string_view message);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {
-    enum Type : uint8_t { Start, Send, Logout, Clear } type = Start;
+    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode } type = Start;
     std::string org;
-    std::string phone;            // E.164 digits (send)
+    std::string phone;            // E.164 digits (send, pairing-code)
     std::string message;          // UTF-8 text (send)
     std::string idempotency_key;  // optional (send)
 };

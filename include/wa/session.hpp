@@ -1,12 +1,25 @@
 // One organization's WhatsApp session, sans-IO: bytes, time and commands in; actions out.
-// The nginx helper owns the sockets, timers and files and carries out the actions; unit tests drive the
-// same object with a fake clock.
+// The nginx helper owns the sockets, the single timer and the store's transaction and carries out the
+// actions; unit tests drive the same object with a fake clock.
+//
+// The session is a small router (whatsmeow client.go's shape): WebSocket payloads → Noise → binary nodes
+// → a dispatch on tag into one file per concern: link (handshake, ClientPayload), pair (QR, pairing code,
+// pair-success), login (success/failure, prekeys, passive), keepalive, iq (ids and deadlines).
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "wa/binary.hpp"
+#include "wa/noise.hpp"
+#include "wa/session/deadlines.hpp"
+#include "wa/session/disconnect.hpp"
+#include "wa/store/store.hpp"
 
 namespace wa {
 
@@ -24,11 +37,31 @@ struct Backoff {
     uint64_t delay_ms(uint32_t attempt, double unit_random) const;
 };
 
+// What the phone's "Linked devices" list and the server see of us (directives whatsapp_client_version,
+// whatsapp_browser), so an outdated version is fixed with a reload, not a rebuild.
+struct ClientProfile {
+    uint32_t version[3] = {2, 3000, 1047769893};
+    std::string browser = "Chrome";   // DeviceProps.platformType and the QR's platform digit
+    std::string os = "Mac OS";        // DeviceProps.os
+};
+
 struct SessionConfig {
-    std::string server_url;              // for messages only; the transport is the helper's
-    uint64_t handshake_timeout_ms = 20000;  // B and W both wait 20 s for the server's handshake
+    std::string server_url;                 // for messages only; the transport is the helper's
+    std::string root_pub;                   // Noise certificate root (32 bytes); empty = WhatsApp's
+    ClientProfile profile;
+    uint64_t handshake_timeout_ms = 20000;  // B and W both wait 20 s for the server's hello
+    uint64_t login_timeout_ms = 20000;      // ClientFinish → <success>/<failure>/pair-device
+    uint64_t iq_timeout_ms = 30000;
+    uint64_t keepalive_min_ms = 20000;      // whatsmeow keepalive.go: a ping every 20–30 s,
+    uint64_t keepalive_max_ms = 30000;
+    uint64_t ping_timeout_ms = 10000;       // answered within 10 s (a dead link is noticed within 40 s)
+    uint32_t initial_prekeys = 812;         // whatsmeow prekeys.go: 812 on the first upload,
+    uint32_t prekey_batch = 50;             // 50 per top-up,
+    uint32_t min_prekeys = 5;               // when the server holds fewer than 5
+    uint32_t prekeys_per_slice = 100;       // generated per event-loop turn (≈4 ms), never stalling the loop
     Backoff backoff;
-    std::function<double()> random;      // [0,1) for jitter; tests inject a fixed one
+    std::function<double()> random;         // [0,1) for jitter; tests inject a fixed one
+    noise::Verify verify;                   // XEdDSA verify (wa::xeddsa_verify); tests may inject
 };
 
 // What the session asks its host to do. Each call returns the actions in order.
@@ -36,17 +69,17 @@ struct Action {
     enum Kind : uint8_t {
         Connect,         // open TCP → TLS → WebSocket to the server
         Close,           // close the transport (WebSocket close code in `code`)
-        Write,           // send `bytes` as one binary WebSocket message
+        Write,           // send `bytes` as one binary WebSocket message; `durable`: commit the store first
         SetTimer,        // (re)arm the session's single timer at `at_ms` (monotonic ms)
         CancelTimer,
         Publish,         // the status changed: copy status() to shared memory
-        Persist,         // write the session file (desired state, last status)
-        DeleteState,     // logout: delete the stored credentials
-        MoveStateAside,  // clear-session: keep the stored state for inspection, never load it again
+        Complete,        // finish command `command_id` with HTTP `code` and JSON `bytes`
     } kind;
     uint16_t code = 0;
     uint64_t at_ms = 0;
     std::string bytes;
+    bool durable = false;
+    uint64_t command_id = 0;
 
     Action(Kind k, uint16_t c = 0, uint64_t at = 0, std::string b = {})
         : kind(k), code(c), at_ms(at), bytes(std::move(b)) {}
@@ -57,43 +90,93 @@ struct SessionStatus {
     State state = State::Disconnected;
     std::string phone;       // E.164 digits, once linked
     std::string qr_text;     // the pairing string while qr_ready
+    uint64_t qr_expires_ms = 0;  // monotonic deadline of the current QR ref
     std::string last_error;  // empty = null
     uint32_t retry_count = 0;
     int64_t connected_at = 0;   // unix seconds, 0 = never
     int64_t state_since = 0;    // unix seconds of the last state change
     int64_t next_retry_at = 0;  // unix seconds, while reconnecting
     bool wanted = false;        // start-session was asked for and not undone (restored after restarts)
+    bool linked = false;        // credentials with a device JID exist
 };
 
 class Session {
 public:
-    explicit Session(SessionConfig cfg) : cfg_(std::move(cfg)) {}
+    // `store` may be null (unit tests of the state machine alone): then nothing is kept.
+    Session(SessionConfig cfg, std::string org = {}, store::Store* store = nullptr);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
 
     // Commands (from the HTTP API through the helper). now_ms is monotonic, unix_s wall clock.
     Actions start(uint64_t now_ms, int64_t unix_s);
-    Actions logout(uint64_t now_ms, int64_t unix_s);
+    // Unlinks on the server when online (remove-companion-device), then forgets the credentials. The
+    // answer comes as Action::Complete for `command_id` (0: nobody waits).
+    Actions logout(uint64_t now_ms, int64_t unix_s, uint64_t command_id = 0);
     Actions clear(uint64_t now_ms, int64_t unix_s);
     Actions shutdown(uint64_t now_ms, int64_t unix_s);  // helper quitting: close, keep `wanted`
+    // Link by code instead of QR (link_code_companion_reg): answered with Complete {"code":"ABCD-1234"}.
+    Actions pairing_code(uint64_t now_ms, int64_t unix_s, std::string phone_digits, uint64_t command_id);
 
     // Transport events.
     Actions on_transport_open(uint64_t now_ms, int64_t unix_s);  // WebSocket upgraded
     Actions on_message(uint64_t now_ms, int64_t unix_s, std::string_view payload);
-    Actions on_transport_error(uint64_t now_ms, int64_t unix_s, std::string_view error);
+    Actions on_transport_error(uint64_t now_ms, int64_t unix_s, const Disconnect& why);
     Actions on_timer(uint64_t now_ms, int64_t unix_s);
 
     const SessionStatus& status() const { return status_; }
-    void restore(const SessionStatus& persisted) { status_ = persisted; }
+    // After a restart: the stored org row (wanted, phone) and credentials if any.
+    void restore(const store::OrgRecord& rec);
+    bool busy() const { return phase_ != Phase::Idle && phase_ != Phase::BackingOff; }
+
+    // Test seams.
+    const store::Credentials* credentials() const { return creds_.get(); }
+    struct Stats { uint64_t frames_in = 0, frames_out = 0, pings = 0, prekeys_uploaded = 0; };
+    const Stats& stats() const { return stats_; }
+
+    // Internal: the per-concern files (src/core/session/*.cpp) share this context.
+    struct Ctx;
 
 private:
-    enum class Phase : uint8_t { Idle, Dialing, AwaitingHandshake, BackingOff };
+    enum class Phase : uint8_t { Idle, Dialing, Handshaking, Registering, LoggingIn, Online, BackingOff };
+    friend struct Ctx;
+    Actions finish(Actions out, uint64_t now_ms);  // arms the timer at the earliest deadline
     void set_state(State s, int64_t unix_s, Actions& out);
-    Actions stop_and_forget(int64_t unix_s, State final_state, Action::Kind state_action);
-    void schedule_retry(uint64_t now_ms, int64_t unix_s, std::string_view why, Actions& out);
+    void persist_org();
+    void end_link(uint64_t now_ms, int64_t unix_s, const Disconnect& why, Actions& out);
+    void schedule_retry(uint64_t now_ms, int64_t unix_s, std::string_view why, uint64_t delay_ms, Actions& out);
+    void reset_link();
     double random();
+    bool ensure_credentials(std::string* err);
+    void dispatch(uint64_t now_ms, int64_t unix_s, const Node& node, Actions& out);
+    void on_deadline(uint64_t now_ms, int64_t unix_s, Deadlines::Kind kind, const std::string& key, Actions& out);
+    void on_iq_result(uint64_t now_ms, int64_t unix_s, const Node& iq, Actions& out);
+    void on_notification(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
+    // pair.cpp
+    void on_qr_refs(uint64_t now_ms, int64_t unix_s, Actions& out);
+    void on_pair_success(uint64_t now_ms, int64_t unix_s, const Node& iq, Actions& out);
+    void issue_pairing_code(uint64_t now_ms, int64_t unix_s, Actions& out);
+    // login.cpp
+    void on_login_success(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
+    void begin_prekey_upload(uint64_t now_ms, uint32_t count, Actions& out);
+    void continue_prekey_upload(uint64_t now_ms, Actions& out);
+    void send_ping(uint64_t now_ms, Actions& out);
+    void schedule_keepalive(uint64_t now_ms);
+    void finish_unlink(uint64_t now_ms, int64_t unix_s, bool on_server, Actions& out);
 
     SessionConfig cfg_;
+    std::string org_;
+    store::Store* store_;
     SessionStatus status_;
     Phase phase_ = Phase::Idle;
+    Deadlines deadlines_;
+    uint64_t armed_at_ = 0;
+    std::unique_ptr<store::Credentials> creds_;
+    std::unique_ptr<Ctx> ctx_;  // per-connection protocol state (handshake, transport, iq table, QR refs)
+    // A pairing-code request waiting for the registration's pair-device (phone digits, command id).
+    std::string code_phone_;
+    uint64_t code_command_ = 0;
+    Stats stats_;
 };
 
 }  // namespace wa

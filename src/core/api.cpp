@@ -66,6 +66,7 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "send-message") route(RouteId::SendMessage, "POST", true);
         else if (p[1] == "logout") route(RouteId::Logout, "POST", true);
         else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
+        else if (p[1] == "pairing-code") route(RouteId::PairingCode, "POST", true);
         return r;
     }
     if (p.size() == 3 && (p[1] == "status" || p[1] == "qr")) {
@@ -115,6 +116,27 @@ static bool org_from_json(json_t* v, std::string& out) {
     return valid_org_id(out);
 }
 
+// POST /api/pairing-code {"organization_id","phone"}: the phone number of the WhatsApp account that will
+// enter the code, in international form (whatsmeow PairPhone rejects short or 0-prefixed numbers).
+static bool parse_pairing_code(json_t* root, std::string_view default_region, Command& cmd, Response& err) {
+    cmd.type = Command::PairingCode;
+    json_t* phone = json_object_get(root, "phone");
+    if (!phone || json_is_null(phone)) {
+        err = error(400, "missing_field", "phone is required");
+        return false;
+    }
+    std::string in;
+    if (json_is_string(phone)) in.assign(json_string_value(phone), json_string_length(phone));
+    else if (json_is_integer(phone)) in = std::to_string(json_integer_value(phone));
+    PhoneResult pr = normalize_phone(in, default_region);
+    if (in.empty() || !pr.ok) {
+        err = error(400, "invalid_phone", "phone is not a valid number" + (pr.error.empty() ? std::string() : ": " + pr.error));
+        return false;
+    }
+    cmd.phone = pr.digits;
+    return true;
+}
+
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
                    std::string_view idempotency_header, Command& cmd, Response& err) {
     json_error_t je;
@@ -144,6 +166,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     case RouteId::Logout: cmd.type = Command::Logout; return true;
     case RouteId::ClearSession: cmd.type = Command::Clear; return true;
     case RouteId::SendMessage: break;
+    case RouteId::PairingCode: return parse_pairing_code(root.get(), default_region, cmd, err);
     default: err = error(404, "not_found", "unknown route"); return false;
     }
     cmd.type = Command::Send;
@@ -198,12 +221,14 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     return true;
 }
 
-static const char* const kTypeNames[] = {"start", "send", "logout", "clear"};
+static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
     json_object_set_new(j.get(), "type", json_string(kTypeNames[cmd.type]));
     json_object_set_new(j.get(), "organization_id", json_stringn(cmd.org.data(), cmd.org.size()));
+    if (cmd.type == Command::PairingCode)
+        json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
     if (cmd.type == Command::Send) {
         json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
         json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
@@ -221,7 +246,7 @@ bool command_from_json(std::string_view text, Command& cmd) {
     const char* org = json_string_value(json_object_get(j.get(), "organization_id"));
     if (!type || !org) return false;
     bool found = false;
-    for (uint8_t i = 0; i < 4; i++) {
+    for (uint8_t i = 0; i < 5; i++) {
         if (std::strcmp(type, kTypeNames[i]) == 0) {
             cmd.type = static_cast<Command::Type>(i);
             found = true;
@@ -229,6 +254,11 @@ bool command_from_json(std::string_view text, Command& cmd) {
     }
     cmd.org = org;
     if (!found || !valid_org_id(cmd.org)) return false;
+    if (cmd.type == Command::PairingCode) {
+        const char* p = json_string_value(json_object_get(j.get(), "phone"));
+        if (!p) return false;
+        cmd.phone = p;
+    }
     if (cmd.type == Command::Send) {
         json_t* m = json_object_get(j.get(), "message");
         const char* p = json_string_value(json_object_get(j.get(), "phone"));

@@ -10,16 +10,19 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
 
 #include "transport.hpp"
 #include "wa/api.hpp"
+#include "wa/base64.hpp"
 #include "wa/fsutil.hpp"
+#include "wa/qr.hpp"
 #include "wa/rate_limit.hpp"
 #include "wa/session.hpp"
-#include "wa/state_file.hpp"
+#include "wa/store/store.hpp"
 #include "wa/validate.hpp"
 
 namespace {
@@ -27,7 +30,7 @@ namespace {
 namespace api = wa::api;
 
 struct HelperOrg;
-// Transports that failed are deleted by the sweep rather than inside their own call stack.
+// Transports that ended are deleted at the end of the event-loop pass, never inside their own call stack.
 std::vector<WaTransport*> g_dead;
 
 struct Helper {
@@ -41,15 +44,22 @@ struct Helper {
     ngx_event_t sweep_timer;   // safety net: missed doorbells, results nobody collected, quit
     ngx_event_t title_timer;   // the worker cycle sets its title after init_process
     ngx_event_t resume_timer;  // start the sessions that were running before
+    ngx_event_t pass_end;      // posted: commit the store's transaction and free dead transports once per pass
     std::map<std::string, std::unique_ptr<HelperOrg>> orgs;
-    std::mt19937_64 rng{std::random_device{}()};
+    std::vector<std::string> resume_queue;  // organizations still to reconnect after a start, spread over time
+    std::unique_ptr<wa::store::Store> store;
+    std::map<uint64_t, wa_shm_cmd_t*> waiting;  // commands a session will complete later (logout, pairing code)
+    // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
+    std::mt19937_64 rng;
 };
 
 Helper H;
 
 std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) + "/" + org; }
 
-void publish(const std::string& id, const wa::SessionStatus& s);
+
+void complete(wa_shm_cmd_t* c, const api::Response& resp);
+void store_begin();
 
 struct HelperOrg : WaTransport::Listener {
     std::string id;
@@ -57,10 +67,11 @@ struct HelperOrg : WaTransport::Listener {
     std::unique_ptr<WaTransport> transport;
     ngx_event_t timer;
     bool quarantined = false;
+    std::string rendered_qr;  // the QR text whose PNG is in shm (rendered once per ref)
     wa::TokenBucket send_rate;
 
     HelperOrg(std::string org, wa::SessionConfig cfg)
-        : id(std::move(org)), session(std::move(cfg)),
+        : id(org), session(std::move(cfg), org, H.store.get()),
           send_rate(static_cast<double>(H.conf->send_rate_per_min), static_cast<double>(H.conf->send_burst)) {
         ngx_memzero(&timer, sizeof(timer));
         timer.handler = on_timer_event;
@@ -70,92 +81,92 @@ struct HelperOrg : WaTransport::Listener {
     }
     ~HelperOrg() override {
         if (timer.timer_set) ngx_del_timer(&timer);
+        drop_transport();
     }
 
     static void on_timer_event(ngx_event_t* ev) {
         auto* o = static_cast<HelperOrg*>(ev->data);
+        store_begin();
         o->run(o->session.on_timer(ngx_current_msec, ngx_time()));
     }
 
     void on_transport_open() override {
-        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org \"%s\": WebSocket to %V open", id.c_str(),
-                      &H.conf->server);
+        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org=%s: WebSocket to %V open", id.c_str(), &H.conf->server);
+        store_begin();
         run(session.on_transport_open(ngx_current_msec, ngx_time()));
     }
     void on_transport_message(std::string_view payload) override {
+        store_begin();
         run(session.on_message(ngx_current_msec, ngx_time(), payload));
     }
-    void on_transport_error(const std::string& why) override {
-        ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org \"%s\": %s", id.c_str(), why.c_str());
-        // The transport is still on the call stack of its own fail(): free it from the sweep instead.
-        if (transport) g_dead.push_back(transport.release());
+    void on_transport_error(const wa::Disconnect& why) override {
+        wa::State before = session.status().state;
+        // The transport is still on the call stack of its own fail(): free it at the end of the pass.
+        drop_transport();
+        store_begin();
         run(session.on_transport_error(ngx_current_msec, ngx_time(), why));
+        // One line per change of state, not per retry (10,000 organizations against a dead server).
+        if (before != wa::State::Reconnecting || session.status().retry_count <= 1)
+            ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org=%s: %s", id.c_str(), wa::describe(why).c_str());
     }
 
-    void persist() {
-        std::string err;
-        std::string dir = org_dir(id);
-        if (!wa::ensure_dir(dir, 0700, &err) ||
-            !wa::write_file_atomic(dir + "/session.json", wa::session_file_json(id, session.status()), 0600, &err)) {
-            ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": cannot persist: %s", id.c_str(), err.c_str());
-        }
+    void drop_transport() {
+        if (transport) g_dead.push_back(transport.release());
+        if (!g_dead.empty() && !H.pass_end.posted) ngx_post_event(&H.pass_end, &ngx_posted_events);
     }
 
-    void run(const wa::Actions& actions) {
-        for (const wa::Action& a : actions) {
-            switch (a.kind) {
-            case wa::Action::Connect:
-                transport.reset(new WaTransport(H.conf, H.log, this));
-                transport->connect();  // may report an error (and reset `transport`) right away
-                break;
-            case wa::Action::Close:
-                if (transport) {
-                    transport->close(a.code);
-                    transport.reset();
-                }
-                break;
-            case wa::Action::Write:
-                if (transport) transport->send_binary(a.bytes);
-                break;
-            case wa::Action::SetTimer: {
-                ngx_msec_int_t d = static_cast<ngx_msec_int_t>(a.at_ms - ngx_current_msec);
-                ngx_add_timer(&timer, d > 0 ? static_cast<ngx_msec_t>(d) : 0);
-                break;
-            }
-            case wa::Action::CancelTimer:
-                if (timer.timer_set) ngx_del_timer(&timer);
-                break;
-            case wa::Action::Publish:
-                publish(id, session.status());
-                break;
-            case wa::Action::Persist:
-                persist();
-                break;
-            case wa::Action::DeleteState: {
-                std::string err;
-                if (!wa::remove_tree(org_dir(id), &err))
-                    ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": cannot delete state: %s", id.c_str(),
-                                  err.c_str());
-                quarantined = false;
-                break;
-            }
-            case wa::Action::MoveStateAside: {
-                std::string err, moved;
-                if (!wa::move_aside(org_dir(id), wa_str(H.conf->state_dir) + "/.trash", id, &moved, &err)) {
-                    ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": cannot move state aside: %s",
-                                  id.c_str(), err.c_str());
-                } else if (!moved.empty()) {
-                    ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org \"%s\": state moved to %s", id.c_str(),
-                                  moved.c_str());
-                }
-                quarantined = false;
-                break;
-            }
-            }
+    void write(const wa::Action& a) {
+        if (!transport) return;
+        // What this frame promises (a device identity, a prekey upload) must be on disk first.
+        if (a.durable && H.store) {
+            std::string err;
+            if (!H.store->commit(&err))
+                ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: store commit failed: %s", id.c_str(),
+                              err.c_str());
         }
+        transport->send_binary(a.bytes);
     }
+
+    void run(const wa::Actions& actions);
 };
 
+void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* o);
+
+void HelperOrg::run(const wa::Actions& actions) {
+    for (const wa::Action& a : actions) {
+        switch (a.kind) {
+        case wa::Action::Connect:
+            drop_transport();
+            transport.reset(new WaTransport(H.conf, H.log, this));
+            transport->connect();  // may report an error (and drop `transport`) right away
+            break;
+        case wa::Action::Close:
+            if (transport) {
+                transport->close(a.code);
+                drop_transport();
+            }
+            break;
+        case wa::Action::Write: write(a); break;
+        case wa::Action::SetTimer: {
+            ngx_msec_int_t d = static_cast<ngx_msec_int_t>(a.at_ms - ngx_current_msec);
+            ngx_add_timer(&timer, d > 0 ? static_cast<ngx_msec_t>(d) : 0);
+            break;
+        }
+        case wa::Action::CancelTimer:
+            if (timer.timer_set) ngx_del_timer(&timer);
+            break;
+        case wa::Action::Publish: publish(id, session.status(), this); break;
+        case wa::Action::Complete: {
+            auto it = H.waiting.find(a.command_id);
+            if (it == H.waiting.end()) break;
+            wa_shm_cmd_t* c = it->second;
+            H.waiting.erase(it);
+            complete(c, api::Response{a.code, a.bytes, {}, {}});
+            break;
+        }
+        }
+    }
+}
 
 wa::SessionConfig session_config() {
     wa::SessionConfig cfg;
@@ -164,6 +175,13 @@ wa::SessionConfig session_config() {
     cfg.backoff.base_ms = H.conf->backoff_min;
     cfg.backoff.cap_ms = H.conf->backoff_max;
     cfg.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(H.rng); };
+    if (H.conf->root_key.len) wa::base64_decode(wa_str(H.conf->root_key), cfg.root_pub);
+    for (int i = 0; i < 3; i++) cfg.profile.version[i] = H.conf->client_version[i];
+    cfg.profile.browser = wa_str(H.conf->browser);
+    cfg.profile.os = wa_str(H.conf->browser_os);
+    cfg.keepalive_min_ms = H.conf->keepalive_min;
+    cfg.keepalive_max_ms = H.conf->keepalive_max;
+    cfg.ping_timeout_ms = H.conf->ping_timeout;
     return cfg;
 }
 
@@ -173,7 +191,23 @@ void copy_bounded(u_char* dst, uint16_t* len, size_t cap, const std::string& v) 
     *len = static_cast<uint16_t>(n);
 }
 
-void publish(const std::string& id, const wa::SessionStatus& s) {
+// Renders the QR PNG once per ref (about 8 ms), never per GET: workers serve the data URL from shm.
+std::string qr_url_for(const wa::SessionStatus& s, HelperOrg* org, bool* changed) {
+    *changed = false;
+    if (s.state != wa::State::QrReady || s.qr_text.empty()) {
+        if (org && !org->rendered_qr.empty()) *changed = true;
+        if (org) org->rendered_qr.clear();
+        return {};
+    }
+    if (org && org->rendered_qr == s.qr_text) return {};
+    *changed = true;
+    if (org) org->rendered_qr = s.qr_text;
+    return wa::qr_png_data_url(s.qr_text);
+}
+
+void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) {
+    bool qr_changed = false;
+    std::string qr_url = qr_url_for(s, org, &qr_changed);
     wa_zone_ctx_t* z = H.zone;
     ngx_shmtx_lock(&z->shpool->mutex);
     const auto* p = reinterpret_cast<const u_char*>(id.data());
@@ -190,11 +224,15 @@ void publish(const std::string& id, const wa::SessionStatus& s) {
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
         copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
         copy_bounded(o->qr_text, &o->qr_text_len, sizeof(o->qr_text), s.qr_text);
-        if (s.state != wa::State::QrReady) wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
+        // Deadlines are monotonic in the core; workers compute expires_in from wall-clock seconds.
+        o->qr_expires_at = s.qr_expires_ms > ngx_current_msec
+                               ? ngx_time() + static_cast<int64_t>((s.qr_expires_ms - ngx_current_msec + 500) / 1000)
+                               : 0;
+        if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, qr_url) && org) org->rendered_qr.clear();
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (o == NULL)
-        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": whatsapp_zone is full, status not published",
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: whatsapp_zone is full, status not published",
                       id.c_str());
 }
 
@@ -219,58 +257,109 @@ HelperOrg* find_or_create(const std::string& id, bool create) {
     return raw;
 }
 
-api::Response execute(const api::Command& cmd) {
+// Opens the store's transaction for this event-loop pass (group commit: one transaction, one fsync) and
+// makes sure the pass ends with a commit.
+void store_begin() {
+    if (!H.store) return;
+    std::string err;
+    if (!H.store->in_transaction() && !H.store->begin(&err))
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store: %s", err.c_str());
+    if (!H.pass_end.posted) ngx_post_event(&H.pass_end, &ngx_posted_events);
+}
+
+void pass_end_handler(ngx_event_t*) {
+    if (H.store && H.store->in_transaction()) {
+        std::string err;
+        if (!H.store->commit(&err)) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
+    }
+    for (WaTransport* t : g_dead) delete t;
+    g_dead.clear();
+}
+
+api::Response not_connected(const std::string& org, wa::State st) {
+    return api::error(409, "not_connected",
+                      std::string("the session of organization ") + org + " is not connected (status: " +
+                          wa::state_name(st) + ")");
+}
+
+// Answers now, or returns false when the session will complete the command later (Action::Complete).
+bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
+    uint64_t command_id = c->id;
     uint64_t now = ngx_current_msec;
     int64_t unix_s = ngx_time();
+    if (!H.store) {
+        resp = api::error(507, "storage_error", "the WhatsApp state store cannot be opened; see the error log");
+        return true;
+    }
+    store_begin();
     switch (cmd.type) {
-    case api::Command::Start: {
+    case api::Command::Start:
+    case api::Command::PairingCode: {
         bool is_new = H.orgs.find(cmd.org) == H.orgs.end();
         HelperOrg* o = find_or_create(cmd.org, true);
-        if (o == nullptr)
-            return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+        if (o == nullptr) {
+            resp = api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+            return true;
+        }
         // A session nobody could see or manage must not run: its status record comes first.
         if (!shm_org_exists(cmd.org)) {
             if (is_new) H.orgs.erase(cmd.org);
-            api::Response r = api::error(503, "zone_full", "whatsapp_zone has no room for another organization");
-            r.retry_after = "1";
-            return r;
+            resp = api::error(503, "zone_full", "whatsapp_zone has no room for another organization");
+            resp.retry_after = "1";
+            return true;
         }
-        if (o->quarantined)
-            return api::error(409, "state_corrupt",
+        if (o->quarantined) {
+            resp = api::error(409, "state_corrupt",
                               "stored session state does not parse; POST /api/clear-session starts afresh");
+            return true;
+        }
+        if (cmd.type == api::Command::PairingCode) {
+            H.waiting[command_id] = c;
+            o->run(o->session.pairing_code(now, unix_s, cmd.phone, command_id));
+            return false;
+        }
         o->run(o->session.start(now, unix_s));
-        return api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
+        resp = api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
+        return true;
     }
     case api::Command::Logout:
     case api::Command::Clear: {
         HelperOrg* o = find_or_create(cmd.org, true);
-        if (o == nullptr)
-            return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
-        o->run(cmd.type == api::Command::Logout ? o->session.logout(now, unix_s) : o->session.clear(now, unix_s));
-        return api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
+        if (o == nullptr) {
+            resp = api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+            return true;
+        }
+        if (cmd.type == api::Command::Clear) {
+            o->run(o->session.clear(now, unix_s));
+            o->quarantined = false;
+            resp = api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
+            return true;
+        }
+        o->quarantined = false;
+        H.waiting[command_id] = c;
+        o->run(o->session.logout(now, unix_s, command_id));
+        return false;
     }
     case api::Command::Send: {
         // An organization that was never started gets no session (nor a slot of whatsapp_max_sessions).
         HelperOrg* o = find_or_create(cmd.org, false);
-        if (o == nullptr)
-            return api::error(409, "not_connected",
-                              std::string("the session of organization ") + cmd.org + " is not connected (status: " +
-                                  wa::state_name(wa::State::Disconnected) + ")");
+        if (o == nullptr) {
+            resp = not_connected(cmd.org, wa::State::Disconnected);
+            return true;
+        }
         uint64_t wait_ms = 0;
         if (!o->send_rate.take(now, &wait_ms)) {
-            api::Response r = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
-            r.retry_after = std::to_string((wait_ms + 999) / 1000);
-            return r;
+            resp = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
+            resp.retry_after = std::to_string((wait_ms + 999) / 1000);
+            return true;
         }
-        wa::State st = o->session.status().state;
-        // Sending needs the Signal layer on a linked session; neither exists before the link issue lands,
-        // so no session can be connected and every send stops here.
-        return api::error(409, "not_connected",
-                          std::string("the session of organization ") + cmd.org + " is not connected (status: " +
-                              wa::state_name(st) + ")");
+        // Sending needs the Signal layer (the messages issue): until it lands no send can succeed.
+        resp = not_connected(cmd.org, o->session.status().state);
+        return true;
     }
     }
-    return api::error(500, "internal_error", "unknown command");
+    resp = api::error(500, "internal_error", "unknown command");
+    return true;
 }
 
 void complete(wa_shm_cmd_t* c, const api::Response& resp) {
@@ -312,9 +401,21 @@ void take_commands() {
     ngx_shmtx_unlock(&z->shpool->mutex);
     for (auto& [c, json] : batch) {
         api::Command cmd;
-        api::Response resp = api::command_from_json(json, cmd) ? execute(cmd)
-                                                               : api::error(400, "invalid_json", "malformed command");
-        complete(c, resp);
+        api::Response resp;
+        bool answered = true;
+        try {
+            if (!api::command_from_json(json, cmd)) resp = api::error(400, "invalid_json", "malformed command");
+            else answered = execute(cmd, c, resp);
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp org=%s: command failed: %s", cmd.org.c_str(), e.what());
+            resp = api::error(500, "internal_error", "the command failed inside the helper");
+            answered = true;
+        }
+        // Otherwise the session completes it later (Action::Complete), possibly already inside execute().
+        if (answered) {
+            H.waiting.erase(c->id);
+            complete(c, resp);
+        }
     }
 }
 
@@ -332,44 +433,79 @@ void sweep_results() {
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
 
-void load_sessions() {
-    std::string dir = wa_str(H.conf->state_dir);
-    DIR* d = opendir(dir.c_str());
-    if (d == NULL) {
-        ngx_log_error(NGX_LOG_ERR, H.log, ngx_errno, "whatsapp: opendir(\"%s\") failed", dir.c_str());
-        return;
-    }
-    while (struct dirent* e = readdir(d)) {
-        std::string id = e->d_name;
-        if (!wa::valid_org_id(id)) continue;  // ".", "..", ".trash", owner.lock and anything foreign
-        std::string text, err;
-        if (!wa::read_file(dir + "/" + id + "/session.json", text, 1 << 20, &err)) continue;
-        HelperOrg* o = find_or_create(id, true);
-        if (o == nullptr) break;
-        wa::SessionStatus st;
-        if (!wa::parse_session_file(text, id, st, err)) {
-            o->quarantined = true;
-            st = wa::SessionStatus{};
-            st.last_error = "stored state quarantined: " + err + "; POST /api/clear-session starts afresh";
-            ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": %s", id.c_str(), err.c_str());
-        } else if (st.state != wa::State::LoggedOut && st.state != wa::State::Conflict) {
-            // Whatever it was doing, it is not doing it now: a wanted session is restarted below, with a
-            // fresh count and no error carried over from another run (the server or network may have changed).
-            st.state = wa::State::Disconnected;
-            st.next_retry_at = 0;
-            st.retry_count = 0;
-            st.last_error.clear();
-        }
-        o->session.restore(st);
-        publish(id, st);
-    }
-    closedir(d);
+// An organization whose stored state cannot be used: shown with why, never started until clear-session.
+void quarantine(const std::string& id, const std::string& why) {
+    HelperOrg* o = find_or_create(id, true);
+    if (o == nullptr) return;
+    o->quarantined = true;
+    wa::SessionStatus st;
+    st.last_error = "stored state quarantined: " + why + "; POST /api/clear-session starts afresh";
+    ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: %s", id.c_str(), st.last_error.c_str());
+    publish(id, st, o);
 }
 
-void resume_sessions(ngx_event_t*) {
-    for (auto& [id, o] : H.orgs) {
-        if (o->session.status().wanted && !o->quarantined) o->run(o->session.start(ngx_current_msec, ngx_time()));
+bool open_store() {
+    std::string dir = wa_str(H.conf->state_dir), err;
+    H.store = wa::store::open_sqlite_store(dir, false, &err);
+    if (!H.store) {
+        // Never reset a database that fails its checks: an operator must look at it.
+        ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp: the state store in \"%s\" cannot be used: %s", dir.c_str(),
+                      err.c_str());
+        return false;
     }
+    wa::store::MigrationReport report;
+    if (!wa::store::migrate_session_files(*H.store, dir, report, &err))
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: migrating session.json files failed: %s", err.c_str());
+    if (!report.migrated.empty())
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: migrated %uz session.json files into whatsapp.db",
+                      report.migrated.size());
+    for (auto& [id, why] : report.corrupt) quarantine(id, why);
+    return true;
+}
+
+void load_sessions() {
+    std::vector<wa::store::OrgRecord> rows;
+    std::vector<std::pair<std::string, std::string>> corrupt;
+    std::string err;
+    if (!H.store->load_orgs(rows, corrupt, &err)) {
+        ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp: cannot read organizations from the store: %s", err.c_str());
+        return;
+    }
+    for (auto& [id, why] : corrupt) quarantine(id, why);
+    size_t skipped = 0;
+    for (const wa::store::OrgRecord& rec : rows) {
+        if (!wa::valid_org_id(rec.org)) continue;
+        HelperOrg* o = find_or_create(rec.org, true);
+        if (o == nullptr) {
+            skipped++;
+            continue;
+        }
+        o->session.restore(rec);
+        publish(rec.org, o->session.status(), o);
+        if (o->session.status().wanted) H.resume_queue.push_back(rec.org);
+    }
+    if (skipped)
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: %uz stored organizations over whatsapp_max_sessions were not loaded",
+                      skipped);
+    // Reconnect in random order, spread over time (resume_sessions), so 1,000 do not dial in the same second.
+    std::shuffle(H.resume_queue.begin(), H.resume_queue.end(), H.rng);
+}
+
+// Starts the stored sessions in slices: at most 25 every 50 ms (500/s), each slice jittered.
+void resume_sessions(ngx_event_t* ev) {
+    store_begin();
+    size_t n = 0;
+    while (!H.resume_queue.empty() && n < 25) {
+        std::string id = std::move(H.resume_queue.back());
+        H.resume_queue.pop_back();
+        auto it = H.orgs.find(id);
+        if (it == H.orgs.end()) continue;
+        HelperOrg* o = it->second.get();
+        if (o->session.status().wanted && !o->quarantined && !o->session.busy())
+            o->run(o->session.start(ngx_current_msec, ngx_time()));
+        n++;
+    }
+    if (!H.resume_queue.empty()) ngx_add_timer(ev, 40 + H.rng() % 20);
 }
 
 void activate() {
@@ -396,7 +532,7 @@ void activate() {
     }
     ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P owns the sessions (previous owner %s)", ngx_pid,
                   clean ? "released cleanly" : "died");
-    load_sessions();
+    if (open_store()) load_sessions();
     // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
     // device would earn a "conflict". Give it a moment.
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
@@ -435,14 +571,25 @@ void drain(const char* why) {
         if (z->sh->helper_pid == ngx_pid) z->sh->helper_role = WA_HELPER_DRAINING;
         ngx_shmtx_unlock(&z->shpool->mutex);
         size_t n = 0;
+        store_begin();
         for (auto& [id, o] : H.orgs) {
             o->run(o->session.shutdown(ngx_current_msec, ngx_time()));
             n++;
         }
+        // Commands a session would have completed later: say the helper went away.
+        for (auto& [id, c] : H.waiting) {
+            api::Response r = api::error(503, "helper_unavailable", "the WhatsApp helper is restarting; retry");
+            r.retry_after = "1";
+            complete(c, r);
+        }
+        H.waiting.clear();
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P: %s; closed and saved %uz sessions", ngx_pid, why,
                       n);
     }
     H.orgs.clear();
+    H.resume_queue.clear();
+    pass_end_handler(nullptr);  // commit what the shutdown wrote, free the closed transports
+    H.store.reset();            // closed before the lock is released: the next owner opens it
     ngx_shmtx_lock(&z->shpool->mutex);
     if (z->sh->helper_pid == ngx_pid) {
         z->sh->helper_pid = 0;
@@ -523,6 +670,8 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     init_timer(&H.sweep_timer, sweep_handler);
     init_timer(&H.title_timer, title_handler);
     init_timer(&H.resume_timer, resume_sessions);
+    init_timer(&H.pass_end, pass_end_handler);
+    H.rng.seed(std::random_device{}() ^ (static_cast<uint64_t>(ngx_pid) << 32) ^ ngx_current_msec);
     if (ngx_process == NGX_PROCESS_WORKER) ngx_add_timer(&H.title_timer, 0);
     ngx_add_timer(&H.sweep_timer, 1000);
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "wa/base64.hpp"
@@ -28,6 +29,9 @@ static char* wa_resolver_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* con
 static char* wa_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_client_version_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_browser_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
@@ -80,6 +84,11 @@ static ngx_command_t wa_commands[] = {
      MAIN_OFF(queue_size), NULL},
     {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(max_sessions), NULL},
+    {ngx_string("whatsapp_client_version"), MAIN | NGX_CONF_TAKE1, wa_client_version_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_browser"), MAIN | NGX_CONF_TAKE2, wa_browser_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_keepalive"), MAIN | NGX_CONF_TAKE3, wa_keepalive_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -128,6 +137,9 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->send_rate_per_min = NGX_CONF_UNSET_UINT;
     m->send_burst = NGX_CONF_UNSET_UINT;
     m->max_sessions = NGX_CONF_UNSET_UINT;
+    m->keepalive_min = NGX_CONF_UNSET_MSEC;
+    m->keepalive_max = NGX_CONF_UNSET_MSEC;
+    m->ping_timeout = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
     return m;
 }
@@ -450,6 +462,20 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_uint_value(m->send_rate_per_min, 60);
     ngx_conf_init_uint_value(m->send_burst, 20);
     ngx_conf_init_uint_value(m->max_sessions, 10000);
+    ngx_conf_init_msec_value(m->keepalive_min, 20000);  // whatsmeow keepalive.go: 20-30 s, 10 s to answer
+    ngx_conf_init_msec_value(m->keepalive_max, 30000);
+    ngx_conf_init_msec_value(m->ping_timeout, 10000);
+    if (m->client_version[0] == 0) {
+        // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
+        // means it is outdated: raise whatsapp_client_version and reload.
+        m->client_version[0] = 2;
+        m->client_version[1] = 3000;
+        m->client_version[2] = 1047769893;
+    }
+    if (m->browser.len == 0) {
+        ngx_str_set(&m->browser, "Chrome");
+        ngx_str_set(&m->browser_os, "Mac OS");
+    }
     if (m->server.len == 0) {
         ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");
     }
@@ -551,4 +577,64 @@ static void wa_exit_process(ngx_cycle_t* cycle) {
     if (m == NULL || !m->enabled) return;
     if (wa_is_helper(m) || ngx_process == NGX_PROCESS_SINGLE) wa_helper_exit_process(cycle);
     wa_worker_exit_process(cycle);
+}
+
+// whatsapp_client_version 2.3000.1047769893;
+static char* wa_client_version_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string v = wa_str(args[1]);
+    unsigned long parts[3];
+    char tail = 0;
+    if (v.size() > 32 || std::sscanf(v.c_str(), "%lu.%lu.%lu%c", &parts[0], &parts[1], &parts[2], &tail) != 3 ||
+        parts[0] == 0 || parts[0] > 99 || parts[1] > 0xFFFFFFFFul || parts[2] > 0xFFFFFFFFul) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_client_version \"%V\" must be three numbers like 2.3000.1047769893",
+                           &args[1]);
+        return (char*)NGX_CONF_ERROR;
+    }
+    for (int i = 0; i < 3; i++) m->client_version[i] = static_cast<uint32_t>(parts[i]);
+    return NGX_CONF_OK;
+}
+
+// whatsapp_browser Chrome "Mac OS";  The pairing-code request sends "Browser (OS)", which the server validates.
+static char* wa_browser_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    static const char* const kBrowsers[] = {"Chrome", "Firefox", "Safari", "Edge", "Opera", "Desktop"};
+    bool known = false;
+    for (const char* b : kBrowsers) known = known || wa_str(args[1]) == b;
+    bool os_ok = args[2].len > 0 && args[2].len <= 40;
+    for (size_t i = 0; os_ok && i < args[2].len; i++) os_ok = args[2].data[i] >= 0x20 && args[2].data[i] < 0x7f;
+    if (!known || !os_ok) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_browser takes one of Chrome, Firefox, Safari, Edge, Opera, Desktop and an OS name "
+                           "of 1-40 printable ASCII characters");
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->browser = args[1];
+    m->browser_os = args[2];
+    return NGX_CONF_OK;
+}
+
+// whatsapp_keepalive 20s 30s 10s;  ping interval (random in [min, max]) and how long an answer may take.
+static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_msec_t v[3];
+    for (int i = 0; i < 3; i++) {
+        ngx_int_t t = ngx_parse_time(&args[i + 1], 0);
+        if (t == NGX_ERROR || t < 100) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_keepalive: invalid time \"%V\"", &args[i + 1]);
+            return (char*)NGX_CONF_ERROR;
+        }
+        v[i] = static_cast<ngx_msec_t>(t);
+    }
+    if (v[0] > v[1]) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_keepalive: the minimum interval exceeds the maximum");
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->keepalive_min = v[0];
+    m->keepalive_max = v[1];
+    m->ping_timeout = v[2];
+    return NGX_CONF_OK;
 }

@@ -105,7 +105,7 @@ void WaTransport::event_handler(ngx_event_t* ev) {
     auto* t = static_cast<WaTransport*>(c->data);
     if (ev->timedout) {
         const char* what = t->phase_ == Phase::Connecting ? "connect" : t->phase_ == Phase::Open ? "write" : "handshake";
-        t->fail(std::string(what) + " to " + t->peer_name() + " timed out");
+        t->fail(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
         return;
     }
     // A refused connect can show up as a read event first (EPOLLERR wakes both directions).
@@ -250,7 +250,8 @@ void WaTransport::on_read() {
             wa::ws::UpgradeResult up = wa::ws::parse_upgrade_response(in_, key_);
             if (up.kind == wa::ws::UpgradeResult::Incomplete) continue;
             if (up.kind == wa::ws::UpgradeResult::Rejected) {
-                fail("WebSocket upgrade to " + wa_str(conf_->url->url) + " rejected: " + up.error);
+                fail("WebSocket upgrade to " + wa_str(conf_->url->url) + " rejected: " + up.error,
+                     wa::Disconnect::UpgradeRefused, static_cast<uint32_t>(up.status));
                 return;
             }
             if (c_->read->timer_set) ngx_del_timer(c_->read);
@@ -293,7 +294,8 @@ void WaTransport::on_read() {
                                                     : 1005;
                 out_ += wa::ws::encode_frame(wa::ws::Opcode::Close, payload.substr(0, 2));
                 flush();
-                fail("WebSocket closed by " + peer_name() + " (code " + std::to_string(code) + ")");
+                fail("WebSocket closed by " + peer_name() + " (code " + std::to_string(code) + ")",
+                     wa::Disconnect::WsClose, code);
                 return;
             }
             default:
@@ -309,10 +311,14 @@ bool WaTransport::send_binary(std::string_view payload) {
     return flush();
 }
 
-void WaTransport::fail(const std::string& why) {
+void WaTransport::fail(const std::string& why, wa::Disconnect::Kind kind, uint32_t code) {
     teardown();
+    wa::Disconnect d;
+    d.kind = kind;
+    d.code = code;
+    d.text = why;
     Listener* l = listener_;
-    l->on_transport_error(why);  // may delete this
+    l->on_transport_error(d);  // may delete this
 }
 
 void WaTransport::close(uint16_t code) {

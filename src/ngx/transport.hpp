@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "wa/session/disconnect.hpp"
 #include "wa/websocket.hpp"
 #include "wa_module.hpp"
 
@@ -13,7 +14,7 @@ public:
         virtual void on_transport_open() = 0;
         virtual void on_transport_message(std::string_view payload) = 0;
         // The transport is closed when this is called; the listener may delete it from inside.
-        virtual void on_transport_error(const std::string& why) = 0;
+        virtual void on_transport_error(const wa::Disconnect& why) = 0;
         virtual ~Listener() = default;
     };
 
@@ -40,7 +41,8 @@ private:
     void on_write();
     void on_read();
     bool flush();
-    void fail(const std::string& why);  // closes, then tells the listener; `this` may be gone after
+    // Closes, then tells the listener; `this` may be gone after.
+    void fail(const std::string& why, wa::Disconnect::Kind kind = wa::Disconnect::Transport, uint32_t code = 0);
     void teardown();
     std::string peer_name() const;
 

@@ -55,6 +55,9 @@ struct wa_main_conf_t {
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
     ngx_uint_t max_sessions;
+    uint32_t client_version[3];    // whatsapp_client_version (what the server checks; 405 = raise it)
+    ngx_str_t browser, browser_os; // whatsapp_browser (what the phone's "Linked devices" shows)
+    ngx_msec_t keepalive_min, keepalive_max, ping_timeout;  // whatsapp_keepalive
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
 };
