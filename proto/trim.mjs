@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // ================================ what is kept ====================================================
-// WHOLE: top-level messages kept with every field and everything those fields refer to.
+// WHOLE: top-level messages kept with every field and nested type, and everything those refer to.
 const WHOLE = [
     'HandshakeMessage',             // Noise handshake: ClientHello / ServerHello / ClientFinish
     'CertChain',                    // server certificate chain (NoiseCertificate, NoiseCertificate.Details)
@@ -251,8 +251,11 @@ function keep(d, mode, via) {
     keptFields.set(d.full, set);
     for (const f of fields) {
         set.add(f);
-        if (f.target) keep(f.target, f.target.kind === 'message' && mode === 'whole' ? 'whole' : mode, d.full + '.' + f.name);
+        if (f.target) keep(f.target, mode, d.full + '.' + f.name);
     }
+    // a whole message brings all its nested types, used by a field or not (CertChain.NoiseCertificate.Details
+    // is only ever carried as bytes)
+    if (mode === 'whole') for (const it of d.items) if (it.kind === 'message' || it.kind === 'enum') keep(it, mode, d.full);
 }
 
 for (const n of WHOLE) keep(byName.get(n) || fail(`WHOLE: no top-level type ${n}`), 'whole', 'WHOLE');
