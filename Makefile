@@ -17,6 +17,8 @@ WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc -I$(BUILD)
 PROTO_CXXFLAGS := -std=c++17 -fPIC -I$(BUILD)/gen $(CXXFLAGS)
 PROTO_LIB := $(BUILD)/libwaproto.a
 PROTO_HDR := $(BUILD)/gen/WAProto.pb.h
+# (libphonenumber already loads Debian's full libprotobuf.so.32: the same 3.21.12 build, so the symbols both
+# libraries define resolve to one copy.)
 CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lz -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
