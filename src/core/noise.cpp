@@ -1,6 +1,7 @@
 #include "wa/noise.hpp"
 
-#include "wa/pbwire.hpp"
+#include "WAProto.pb.h"
+#include "wa/pbcheck.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -240,137 +241,105 @@ bool SymmetricState::split(std::string& first, std::string& second) const {
     return true;
 }
 
-// ---- protobuf -------------------------------------------------------------------------------------
+// ---- protobuf (waproto:: classes generated from proto/WAProto.proto) -------------------------------
+// Absent and empty are the same here, as in the hand-written codec these replaced: encoders skip empty
+// fields (Baileys never sets them), decoders report empty. Every decoder also refuses a field it reads
+// that arrives with the wrong wire type (see wa/pbcheck.hpp).
 
 namespace {
 
-bool decode_part(std::string_view bytes, HandshakePart& p, bool finish) {
-    pb::Reader r(bytes);
-    pb::Reader::Field f;
-    p.present = true;
-    while (r.next(f)) {
-        std::string* dst = nullptr;
-        if (finish) {
-            if (f.number == 1) dst = &p.static_key;
-            else if (f.number == 2) dst = &p.payload;
-        } else {
-            if (f.number == 1) dst = &p.ephemeral;
-            else if (f.number == 2) dst = &p.static_key;
-            else if (f.number == 3) dst = &p.payload;
-        }
-        if (!dst) continue;  // unknown fields (useExtended, extendedStatic, ...) are skipped
-        if (f.type != pb::Len) return false;
-        dst->assign(f.bytes.data(), f.bytes.size());
-    }
-    return !r.error();
+// ClientHello and ServerHello: ephemeral = 1, static = 2, payload = 3.
+template <class Hello>
+void put_hello(const HandshakePart& p, Hello& h) {
+    if (!p.ephemeral.empty()) h.set_ephemeral(p.ephemeral);
+    if (!p.static_key.empty()) h.set_static_(p.static_key);
+    if (!p.payload.empty()) h.set_payload(p.payload);
 }
 
-std::string encode_part(const HandshakePart& p, bool finish) {
-    pb::Writer w;
-    if (!finish && !p.ephemeral.empty()) w.bytes_field(1, p.ephemeral);
-    if (!p.static_key.empty()) w.bytes_field(finish ? 1 : 2, p.static_key);
-    if (!p.payload.empty()) w.bytes_field(finish ? 2 : 3, p.payload);
-    return w.take();
+template <class Hello>
+bool get_hello(const Hello& h, HandshakePart& p) {
+    p = {true, h.ephemeral(), h.static_(), h.payload()};
+    return pb::no_mistyped(h.unknown_fields(), {1, 2, 3});
 }
 
-bool decode_cert(std::string_view bytes, std::string& details, std::string& sig) {
-    pb::Reader r(bytes);
-    pb::Reader::Field f;
-    while (r.next(f)) {
-        if (f.number != 1 && f.number != 2) continue;
-        if (f.type != pb::Len) return false;
-        (f.number == 1 ? details : sig).assign(f.bytes.data(), f.bytes.size());
-    }
-    return !r.error();
+// ClientFinish: static = 1, payload = 2 (no ephemeral).
+void put_finish(const HandshakePart& p, waproto::HandshakeMessage::ClientFinish& f) {
+    if (!p.static_key.empty()) f.set_static_(p.static_key);
+    if (!p.payload.empty()) f.set_payload(p.payload);
 }
 
-std::string encode_cert(std::string_view details, std::string_view sig) {
-    pb::Writer w;
-    if (!details.empty()) w.bytes_field(1, details);
-    if (!sig.empty()) w.bytes_field(2, sig);
-    return w.take();
+bool get_finish(const waproto::HandshakeMessage::ClientFinish& f, HandshakePart& p) {
+    p = {true, "", f.static_(), f.payload()};
+    return pb::no_mistyped(f.unknown_fields(), {1, 2});
+}
+
+void put_cert(std::string_view details, std::string_view sig, waproto::CertChain::NoiseCertificate& c) {
+    if (!details.empty()) c.set_details(details.data(), details.size());
+    if (!sig.empty()) c.set_signature(sig.data(), sig.size());
+}
+
+bool get_cert(const waproto::CertChain::NoiseCertificate& c, std::string& details, std::string& sig) {
+    details = c.details();
+    sig = c.signature();
+    return pb::no_mistyped(c.unknown_fields(), {1, 2});
 }
 
 }  // namespace
 
 std::string encode_handshake(const HandshakeMessage& m) {
-    pb::Writer w;
-    if (m.client_hello.present) w.bytes_field(2, encode_part(m.client_hello, false));
-    if (m.server_hello.present) w.bytes_field(3, encode_part(m.server_hello, false));
-    if (m.client_finish.present) w.bytes_field(4, encode_part(m.client_finish, true));
-    return w.take();
+    waproto::HandshakeMessage w;
+    if (m.client_hello.present) put_hello(m.client_hello, *w.mutable_clienthello());
+    if (m.server_hello.present) put_hello(m.server_hello, *w.mutable_serverhello());
+    if (m.client_finish.present) put_finish(m.client_finish, *w.mutable_clientfinish());
+    return w.SerializeAsString();
 }
 
 bool decode_handshake(std::string_view bytes, HandshakeMessage& m) {
     m = HandshakeMessage{};
-    pb::Reader r(bytes);
-    pb::Reader::Field f;
-    while (r.next(f)) {
-        HandshakePart* p = f.number == 2 ? &m.client_hello : f.number == 3 ? &m.server_hello
-                         : f.number == 4 ? &m.client_finish : nullptr;
-        if (!p) continue;
-        // embedded messages that occur twice are merged, as protobuf does
-        if (f.type != pb::Len || !decode_part(f.bytes, *p, f.number == 4)) return false;
-    }
-    return !r.error();
+    waproto::HandshakeMessage w;
+    if (!pb::parse(bytes, w) || !pb::no_mistyped(w.unknown_fields(), {2, 3, 4})) return false;
+    // a part that occurs twice is merged, as protobuf does
+    if (w.has_clienthello() && !get_hello(w.clienthello(), m.client_hello)) return false;
+    if (w.has_serverhello() && !get_hello(w.serverhello(), m.server_hello)) return false;
+    if (w.has_clientfinish() && !get_finish(w.clientfinish(), m.client_finish)) return false;
+    return true;
 }
 
 std::string encode_details(const CertDetails& d) {
-    pb::Writer w;
-    if (d.serial) w.varint_field(1, d.serial);
-    if (d.issuer_serial) w.varint_field(2, d.issuer_serial);
-    if (!d.key.empty()) w.bytes_field(3, d.key);
-    if (d.not_before) w.varint_field(4, d.not_before);
-    if (d.not_after) w.varint_field(5, d.not_after);
-    return w.take();
+    waproto::CertChain::NoiseCertificate::Details w;
+    if (d.serial) w.set_serial(d.serial);
+    if (d.issuer_serial) w.set_issuerserial(d.issuer_serial);
+    if (!d.key.empty()) w.set_key(d.key);
+    if (d.not_before) w.set_notbefore(d.not_before);
+    if (d.not_after) w.set_notafter(d.not_after);
+    return w.SerializeAsString();
 }
 
 bool decode_details(std::string_view bytes, CertDetails& d) {
     d = CertDetails{};
-    pb::Reader r(bytes);
-    pb::Reader::Field f;
-    while (r.next(f)) {
-        switch (f.number) {
-        case 1:
-        case 2:
-            if (f.type != pb::Varint || f.varint > UINT32_MAX) return false;
-            (f.number == 1 ? d.serial : d.issuer_serial) = static_cast<uint32_t>(f.varint);
-            break;
-        case 3:
-            if (f.type != pb::Len) return false;
-            d.key.assign(f.bytes.data(), f.bytes.size());
-            break;
-        case 4:
-        case 5:
-            if (f.type != pb::Varint) return false;
-            (f.number == 4 ? d.not_before : d.not_after) = f.varint;
-            break;
-        default:
-            break;  // e.g. the legacy issuer/subject fields: ignored
-        }
-    }
-    return !r.error();
+    waproto::CertChain::NoiseCertificate::Details w;
+    // serial and issuerSerial are uint32: protobuf would truncate a larger value, so look first
+    if (!pb::varints_fit_u32(bytes, {1, 2}) || !pb::parse(bytes, w)) return false;
+    if (!pb::no_mistyped(w.unknown_fields(), {1, 2, 3, 4, 5})) return false;
+    d = {w.serial(), w.issuerserial(), w.key(), w.notbefore(), w.notafter()};
+    return true;  // unknown fields are ignored
 }
 
 std::string encode_cert_chain(const CertChain& c) {
-    pb::Writer w;
-    w.bytes_field(1, encode_cert(c.leaf_details, c.leaf_signature));
-    w.bytes_field(2, encode_cert(c.intermediate_details, c.intermediate_signature));
-    return w.take();
+    waproto::CertChain w;
+    // both certificates are always written, even empty, as by the encoder this replaced
+    put_cert(c.leaf_details, c.leaf_signature, *w.mutable_leaf());
+    put_cert(c.intermediate_details, c.intermediate_signature, *w.mutable_intermediate());
+    return w.SerializeAsString();
 }
 
 bool decode_cert_chain(std::string_view bytes, CertChain& c) {
     c = CertChain{};
-    pb::Reader r(bytes);
-    pb::Reader::Field f;
-    while (r.next(f)) {
-        if (f.number != 1 && f.number != 2) continue;
-        if (f.type != pb::Len) return false;
-        bool ok = f.number == 1 ? decode_cert(f.bytes, c.leaf_details, c.leaf_signature)
-                                : decode_cert(f.bytes, c.intermediate_details, c.intermediate_signature);
-        if (!ok) return false;
-    }
-    return !r.error();
+    waproto::CertChain w;
+    if (!pb::parse(bytes, w) || !pb::no_mistyped(w.unknown_fields(), {1, 2})) return false;
+    // a missing certificate decodes as empty parts: check_cert_chain refuses those
+    return get_cert(w.leaf(), c.leaf_details, c.leaf_signature) &&
+           get_cert(w.intermediate(), c.intermediate_details, c.intermediate_signature);
 }
 
 // ---- certificate chain ----------------------------------------------------------------------------

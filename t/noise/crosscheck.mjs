@@ -43,7 +43,8 @@ const cleanup = () => { for (const f of cleanups.splice(0)) { try { f(); } catch
 const toolPath = path.join(root, 'build/noise/noise_tool');
 fs.mkdirSync(path.dirname(toolPath), { recursive: true });
 execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude',
-    't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbwire.cpp', '-o', toolPath, '-lssl', '-lcrypto'],
+    '-Ibuild/gen', 't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbcheck.cpp', '-o', toolPath,
+    'build/libwaproto.a', '-lprotobuf-lite', '-lssl', '-lcrypto'],
     { cwd: root, stdio: 'inherit', timeout: 20000 });
 
 const hex = b => Buffer.from(b).toString('hex');

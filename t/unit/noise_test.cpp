@@ -1,5 +1,4 @@
 #include "wa/noise.hpp"
-#include "wa/pbwire.hpp"
 
 #include <gtest/gtest.h>
 
@@ -435,50 +434,50 @@ TEST(Noise, TamperedClientFinishDetectedByResponder) {
     EXPECT_FALSE(p.r.on_client_finish(body_of(fin, false)));
 }
 
-TEST(PbWire, ReaderBoundsAndUnknownFields) {
-    wa::pb::Writer w;
-    w.varint_field(1, 300);
-    w.bytes_field(2, "hi");
-    w.varint_field(99, UINT64_MAX);
-    std::string s = w.take();
-    EXPECT_EQ(hex(s.substr(0, 7)), "08ac0212026869");
-    s += std::string("\x1d\x01\x02\x03\x04", 5);                  // field 3 fixed32
-    s += std::string("\x21\x01\x02\x03\x04\x05\x06\x07\x08", 9);  // field 4 fixed64
-    wa::pb::Reader r(s);
-    wa::pb::Reader::Field f;
-    ASSERT_TRUE(r.next(f));
-    EXPECT_EQ(f.number, 1u);
-    EXPECT_EQ(f.varint, 300u);
-    ASSERT_TRUE(r.next(f));
-    EXPECT_EQ(f.bytes, "hi");
-    ASSERT_TRUE(r.next(f));
-    EXPECT_EQ(f.number, 99u);
-    EXPECT_EQ(f.varint, UINT64_MAX);
-    ASSERT_TRUE(r.next(f));
-    EXPECT_EQ(f.varint, 0x04030201u);
-    ASSERT_TRUE(r.next(f));
-    EXPECT_EQ(f.varint, 0x0807060504030201u);
-    EXPECT_FALSE(r.next(f));
-    EXPECT_FALSE(r.error());
-
-    auto bad = [](std::string in) {
-        wa::pb::Reader rd(in);
-        wa::pb::Reader::Field x;
-        while (rd.next(x)) {
-        }
-        return rd.error();
+// The bounds checks the hand-written reader had, now protobuf-lite's, seen through each decoder.
+TEST(Noise, MalformedMessagesRejected) {
+    const std::string bad[] = {
+        std::string("\x12\x05hi", 4),                                  // length past the end
+        std::string("\x08\x80", 2),                                    // truncated varint
+        std::string("\x08") + std::string(10, '\xff') + "\x01",         // varint of more than 10 bytes
+        std::string("\x1d\x01\x02", 3),                                // truncated fixed32
+        std::string("\x0b", 1),                                        // group start, no end
+        std::string("\x0b\x0c", 2),                                    // a whole (empty) group
+        std::string("\x00\x01", 2),                                    // field 0
+        std::string("\x12\xff\xff\xff\xff\x0f", 6),                     // huge length
+        std::string("\x0f", 1),                                        // wire type 7
     };
-    EXPECT_TRUE(bad(std::string("\x12\x05hi", 4)));                 // length past the end
-    EXPECT_TRUE(bad(std::string("\x08\x80", 2)));                   // truncated varint
-    EXPECT_TRUE(bad(std::string("\x08") + std::string(10, '\xff') + "\x01"));  // > 10 bytes
-    EXPECT_TRUE(bad(std::string("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 11)));  // > 64 bits
-    EXPECT_TRUE(bad(std::string("\x1d\x01\x02", 3)));               // truncated fixed32
-    EXPECT_TRUE(bad(std::string("\x0b", 1)));                       // group
-    EXPECT_TRUE(bad(std::string("\x00\x01", 2)));                   // field 0
-    EXPECT_TRUE(bad(std::string("\x12\xff\xff\xff\xff\x0f", 6)));  // huge length
-    EXPECT_FALSE(bad(""));
+    for (const std::string& b : bad) {
+        n::HandshakeMessage m;
+        n::CertChain c;
+        n::CertDetails d;
+        EXPECT_FALSE(n::decode_handshake(b, m)) << hex(b);
+        EXPECT_FALSE(n::decode_cert_chain(b, c)) << hex(b);
+        EXPECT_FALSE(n::decode_details(b, d)) << hex(b);
+    }
+    // the same inside a part or a certificate
+    n::HandshakeMessage m;
+    EXPECT_FALSE(n::decode_handshake(std::string("\x1a\x02\x08\x80", 4), m));      // serverHello: truncated varint
+    EXPECT_FALSE(n::decode_handshake(std::string("\x1a\x02\x0a\x05", 4), m));      // serverHello: length past its end
+    EXPECT_FALSE(n::decode_handshake(std::string("\x1a\x02\x08\x01", 4), m));      // serverHello.ephemeral as a varint
+    EXPECT_FALSE(n::decode_handshake(std::string("\x22\x02\x10\x01", 4), m));      // clientFinish.payload as a varint
+    EXPECT_FALSE(n::decode_handshake(std::string("\x12\x02\x1d\x01", 4), m));      // clientHello: truncated fixed32
+    n::CertChain c;
+    EXPECT_FALSE(n::decode_cert_chain(std::string("\x08\x01", 2), c));              // leaf as a varint
+    EXPECT_FALSE(n::decode_cert_chain(std::string("\x0a\x02\x10\x01", 4), c));      // leaf.signature as a varint
+    EXPECT_FALSE(n::decode_cert_chain(std::string("\x12\x02\x0b\x0c", 4), c));      // a group in intermediate
+    ASSERT_TRUE(n::decode_cert_chain(std::string("\x0a\x02\x12\x00\x18\x05", 6), c));  // empty signature, field 3
+    EXPECT_TRUE(c.leaf_details.empty() && c.leaf_signature.empty() && c.intermediate_details.empty());
+    n::CertDetails d;
+    EXPECT_FALSE(n::decode_details(std::string("\x18\x01", 2), d));                 // key as a varint
+    EXPECT_FALSE(n::decode_details(std::string("\x20\x01\x20\x02\x1a\x00\x28\x80\x80", 9), d));  // truncated notAfter
+    EXPECT_FALSE(n::decode_details(std::string("\x21\x00\x00\x00\x00\x00\x00\x00\x00", 9), d));  // notBefore as fixed64
+    ASSERT_TRUE(n::decode_details(std::string("\x10\x80\x80\x80\x80\x0f\x20\x01\x20\x02", 10), d));  // repeated: last wins
+    EXPECT_EQ(d.issuer_serial, 0xf0000000u);
+    EXPECT_EQ(d.not_before, 2u);
+}
 
-    // messages: unknown fields skipped, wrong wire types rejected
+TEST(Noise, MessagesSkipUnknownFieldsRejectWrongWireTypes) {
     n::HandshakeMessage m;
     EXPECT_TRUE(n::decode_handshake(std::string("\x08\x01\x1a\x04\x20\x01\x0a\x00", 8), m));
     EXPECT_TRUE(m.server_hello.present);
