@@ -112,7 +112,9 @@ struct HelperOrg : WaTransport::Listener {
 
     void drop_transport() {
         if (transport) g_dead.push_back(transport.release());
-        if (!g_dead.empty() && !H.pass_end.posted) ngx_post_event(&H.pass_end, &ngx_posted_events);
+        if (!g_dead.empty() && !H.pass_end.posted) {
+            ngx_post_event(&H.pass_end, &ngx_posted_events);
+        }
     }
 
     void write(const wa::Action& a) {
@@ -264,7 +266,9 @@ void store_begin() {
     std::string err;
     if (!H.store->in_transaction() && !H.store->begin(&err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store: %s", err.c_str());
-    if (!H.pass_end.posted) ngx_post_event(&H.pass_end, &ngx_posted_events);
+    if (!H.pass_end.posted) {
+        ngx_post_event(&H.pass_end, &ngx_posted_events);
+    }
 }
 
 void pass_end_handler(ngx_event_t*) {
@@ -274,6 +278,17 @@ void pass_end_handler(ngx_event_t*) {
     }
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+}
+
+// A foundation-era <state_dir>/<org>/ left behind (a session.json that did not parse stays there, quarantined):
+// clear-session moves it to .trash for inspection, logout deletes it, so neither comes back at the next start.
+void remove_legacy_dir(const std::string& org, bool move_aside) {
+    std::string err, moved;
+    bool ok = move_aside ? wa::move_aside(org_dir(org), wa_str(H.conf->state_dir) + "/.trash", org, &moved, &err)
+                         : wa::remove_tree(org_dir(org), &err);
+    if (!ok)
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s the old state directory: %s", org.c_str(),
+                      move_aside ? "move aside" : "delete", err.c_str());
 }
 
 api::Response not_connected(const std::string& org, wa::State st) {
@@ -329,6 +344,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
             return true;
         }
+        remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear);
         if (cmd.type == api::Command::Clear) {
             o->run(o->session.clear(now, unix_s));
             o->quarantined = false;
