@@ -567,6 +567,26 @@ TEST_F(StoreTest, AFailedWriteInsideTheGroupUndoesOnlyItself) {
     EXPECT_EQ(n, 0u);
 }
 
+// RAISE(ROLLBACK) makes SQLite roll the whole transaction back by itself, as disk full or an I/O error can.
+TEST_F(StoreTest, ATransactionSqliteRolledBackFailsItsWritesAndCommit) {
+    std::string err;
+    store();
+    RawDb(db_path()).exec("CREATE TRIGGER boom BEFORE INSERT ON orgs WHEN NEW.org = 'boom' "
+                          "BEGIN SELECT RAISE(ROLLBACK, 'gone'); END");
+    ASSERT_TRUE(store().begin(&err)) << err;
+    ASSERT_TRUE(store().put_org(make_org("early"), &err)) << err;
+    EXPECT_FALSE(store().put_org(make_org("boom"), &err));
+    EXPECT_FALSE(store().put_org(make_org("late"), &err));  // not silently autocommitted
+    EXPECT_NE(err.find("rolled back"), std::string::npos) << err;
+    EXPECT_TRUE(store().in_transaction());
+    EXPECT_FALSE(store().commit(&err));
+    EXPECT_NE(err.find("rolled back"), std::string::npos) << err;
+    EXPECT_FALSE(store().in_transaction());
+    EXPECT_TRUE(orgs().empty());
+    ASSERT_TRUE(store().put_org(make_org("after"), &err)) << err;  // usable again
+    EXPECT_EQ(orgs().size(), 1u);
+}
+
 TEST_F(StoreTest, ACommittedTransactionIsSeenByANewStore) {
     std::string err;
     ASSERT_TRUE(store().begin(&err)) << err;
@@ -818,17 +838,26 @@ TEST_F(StoreTest, SessionFilesStayWhenTheMigrationCannotCommit) {
     std::string err;
     std::string state = dir_ + "/state";
     write_session(state, "alpha", status(wa::State::Connected, true, "573001234567"));
+    write_session(state, "beta", status(wa::State::Connected, true, "573001234568"));
     store();
-    RawDb raw(db_path());
-    raw.exec("BEGIN IMMEDIATE");  // another writer holds the lock past the busy timeout
-    raw.exec("INSERT INTO orgs (org, generation, created_at) VALUES ('x', 1, 0)");
+    RawDb(db_path()).exec("CREATE TRIGGER refuse BEFORE INSERT ON orgs WHEN NEW.org = 'beta' "
+                          "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
     wa::store::MigrationReport report;
     EXPECT_FALSE(wa::store::migrate_session_files(store(), state, report, &err));
-    EXPECT_NE(err.find("session.json migration"), std::string::npos) << err;
+    EXPECT_NE(err.find("refused by the test"), std::string::npos) << err;
     EXPECT_TRUE(report.migrated.empty());
     EXPECT_TRUE(exists(state + "/alpha/session.json"));
+    EXPECT_TRUE(exists(state + "/beta/session.json"));
     EXPECT_FALSE(store().in_transaction());
-    raw.exec("ROLLBACK");
+    EXPECT_TRUE(orgs().empty());  // alpha's insert went with the transaction
+}
+
+TEST_F(StoreTest, WalWithoutItsDatabaseIsRefused) {
+    std::ofstream(db_path() + "-wal") << "left over";
+    std::string err;
+    EXPECT_EQ(wa::store::open_sqlite_store(dir_, false, &err), nullptr);
+    EXPECT_NE(err.find("-wal file is there"), std::string::npos) << err;
+    EXPECT_FALSE(exists(db_path()));
 }
 
 // ---- cost of a commit ----
