@@ -77,7 +77,16 @@ bool check_file(const std::string& path, bool& exists, std::string& err) {
     return tighten_regular_file(path, err);
 }
 
-bool create_file_0600(const std::string& path, std::string& err) {
+bool fsync_dir(const std::string& dir, std::string& err) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok = fd >= 0 && fsync(fd) == 0;
+    if (!ok) err = errno_text("fsync directory", dir, errno);
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+// The new, empty database, made durable with its directory entry.
+bool create_file_0600(const std::string& dir, const std::string& path, std::string& err) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         err = errno_text("create", path, errno);
@@ -86,18 +95,22 @@ bool create_file_0600(const std::string& path, std::string& err) {
     bool ok = fchmod(fd, 0600) == 0;  // whatever the umask took away or left
     if (!ok) err = errno_text("chmod 0600", path, errno);
     close(fd);
-    return ok;
+    return ok && fsync_dir(dir, err);
 }
 
 // The database and the journal files SQLite may have left: regular files, 0600; the database is created
 // here when missing so that SQLite never creates anything itself (it is opened without SQLITE_OPEN_CREATE).
-bool prepare_files(const std::string& path, std::string& err) {
-    bool exists = false;
-    for (const char* suffix : {"-wal", "-shm"}) {
-        if (!check_file(path + suffix, exists, err)) return false;
-    }
+// A -wal without its database is refused too: SQLite would rebuild pages from it into the new, empty file.
+bool prepare_files(const std::string& dir, const std::string& path, std::string& err) {
+    bool exists = false, wal_exists = false;
+    if (!check_file(path + "-wal", wal_exists, err) || !check_file(path + "-shm", exists, err)) return false;
     if (!check_file(path, exists, err)) return false;
-    return exists || create_file_0600(path, err);
+    if (exists) return true;
+    if (wal_exists) {
+        err = path + " is missing but its -wal file is there; refusing to start from part of a database";
+        return false;
+    }
+    return create_file_0600(dir, path, err);
 }
 
 }  // namespace
@@ -106,7 +119,7 @@ std::unique_ptr<Db> Db::open(const std::string& dir, bool full_check, std::strin
     std::string real_dir;
     if (!canonical_dir(dir, real_dir, err)) return nullptr;
     std::string path = real_dir + "/whatsapp.db";
-    if (!prepare_files(path, err)) return nullptr;
+    if (!prepare_files(real_dir, path, err)) return nullptr;
     sqlite3* raw = nullptr;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);

@@ -106,7 +106,8 @@ const char* const kPutSession =
     ", ?2, ?3) ON CONFLICT (org, generation, address) DO UPDATE SET record = excluded.record";
 const char* const kDeleteSession =
     "DELETE FROM signal_sessions WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND address = ?2";
-// Addresses in [name + ".", name + "/"): '/' follows '.' in every collation SQLite uses for TEXT (BINARY).
+// Addresses in [name + ".", name + "/"): in the BINARY collation of these columns '/' (0x2F) directly
+// follows '.' (0x2E), so that range is exactly the addresses starting with name + "." (and it uses the index).
 const char* const kSessionAddresses = "SELECT address FROM signal_sessions WHERE org = ?1 AND generation = "
                                       WA_LIVE_GENERATION " AND address >= ?2 AND address < ?3";
 const char* const kLoadIdentity =
