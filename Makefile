@@ -38,7 +38,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest proto-update bench clean
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest prototest proto-update bench clean
 all: $(MODULE)
 
 deps:
@@ -118,12 +118,17 @@ codectest: $(NODE_DEPS)
 noisetest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/noise/crosscheck.mjs
 
+# Our protobuf messages (build/libwaproto.a) against Baileys' encoder and decoder, both directions.
+prototest: $(NODE_DEPS) $(PROTO_LIB)
+	node t/proto/crosscheck.mjs
+
 prove: $(MODULE) $(NODE_DEPS)
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -I t/lib t/
 
 test: deps $(MODULE)
 	$(MAKE) unit
 	$(MAKE) codectest
+	$(MAKE) prototest
 	$(MAKE) noisetest
 	$(MAKE) simtest
 	$(MAKE) prove
