@@ -10,11 +10,24 @@ import { newStats, summarize } from './server.mjs'
 import { httpError } from './control.mjs'
 import { Store, S_WHATSAPP_NET, pnJid, lidJid, validPhone } from './accounts.mjs'
 import { peerAddress } from './signal-device.mjs'
+import libsignalCurve from 'libsignal/src/curve.js'
 
 const now = () => Math.floor(Date.now() / 1000)
 const u32 = (n) => encodeBigEndian(n, 4)
 const u24 = (n) => encodeBigEndian(n, 3)
 const readUInt = (buf) => { let n = 0; for (const b of buf || []) n = n * 256 + b; return n }
+/**
+ * A real XEdDSA check. Baileys' Curve.verify cannot be used here: it returns true for any well-formed
+ * input (NOTES.md §1), so the pair-device-sign check would accept any device signature.
+ */
+export function verifyXEdDSA (pub, msg, sig) {
+  try {
+    const k = Buffer.from(pub)
+    return libsignalCurve.verifySignature(k.length === 33 ? k : Buffer.concat([Buffer.from([5]), k]), Buffer.from(msg), Buffer.from(sig)) === true
+  } catch {
+    return false
+  }
+}
 const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0])
 const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1])
 const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the encrypt low-count notification
@@ -187,7 +200,7 @@ export class Sim {
     if (!di || !(di.content instanceof Uint8Array)) { conn.pairing = false; throw httpError(502, 'pair-device-sign missing') }
     const back = proto.ADVSignedDeviceIdentity.decode(di.content)
     const devMsg = Buffer.concat([ADV_DEVICE_SIG_PREFIX, details, conn.reg.identityPub, account.accountKey.public])
-    if (!back.deviceSignature || !Curve.verify(conn.reg.identityPub, devMsg, back.deviceSignature)) {
+    if (!back.deviceSignature || !verifyXEdDSA(conn.reg.identityPub, devMsg, back.deviceSignature)) {
       conn.pairing = false
       throw httpError(502, 'device signature in pair-device-sign does not verify')
     }
