@@ -31,6 +31,8 @@ export async function startControlServer ({ host, port, sim, log }) {
   const routes = [
     ['GET', /^\/stats$/, () => sim.getStats()],
     ['POST', /^\/stats\/reset$/, () => sim.resetStats()],
+    ['GET', /^\/config$/, () => sim.getConfig()],
+    ['POST', /^\/config$/, (p, b) => sim.setConfig(b)],
     ['POST', /^\/scan$/, (p, b) => sim.scan(b)],
     ['POST', /^\/pairing-code$/, (p, b) => sim.pairingCode(b)],
     ['GET', /^\/accounts\/([^/]+)$/, (p) => sim.getAccount(p[1])],

@@ -38,6 +38,14 @@ const textOf = (m) => {
   const inner = m?.deviceSentMessage?.message ?? m // unwrap a deviceSentMessage copy
   return inner?.conversation ?? inner?.extendedTextMessage?.text ?? null
 }
+/** "2.3000.1047769893" -> [2, 3000, 1047769893]; null/undefined -> null; anything else throws */
+export function parseVersion (v) {
+  if (v === null || v === undefined) return null
+  const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(String(v))
+  if (!m) throw httpError(400, 'version must be "primary.secondary.tertiary", e.g. "2.3000.1047769893"')
+  return m.slice(1).map(Number)
+}
+const cmpVersion = (a, b) => { for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1; return 0 }
 // phone numbers may be given as "+57 300-123 4567": keep the digits
 const digits = (p) => (p === undefined || p === null ? p : String(p).replace(/[^0-9]/g, ''))
 
@@ -48,6 +56,11 @@ export class Sim {
     this.stats = newStats()
     this.stats.decrypt_failures = 0
     this.stats.faults_injected = 0
+    this.stats.failures_sent = {} // <failure reason=N> sent, by N
+    this.stats.failures_405 = 0
+    this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
+    this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.minVersion = parseVersion(opts.minVersion ?? null)
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
     this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
     this.qrNextTtlMs = opts.qrNextTtlMs ?? 20000
@@ -85,6 +98,17 @@ export class Sim {
   // ------------------------------------------------------------------ connection entry points
 
   async onClientPayload (conn, p) {
+    const av = p.userAgent?.appVersion
+    const ver = [av?.primary || 0, av?.secondary || 0, av?.tertiary || 0]
+    conn.clientVersion = ver.join('.')
+    this.stats.last_client_version = conn.clientVersion
+    this.stats.client_versions[conn.clientVersion] = (this.stats.client_versions[conn.clientVersion] || 0) + 1
+    if (this.minVersion && cmpVersion(ver, this.minVersion) < 0) {
+      // WhatsApp refuses outdated clients (login and registration alike) with 405 (wa-protocol-2026.md "Versions")
+      if (!p.devicePairingData) this.stats.login_failures++
+      this.log(`conn ${conn.id}: client version ${conn.clientVersion} < ${this.minVersion.join('.')} -> failure 405`)
+      return this.sendFailure(conn, 405)
+    }
     if (p.devicePairingData) return this.onRegistration(conn, p)
     if (p.username !== undefined && p.username !== null) return this.onLogin(conn, p)
     this.log(`conn ${conn.id}: ClientPayload with neither pairing data nor username; closing`)
@@ -102,6 +126,31 @@ export class Sim {
       if (set) { set.delete(conn); if (!set.size) this.online.delete(conn.deviceKey) }
       this.log(`conn ${conn.id}: device ${conn.deviceKey} offline`)
     }
+  }
+
+  /** <failure reason=N …attrs/> then close (counted in failures_sent / failures_405). */
+  sendFailure (conn, reason, attrs = {}) {
+    const r = String(reason)
+    this.stats.failures_sent[r] = (this.stats.failures_sent[r] || 0) + 1
+    if (r === '405') this.stats.failures_405++
+    conn.send(node('failure', { reason: r, ...attrs }))
+    setTimeout(() => conn.close(), 50)
+  }
+
+  /** GET /config */
+  getConfig () {
+    return { min_version: this.minVersion ? this.minVersion.join('.') : null }
+  }
+
+  /** POST /config {min_version?}: only the keys present change. */
+  setConfig (body) {
+    const b = body || {}
+    const known = ['min_version']
+    const unknown = Object.keys(b).filter(k => !known.includes(k))
+    if (unknown.length) throw httpError(400, `unknown config key(s): ${unknown.join(', ')}`)
+    if ('min_version' in b) this.minVersion = parseVersion(b.min_version)
+    this.log(`config: ${JSON.stringify(this.getConfig())}`)
+    return this.getConfig()
   }
 
   /** Send an iq to the client and wait for its result/error (used for pair-success). */
@@ -325,9 +374,7 @@ export class Sim {
     if (reason) {
       this.stats.login_failures++
       this.log(`conn ${conn.id}: login ${phone}:${deviceId} refused (${reason}) -> failure 401`)
-      conn.send(node('failure', { reason: '401', location: 'sim' }))
-      setTimeout(() => conn.close(), 50)
-      return
+      return this.sendFailure(conn, 401, { location: 'sim' })
     }
     const key = `${phone}:${deviceId}`
     conn.deviceKey = key
