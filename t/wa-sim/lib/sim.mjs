@@ -60,6 +60,7 @@ export class Sim {
     this.stats.failures_405 = 0
     this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
     this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
     this.minVersion = parseVersion(opts.minVersion ?? null)
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
     this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
@@ -92,6 +93,8 @@ export class Sim {
     const s = this.stats
     s.ws_total = 0
     s.ws_max_concurrent = s.ws_open
+    s.device_max_concurrent = 0
+    for (const set of this.online.values()) s.device_max_concurrent = Math.max(s.device_max_concurrent, [...set].filter(c => !c.closed).length)
     return this.getStats()
   }
 
@@ -384,6 +387,7 @@ export class Sim {
     set.add(conn)
     this.online.set(key, set)
     dev.maxConcurrent = Math.max(dev.maxConcurrent || 0, set.size)
+    this.stats.device_max_concurrent = Math.max(this.stats.device_max_concurrent, set.size)
     // a second connection as the same device replaces the older one
     for (const old of set) {
       if (old === conn) continue
