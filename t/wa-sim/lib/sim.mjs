@@ -60,6 +60,7 @@ export class Sim {
     this.stats.failures_405 = 0
     this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
     this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.stats.companion_removals = 0 // <remove-companion-device> iqs that removed a device (client logouts)
     this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
     this.minVersion = parseVersion(opts.minVersion ?? null)
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
@@ -484,17 +485,44 @@ export class Sim {
         return conn.send(iqResult(iq))
       case 'md':
         if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
-        if (child?.tag === 'remove-companion-device' && conn.dev) {
-          // the companion logs itself out
-          conn.dev.removed = true
-          this.store.save()
-          conn.send(iqResult(iq))
-          return
-        }
+        if (child?.tag === 'remove-companion-device') return this.onRemoveCompanion(conn, iq, child)
         return conn.send(iqResult(iq))
       default:
         return conn.send(iqResult(iq)) // every iq is answered; unknown ones with an empty result
     }
+  }
+
+  /**
+   * <iq xmlns="md" type="set"><remove-companion-device jid reason/></iq>: a companion logs itself out
+   * (Baileys sock.logout(), whatsmeow Logout()). The device is removed like an unlink by the phone: later logins
+   * get failure 401, its keys are no longer handed out. A companion may only remove itself.
+   */
+  onRemoveCompanion (conn, iq, child) {
+    if (!conn.dev) return conn.send(iqError(iq, 401, 'not-authorized'))
+    const account = conn.account
+    const dev = conn.dev
+    const d = child.attrs.jid ? jidDecode(child.attrs.jid) : null
+    if (d && !((d.server === 'lid' ? d.user === account.lid : d.user === account.phone) && (d.device || 0) === dev.id)) {
+      this.log(`conn ${conn.id}: remove-companion-device for ${child.attrs.jid} refused (not the sender)`)
+      return conn.send(iqError(iq, 403, 'forbidden'))
+    }
+    this.removeDevice(account, dev, `companion:${child.attrs.reason || ''}`)
+    this.stats.companion_removals++
+    conn.send(iqResult(iq))
+    // the device is gone: its connections (this one too, if the client has not closed it yet) are told so
+    const conns = this.connsOf(account.phone, dev.id)
+    setTimeout(() => { for (const c of conns) c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })]) }, 100)
+    this.log(`conn ${conn.id}: ${pnJid(account.phone, dev.id)} removed itself (reason ${child.attrs.reason})`)
+  }
+
+  /** Mark a linked device removed (unlink by the phone, or the companion's own logout). */
+  removeDevice (account, dev, reason) {
+    dev.removed = true
+    dev.removedAt = now()
+    dev.removedReason = reason
+    dev.preKeys.clear()
+    this.offlineQueue.delete(`${account.phone}:${dev.id}`)
+    this.store.save()
   }
 
   onEncryptIq (conn, iq, child) {
@@ -901,6 +929,9 @@ export class Sim {
           lid: lidJid(a.lid, d.id),
           key_index: d.keyIndex,
           linked: !d.removed,
+          removed: !!d.removed,
+          removed_at: d.removedAt ?? null,
+          removed_reason: d.removedReason ?? null,
           connected: conns.length > 0,
           open_connections: conns.length,
           max_concurrent: d.maxConcurrent || 0,
@@ -919,9 +950,7 @@ export class Sim {
     if (!a) throw httpError(404, 'no such account')
     const dev = a.devices.get(Number(body?.device))
     if (!dev) throw httpError(404, 'no such device')
-    dev.removed = true
-    dev.preKeys.clear()
-    this.store.save()
+    this.removeDevice(a, dev, 'unlinked_by_phone')
     const conns = this.connsOf(phone, dev.id)
     for (const c of conns) c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
     this.log(`unlinked ${pnJid(phone, dev.id)} (${conns.length} connection(s) told 401 device_removed)`)

@@ -72,3 +72,36 @@ test('client version check: outdated Baileys gets 405 (registration and login); 
   assert.equal((await sim.ctl('POST', '/config', { nope: 1 })).status, 400)
   assert.deepEqual((await sim.ctl('GET', '/config')).body, { min_version: null })
 })
+
+test('remove-companion-device: Baileys sock.logout() sends it; the device is removed and its next login gets 401', { timeout: 30000 }, async () => {
+  const P = '573006660002'
+  const a = await pairAndLogin(sim, P)
+  open.push(a.h)
+  const s0 = await stats()
+  // a companion may only remove itself: naming another device is refused (Baileys' query throws on the iq error)
+  await assert.rejects(a.h.sock.query({
+    tag: 'iq',
+    attrs: { to: '@s.whatsapp.net', type: 'set', xmlns: 'md' },
+    content: [{ tag: 'remove-companion-device', attrs: { jid: `${P}:7@s.whatsapp.net`, reason: 'user_initiated' } }]
+  }), (err) => err?.output?.statusCode === 403 || /forbidden/.test(err?.message))
+  assert.equal((await stats()).companion_removals, s0.companion_removals)
+  // Baileys rc14 logout(): <iq xmlns="md" type="set"><remove-companion-device jid=me.id reason="user_initiated"/>, then end(401)
+  await a.h.sock.logout()
+  assert.equal(await closedWithin(a.h), 401)
+  const acct = await waitFor(async () => {
+    const r = (await sim.ctl('GET', `/accounts/${P}`)).body
+    return r.devices[0].removed && r
+  }, { what: 'device removed' })
+  assert.equal(acct.devices[0].linked, false)
+  assert.equal(acct.devices[0].removed_reason, 'companion:user_initiated')
+  assert.equal(typeof acct.devices[0].removed_at, 'number')
+  assert.equal(acct.devices[0].prekeys, 0)
+  const s1 = await stats()
+  assert.equal(s1.companion_removals, s0.companion_removals + 1)
+  // the same credentials cannot log in any more
+  const again = client({ info: sim.info, auth: a.auth })
+  assert.equal(await closedWithin(again), 401)
+  const s2 = await stats()
+  assert.equal(s2.login_failures, s1.login_failures + 1)
+  assert.equal(s2.failures_sent['401'], (s1.failures_sent['401'] || 0) + 1)
+})
