@@ -60,6 +60,7 @@ export class Sim {
     this.stats.failures_405 = 0
     this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
     this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.stats.login_faults = 0 // logins that got an on:"next_login" fault instead of <success>
     this.stats.companion_removals = 0 // <remove-companion-device> iqs that removed a device (client logouts)
     this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
     this.minVersion = parseVersion(opts.minVersion ?? null)
@@ -381,6 +382,14 @@ export class Sim {
       return this.sendFailure(conn, 401, { location: 'sim' })
     }
     const key = `${phone}:${deviceId}`
+    const lf = this.takeLoginFault(key)
+    if (lf) {
+      // a fault armed with on:"next_login": this login does not succeed
+      this.stats.login_failures++
+      this.stats.login_faults++
+      this.log(`conn ${conn.id}: login ${phone}:${deviceId}: armed fault ${JSON.stringify(lf)} instead of success`)
+      return this.applyConnFault(conn, lf)
+    }
     conn.deviceKey = key
     conn.account = account
     conn.dev = dev
@@ -968,8 +977,8 @@ export class Sim {
     return f
   }
 
-  /** POST /devices/:jid/fault {type, code?} */
-  fault (jid, body) {
+  /** ':jid' of the fault route: PHONE:DEV@s.whatsapp.net, PHONE:DEV, PHONE (device 0 is not a companion), LID:DEV@lid. */
+  resolveDevice (jid) {
     const d = jidDecode(jid.includes('@') ? jid : `${jid}@s.whatsapp.net`)
     if (!d?.user) throw httpError(400, 'bad jid')
     let phone = d.user
@@ -981,57 +990,128 @@ export class Sim {
     const a = this.store.accounts.get(phone)
     const dev = a?.devices.get(d.device || 0)
     if (!dev) throw httpError(404, 'no such device')
+    return { a, dev, phone }
+  }
+
+  /**
+   * Validate a connection-ending fault: {type:'failure', code, expire?, ban_code?, attrs?} or
+   * {type:'stream_error', code} or {type:'drop'|'stall'}. Returns what applyConnFault needs.
+   */
+  connFaultSpec (type, code, b) {
+    if (type === 'failure') {
+      const reason = Number(code ?? 401)
+      if (!Number.isInteger(reason) || reason < 100 || reason > 999) throw httpError(400, 'failure code must be an integer 100..999')
+      const attrs = {}
+      if (b.attrs !== undefined) {
+        if (typeof b.attrs !== 'object' || b.attrs === null || Array.isArray(b.attrs)) throw httpError(400, 'attrs must be an object')
+        for (const [k, v] of Object.entries(b.attrs)) attrs[k] = String(v)
+      }
+      if (b.expire !== undefined) {
+        if (!Number.isInteger(Number(b.expire)) || Number(b.expire) < 0) throw httpError(400, 'expire must be a number of seconds')
+        attrs.expire = String(Number(b.expire))
+      }
+      // 402 = temporary ban: whatsmeow reads the ban reason from `code` (101..106) and its length from `expire` (s)
+      if (b.ban_code !== undefined || (reason === 402 && attrs.code === undefined)) attrs.code = String(b.ban_code ?? 101)
+      return { type, code: reason, attrs }
+    }
+    if (type === 'stream_error') {
+      const named = ['conflict', 'replaced', 'device_removed', 'xmlstreamend']
+      if (code === undefined || code === null) code = 500
+      if (!named.includes(code) && !(Number.isInteger(Number(code)) && Number(code) >= 100 && Number(code) <= 999)) {
+        throw httpError(400, `stream_error code must be a number or one of ${named.join('|')}`)
+      }
+      return { type, code: named.includes(code) ? code : Number(code) }
+    }
+    return { type }
+  }
+
+  /** Apply a connection-ending fault to one connection. */
+  applyConnFault (c, f) {
+    switch (f.type) {
+      case 'failure':
+        return this.sendFailure(c, f.code, f.attrs)
+      case 'stream_error':
+        if (f.code === 'conflict' || f.code === 'replaced') {
+          this.stats.conflicts_sent++
+          return c.streamError({}, [node('conflict', { type: 'replaced' })])
+        }
+        if (f.code === 401 || f.code === 'device_removed') return c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
+        if (f.code === 'xmlstreamend') {
+          c.send(node('xmlstreamend', {}))
+          setTimeout(() => c.close(), 50)
+          return
+        }
+        return c.streamError({ code: String(f.code) })
+      case 'drop':
+        return c.drop()
+      case 'stall':
+        c.stalled = true
+    }
+  }
+
+  /** A fault armed with on:"next_login" for this device, if any (each use counts down its `times`). */
+  takeLoginFault (deviceKey) {
+    const list = this.pendingFaults.get(deviceKey)
+    const i = list ? list.findIndex(f => f.type === 'next_login') : -1
+    if (i < 0) return null
+    const f = list[i]
+    if (--f.times <= 0) list.splice(i, 1)
+    if (!list.length) this.pendingFaults.delete(deviceKey)
+    return f.spec
+  }
+
+  /** POST /devices/:jid/fault {type, code?, on?, …} */
+  fault (jid, body) {
+    const { dev, phone } = this.resolveDevice(jid)
     const key = `${phone}:${dev.id}`
-    const { type, code } = body || {}
+    const b = body || {}
+    let { type, code } = b
+    if (type === 'xmlstreamend') { type = 'stream_error'; code = 'xmlstreamend' }
+    const on = b.on ?? 'now'
+    if (on !== 'now' && on !== 'next_login') throw httpError(400, 'on must be "now" or "next_login"')
     const conns = this.connsOf(phone, dev.id)
-    const needConn = () => { if (!conns.length) throw httpError(409, 'device not connected') }
-    this.stats.faults_injected++
+    const needConn = () => { if (!conns.length) throw httpError(409, 'device not connected (arm it with "on":"next_login")') }
+    if (on === 'next_login') {
+      if (!['failure', 'stream_error', 'drop', 'stall'].includes(type)) throw httpError(400, 'on:"next_login" takes failure|stream_error|xmlstreamend|drop|stall')
+      const spec = this.connFaultSpec(type, code, b)
+      const times = Number(b.times ?? 1)
+      if (!Number.isInteger(times) || times < 1 || times > 1000) throw httpError(400, 'times must be 1..1000')
+      const list = this.pendingFaults.get(key) || []
+      list.push({ type: 'next_login', spec, times })
+      this.pendingFaults.set(key, list)
+      this.stats.faults_injected++
+      return { ok: true, on: 'next_login', times, pending: list.length }
+    }
     switch (type) {
       case 'ack_error':
       case 'bad_ciphertext':
       case 'retry_request': {
         const list = this.pendingFaults.get(key) || []
-        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: body.target === 'contact' ? 'contact' : 'phone' })
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone' })
         this.pendingFaults.set(key, list)
+        this.stats.faults_injected++
         return { ok: true, pending: list.length }
       }
-      case 'stream_error': {
+      case 'stream_error':
+      case 'failure':
+      case 'drop':
+      case 'stall': {
+        const spec = this.connFaultSpec(type, code, b)
         needConn()
-        for (const c of conns) {
-          if (code === 'conflict' || code === 'replaced') {
-            this.stats.conflicts_sent++
-            c.streamError({}, [node('conflict', { type: 'replaced' })])
-          } else if (String(code) === '401' || code === 'device_removed') {
-            c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
-          } else if (code === 'xmlstreamend') {
-            c.send(node('xmlstreamend', {}))
-            setTimeout(() => c.close(), 50)
-          } else {
-            c.streamError({ code: String(code ?? 500) })
-          }
-        }
+        this.stats.faults_injected++
+        for (const c of conns) this.applyConnFault(c, spec)
         return { ok: true, connections: conns.length }
       }
-      case 'failure':
-        needConn()
-        for (const c of conns) { c.send(node('failure', { reason: String(code ?? 401) })); setTimeout(() => c.close(), 50) }
-        return { ok: true, connections: conns.length }
-      case 'drop':
-        needConn()
-        for (const c of conns) c.drop()
-        return { ok: true, connections: conns.length }
-      case 'stall':
-        needConn()
-        for (const c of conns) c.stalled = true
-        return { ok: true, connections: conns.length }
       case 'garbage':
         needConn()
+        this.stats.faults_injected++
         for (const c of conns) c.sendGarbage()
         return { ok: true, connections: conns.length }
       case 'drain_prekeys': {
+        this.stats.faults_injected++
         // test aid: drop the device's prekey stock to `keep` (lowest ids go first), as if contacts had
         // fetched them, and send the low-count notification when it falls below 5
-        const keep = Math.max(0, Number(body.keep ?? 0))
+        const keep = Math.max(0, Number(b.keep ?? 0))
         const ids = [...dev.preKeys.keys()].sort((x, y) => x - y)
         for (const id of ids.slice(0, Math.max(0, ids.length - keep))) dev.preKeys.delete(id)
         dev.lowNotified = false
@@ -1044,8 +1124,7 @@ export class Sim {
         return { ok: true, prekeys: dev.preKeys.size }
       }
       default:
-        this.stats.faults_injected--
-        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|failure|drain_prekeys')
+        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|drain_prekeys')
     }
   }
 }
