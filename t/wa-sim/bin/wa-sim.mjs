@@ -8,7 +8,7 @@ import { Sim } from '../lib/sim.mjs'
 import { genKeys, keysToJSON, keysFromJSON, makeCertChain } from '../lib/noise.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
-       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--no-edge-routing] [--verbose]`
+       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing] [--verbose]`
 
 let args
 try {
@@ -22,6 +22,7 @@ try {
       'qr-first-ttl': { type: 'string', default: '60' },
       'qr-next-ttl': { type: 'string', default: '20' },
       'min-version': { type: 'string' },
+      passkey: { type: 'boolean', default: false },
       'no-edge-routing': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
@@ -72,7 +73,8 @@ const sim = new Sim({
   qrFirstTtlMs: Number(args['qr-first-ttl']) * 1000,
   qrNextTtlMs: Number(args['qr-next-ttl']) * 1000,
   edgeRouting: !args['no-edge-routing'],
-  minVersion: args['min-version']
+  minVersion: args['min-version'],
+  passkey: args.passkey
 })
 await sim.load()
 

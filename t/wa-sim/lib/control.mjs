@@ -33,6 +33,8 @@ export async function startControlServer ({ host, port, sim, log }) {
     ['POST', /^\/stats\/reset$/, () => sim.resetStats()],
     ['GET', /^\/config$/, () => sim.getConfig()],
     ['POST', /^\/config$/, (p, b) => sim.setConfig(b)],
+    ['GET', /^\/passkey$/, () => sim.getPasskey()],
+    ['POST', /^\/passkey$/, (p, b) => sim.setPasskey(b)],
     ['POST', /^\/scan$/, (p, b) => sim.scan(b)],
     ['POST', /^\/pairing-code$/, (p, b) => sim.pairingCode(b)],
     ['GET', /^\/accounts\/([^/]+)$/, (p) => sim.getAccount(p[1])],

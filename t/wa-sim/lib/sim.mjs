@@ -64,6 +64,11 @@ export class Sim {
     this.stats.companion_removals = 0 // <remove-companion-device> iqs that removed a device (client logouts)
     this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
     this.minVersion = parseVersion(opts.minVersion ?? null)
+    this.stats.passkey_requests = 0 // passkey_prologue_request notifications sent to registrations
+    this.stats.passkey_acks = 0 // acks the clients sent for them
+    this.stats.passkey_prologues = 0 // <passkey_prologue> answers (md iq) received
+    this.passkeyEnabled = !!opts.passkey
+    this.lastPasskey = null // the last request sent and what came back
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
     this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
     this.qrNextTtlMs = opts.qrNextTtlMs ?? 20000
@@ -144,16 +149,18 @@ export class Sim {
 
   /** GET /config */
   getConfig () {
-    return { min_version: this.minVersion ? this.minVersion.join('.') : null }
+    return { min_version: this.minVersion ? this.minVersion.join('.') : null, passkey: this.passkeyEnabled }
   }
 
-  /** POST /config {min_version?}: only the keys present change. */
+  /** POST /config {min_version?, passkey?}: only the keys present change. */
   setConfig (body) {
     const b = body || {}
-    const known = ['min_version']
+    const known = ['min_version', 'passkey']
     const unknown = Object.keys(b).filter(k => !known.includes(k))
     if (unknown.length) throw httpError(400, `unknown config key(s): ${unknown.join(', ')}`)
+    if ('passkey' in b && typeof b.passkey !== 'boolean') throw httpError(400, 'passkey must be true or false')
     if ('min_version' in b) this.minVersion = parseVersion(b.min_version)
+    if ('passkey' in b) this.passkeyEnabled = b.passkey
     this.log(`config: ${JSON.stringify(this.getConfig())}`)
     return this.getConfig()
   }
@@ -196,6 +203,82 @@ export class Sim {
     // end of the whole window: the server closes an unpaired registration connection
     conn.qrTimer = setTimeout(() => { if (!conn.paired) conn.close() }, this.qrFirstTtlMs + this.qrNextTtlMs * 5 + 5000)
     this.log(`conn ${conn.id}: registration, sent pair-device with 6 refs`)
+    if (this.passkeyEnabled) this.sendPasskeyRequest(conn)
+  }
+
+  /**
+   * Linking behind a passkey (wa-protocol-2026.md; whatsmeow pair-passkey.go, notification.go): right after
+   * pair-device, <notification from=s.whatsapp.net type="passkey_prologue_request" id t>
+   * <passkey_request_options>{WebAuthn PublicKeyCredentialRequestOptions JSON}</passkey_request_options>.
+   * whatsmeow parses that child (or asks with <iq xmlns="md" type="get"><passkey_request_options/>), has the
+   * browser sign the challenge and answers with <iq xmlns="md" type="set"><passkey_prologue>. The JSON values
+   * (rpId, timeout, credential id) are the simulator's own; only their shape follows whatsmeow's types.WebAuthnPublicKey.
+   */
+  passkeyOptions (conn) {
+    const b64url = (b) => Buffer.from(b).toString('base64url')
+    conn.passkeyOptions ||= {
+      challenge: b64url(randomBytes(32)),
+      timeout: 300000,
+      rpId: 'whatsapp.com',
+      allowCredentials: [{ id: b64url(randomBytes(16)), type: 'public-key', transports: ['internal', 'hybrid'] }],
+      userVerification: 'required',
+      extensions: {}
+    }
+    return conn.passkeyOptions
+  }
+
+  sendPasskeyRequest (conn) {
+    const id = this.nextId('pk')
+    conn.passkeyNotifId = id
+    const options = this.passkeyOptions(conn)
+    conn.send(node('notification', { from: S_WHATSAPP_NET, type: 'passkey_prologue_request', id, t: String(now()) }, [
+      node('passkey_request_options', {}, Buffer.from(JSON.stringify(options)))
+    ]))
+    this.stats.passkey_requests++
+    this.lastPasskey = { conn: conn.id, notification_id: id, options, ack: null, prologue: null, t: now() }
+    this.log(`conn ${conn.id}: sent passkey_prologue_request ${id}`)
+  }
+
+  /** GET /passkey */
+  getPasskey () {
+    return { enabled: this.passkeyEnabled, last: this.lastPasskey }
+  }
+
+  /** POST /passkey {enabled} */
+  setPasskey (body) {
+    if (typeof body?.enabled !== 'boolean') throw httpError(400, 'enabled must be true or false')
+    this.passkeyEnabled = body.enabled
+    return this.getPasskey()
+  }
+
+  /** md iqs of the passkey flow on a registration connection. */
+  onPasskeyIq (conn, iq, child) {
+    if (child.tag === 'passkey_request_options') {
+      return conn.send(iqResult(iq, [node('passkey_request_options', {}, Buffer.from(JSON.stringify(this.passkeyOptions(conn))))]))
+    }
+    if (child.tag === 'ref') {
+      const ref = conn.refs?.find(r => this.refs.has(r))
+      if (!ref) return conn.send(iqError(iq, 404, 'item-not-found'))
+      return conn.send(iqResult(iq, [node('ref', {}, Buffer.from(ref))]))
+    }
+    // passkey_prologue: record what the companion relayed from the authenticator. The continuation
+    // (crsc_continuation, companion_nonce, encrypted_pairing_request) is not simulated.
+    const part = (tag) => getBinaryNodeChildBuffer(child, tag)
+    const b64 = (b) => b ? Buffer.from(b).toString('base64') : null
+    const assertion = part('webauthn_assertion')
+    this.stats.passkey_prologues++
+    const rec = {
+      conn: conn.id,
+      credential_id: b64(part('credential_id')),
+      webauthn_assertion: assertion ? Buffer.from(assertion).toString('utf8') : null,
+      prologue_payload: b64(part('prologue_payload')),
+      pairing_handoff_proof: b64(part('pairing_handoff_proof')),
+      t: now()
+    }
+    if (this.lastPasskey && this.lastPasskey.conn === conn.id) this.lastPasskey.prologue = rec
+    else this.lastPasskey = { conn: conn.id, notification_id: null, options: conn.passkeyOptions ?? null, ack: null, prologue: rec, t: now() }
+    this.log(`conn ${conn.id}: passkey_prologue received`)
+    return conn.send(iqResult(iq))
   }
 
   /** POST /scan {qr, phone}: the phone scans a QR. */
@@ -455,7 +538,13 @@ export class Sim {
       case 'iq': return this.onIq(conn, n)
       case 'message': return this.onClientMessage(conn, n)
       case 'receipt': return this.onClientReceipt(conn, n)
-      case 'ack': case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
+      case 'ack':
+        if (n.attrs.class === 'notification' && conn.passkeyNotifId && n.attrs.id === conn.passkeyNotifId) {
+          this.stats.passkey_acks++
+          if (this.lastPasskey?.notification_id === n.attrs.id) this.lastPasskey.ack = { ...n.attrs }
+        }
+        return
+      case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
         return
       default:
         this.log(`conn ${conn.id}: ignoring <${n.tag}>`)
@@ -495,6 +584,7 @@ export class Sim {
       case 'md':
         if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
         if (child?.tag === 'remove-companion-device') return this.onRemoveCompanion(conn, iq, child)
+        if (['passkey_request_options', 'ref', 'passkey_prologue'].includes(child?.tag) && conn.reg && !conn.dev) return this.onPasskeyIq(conn, iq, child)
         return conn.send(iqResult(iq))
       default:
         return conn.send(iqResult(iq)) // every iq is answered; unknown ones with an empty result
