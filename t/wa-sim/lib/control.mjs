@@ -37,6 +37,7 @@ export async function startControlServer ({ host, port, sim, log }) {
     ['POST', /^\/passkey$/, (p, b) => sim.setPasskey(b)],
     ['POST', /^\/scan$/, (p, b) => sim.scan(b)],
     ['POST', /^\/pairing-code$/, (p, b) => sim.pairingCode(b)],
+    ['POST', /^\/accounts\/import$/, (p, b) => sim.importDevices(b)],
     ['GET', /^\/accounts\/([^/]+)$/, (p) => sim.getAccount(p[1])],
     ['POST', /^\/accounts\/([^/]+)\/unlink$/, (p, b) => sim.unlink(p[1], b)],
     ['POST', /^\/contacts$/, (p, b) => sim.addContact(b)],

@@ -60,6 +60,7 @@ export class Sim {
     this.stats.failures_405 = 0
     this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
     this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.stats.imports = 0 // devices created by POST /accounts/import
     this.stats.login_faults = 0 // logins that got an on:"next_login" fault instead of <success>
     this.stats.companion_removals = 0 // <remove-companion-device> iqs that removed a device (client logouts)
     this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
@@ -1040,6 +1041,106 @@ export class Sim {
         }
       }),
       phone_inbox: this.phoneInbox.filter(m => m.account === a.phone)
+    }
+  }
+
+  /**
+   * POST /accounts/import {phone, device, noise_pub, identity_pub, registration_id, skey:{id,value,signature}, lid?,
+   * platform?} (or an array of those): create a linked device directly, as if it had been paired, so scale tests
+   * can link many accounts without a QR scan each. The client must hold the matching private keys (Noise key,
+   * identity key, signed prekey) and use the returned JIDs as its own (`me`).
+   */
+  importDevices (body) {
+    const many = Array.isArray(body)
+    const list = many ? body : [body]
+    if (!list.length || list.length > 10000) throw httpError(400, 'give 1..10000 devices')
+    const out = []
+    const usedNoise = new Set()
+    for (const a of this.store.accounts.values()) for (const d of a.devices.values()) if (!d.removed) usedNoise.add(d.noisePub.toString('hex'))
+    try {
+      for (const [i, item] of list.entries()) {
+        try {
+          out.push(this.importDevice(item || {}, usedNoise))
+        } catch (err) {
+          if (many && err.status) err.message = `item ${i}: ${err.message}`
+          throw err
+        }
+      }
+    } finally {
+      if (out.length) this.store.save() // those already created stay (they are valid links)
+    }
+    return many ? out : out[0]
+  }
+
+  importDevice (b, usedNoise) {
+    const key32 = (v, what) => {
+      if (typeof v !== 'string') throw httpError(400, `${what} missing (base64)`)
+      let k = Buffer.from(v, 'base64')
+      if (k.length === 33 && k[0] === 5) k = k.subarray(1) // Signal's 0x05-prefixed form
+      if (k.length !== 32) throw httpError(400, `${what} must be 32 bytes`)
+      return Buffer.from(k)
+    }
+    const phone = digits(b.phone)
+    if (!validPhone(phone)) throw httpError(400, 'phone must be 7-15 digits, no leading 0')
+    if (this.store.contacts.has(phone)) throw httpError(409, 'phone belongs to a contact')
+    const deviceId = Number(b.device)
+    if (!Number.isInteger(deviceId) || deviceId < 1 || deviceId > 999) throw httpError(400, 'device must be 1..999 (0 is the phone)')
+    const noisePub = key32(b.noise_pub, 'noise_pub')
+    const identityPub = key32(b.identity_pub, 'identity_pub')
+    const registrationId = Number(b.registration_id)
+    if (!Number.isInteger(registrationId) || registrationId < 0 || registrationId > 0xffffffff) throw httpError(400, 'registration_id must be a 32-bit unsigned integer')
+    const sk = b.skey
+    if (!sk || typeof sk !== 'object') throw httpError(400, 'skey {id, value, signature} missing')
+    const skey = { id: Number(sk.id), value: key32(sk.value, 'skey.value'), signature: Buffer.from(String(sk.signature ?? ''), 'base64') }
+    if (!Number.isInteger(skey.id) || skey.id < 0 || skey.id > 0xffffff) throw httpError(400, 'skey.id must be 0..2^24-1')
+    if (skey.signature.length !== 64) throw httpError(400, 'skey.signature must be 64 bytes')
+    if (!verifyXEdDSA(identityPub, Buffer.concat([Buffer.from([5]), skey.value]), skey.signature)) throw httpError(400, 'skey.signature does not verify with identity_pub')
+    let lid = null
+    if (b.lid !== undefined && b.lid !== null) {
+      lid = String(b.lid).split('@')[0].split(':')[0]
+      if (!/^[1-9][0-9]{5,20}$/.test(lid)) throw httpError(400, 'lid must be a LID user (digits), optionally as LID[:DEV]@lid')
+    }
+    let account = this.store.accounts.get(phone)
+    if (account && lid && account.lid !== lid) throw httpError(409, `account ${phone} already has LID ${account.lid}`)
+    if (!account && lid && this.store.findUser(lid, 'lid')) throw httpError(409, 'lid belongs to someone else')
+    const existing = account?.devices.get(deviceId)
+    if (existing && !existing.removed) throw httpError(409, `device ${phone}:${deviceId} is already linked`)
+    if (usedNoise.has(noisePub.toString('hex'))) throw httpError(409, 'noise_pub is already used by a linked device')
+    account ||= this.store.getOrCreateAccount(phone, lid)
+    const keyIndex = account.nextKeyIndex++
+    account.nextDevice = Math.max(account.nextDevice, deviceId + 1)
+    // the ADV identity the phone would have signed for this device (as in pair-success), for the client's creds
+    const details = proto.ADVDeviceIdentity.encode({
+      rawId: randomInt(1, 2 ** 31), timestamp: now(), keyIndex, accountType: proto.ADVEncryptionType.E2EE, deviceType: proto.ADVEncryptionType.E2EE
+    }).finish()
+    const accountSignature = Buffer.from(Curve.sign(account.accountKey.private, Buffer.concat([ADV_ACCOUNT_SIG_PREFIX, details, identityPub])))
+    const signed = proto.ADVSignedDeviceIdentity.encode({ details, accountSignatureKey: account.accountKey.public, accountSignature }).finish()
+    account.devices.set(deviceId, {
+      id: deviceId,
+      keyIndex,
+      noisePub,
+      identityPub,
+      registrationId,
+      skey,
+      preKeys: new Map(),
+      platform: b.platform ?? null,
+      os: null,
+      removed: false,
+      linkedAt: now(),
+      imported: true,
+      maxConcurrent: 0,
+      lastSeen: null
+    })
+    usedNoise.add(noisePub.toString('hex'))
+    this.stats.imports++
+    return {
+      device_jid: pnJid(phone, deviceId),
+      lid: lidJid(account.lid, deviceId),
+      phone,
+      device: deviceId,
+      key_index: keyIndex,
+      account_signature_key: Buffer.from(account.accountKey.public).toString('base64'),
+      adv_signed_device_identity: Buffer.from(signed).toString('base64')
     }
   }
 

@@ -3,6 +3,8 @@
 // (logout), and linking by import (no QR scan).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { Curve, proto } from 'baileys'
+import { verifyXEdDSA } from '../lib/sim.mjs'
 import { startSim, startClient, memoryAuth, pairAndLogin, waitFor, sleep, closedWithin, strictCurveVerify, exitWhenDone } from '../lib/testkit.mjs'
 
 const MIN = '2.3000.1047769893' // whatsmeow's newer version (wa-protocol-2026.md "Versions")
@@ -158,4 +160,92 @@ test('passkey linking request: after pair-device the registration gets passkey_p
   await closedWithin(h)
   assert.equal((await sim.ctl('POST', '/passkey', { enabled: false })).body.enabled, false)
   assert.equal((await sim.ctl('POST', '/passkey', { enabled: 'yes' })).status, 400)
+})
+
+// the request body for /accounts/import from Baileys creds (initAuthCreds())
+const importBody = (cr, phone, device, extra = {}) => ({
+  phone,
+  device,
+  noise_pub: Buffer.from(cr.noiseKey.public).toString('base64'),
+  identity_pub: Buffer.from(cr.signedIdentityKey.public).toString('base64'),
+  registration_id: cr.registrationId,
+  skey: {
+    id: cr.signedPreKey.keyId,
+    value: Buffer.from(cr.signedPreKey.keyPair.public).toString('base64'),
+    signature: Buffer.from(cr.signedPreKey.signature).toString('base64')
+  },
+  ...extra
+})
+
+test('POST /accounts/import links a device without a scan; Baileys logs in with those creds and messages both ways', { timeout: 40000 }, async () => {
+  const P = '573006660004'
+  const CONTACT = '573006669999'
+  const s0 = await stats()
+  const auth = memoryAuth() // creds from Baileys' initAuthCreds()
+  const cr = auth.creds
+  const lidUser = '123456789012345'
+  const r = await sim.ctl('POST', '/accounts/import', importBody(cr, P, 3, { lid: `${lidUser}@lid` }))
+  assert.equal(r.status, 200, JSON.stringify(r.body))
+  assert.equal(r.body.device_jid, `${P}:3@s.whatsapp.net`)
+  assert.equal(r.body.lid, `${lidUser}:3@lid`)
+  assert.equal(r.body.key_index, 1)
+  // what the gateway writes into its store, done here for Baileys: me, and the ADV identity the phone signed, with
+  // the device signature added by the companion (as Utils/validate-connection.js configureSuccessfulPairing does)
+  cr.me = { id: r.body.device_jid, lid: r.body.lid }
+  const account = proto.ADVSignedDeviceIdentity.decode(Buffer.from(r.body.adv_signed_device_identity, 'base64'))
+  const accountKey = Buffer.from(r.body.account_signature_key, 'base64')
+  assert.deepEqual(Buffer.from(account.accountSignatureKey), accountKey)
+  assert.equal(verifyXEdDSA(accountKey, Buffer.concat([Buffer.from([6, 0]), account.details, cr.signedIdentityKey.public]), account.accountSignature), true)
+  assert.equal(proto.ADVDeviceIdentity.decode(account.details).keyIndex, 1)
+  account.deviceSignature = Curve.sign(cr.signedIdentityKey.private, Buffer.concat([Buffer.from([6, 1]), account.details, cr.signedIdentityKey.public, accountKey]))
+  cr.account = account
+
+  const h = client({ info: sim.info, auth })
+  await waitFor(() => h.isOpen(), { what: 'login with imported creds' })
+  assert.equal(h.qrs.length, 0)
+  const s1 = await stats()
+  assert.equal(s1.pairings, s0.pairings)
+  assert.equal(s1.registrations, s0.registrations)
+  assert.equal(s1.logins, s0.logins + 1)
+  assert.equal(s1.imports, s0.imports + 1)
+  const acct = await waitFor(async () => {
+    const a = (await sim.ctl('GET', `/accounts/${P}`)).body
+    return a.devices[0].prekeys === 812 && a
+  }, { what: 'prekey upload after the first login' })
+  assert.equal(acct.lid, `${lidUser}@lid`)
+  assert.deepEqual(acct.devices.map(d => [d.id, d.linked, d.connected]), [[3, true, true]])
+
+  // the imported device is a full companion: its message decrypts at a contact, the contact's reply decrypts in Baileys
+  assert.equal((await sim.ctl('POST', '/contacts', { phone: CONTACT, devices: 1 })).status, 200)
+  const m = await h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'importado ✓' })
+  const ib = await waitFor(async () => (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.find(e => e.id === m.key.id), { what: 'contact decrypts' })
+  assert.equal(ib.text, 'importado ✓')
+  const back = await sim.ctl('POST', `/contacts/${CONTACT}/send`, { to: P, text: 'recibido' })
+  assert.deepEqual(back.body.devices, [3])
+  const got = await waitFor(() => h.upserts.find(u => u.key.id === back.body.id), { what: 'reply decrypted' })
+  assert.equal(got.message.conversation, 'recibido')
+  h.end()
+  await closedWithin(h)
+
+  // refusals: the same device again, a reused Noise key, a bad signed-prekey signature, a different LID
+  assert.equal((await sim.ctl('POST', '/accounts/import', importBody(cr, P, 3))).status, 409)
+  assert.equal((await sim.ctl('POST', '/accounts/import', importBody(cr, P, 4))).status, 409) // noise_pub in use
+  const other = memoryAuth().creds
+  const badSig = importBody(other, P, 4)
+  badSig.skey.signature = Buffer.from(cr.signedPreKey.signature).toString('base64')
+  assert.equal((await sim.ctl('POST', '/accounts/import', badSig)).status, 400)
+  assert.equal((await sim.ctl('POST', '/accounts/import', importBody(other, P, 4, { lid: '999999999999999' }))).status, 409)
+  assert.equal((await sim.ctl('POST', '/accounts/import', { phone: P })).status, 400)
+
+  // bulk: an array links several accounts in one request (one state write)
+  const many = [memoryAuth().creds, memoryAuth().creds, other]
+  const bulk = await sim.ctl('POST', '/accounts/import', many.map((c, i) => importBody(c, `57300666100${i}`, 1)))
+  assert.equal(bulk.status, 200, JSON.stringify(bulk.body))
+  assert.deepEqual(bulk.body.map(x => x.device_jid), [0, 1, 2].map(i => `57300666100${i}:1@s.whatsapp.net`))
+  assert.equal(new Set(bulk.body.map(x => x.lid.split(':')[0])).size, 3) // a fresh LID for each new account
+  assert.equal((await stats()).imports, s0.imports + 4)
+  // a later QR pairing of the account continues above the imported device number
+  const q = await pairAndLogin(sim, P)
+  open.push(q.h)
+  assert.equal(q.deviceJid, `${P}:4@s.whatsapp.net`)
 })
