@@ -8,7 +8,7 @@ import { Sim } from '../lib/sim.mjs'
 import { genKeys, keysToJSON, keysFromJSON, makeCertChain } from '../lib/noise.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
-       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--no-edge-routing] [--verbose]`
+       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing] [--verbose]`
 
 let args
 try {
@@ -21,6 +21,8 @@ try {
       state: { type: 'string' },
       'qr-first-ttl': { type: 'string', default: '60' },
       'qr-next-ttl': { type: 'string', default: '20' },
+      'min-version': { type: 'string' },
+      passkey: { type: 'boolean', default: false },
       'no-edge-routing': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
@@ -60,6 +62,9 @@ if (keyFile && existsSync(keyFile)) {
 }
 const certChain = makeCertChain(keys)
 
+if (args['min-version'] !== undefined && !/^\d+\.\d+\.\d+$/.test(args['min-version'])) {
+  process.stderr.write(`bad --min-version ${args['min-version']} (want e.g. 2.3000.1047769893)\n${usage}\n`); process.exit(2)
+}
 const sim = new Sim({
   log,
   verbose: args.verbose,
@@ -67,7 +72,9 @@ const sim = new Sim({
   atomicWrite,
   qrFirstTtlMs: Number(args['qr-first-ttl']) * 1000,
   qrNextTtlMs: Number(args['qr-next-ttl']) * 1000,
-  edgeRouting: !args['no-edge-routing']
+  edgeRouting: !args['no-edge-routing'],
+  minVersion: args['min-version'],
+  passkey: args.passkey
 })
 await sim.load()
 

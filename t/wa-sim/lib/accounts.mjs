@@ -113,19 +113,20 @@ export class Store {
   }
 
   /** Accounts are created on demand when a phone first scans/links. */
-  getOrCreateAccount (phone) {
+  getOrCreateAccount (phone, lid) {
     let a = this.accounts.get(phone)
     if (a) return a
     const accountKey = Curve.generateKeyPair()
     a = {
       phone,
-      lid: newLid(this.takenLids()),
+      lid: lid || newLid(this.takenLids()),
       accountKey,
       nextDevice: 1,
       nextKeyIndex: 1,
       devices: new Map(),
       // the phone is Signal device 0; its identity key is the account signature key
-      phoneDevice: SignalDevice.create({ identity: { pubKey: accountKey.public, privKey: accountKey.private } }),
+      // (few prekeys made up front, more on demand: creating thousands of accounts by /accounts/import stays cheap)
+      phoneDevice: SignalDevice.create({ identity: { pubKey: accountKey.public, privKey: accountKey.private }, preKeys: 4, refill: 10 }),
       maxConcurrent: 0
     }
     this.accounts.set(phone, a)

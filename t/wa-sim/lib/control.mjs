@@ -31,8 +31,13 @@ export async function startControlServer ({ host, port, sim, log }) {
   const routes = [
     ['GET', /^\/stats$/, () => sim.getStats()],
     ['POST', /^\/stats\/reset$/, () => sim.resetStats()],
+    ['GET', /^\/config$/, () => sim.getConfig()],
+    ['POST', /^\/config$/, (p, b) => sim.setConfig(b)],
+    ['GET', /^\/passkey$/, () => sim.getPasskey()],
+    ['POST', /^\/passkey$/, (p, b) => sim.setPasskey(b)],
     ['POST', /^\/scan$/, (p, b) => sim.scan(b)],
     ['POST', /^\/pairing-code$/, (p, b) => sim.pairingCode(b)],
+    ['POST', /^\/accounts\/import$/, (p, b) => sim.importDevices(b)],
     ['GET', /^\/accounts\/([^/]+)$/, (p) => sim.getAccount(p[1])],
     ['POST', /^\/accounts\/([^/]+)\/unlink$/, (p, b) => sim.unlink(p[1], b)],
     ['POST', /^\/contacts$/, (p, b) => sim.addContact(b)],

@@ -18,7 +18,7 @@ export class SignalDevice {
    * @param identity optional {pubKey(33 or 32), privKey(32)}: the phone's device 0 uses the account
    *        signature key as its identity, as on a real phone (Baileys trusts that key for LID device 0).
    */
-  static create ({ identity, preKeys = 30 } = {}) {
+  static create ({ identity, preKeys = 30, refill = 0 } = {}) {
     const d = new SignalDevice()
     d.identity = identity
       ? { pubKey: add05(identity.pubKey), privKey: Buffer.from(identity.privKey) }
@@ -29,6 +29,7 @@ export class SignalDevice {
     d.available = [] // prekey ids the server can still hand out
     d.nextPreKeyId = 1
     d.sessions = new Map() // address string -> serialized SessionRecord
+    d.refill = refill // when the stock is empty, make this many more (0: run out, like a contact that went away)
     d.addPreKeys(preKeys)
     return d
   }
@@ -54,6 +55,7 @@ export class SignalDevice {
       preKeys: Object.fromEntries([...this.preKeys].map(([id, kp]) => [id, { pubKey: b64(kp.pubKey), privKey: b64(kp.privKey) }])),
       available: this.available,
       nextPreKeyId: this.nextPreKeyId,
+      refill: this.refill || 0,
       sessions: Object.fromEntries(this.sessions)
     }
   }
@@ -70,6 +72,7 @@ export class SignalDevice {
     d.preKeys = new Map(Object.entries(o.preKeys).map(([id, kp]) => [Number(id), { pubKey: unb64(kp.pubKey), privKey: unb64(kp.privKey) }]))
     d.available = o.available
     d.nextPreKeyId = o.nextPreKeyId
+    d.refill = o.refill || 0
     d.sessions = new Map(Object.entries(o.sessions || {}))
     return d
   }
@@ -93,6 +96,7 @@ export class SignalDevice {
 
   /** Pre-key bundle as served in <iq xmlns=encrypt><list><user>. Hands out (consumes) one prekey if any is left. */
   takeBundle () {
+    if (!this.available.length && this.refill) this.addPreKeys(this.refill) // a phone keeps its stock up
     const id = this.available.shift()
     return {
       registrationId: this.registrationId,

@@ -10,11 +10,24 @@ import { newStats, summarize } from './server.mjs'
 import { httpError } from './control.mjs'
 import { Store, S_WHATSAPP_NET, pnJid, lidJid, validPhone } from './accounts.mjs'
 import { peerAddress } from './signal-device.mjs'
+import libsignalCurve from 'libsignal/src/curve.js'
 
 const now = () => Math.floor(Date.now() / 1000)
 const u32 = (n) => encodeBigEndian(n, 4)
 const u24 = (n) => encodeBigEndian(n, 3)
 const readUInt = (buf) => { let n = 0; for (const b of buf || []) n = n * 256 + b; return n }
+/**
+ * A real XEdDSA check. Baileys' Curve.verify cannot be used here: it returns true for any well-formed
+ * input (NOTES.md §1), so the pair-device-sign check would accept any device signature.
+ */
+export function verifyXEdDSA (pub, msg, sig) {
+  try {
+    const k = Buffer.from(pub)
+    return libsignalCurve.verifySignature(k.length === 33 ? k : Buffer.concat([Buffer.from([5]), k]), Buffer.from(msg), Buffer.from(sig)) === true
+  } catch {
+    return false
+  }
+}
 const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0])
 const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1])
 const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the encrypt low-count notification
@@ -25,6 +38,14 @@ const textOf = (m) => {
   const inner = m?.deviceSentMessage?.message ?? m // unwrap a deviceSentMessage copy
   return inner?.conversation ?? inner?.extendedTextMessage?.text ?? null
 }
+/** "2.3000.1047769893" -> [2, 3000, 1047769893]; null/undefined -> null; anything else throws */
+export function parseVersion (v) {
+  if (v === null || v === undefined) return null
+  const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(String(v))
+  if (!m) throw httpError(400, 'version must be "primary.secondary.tertiary", e.g. "2.3000.1047769893"')
+  return m.slice(1).map(Number)
+}
+const cmpVersion = (a, b) => { for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1; return 0 }
 // phone numbers may be given as "+57 300-123 4567": keep the digits
 const digits = (p) => (p === undefined || p === null ? p : String(p).replace(/[^0-9]/g, ''))
 
@@ -35,6 +56,20 @@ export class Sim {
     this.stats = newStats()
     this.stats.decrypt_failures = 0
     this.stats.faults_injected = 0
+    this.stats.failures_sent = {} // <failure reason=N> sent, by N
+    this.stats.failures_405 = 0
+    this.stats.last_client_version = null // appVersion of the last ClientPayload (login or registration)
+    this.stats.client_versions = {} // appVersion -> number of ClientPayloads that advertised it
+    this.stats.imports = 0 // devices created by POST /accounts/import
+    this.stats.login_faults = 0 // logins that got an on:"next_login" fault instead of <success>
+    this.stats.companion_removals = 0 // <remove-companion-device> iqs that removed a device (client logouts)
+    this.stats.device_max_concurrent = 0 // most simultaneous logged-in connections any one device ever had
+    this.minVersion = parseVersion(opts.minVersion ?? null)
+    this.stats.passkey_requests = 0 // passkey_prologue_request notifications sent to registrations
+    this.stats.passkey_acks = 0 // acks the clients sent for them
+    this.stats.passkey_prologues = 0 // <passkey_prologue> answers (md iq) received
+    this.passkeyEnabled = !!opts.passkey
+    this.lastPasskey = null // the last request sent and what came back
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
     this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
     this.qrNextTtlMs = opts.qrNextTtlMs ?? 20000
@@ -66,12 +101,25 @@ export class Sim {
     const s = this.stats
     s.ws_total = 0
     s.ws_max_concurrent = s.ws_open
+    s.device_max_concurrent = 0
+    for (const set of this.online.values()) s.device_max_concurrent = Math.max(s.device_max_concurrent, [...set].filter(c => !c.closed).length)
     return this.getStats()
   }
 
   // ------------------------------------------------------------------ connection entry points
 
   async onClientPayload (conn, p) {
+    const av = p.userAgent?.appVersion
+    const ver = [av?.primary || 0, av?.secondary || 0, av?.tertiary || 0]
+    conn.clientVersion = ver.join('.')
+    this.stats.last_client_version = conn.clientVersion
+    this.stats.client_versions[conn.clientVersion] = (this.stats.client_versions[conn.clientVersion] || 0) + 1
+    if (this.minVersion && cmpVersion(ver, this.minVersion) < 0) {
+      // WhatsApp refuses outdated clients (login and registration alike) with 405 (wa-protocol-2026.md "Versions")
+      if (!p.devicePairingData) this.stats.login_failures++
+      this.log(`conn ${conn.id}: client version ${conn.clientVersion} < ${this.minVersion.join('.')} -> failure 405`)
+      return this.sendFailure(conn, 405)
+    }
     if (p.devicePairingData) return this.onRegistration(conn, p)
     if (p.username !== undefined && p.username !== null) return this.onLogin(conn, p)
     this.log(`conn ${conn.id}: ClientPayload with neither pairing data nor username; closing`)
@@ -89,6 +137,33 @@ export class Sim {
       if (set) { set.delete(conn); if (!set.size) this.online.delete(conn.deviceKey) }
       this.log(`conn ${conn.id}: device ${conn.deviceKey} offline`)
     }
+  }
+
+  /** <failure reason=N …attrs/> then close (counted in failures_sent / failures_405). */
+  sendFailure (conn, reason, attrs = {}) {
+    const r = String(reason)
+    this.stats.failures_sent[r] = (this.stats.failures_sent[r] || 0) + 1
+    if (r === '405') this.stats.failures_405++
+    conn.send(node('failure', { reason: r, ...attrs }))
+    setTimeout(() => conn.close(), 50)
+  }
+
+  /** GET /config */
+  getConfig () {
+    return { min_version: this.minVersion ? this.minVersion.join('.') : null, passkey: this.passkeyEnabled }
+  }
+
+  /** POST /config {min_version?, passkey?}: only the keys present change. */
+  setConfig (body) {
+    const b = body || {}
+    const known = ['min_version', 'passkey']
+    const unknown = Object.keys(b).filter(k => !known.includes(k))
+    if (unknown.length) throw httpError(400, `unknown config key(s): ${unknown.join(', ')}`)
+    if ('passkey' in b && typeof b.passkey !== 'boolean') throw httpError(400, 'passkey must be true or false')
+    if ('min_version' in b) this.minVersion = parseVersion(b.min_version)
+    if ('passkey' in b) this.passkeyEnabled = b.passkey
+    this.log(`config: ${JSON.stringify(this.getConfig())}`)
+    return this.getConfig()
   }
 
   /** Send an iq to the client and wait for its result/error (used for pair-success). */
@@ -129,6 +204,82 @@ export class Sim {
     // end of the whole window: the server closes an unpaired registration connection
     conn.qrTimer = setTimeout(() => { if (!conn.paired) conn.close() }, this.qrFirstTtlMs + this.qrNextTtlMs * 5 + 5000)
     this.log(`conn ${conn.id}: registration, sent pair-device with 6 refs`)
+    if (this.passkeyEnabled) this.sendPasskeyRequest(conn)
+  }
+
+  /**
+   * Linking behind a passkey (wa-protocol-2026.md; whatsmeow pair-passkey.go, notification.go): right after
+   * pair-device, <notification from=s.whatsapp.net type="passkey_prologue_request" id t>
+   * <passkey_request_options>{WebAuthn PublicKeyCredentialRequestOptions JSON}</passkey_request_options>.
+   * whatsmeow parses that child (or asks with <iq xmlns="md" type="get"><passkey_request_options/>), has the
+   * browser sign the challenge and answers with <iq xmlns="md" type="set"><passkey_prologue>. The JSON values
+   * (rpId, timeout, credential id) are the simulator's own; only their shape follows whatsmeow's types.WebAuthnPublicKey.
+   */
+  passkeyOptions (conn) {
+    const b64url = (b) => Buffer.from(b).toString('base64url')
+    conn.passkeyOptions ||= {
+      challenge: b64url(randomBytes(32)),
+      timeout: 300000,
+      rpId: 'whatsapp.com',
+      allowCredentials: [{ id: b64url(randomBytes(16)), type: 'public-key', transports: ['internal', 'hybrid'] }],
+      userVerification: 'required',
+      extensions: {}
+    }
+    return conn.passkeyOptions
+  }
+
+  sendPasskeyRequest (conn) {
+    const id = this.nextId('pk')
+    conn.passkeyNotifId = id
+    const options = this.passkeyOptions(conn)
+    conn.send(node('notification', { from: S_WHATSAPP_NET, type: 'passkey_prologue_request', id, t: String(now()) }, [
+      node('passkey_request_options', {}, Buffer.from(JSON.stringify(options)))
+    ]))
+    this.stats.passkey_requests++
+    this.lastPasskey = { conn: conn.id, notification_id: id, options, ack: null, prologue: null, t: now() }
+    this.log(`conn ${conn.id}: sent passkey_prologue_request ${id}`)
+  }
+
+  /** GET /passkey */
+  getPasskey () {
+    return { enabled: this.passkeyEnabled, last: this.lastPasskey }
+  }
+
+  /** POST /passkey {enabled} */
+  setPasskey (body) {
+    if (typeof body?.enabled !== 'boolean') throw httpError(400, 'enabled must be true or false')
+    this.passkeyEnabled = body.enabled
+    return this.getPasskey()
+  }
+
+  /** md iqs of the passkey flow on a registration connection. */
+  onPasskeyIq (conn, iq, child) {
+    if (child.tag === 'passkey_request_options') {
+      return conn.send(iqResult(iq, [node('passkey_request_options', {}, Buffer.from(JSON.stringify(this.passkeyOptions(conn))))]))
+    }
+    if (child.tag === 'ref') {
+      const ref = conn.refs?.find(r => this.refs.has(r))
+      if (!ref) return conn.send(iqError(iq, 404, 'item-not-found'))
+      return conn.send(iqResult(iq, [node('ref', {}, Buffer.from(ref))]))
+    }
+    // passkey_prologue: record what the companion relayed from the authenticator. The continuation
+    // (crsc_continuation, companion_nonce, encrypted_pairing_request) is not simulated.
+    const part = (tag) => getBinaryNodeChildBuffer(child, tag)
+    const b64 = (b) => b ? Buffer.from(b).toString('base64') : null
+    const assertion = part('webauthn_assertion')
+    this.stats.passkey_prologues++
+    const rec = {
+      conn: conn.id,
+      credential_id: b64(part('credential_id')),
+      webauthn_assertion: assertion ? Buffer.from(assertion).toString('utf8') : null,
+      prologue_payload: b64(part('prologue_payload')),
+      pairing_handoff_proof: b64(part('pairing_handoff_proof')),
+      t: now()
+    }
+    if (this.lastPasskey && this.lastPasskey.conn === conn.id) this.lastPasskey.prologue = rec
+    else this.lastPasskey = { conn: conn.id, notification_id: null, options: conn.passkeyOptions ?? null, ack: null, prologue: rec, t: now() }
+    this.log(`conn ${conn.id}: passkey_prologue received`)
+    return conn.send(iqResult(iq))
   }
 
   /** POST /scan {qr, phone}: the phone scans a QR. */
@@ -187,7 +338,7 @@ export class Sim {
     if (!di || !(di.content instanceof Uint8Array)) { conn.pairing = false; throw httpError(502, 'pair-device-sign missing') }
     const back = proto.ADVSignedDeviceIdentity.decode(di.content)
     const devMsg = Buffer.concat([ADV_DEVICE_SIG_PREFIX, details, conn.reg.identityPub, account.accountKey.public])
-    if (!back.deviceSignature || !Curve.verify(conn.reg.identityPub, devMsg, back.deviceSignature)) {
+    if (!back.deviceSignature || !verifyXEdDSA(conn.reg.identityPub, devMsg, back.deviceSignature)) {
       conn.pairing = false
       throw httpError(502, 'device signature in pair-device-sign does not verify')
     }
@@ -312,11 +463,17 @@ export class Sim {
     if (reason) {
       this.stats.login_failures++
       this.log(`conn ${conn.id}: login ${phone}:${deviceId} refused (${reason}) -> failure 401`)
-      conn.send(node('failure', { reason: '401', location: 'sim' }))
-      setTimeout(() => conn.close(), 50)
-      return
+      return this.sendFailure(conn, 401, { location: 'sim' })
     }
     const key = `${phone}:${deviceId}`
+    const lf = this.takeLoginFault(key)
+    if (lf) {
+      // a fault armed with on:"next_login": this login does not succeed
+      this.stats.login_failures++
+      this.stats.login_faults++
+      this.log(`conn ${conn.id}: login ${phone}:${deviceId}: armed fault ${JSON.stringify(lf)} instead of success`)
+      return this.applyConnFault(conn, lf)
+    }
     conn.deviceKey = key
     conn.account = account
     conn.dev = dev
@@ -324,6 +481,7 @@ export class Sim {
     set.add(conn)
     this.online.set(key, set)
     dev.maxConcurrent = Math.max(dev.maxConcurrent || 0, set.size)
+    this.stats.device_max_concurrent = Math.max(this.stats.device_max_concurrent, set.size)
     // a second connection as the same device replaces the older one
     for (const old of set) {
       if (old === conn) continue
@@ -381,7 +539,13 @@ export class Sim {
       case 'iq': return this.onIq(conn, n)
       case 'message': return this.onClientMessage(conn, n)
       case 'receipt': return this.onClientReceipt(conn, n)
-      case 'ack': case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
+      case 'ack':
+        if (n.attrs.class === 'notification' && conn.passkeyNotifId && n.attrs.id === conn.passkeyNotifId) {
+          this.stats.passkey_acks++
+          if (this.lastPasskey?.notification_id === n.attrs.id) this.lastPasskey.ack = { ...n.attrs }
+        }
+        return
+      case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
         return
       default:
         this.log(`conn ${conn.id}: ignoring <${n.tag}>`)
@@ -420,17 +584,45 @@ export class Sim {
         return conn.send(iqResult(iq))
       case 'md':
         if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
-        if (child?.tag === 'remove-companion-device' && conn.dev) {
-          // the companion logs itself out
-          conn.dev.removed = true
-          this.store.save()
-          conn.send(iqResult(iq))
-          return
-        }
+        if (child?.tag === 'remove-companion-device') return this.onRemoveCompanion(conn, iq, child)
+        if (['passkey_request_options', 'ref', 'passkey_prologue'].includes(child?.tag) && conn.reg && !conn.dev) return this.onPasskeyIq(conn, iq, child)
         return conn.send(iqResult(iq))
       default:
         return conn.send(iqResult(iq)) // every iq is answered; unknown ones with an empty result
     }
+  }
+
+  /**
+   * <iq xmlns="md" type="set"><remove-companion-device jid reason/></iq>: a companion logs itself out
+   * (Baileys sock.logout(), whatsmeow Logout()). The device is removed like an unlink by the phone: later logins
+   * get failure 401, its keys are no longer handed out. A companion may only remove itself.
+   */
+  onRemoveCompanion (conn, iq, child) {
+    if (!conn.dev) return conn.send(iqError(iq, 401, 'not-authorized'))
+    const account = conn.account
+    const dev = conn.dev
+    const d = child.attrs.jid ? jidDecode(child.attrs.jid) : null
+    if (d && !((d.server === 'lid' ? d.user === account.lid : d.user === account.phone) && (d.device || 0) === dev.id)) {
+      this.log(`conn ${conn.id}: remove-companion-device for ${child.attrs.jid} refused (not the sender)`)
+      return conn.send(iqError(iq, 403, 'forbidden'))
+    }
+    this.removeDevice(account, dev, `companion:${child.attrs.reason || ''}`)
+    this.stats.companion_removals++
+    conn.send(iqResult(iq))
+    // the device is gone: its connections (this one too, if the client has not closed it yet) are told so
+    const conns = this.connsOf(account.phone, dev.id)
+    setTimeout(() => { for (const c of conns) c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })]) }, 100)
+    this.log(`conn ${conn.id}: ${pnJid(account.phone, dev.id)} removed itself (reason ${child.attrs.reason})`)
+  }
+
+  /** Mark a linked device removed (unlink by the phone, or the companion's own logout). */
+  removeDevice (account, dev, reason) {
+    dev.removed = true
+    dev.removedAt = now()
+    dev.removedReason = reason
+    dev.preKeys.clear()
+    this.offlineQueue.delete(`${account.phone}:${dev.id}`)
+    this.store.save()
   }
 
   onEncryptIq (conn, iq, child) {
@@ -837,6 +1029,9 @@ export class Sim {
           lid: lidJid(a.lid, d.id),
           key_index: d.keyIndex,
           linked: !d.removed,
+          removed: !!d.removed,
+          removed_at: d.removedAt ?? null,
+          removed_reason: d.removedReason ?? null,
           connected: conns.length > 0,
           open_connections: conns.length,
           max_concurrent: d.maxConcurrent || 0,
@@ -849,15 +1044,113 @@ export class Sim {
     }
   }
 
+  /**
+   * POST /accounts/import {phone, device, noise_pub, identity_pub, registration_id, skey:{id,value,signature}, lid?,
+   * platform?} (or an array of those): create a linked device directly, as if it had been paired, so scale tests
+   * can link many accounts without a QR scan each. The client must hold the matching private keys (Noise key,
+   * identity key, signed prekey) and use the returned JIDs as its own (`me`).
+   */
+  importDevices (body) {
+    const many = Array.isArray(body)
+    const list = many ? body : [body]
+    if (!list.length || list.length > 10000) throw httpError(400, 'give 1..10000 devices')
+    const out = []
+    const usedNoise = new Set()
+    for (const a of this.store.accounts.values()) for (const d of a.devices.values()) if (!d.removed) usedNoise.add(d.noisePub.toString('hex'))
+    try {
+      for (const [i, item] of list.entries()) {
+        try {
+          out.push(this.importDevice(item || {}, usedNoise))
+        } catch (err) {
+          if (many && err.status) err.message = `item ${i}: ${err.message}`
+          throw err
+        }
+      }
+    } finally {
+      if (out.length) this.store.save() // those already created stay (they are valid links)
+    }
+    return many ? out : out[0]
+  }
+
+  importDevice (b, usedNoise) {
+    const key32 = (v, what) => {
+      if (typeof v !== 'string') throw httpError(400, `${what} missing (base64)`)
+      let k = Buffer.from(v, 'base64')
+      if (k.length === 33 && k[0] === 5) k = k.subarray(1) // Signal's 0x05-prefixed form
+      if (k.length !== 32) throw httpError(400, `${what} must be 32 bytes`)
+      return Buffer.from(k)
+    }
+    const phone = digits(b.phone)
+    if (!validPhone(phone)) throw httpError(400, 'phone must be 7-15 digits, no leading 0')
+    if (this.store.contacts.has(phone)) throw httpError(409, 'phone belongs to a contact')
+    const deviceId = Number(b.device)
+    if (!Number.isInteger(deviceId) || deviceId < 1 || deviceId > 999) throw httpError(400, 'device must be 1..999 (0 is the phone)')
+    const noisePub = key32(b.noise_pub, 'noise_pub')
+    const identityPub = key32(b.identity_pub, 'identity_pub')
+    const registrationId = Number(b.registration_id)
+    if (!Number.isInteger(registrationId) || registrationId < 0 || registrationId > 0xffffffff) throw httpError(400, 'registration_id must be a 32-bit unsigned integer')
+    const sk = b.skey
+    if (!sk || typeof sk !== 'object') throw httpError(400, 'skey {id, value, signature} missing')
+    const skey = { id: Number(sk.id), value: key32(sk.value, 'skey.value'), signature: Buffer.from(String(sk.signature ?? ''), 'base64') }
+    if (!Number.isInteger(skey.id) || skey.id < 0 || skey.id > 0xffffff) throw httpError(400, 'skey.id must be 0..2^24-1')
+    if (skey.signature.length !== 64) throw httpError(400, 'skey.signature must be 64 bytes')
+    if (!verifyXEdDSA(identityPub, Buffer.concat([Buffer.from([5]), skey.value]), skey.signature)) throw httpError(400, 'skey.signature does not verify with identity_pub')
+    let lid = null
+    if (b.lid !== undefined && b.lid !== null) {
+      lid = String(b.lid).split('@')[0].split(':')[0]
+      if (!/^[1-9][0-9]{5,20}$/.test(lid)) throw httpError(400, 'lid must be a LID user (digits), optionally as LID[:DEV]@lid')
+    }
+    let account = this.store.accounts.get(phone)
+    if (account && lid && account.lid !== lid) throw httpError(409, `account ${phone} already has LID ${account.lid}`)
+    if (!account && lid && this.store.findUser(lid, 'lid')) throw httpError(409, 'lid belongs to someone else')
+    const existing = account?.devices.get(deviceId)
+    if (existing && !existing.removed) throw httpError(409, `device ${phone}:${deviceId} is already linked`)
+    if (usedNoise.has(noisePub.toString('hex'))) throw httpError(409, 'noise_pub is already used by a linked device')
+    account ||= this.store.getOrCreateAccount(phone, lid)
+    const keyIndex = account.nextKeyIndex++
+    account.nextDevice = Math.max(account.nextDevice, deviceId + 1)
+    // the ADV identity the phone would have signed for this device (as in pair-success), for the client's creds
+    const details = proto.ADVDeviceIdentity.encode({
+      rawId: randomInt(1, 2 ** 31), timestamp: now(), keyIndex, accountType: proto.ADVEncryptionType.E2EE, deviceType: proto.ADVEncryptionType.E2EE
+    }).finish()
+    const accountSignature = Buffer.from(Curve.sign(account.accountKey.private, Buffer.concat([ADV_ACCOUNT_SIG_PREFIX, details, identityPub])))
+    const signed = proto.ADVSignedDeviceIdentity.encode({ details, accountSignatureKey: account.accountKey.public, accountSignature }).finish()
+    account.devices.set(deviceId, {
+      id: deviceId,
+      keyIndex,
+      noisePub,
+      identityPub,
+      registrationId,
+      skey,
+      preKeys: new Map(),
+      platform: b.platform ?? null,
+      os: null,
+      removed: false,
+      linkedAt: now(),
+      imported: true,
+      maxConcurrent: 0,
+      lastSeen: null
+    })
+    usedNoise.add(noisePub.toString('hex'))
+    this.stats.imports++
+    return {
+      device_jid: pnJid(phone, deviceId),
+      lid: lidJid(account.lid, deviceId),
+      phone,
+      device: deviceId,
+      key_index: keyIndex,
+      account_signature_key: Buffer.from(account.accountKey.public).toString('base64'),
+      adv_signed_device_identity: Buffer.from(signed).toString('base64')
+    }
+  }
+
   /** POST /accounts/:phone/unlink {device}: the phone removes a linked device. */
   unlink (phone, body) {
     const a = this.store.accounts.get(phone)
     if (!a) throw httpError(404, 'no such account')
     const dev = a.devices.get(Number(body?.device))
     if (!dev) throw httpError(404, 'no such device')
-    dev.removed = true
-    dev.preKeys.clear()
-    this.store.save()
+    this.removeDevice(a, dev, 'unlinked_by_phone')
     const conns = this.connsOf(phone, dev.id)
     for (const c of conns) c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
     this.log(`unlinked ${pnJid(phone, dev.id)} (${conns.length} connection(s) told 401 device_removed)`)
@@ -875,8 +1168,8 @@ export class Sim {
     return f
   }
 
-  /** POST /devices/:jid/fault {type, code?} */
-  fault (jid, body) {
+  /** ':jid' of the fault route: PHONE:DEV@s.whatsapp.net, PHONE:DEV, PHONE (device 0 is not a companion), LID:DEV@lid. */
+  resolveDevice (jid) {
     const d = jidDecode(jid.includes('@') ? jid : `${jid}@s.whatsapp.net`)
     if (!d?.user) throw httpError(400, 'bad jid')
     let phone = d.user
@@ -888,57 +1181,128 @@ export class Sim {
     const a = this.store.accounts.get(phone)
     const dev = a?.devices.get(d.device || 0)
     if (!dev) throw httpError(404, 'no such device')
+    return { a, dev, phone }
+  }
+
+  /**
+   * Validate a connection-ending fault: {type:'failure', code, expire?, ban_code?, attrs?} or
+   * {type:'stream_error', code} or {type:'drop'|'stall'}. Returns what applyConnFault needs.
+   */
+  connFaultSpec (type, code, b) {
+    if (type === 'failure') {
+      const reason = Number(code ?? 401)
+      if (!Number.isInteger(reason) || reason < 100 || reason > 999) throw httpError(400, 'failure code must be an integer 100..999')
+      const attrs = {}
+      if (b.attrs !== undefined) {
+        if (typeof b.attrs !== 'object' || b.attrs === null || Array.isArray(b.attrs)) throw httpError(400, 'attrs must be an object')
+        for (const [k, v] of Object.entries(b.attrs)) attrs[k] = String(v)
+      }
+      if (b.expire !== undefined) {
+        if (!Number.isInteger(Number(b.expire)) || Number(b.expire) < 0) throw httpError(400, 'expire must be a number of seconds')
+        attrs.expire = String(Number(b.expire))
+      }
+      // 402 = temporary ban: whatsmeow reads the ban reason from `code` (101..106) and its length from `expire` (s)
+      if (b.ban_code !== undefined || (reason === 402 && attrs.code === undefined)) attrs.code = String(b.ban_code ?? 101)
+      return { type, code: reason, attrs }
+    }
+    if (type === 'stream_error') {
+      const named = ['conflict', 'replaced', 'device_removed', 'xmlstreamend']
+      if (code === undefined || code === null) code = 500
+      if (!named.includes(code) && !(Number.isInteger(Number(code)) && Number(code) >= 100 && Number(code) <= 999)) {
+        throw httpError(400, `stream_error code must be a number or one of ${named.join('|')}`)
+      }
+      return { type, code: named.includes(code) ? code : Number(code) }
+    }
+    return { type }
+  }
+
+  /** Apply a connection-ending fault to one connection. */
+  applyConnFault (c, f) {
+    switch (f.type) {
+      case 'failure':
+        return this.sendFailure(c, f.code, f.attrs)
+      case 'stream_error':
+        if (f.code === 'conflict' || f.code === 'replaced') {
+          this.stats.conflicts_sent++
+          return c.streamError({}, [node('conflict', { type: 'replaced' })])
+        }
+        if (f.code === 401 || f.code === 'device_removed') return c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
+        if (f.code === 'xmlstreamend') {
+          c.send(node('xmlstreamend', {}))
+          setTimeout(() => c.close(), 50)
+          return
+        }
+        return c.streamError({ code: String(f.code) })
+      case 'drop':
+        return c.drop()
+      case 'stall':
+        c.stalled = true
+    }
+  }
+
+  /** A fault armed with on:"next_login" for this device, if any (each use counts down its `times`). */
+  takeLoginFault (deviceKey) {
+    const list = this.pendingFaults.get(deviceKey)
+    const i = list ? list.findIndex(f => f.type === 'next_login') : -1
+    if (i < 0) return null
+    const f = list[i]
+    if (--f.times <= 0) list.splice(i, 1)
+    if (!list.length) this.pendingFaults.delete(deviceKey)
+    return f.spec
+  }
+
+  /** POST /devices/:jid/fault {type, code?, on?, …} */
+  fault (jid, body) {
+    const { dev, phone } = this.resolveDevice(jid)
     const key = `${phone}:${dev.id}`
-    const { type, code } = body || {}
+    const b = body || {}
+    let { type, code } = b
+    if (type === 'xmlstreamend') { type = 'stream_error'; code = 'xmlstreamend' }
+    const on = b.on ?? 'now'
+    if (on !== 'now' && on !== 'next_login') throw httpError(400, 'on must be "now" or "next_login"')
     const conns = this.connsOf(phone, dev.id)
-    const needConn = () => { if (!conns.length) throw httpError(409, 'device not connected') }
-    this.stats.faults_injected++
+    const needConn = () => { if (!conns.length) throw httpError(409, 'device not connected (arm it with "on":"next_login")') }
+    if (on === 'next_login') {
+      if (!['failure', 'stream_error', 'drop', 'stall'].includes(type)) throw httpError(400, 'on:"next_login" takes failure|stream_error|xmlstreamend|drop|stall')
+      const spec = this.connFaultSpec(type, code, b)
+      const times = Number(b.times ?? 1)
+      if (!Number.isInteger(times) || times < 1 || times > 1000) throw httpError(400, 'times must be 1..1000')
+      const list = this.pendingFaults.get(key) || []
+      list.push({ type: 'next_login', spec, times })
+      this.pendingFaults.set(key, list)
+      this.stats.faults_injected++
+      return { ok: true, on: 'next_login', times, pending: list.length }
+    }
     switch (type) {
       case 'ack_error':
       case 'bad_ciphertext':
       case 'retry_request': {
         const list = this.pendingFaults.get(key) || []
-        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: body.target === 'contact' ? 'contact' : 'phone' })
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone' })
         this.pendingFaults.set(key, list)
+        this.stats.faults_injected++
         return { ok: true, pending: list.length }
       }
-      case 'stream_error': {
+      case 'stream_error':
+      case 'failure':
+      case 'drop':
+      case 'stall': {
+        const spec = this.connFaultSpec(type, code, b)
         needConn()
-        for (const c of conns) {
-          if (code === 'conflict' || code === 'replaced') {
-            this.stats.conflicts_sent++
-            c.streamError({}, [node('conflict', { type: 'replaced' })])
-          } else if (String(code) === '401' || code === 'device_removed') {
-            c.streamError({ code: '401' }, [node('conflict', { type: 'device_removed' })])
-          } else if (code === 'xmlstreamend') {
-            c.send(node('xmlstreamend', {}))
-            setTimeout(() => c.close(), 50)
-          } else {
-            c.streamError({ code: String(code ?? 500) })
-          }
-        }
+        this.stats.faults_injected++
+        for (const c of conns) this.applyConnFault(c, spec)
         return { ok: true, connections: conns.length }
       }
-      case 'failure':
-        needConn()
-        for (const c of conns) { c.send(node('failure', { reason: String(code ?? 401) })); setTimeout(() => c.close(), 50) }
-        return { ok: true, connections: conns.length }
-      case 'drop':
-        needConn()
-        for (const c of conns) c.drop()
-        return { ok: true, connections: conns.length }
-      case 'stall':
-        needConn()
-        for (const c of conns) c.stalled = true
-        return { ok: true, connections: conns.length }
       case 'garbage':
         needConn()
+        this.stats.faults_injected++
         for (const c of conns) c.sendGarbage()
         return { ok: true, connections: conns.length }
       case 'drain_prekeys': {
+        this.stats.faults_injected++
         // test aid: drop the device's prekey stock to `keep` (lowest ids go first), as if contacts had
         // fetched them, and send the low-count notification when it falls below 5
-        const keep = Math.max(0, Number(body.keep ?? 0))
+        const keep = Math.max(0, Number(b.keep ?? 0))
         const ids = [...dev.preKeys.keys()].sort((x, y) => x - y)
         for (const id of ids.slice(0, Math.max(0, ids.length - keep))) dev.preKeys.delete(id)
         dev.lowNotified = false
@@ -951,8 +1315,7 @@ export class Sim {
         return { ok: true, prekeys: dev.preKeys.size }
       }
       default:
-        this.stats.faults_injected--
-        throw httpError(400, 'type must be stream_error|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|failure|drain_prekeys')
+        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|drain_prekeys')
     }
   }
 }

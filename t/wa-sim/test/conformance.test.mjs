@@ -74,6 +74,7 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       assert.equal(s.logins, 1)
       assert.equal(s.connections_open, 1)
       assert.equal(s.conflicts_sent, 0)
+      assert.equal(s.device_max_concurrent, 1)
     })
 
     let sentId
@@ -215,6 +216,11 @@ test('Baileys conformance: QR pairing, 515, login, messaging, restart, pairing c
       const acct = (await sim.ctl('GET', `/accounts/${A}`)).body
       assert.equal(acct.devices[0].open_connections, 1)
       assert.equal(acct.devices[0].max_concurrent, 2)
+      // the global high-water mark saw the two simultaneous connections; a reset brings it back to what is open now
+      assert.equal(s.device_max_concurrent, 2)
+      const reset = (await sim.ctl('POST', '/stats/reset')).body
+      assert.equal(reset.device_max_concurrent, 1)
+      assert.equal((await sim.ctl('GET', '/stats')).body.device_max_concurrent, 1)
     })
 
     await t.test('a client trusting another root key refuses the server', async () => {

@@ -175,3 +175,96 @@ test('QR refs expire (lifetimes from --qr-first-ttl/--qr-next-ttl)', { timeout: 
   assert.equal(r.body.error, 'ref expired')
   c.end()
 })
+
+// ---- the gateway's disconnect table: every failure / stream error, armed for the next login of an offline device
+
+const byPhoneDev = (body) => sim.ctl('POST', `/devices/${PHONE}:1/fault`, body) // the PHONE:DEV form of :jid
+async function offline () {
+  acct.h.end()
+  await closedWithin(acct.h).catch(() => {})
+  await waitFor(async () => !(await sim.ctl('GET', `/accounts/${PHONE}`)).body.devices[0].connected, { what: 'offline' })
+}
+async function loginGets (body) {
+  const r = await byPhoneDev({ ...body, on: 'next_login' })
+  assert.equal(r.status, 200, JSON.stringify(r.body))
+  assert.equal(r.body.on, 'next_login')
+  const c = acct.relogin()
+  open.push(c)
+  const code = await closedWithin(c)
+  return { code, c }
+}
+
+test('failure at the next login: 401 402(expire) 403 405 406 409 500 503 reach Baileys as its statusCode', { timeout: 30000 }, async () => {
+  await offline()
+  // immediate faults need a connection
+  assert.equal((await byPhoneDev({ type: 'failure', code: 405 })).status, 409)
+  const s0 = (await sim.ctl('GET', '/stats')).body
+  for (const code of [401, 402, 403, 405, 406, 409, 500, 503]) {
+    const { code: got, c } = await loginGets(code === 402 ? { type: 'failure', code, expire: 3600 } : { type: 'failure', code })
+    assert.equal(got, code)
+    assert.equal(c.isOpen(), false)
+    if (code === 402) assert.deepEqual(c.closeError.data, { reason: '402', expire: '3600', code: '101' })
+  }
+  const s = (await sim.ctl('GET', '/stats')).body
+  assert.equal(s.login_faults, s0.login_faults + 8)
+  assert.equal(s.logins, s0.logins)
+  assert.equal(s.failures_405, s0.failures_405 + 1)
+  for (const code of [401, 402, 403, 405, 406, 409, 500, 503]) assert.equal(s.failures_sent[code], (s0.failures_sent[code] || 0) + 1)
+  // `times`: a gateway that reconnects after a failure meets it again, until the fault is used up
+  assert.equal((await byPhoneDev({ type: 'failure', code: 503, on: 'next_login', times: 2 })).status, 200)
+  for (let i = 0; i < 2; i++) { const c = acct.relogin(); open.push(c); assert.equal(await closedWithin(c), 503) }
+  await reconnect()
+})
+
+test('stream errors, xmlstreamend, drop and stall at the next login', { timeout: 30000 }, async () => {
+  await offline()
+  const c0 = (await sim.ctl('GET', '/stats')).body.conflicts_sent
+  assert.equal((await loginGets({ type: 'stream_error', code: 515 })).code, DisconnectReason.restartRequired)
+  assert.equal((await loginGets({ type: 'stream_error', code: 503 })).code, DisconnectReason.unavailableService)
+  assert.equal((await loginGets({ type: 'stream_error', code: 500 })).code, DisconnectReason.badSession) // 500
+  assert.equal((await loginGets({ type: 'stream_error', code: 'device_removed' })).code, DisconnectReason.loggedOut)
+  assert.equal((await loginGets({ type: 'stream_error', code: 'conflict' })).code, DisconnectReason.connectionReplaced)
+  assert.equal((await sim.ctl('GET', '/stats')).body.conflicts_sent, c0 + 1)
+  assert.equal((await loginGets({ type: 'xmlstreamend' })).code, DisconnectReason.connectionClosed) // 428
+  assert.equal((await loginGets({ type: 'stream_error', code: 'xmlstreamend' })).code, DisconnectReason.connectionClosed)
+  assert.equal((await loginGets({ type: 'drop' })).code, DisconnectReason.connectionClosed)
+  // stall: no <success>, nothing answered; the client just waits (Baileys would end with 408 at a keep-alive tick)
+  const lf = (await sim.ctl('GET', '/stats')).body.login_faults
+  assert.equal((await byPhoneDev({ type: 'stall', on: 'next_login' })).status, 200)
+  const c = acct.relogin()
+  open.push(c)
+  await waitFor(async () => (await sim.ctl('GET', '/stats')).body.login_faults === lf + 1, { what: 'stall applied' })
+  await sleep(1000)
+  assert.equal(c.isOpen(), false)
+  assert.equal(c.updates.some(u => u.connection === 'close'), false)
+  c.end()
+  await closedWithin(c)
+  await reconnect()
+})
+
+test('the same faults on a live session: failure 402 with expire, stream_error 500, xmlstreamend; bad requests', { timeout: 30000 }, async () => {
+  let r = await byPhoneDev({ type: 'failure', code: 402, expire: 60, ban_code: 104 })
+  assert.equal(r.body.connections, 1)
+  assert.equal(await closedWithin(acct.h), 402)
+  assert.deepEqual(acct.h.closeError.data, { reason: '402', expire: '60', code: '104' })
+  await reconnect()
+  r = await byPhoneDev({ type: 'stream_error', code: 500 })
+  assert.equal(await closedWithin(acct.h), DisconnectReason.badSession)
+  await reconnect()
+  r = await fault({ type: 'xmlstreamend' })
+  assert.equal(r.status, 200)
+  assert.equal(await closedWithin(acct.h), DisconnectReason.connectionClosed)
+  await reconnect()
+  for (const bad of [
+    { type: 'failure', code: 'abc' },
+    { type: 'stream_error', code: 'nonsense' },
+    { type: 'failure', code: 405, on: 'tomorrow' },
+    { type: 'ack_error', on: 'next_login' },
+    { type: 'failure', code: 405, on: 'next_login', times: 0 },
+    { type: 'what' }
+  ]) {
+    assert.equal((await byPhoneDev(bad)).status, 400, JSON.stringify(bad))
+  }
+  assert.equal((await sim.ctl('POST', `/devices/${PHONE}:9/fault`, { type: 'drop' })).status, 404)
+  assert.equal(acct.h.isOpen(), true) // none of that touched the session
+})

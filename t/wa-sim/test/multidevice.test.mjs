@@ -48,5 +48,7 @@ test('two companions of one account: relayed deviceSentMessage copies, contact m
     const got = await waitFor(() => d.h.upserts.find(u => u.key.id === r.body.id), { what: 'contact message' })
     assert.equal(got.message.conversation, 'para los dos')
   }
-  assert.equal((await sim.ctl('GET', '/stats')).body.conflicts_sent, 0)
+  const st = (await sim.ctl('GET', '/stats')).body
+  assert.equal(st.conflicts_sent, 0)
+  assert.equal(st.device_max_concurrent, 1) // two devices, each with one connection at a time
 })

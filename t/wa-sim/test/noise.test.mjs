@@ -4,7 +4,8 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import libsignalCurve from 'libsignal/src/curve.js'
-import { Curve, hkdf, aesEncryptGCM, aesDecryptGCM, sha256, proto, NOISE_MODE, decodeBinaryNode, getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
+import { randomBytes } from 'node:crypto'
+import { Curve, hkdf, aesEncryptGCM, aesDecryptGCM, sha256, proto, NOISE_MODE, decodeBinaryNode, encodeBinaryNode, getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
 import { startSim, waitFor } from '../lib/testkit.mjs'
 
 const WA = Buffer.from([0x57, 0x41, 6, 3])
@@ -183,4 +184,43 @@ test('login as an unknown device gets <failure reason="401"/>', { timeout: 15000
   const s = (await sim.ctl('GET', '/stats')).body
   assert.equal(s.login_failures, s0.login_failures + 1)
   assert.equal(s.logins, s0.logins)
+})
+
+test('pair-device-sign with a device signature by the wrong key is refused (scan -> 502)', { timeout: 15000 }, async () => {
+  const ws = await connect()
+  const { finish } = await hello(ws)
+  const noiseKey = Curve.generateKeyPair()
+  const identity = Curve.generateKeyPair()
+  const skey = Curve.generateKeyPair()
+  const t = finish(noiseKey, proto.ClientPayload.encode({
+    passive: false,
+    pull: false,
+    userAgent: { platform: 14, appVersion: { primary: 2, secondary: 3000, tertiary: 1 }, releaseChannel: 0 },
+    devicePairingData: {
+      eRegid: Buffer.from([0, 0, 0, 42]),
+      eKeytype: Buffer.from([5]),
+      eIdent: identity.public,
+      eSkeyId: Buffer.from([0, 0, 1]),
+      eSkeyVal: skey.public,
+      eSkeySig: Buffer.from(Curve.sign(identity.private, Buffer.concat([Buffer.from([5]), skey.public]))),
+      buildHash: Buffer.alloc(16)
+    }
+  }).finish())
+  const pd = await decodeBinaryNode(await t.recv())
+  const ref = Buffer.from(getBinaryNodeChildren(getBinaryNodeChild(pd, 'pair-device'), 'ref')[0].content).toString()
+  const qr = [ref, noiseKey.public.toString('base64'), identity.public.toString('base64'), randomBytes(32).toString('base64'), '1'].join(',')
+  const scan = sim.ctl('POST', '/scan', { qr, phone: '573001110000' })
+  const ps = await decodeBinaryNode(await t.recv())
+  const container = proto.ADVSignedDeviceIdentityHMAC.decode(getBinaryNodeChild(getBinaryNodeChild(ps, 'pair-success'), 'device-identity').content)
+  const signed = proto.ADVSignedDeviceIdentity.decode(container.details)
+  const msg = Buffer.concat([Buffer.from([6, 1]), signed.details, identity.public, signed.accountSignatureKey])
+  const wrongKey = Curve.generateKeyPair()
+  signed.deviceSignature = Buffer.from(Curve.sign(wrongKey.private, msg)) // well-formed, but not by the identity key
+  t.send(encodeBinaryNode({ tag: 'iq', attrs: { to: '@s.whatsapp.net', type: 'result', id: ps.attrs.id }, content: [
+    { tag: 'pair-device-sign', attrs: {}, content: [{ tag: 'device-identity', attrs: { 'key-index': '1' }, content: proto.ADVSignedDeviceIdentity.encode(signed).finish() }] }
+  ] }))
+  const r = await scan
+  assert.equal(r.status, 502)
+  assert.equal(r.body.error, 'device signature in pair-device-sign does not verify')
+  ws.close()
 })
