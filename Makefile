@@ -36,7 +36,7 @@ CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
-  perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps
+  perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3
 
 .PHONY: FORCE all deps run test unit prove simtest codectest noisetest prototest proto-update bench clean
 all: $(MODULE)

@@ -133,7 +133,7 @@ ok(!-e "$t->{state_dir}/a", 'no directory was created for a rejected id');
     ($st, undef, $j) = $t->api(GET => "/api/status/$id64");
     is($st, 200, 'status of the 64-character id: 200');
     isnt($j->{status}, 'disconnected', '64-character id session is running');
-    ok(wait_until(sub { -f "$t->{state_dir}/$id64/session.json" }, 5), '64-character id has its session.json');
+    ok(wait_until(sub { my $r = $t->org_row($id64); $r && $r->{wanted} }, 5), '64-character id has its row in the store');
 }
 
 # ---------------------------------------------------------------------------------------------- body errors
@@ -267,9 +267,9 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     my @tm = ($s->{state_since} // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/;
     my $since = @tm ? Time::Local::timegm($tm[5], $tm[4], $tm[3], $tm[2], $tm[1] - 1, $tm[0]) : 0;
     ok(abs($since - time) < 60, 'state_since is now');
-    ok(-f "$t->{state_dir}/23/session.json", 'session.json of 23 written');
-    is((stat "$t->{state_dir}/23/session.json")[2] & 07777, 0600, 'session.json is 0600');
-    is((stat "$t->{state_dir}/23")[2] & 07777, 0700, 'org dir is 0700');
+    is($t->org_row('23')->{wanted}, 1, 'the store has 23 as wanted');
+    is((stat "$t->{state_dir}/whatsapp.db")[2] & 07777, 0600, 'whatsapp.db is 0600');
+    is((stat "$t->{state_dir}")[2] & 07777, 0700, 'state dir is 0700');
 
     my ($qs, undef, $qj) = $t->api(GET => '/api/qr/23');
     is($qs, 200, 'qr of a session without a QR: 200');
@@ -316,19 +316,20 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
 {
     my ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'lo1' });
     is($st, 200, 'start lo1');
-    ok(wait_until(sub { -f "$t->{state_dir}/lo1/session.json" }, 5), 'lo1 has a session dir');
+    ok(wait_until(sub { my $r = $t->org_row('lo1'); $r && $r->{wanted} }, 5), 'lo1 is in the store');
     ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'lo1' });
     is($st, 200, 'logout: 200');
-    is_deeply($j, { success => JSON::PP::true, status => 'logged_out' }, 'logout: {"success":true,"status":"logged_out"}');
+    is_deeply($j, { success => JSON::PP::true, status => 'logged_out', unlinked_on_server => JSON::PP::false },
+        'logout: {"success":true,"status":"logged_out","unlinked_on_server":false} (never linked)');
     is($t->status('lo1')->{status}, 'logged_out', 'status after logout: logged_out');
-    ok(!-e "$t->{state_dir}/lo1", 'logout deleted the org directory');
+    is(scalar @{ $t->db("SELECT org FROM credentials WHERE org = 'lo1'") }, 0, 'logout deleted the credentials');
     sleep 0.3;
     is($t->status('lo1')->{status}, 'logged_out', 'still logged_out (no reconnect)');
-    ok(!-e "$t->{state_dir}/lo1", 'org directory stays deleted');
+    is(scalar @{ $t->db("SELECT org FROM credentials WHERE org = 'lo1'") }, 0, 'credentials stay deleted');
 
     ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'cl1' });
     is($st, 200, 'start cl1');
-    ok(wait_until(sub { -f "$t->{state_dir}/cl1/session.json" }, 5), 'cl1 has a session dir');
+    ok(wait_until(sub { my $r = $t->org_row('cl1'); $r && $r->{wanted} }, 5), 'cl1 is in the store');
     ($st, undef, $j) = $t->api(POST => '/api/clear-session', body => { organization_id => 'cl1' });
     is($st, 200, 'clear-session: 200');
     is_deeply($j, { success => JSON::PP::true, status => 'disconnected' },
@@ -336,12 +337,10 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     my $s = $t->status('cl1');
     is($s->{status}, 'disconnected', 'status after clear-session: disconnected');
     is($s->{retry_count}, 0, 'retry_count reset');
-    ok(!-e "$t->{state_dir}/cl1", 'org dir moved away');
-    opendir(my $dh, "$t->{state_dir}/.trash");
-    my @trash = grep { /^cl1\./ } readdir($dh // return fail('.trash exists'));
-    is(scalar @trash, 1, 'one entry for cl1 under .trash') or diag "@trash";
-    like($trash[0] // '', qr/^cl1\.\d{8}T\d{6}Z\.[0-9a-f]{4}$/, 'trash name is <org>.<UTC timestamp>.<rand>');
-    ok(-f "$t->{state_dir}/.trash/$trash[0]/session.json", 'the moved dir kept session.json') if @trash;
+    is($t->org_row('cl1'), undef, 'cl1 has no live row in the store');
+    my $kept = $t->db("SELECT cleared_at, wanted FROM orgs WHERE org = 'cl1'");
+    is(scalar @$kept, 1, 'one cleared generation of cl1 is kept for inspection');
+    ok($kept->[0] && $kept->[0]{cleared_at}, 'marked cleared') or diag explain $kept;
 
     ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'never-started' });
     is($st, 200, 'logout of a never-started org: 200');

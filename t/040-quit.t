@@ -4,7 +4,7 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
-use WaTest qw(wait_until alive proc_list json_dec);
+use WaTest qw(wait_until alive proc_list);
 
 my $t = WaTest->new;
 my $d = $t->{dir};
@@ -22,7 +22,7 @@ ok(wait_until(sub { $sim->stats->{ws_open} == 2 }, 5), 'two WebSockets open');
 my ($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'q2' });
 is($j->{status}, 'logged_out', 'q2 logged out');
 ok(wait_until(sub { $sim->stats->{ws_open} == 1 }, 5), 'logout closed the WebSocket of q2');
-is($t->status('q1')->{status}, 'connecting', 'q1 connecting (WebSocket open, waiting for the handshake)');
+ok(wait_until(sub { $t->status('q1')->{status} eq 'qr_ready' }, 5), 'q1 shows a QR (linked to nothing yet)');
 
 # ---------------------------------------------------------------------------------------------- QUIT
 my $master = $t->master_pid;
@@ -35,18 +35,18 @@ ok(!alive($_), "process $_ is gone") for $master, @kids;
 ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'the simulator sees ws_open drop to 0');
 is($sim->stats->{ws_total}, 2, 'no reconnect during shutdown');
 
-my $f = "$sd/q1/session.json";
-ok(-f $f, 'q1/session.json exists');
-is((stat $f)[2] & 07777, 0600, 'session.json mode 0600');
-is((stat "$sd/q1")[2] & 07777, 0700, 'org directory mode 0700');
-my $sj = json_dec(WaTest::slurp($f));
-ok($sj, 'session.json is JSON');
-ok(JSON::PP::is_bool($sj->{wanted}) && $sj->{wanted}, '"wanted": true');
-is($sj->{organization_id}, 'q1', 'organization_id q1');
-is($sj->{version}, 1, 'version 1');
-ok(!-e "$sd/q2", 'the logged-out org has no state');
-my @tmp = glob("$sd/q1/*.tmp*");
-is(scalar @tmp, 0, 'no temporary files left next to session.json');
+my $db = "$sd/whatsapp.db";
+ok(-f $db, 'the store whatsapp.db exists');
+is((stat $db)[2] & 07777, 0600, 'whatsapp.db mode 0600');
+is((stat $sd)[2] & 07777, 0700, 'state directory mode 0700');
+my $row = $t->org_row('q1');
+ok($row, 'q1 has its row in the store');
+is($row->{wanted}, 1, 'q1 is wanted');
+my $q2 = $t->org_row('q2');
+is($q2 && $q2->{wanted}, 0, 'the logged-out q2 is not wanted');
+is(scalar @{ $t->db("SELECT org FROM credentials WHERE org = 'q2'") }, 0, 'the logged-out q2 has no credentials');
+is(scalar @{ $t->db("SELECT org FROM prekeys WHERE org = 'q2'") }, 0, 'nor prekeys');
+ok(!-e "$sd/q1" && !-e "$sd/q2", 'no per-organization directories (everything is in the store)');
 like($t->error_log, qr/whatsapp helper \d+: shutting down; closed and saved \d+ sessions/, 'error.log: helper closed and saved its sessions');
 $t->check_log;
 
@@ -54,7 +54,7 @@ $t->check_log;
 $t->start;
 my $s = wait_until(sub { my $s = $t->status('q1'); ($s->{status} // 'disconnected') ne 'disconnected' ? $s : undef }, 5);
 ok($s, 'q1 is running again after the restart without a start-session call');
-is($s->{status}, 'connecting', 'q1 connecting');
+like($s->{status}, qr/^(connecting|qr_ready)$/, 'q1 connecting again');
 is($s->{retry_count}, 0, 'a restored session starts counting retries afresh');
 ok(!defined $s->{last_error}, 'and carries no last_error over from the previous run');
 ok(wait_until(sub { my $x = $sim->stats; $x->{ws_total} == 3 && $x->{ws_open} == 1 }, 5),
@@ -67,8 +67,7 @@ isnt($t->status('q2')->{status}, 'connecting', 'q2 not started');
 my $h = $t->health;
 is($h->{helper}{generation}, 1, 'fresh master: generation 1');
 like($t->error_log, qr/owns the sessions \(previous owner released cleanly\)/, 'fresh start, clean');
-$sj = json_dec(WaTest::slurp($f));
-ok($sj && $sj->{wanted}, 'still wanted');
+is($t->org_row('q1')->{wanted}, 1, 'still wanted');
 
 # ---------------------------------------------------------------------------------------------- master killed
 {
@@ -84,13 +83,12 @@ ok($sj && $sj->{wanted}, 'still wanted');
     my $el = time - $t0;
     cmp_ok($el, '<', 3, sprintf('helper gone %.2f s after the master', $el));
     ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'its WebSocket was closed');
-    $sj = json_dec(WaTest::slurp($f));
-    ok($sj && $sj->{wanted}, 'q1 is still wanted on disk');
+    is($t->org_row('q1')->{wanted}, 1, 'q1 is still wanted on disk');
     kill 'KILL', grep { alive($_) } @wp;    # plain nginx workers do not watch their master
     ok(wait_until(sub { !grep { alive($_) } @wp }, 3), 'orphaned HTTP workers cleaned up');
     $t->check_log(allow => qr/the master process is gone/);
     $t->start;
-    ok(wait_until(sub { ($t->status('q1')->{status} // '') eq 'connecting' && $sim->stats->{ws_open} == 1 }, 5),
+    ok(wait_until(sub { ($t->status('q1')->{status} // '') =~ /^(connecting|qr_ready)$/ && $sim->stats->{ws_open} == 1 }, 5),
         'q1 resumes after the master was killed and nginx started again');
 }
 
@@ -105,11 +103,10 @@ ok($sj && $sj->{wanted}, 'still wanted');
     cmp_ok($el, '<', 2, sprintf('fast shutdown within 2 s (%.2f s)', $el));
     delete $t->{pid} if defined $st;
     ok(wait_until(sub { $sim->stats->{ws_open} == 0 }, 2), 'TERM closed the WebSocket too');
-    $sj = json_dec(WaTest::slurp($f));
-    ok($sj && $sj->{wanted}, 'q1 still wanted after TERM');
+    is($t->org_row('q1')->{wanted}, 1, 'q1 still wanted after TERM');
     $t->check_log(allow => qr/the master process is gone/);
     $t->start;
-    ok(wait_until(sub { ($t->status('q1')->{status} // '') eq 'connecting' && $sim->stats->{ws_open} == 1 }, 5),
+    ok(wait_until(sub { ($t->status('q1')->{status} // '') =~ /^(connecting|qr_ready)$/ && $sim->stats->{ws_open} == 1 }, 5),
         'q1 resumes after a fast shutdown');
 }
 

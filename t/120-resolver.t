@@ -46,6 +46,7 @@ sub run_case {
     my ($host, %o) = @_;
     my $t = WaTest->new;
     $t->write_conf(http => "whatsapp_server ws://$host:$sim->{ws_port}/ws/chat;\n    whatsapp_resolver 127.0.0.1:$dns_port ipv6=off;\n"
+        . "    whatsapp_root_key $sim->{root_key};\n"
         . "    whatsapp_resolver_timeout 1s;\n    whatsapp_handshake_timeout 30s;\n    whatsapp_reconnect_backoff 10s 20s;");
     my ($rc, $out) = $t->test_config;
     is($rc, 0, "$host: nginx -t does not need DNS") or diag $out;
@@ -60,7 +61,7 @@ sub run_case {
     is($st, 200, 'wa-sim.test: start-session 200');
     ok(wait_until(sub { $sim->stats->{ws_total} == 1 }, 5), 'the name was resolved and the simulator got the upgrade');
     is($sim->stats->{last_upgrade_headers}{host}, "wa-sim.test:$sim->{ws_port}", 'Host header carries the name');
-    is($t->status('dns1')->{status}, 'connecting', 'connecting');
+    ok(wait_until(sub { $t->status('dns1')->{status} eq 'qr_ready' }, 5), 'qr_ready through the resolved name');
     like(WaTest::slurp($qlog), qr/^wa-sim\.test 1$/m, 'the resolver asked our DNS server for wa-sim.test A');
     $t->stop;
 }

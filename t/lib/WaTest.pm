@@ -346,6 +346,25 @@ sub api {
 sub health { my ($s, undef, $j) = $_[0]->api(GET => '/api/health'); return ($s // 0) == 200 && $j ? $j : {} }
 sub status { my ($s, undef, $j) = $_[0]->api(GET => "/api/status/$_[1]"); return $j // {} }
 
+# Rows of the helper's store (<state_dir>/whatsapp.db), read-only through the sqlite3 CLI while nginx runs.
+sub db {
+    my ($self, $sql) = @_;
+    my $db = "$self->{state_dir}/whatsapp.db";
+    return [] unless -f $db;
+    open(my $fh, '-|', 'sqlite3', '-readonly', '-json', $db, $sql) or die "sqlite3: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return WaTest::json_dec($out // '') // [];
+}
+
+# The live (not cleared) orgs row of an organization, or undef.
+sub org_row {
+    my ($self, $org) = @_;
+    die "bad org id" unless $org =~ /^[A-Za-z0-9_-]+$/;
+    return $self->db("SELECT * FROM orgs WHERE org = '$org' AND cleared_at IS NULL")->[0];
+}
+
 sub master_pid { $_[0]{pid} }
 
 sub children {
