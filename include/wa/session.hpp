@@ -55,6 +55,8 @@ struct SessionConfig {
     uint64_t keepalive_min_ms = 20000;      // whatsmeow keepalive.go: a ping every 20–30 s,
     uint64_t keepalive_max_ms = 30000;
     uint64_t ping_timeout_ms = 10000;       // answered within 10 s (a dead link is noticed within 40 s)
+    uint64_t qr_first_ms = 60000;           // whatsmeow qrchan.go: the first of 6 refs is shown 60 s,
+    uint64_t qr_next_ms = 20000;            // every later one 20 s (whatsapp_qr_refresh)
     uint32_t initial_prekeys = 812;         // whatsmeow prekeys.go: 812 on the first upload,
     uint32_t prekey_batch = 50;             // 50 per top-up,
     uint32_t min_prekeys = 5;               // when the server holds fewer than 5

@@ -184,6 +184,8 @@ wa::SessionConfig session_config() {
     cfg.keepalive_min_ms = H.conf->keepalive_min;
     cfg.keepalive_max_ms = H.conf->keepalive_max;
     cfg.ping_timeout_ms = H.conf->ping_timeout;
+    cfg.qr_first_ms = H.conf->qr_first;
+    cfg.qr_next_ms = H.conf->qr_next;
     return cfg;
 }
 

@@ -32,6 +32,7 @@ static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* co
 static char* wa_client_version_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_browser_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
@@ -89,6 +90,8 @@ static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_browser"), MAIN | NGX_CONF_TAKE2, wa_browser_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_keepalive"), MAIN | NGX_CONF_TAKE3, wa_keepalive_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
      NULL},
+    {ngx_string("whatsapp_qr_refresh"), MAIN | NGX_CONF_TAKE2, wa_qr_refresh_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -140,6 +143,8 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->keepalive_min = NGX_CONF_UNSET_MSEC;
     m->keepalive_max = NGX_CONF_UNSET_MSEC;
     m->ping_timeout = NGX_CONF_UNSET_MSEC;
+    m->qr_first = NGX_CONF_UNSET_MSEC;
+    m->qr_next = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
     return m;
 }
@@ -465,6 +470,8 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->keepalive_min, 20000);  // whatsmeow keepalive.go: 20-30 s, 10 s to answer
     ngx_conf_init_msec_value(m->keepalive_max, 30000);
     ngx_conf_init_msec_value(m->ping_timeout, 10000);
+    ngx_conf_init_msec_value(m->qr_first, 60000);  // whatsmeow qrchan.go
+    ngx_conf_init_msec_value(m->qr_next, 20000);
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.
@@ -636,5 +643,19 @@ static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) 
     m->keepalive_min = v[0];
     m->keepalive_max = v[1];
     m->ping_timeout = v[2];
+    return NGX_CONF_OK;
+}
+
+// whatsapp_qr_refresh 60s 20s;  how long the first QR ref and each next one are shown (whatsmeow's timing).
+static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_int_t first = ngx_parse_time(&args[1], 0), next = ngx_parse_time(&args[2], 0);
+    if (first == NGX_ERROR || next == NGX_ERROR || first < 1000 || next < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_qr_refresh takes two times of at least 1s");
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->qr_first = static_cast<ngx_msec_t>(first);
+    m->qr_next = static_cast<ngx_msec_t>(next);
     return NGX_CONF_OK;
 }

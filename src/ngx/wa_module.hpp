@@ -58,6 +58,7 @@ struct wa_main_conf_t {
     uint32_t client_version[3];    // whatsapp_client_version (what the server checks; 405 = raise it)
     ngx_str_t browser, browser_os; // whatsapp_browser (what the phone's "Linked devices" shows)
     ngx_msec_t keepalive_min, keepalive_max, ping_timeout;  // whatsapp_keepalive
+    ngx_msec_t qr_first, qr_next;  // whatsapp_qr_refresh
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
 };

@@ -574,6 +574,7 @@ sub start {
     my $log = "$dir/sim$n.log";
     my @argv = ('node', $bin, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0');
     push @argv, '--tls', join(',', @{ $o{tls} }) if $o{tls};
+    push @argv, @{ $o{args} } if $o{args};
     my ($pid, $out) = WaTest::spawn(argv => \@argv, pipe => 1, stderr => $log);
     my $self = bless { pid => $pid, log => $log }, $class;
     push @SIMS, $self;

@@ -198,7 +198,7 @@ void Session::on_qr_refs(uint64_t now_ms, int64_t unix_s, Actions& out) {
         end_link(now_ms, unix_s, Disconnect{Disconnect::QrTimeout, 0, {}, 0, {}}, out);
         return;
     }
-    uint64_t ttl = (c.ref_index == 0 && c.refs.size() == 6) ? 60000 : 20000;
+    uint64_t ttl = (c.ref_index == 0 && c.refs.size() == 6) ? cfg_.qr_first_ms : cfg_.qr_next_ms;
     status_.qr_text = pair::qr_text(*creds_, c.refs[c.ref_index], cfg_.profile);
     status_.qr_expires_ms = now_ms + ttl;
     c.ref_index++;
