@@ -104,6 +104,11 @@ $(BUILD)/unit/wa_unit_tests: $(CORE_OBJS) $(UNIT_SRCS) $(HEADERS) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(WA_CXXFLAGS) -o $@ $(UNIT_SRCS) $(CORE_OBJS) $(CORE_LIBS) -lgtest -lgtest_main -pthread
 
+# Ready-made linked organizations for scale tests and benchmarks (t/tools/wa_import.cpp).
+$(BUILD)/tools/wa_import: t/tools/wa_import.cpp $(CORE_OBJS) $(PROTO_LIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(WA_CXXFLAGS) -o $@ $< $(CORE_OBJS) $(CORE_LIBS)
+
 unit: $(BUILD)/unit/wa_unit_tests
 	$(BUILD)/unit/wa_unit_tests --gtest_brief=1
 

@@ -275,7 +275,7 @@ master_process @{[ $o{master} // 'on' ]};
 worker_processes @{[ $o{workers} // 2 ]};
 pid $d/nginx.pid;
 error_log $d/error.log $level;
-events { worker_connections 256; }
+events { worker_connections @{[ $o{connections} // 256 ]}; }
 http {
     access_log $d/access.log;
     client_body_temp_path $d/client_body_temp;
