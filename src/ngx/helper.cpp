@@ -49,6 +49,8 @@ struct Helper {
     std::vector<std::string> resume_queue;  // organizations still to reconnect after a start, spread over time
     std::unique_ptr<wa::store::Store> store;
     std::map<uint64_t, wa_shm_cmd_t*> waiting;  // commands a session will complete later (logout, pairing code)
+    // Answers held until the pass's store transaction is committed: "done" is said only of what is on disk.
+    std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
 };
@@ -59,6 +61,7 @@ std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) +
 
 
 void complete(wa_shm_cmd_t* c, const api::Response& resp);
+void answer(wa_shm_cmd_t* c, api::Response resp);
 void store_begin();
 
 struct HelperOrg : WaTransport::Listener {
@@ -84,27 +87,37 @@ struct HelperOrg : WaTransport::Listener {
         drop_transport();
     }
 
+    // Every call from nginx into the core goes through here: no C++ exception may unwind into nginx's C.
+    template <typename F>
+    void guarded(const char* what, F&& f) {
+        try {
+            store_begin();
+            run(f());
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp org=%s: %s failed: %s; closing the link", id.c_str(), what,
+                          e.what());
+            if (transport) transport->close(1011);
+            drop_transport();
+        }
+    }
+
     static void on_timer_event(ngx_event_t* ev) {
         auto* o = static_cast<HelperOrg*>(ev->data);
-        store_begin();
-        o->run(o->session.on_timer(ngx_current_msec, ngx_time()));
+        o->guarded("timer", [o] { return o->session.on_timer(ngx_current_msec, ngx_time()); });
     }
 
     void on_transport_open() override {
         ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org=%s: WebSocket to %V open", id.c_str(), &H.conf->server);
-        store_begin();
-        run(session.on_transport_open(ngx_current_msec, ngx_time()));
+        guarded("open", [this] { return session.on_transport_open(ngx_current_msec, ngx_time()); });
     }
     void on_transport_message(std::string_view payload) override {
-        store_begin();
-        run(session.on_message(ngx_current_msec, ngx_time(), payload));
+        guarded("message", [this, payload] { return session.on_message(ngx_current_msec, ngx_time(), payload); });
     }
     void on_transport_error(const wa::Disconnect& why) override {
         wa::State before = session.status().state;
         // The transport is still on the call stack of its own fail(): free it at the end of the pass.
         drop_transport();
-        store_begin();
-        run(session.on_transport_error(ngx_current_msec, ngx_time(), why));
+        guarded("disconnect", [this, &why] { return session.on_transport_error(ngx_current_msec, ngx_time(), why); });
         // One line per change of state, not per retry (10,000 organizations against a dead server).
         if (before != wa::State::Reconnecting || session.status().retry_count <= 1)
             ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org=%s: %s", id.c_str(), wa::describe(why).c_str());
@@ -163,7 +176,7 @@ void HelperOrg::run(const wa::Actions& actions) {
             if (it == H.waiting.end()) break;
             wa_shm_cmd_t* c = it->second;
             H.waiting.erase(it);
-            complete(c, api::Response{a.code, a.bytes, {}, {}});
+            answer(c, api::Response{a.code, a.bytes, {}, {}});
             break;
         }
         }
@@ -274,12 +287,28 @@ void store_begin() {
 }
 
 void pass_end_handler(ngx_event_t*) {
+    bool stored = true;
     if (H.store && H.store->in_transaction()) {
         std::string err;
-        if (!H.store->commit(&err)) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
+        stored = H.store->commit(&err);
+        if (!stored) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
+    }
+    std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
+    answers.swap(H.answers);
+    for (auto& [c, resp] : answers) {
+        // Never report success that did not reach the disk.
+        if (!stored && resp.status < 300) resp = api::error(507, "storage_error", "the change could not be stored; see the error log");
+        complete(c, resp);
     }
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+}
+
+void answer(wa_shm_cmd_t* c, api::Response resp) {
+    H.answers.emplace_back(c, std::move(resp));
+    if (!H.pass_end.posted) {
+        ngx_post_event(&H.pass_end, &ngx_posted_events);
+    }
 }
 
 // A foundation-era <state_dir>/<org>/ left behind (a session.json that did not parse stays there, quarantined):
@@ -432,7 +461,7 @@ void take_commands() {
         // Otherwise the session completes it later (Action::Complete), possibly already inside execute().
         if (answered) {
             H.waiting.erase(c->id);
-            complete(c, resp);
+            answer(c, std::move(resp));
         }
     }
 }
