@@ -178,6 +178,23 @@ for my $code (500, 503) {
     my ($dev) = grep { $_->{id} == 1 } @{ $acct->{devices} // [] };
     ok($dev && $dev->{removed}, 'the simulator removed the companion device') or diag explain $acct;
     is(creds_of('lo1'), 0, 'credentials deleted');
+
+    # purge: after logout, nothing of the organization is left in any table (cleared generations included)
+    link_org('pu1');
+    ($st, undef, $j) = $t->api(POST => '/api/purge', body => { organization_id => 'pu1' });
+    is($st, 409, 'purge of a linked organization: 409');
+    is($j->{code}, 'logout_first', 'logout_first');
+    $t->api(POST => '/api/logout', body => { organization_id => 'pu1' });
+    ($st, undef, $j) = $t->api(POST => '/api/purge', body => { organization_id => 'pu1' });
+    is($st, 200, 'purge after logout: 200') or diag explain $j;
+    ($st, undef, $j) = $t->api(POST => '/api/purge', body => { organization_id => 'lo1' });
+    is($st, 200, 'purge of lo1: 200');
+    my $left = 0;
+    for my $table (qw(orgs credentials prekeys signal_sessions signal_identities lid_map)) {
+        $left += scalar @{ $t->db("SELECT org FROM $table WHERE org IN ('pu1', 'lo1')") };
+    }
+    is($left, 0, 'no row of the purged organizations in any table');
+    is($t->status('pu1')->{status}, 'disconnected', 'a purged organization reads as never seen');
 }
 
 # ---------------------------------------------------------------------------------------------- passkey request

@@ -12,7 +12,7 @@ namespace wa::api {
 
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
-    PairingCode
+    PairingCode, Purge
 };
 
 struct Route {
@@ -40,7 +40,7 @@ Response error(int status, std::string_view code, std::string_view message);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {
-    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode } type = Start;
+    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge } type = Start;
     std::string org;
     std::string phone;            // E.164 digits (send, pairing-code)
     std::string message;          // UTF-8 text (send)

@@ -67,6 +67,7 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "logout") route(RouteId::Logout, "POST", true);
         else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
         else if (p[1] == "pairing-code") route(RouteId::PairingCode, "POST", true);
+        else if (p[1] == "purge") route(RouteId::Purge, "POST", true);
         return r;
     }
     if (p.size() == 3 && (p[1] == "status" || p[1] == "qr")) {
@@ -165,6 +166,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     case RouteId::StartSession: cmd.type = Command::Start; return true;
     case RouteId::Logout: cmd.type = Command::Logout; return true;
     case RouteId::ClearSession: cmd.type = Command::Clear; return true;
+    case RouteId::Purge: cmd.type = Command::Purge; return true;
     case RouteId::SendMessage: break;
     case RouteId::PairingCode: return parse_pairing_code(root.get(), default_region, cmd, err);
     default: err = error(404, "not_found", "unknown route"); return false;
@@ -221,7 +223,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     return true;
 }
 
-static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code"};
+static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
@@ -246,7 +248,7 @@ bool command_from_json(std::string_view text, Command& cmd) {
     const char* org = json_string_value(json_object_get(j.get(), "organization_id"));
     if (!type || !org) return false;
     bool found = false;
-    for (uint8_t i = 0; i < 5; i++) {
+    for (uint8_t i = 0; i < 6; i++) {
         if (std::strcmp(type, kTypeNames[i]) == 0) {
             cmd.type = static_cast<Command::Type>(i);
             found = true;

@@ -264,6 +264,14 @@ bool shm_org_exists(const std::string& id) {
     return o != NULL;
 }
 
+bool shm_org_known(const std::string& id) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    bool known = wa_shm_org_find(z, reinterpret_cast<const u_char*>(id.data()), id.size()) != NULL;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    return known;
+}
+
 HelperOrg* find_or_create(const std::string& id, bool create) {
     auto it = H.orgs.find(id);
     if (it != H.orgs.end()) return it->second.get();
@@ -386,6 +394,27 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         H.waiting[command_id] = c;
         o->run(o->session.logout(now, unix_s, command_id));
         return false;
+    }
+    case api::Command::Purge: {
+        // Data-protection erasure: everything stored for the organization, cleared generations included. Only
+        // after logout (or for one never linked), so a running device is never left without its keys.
+        auto it = H.orgs.find(cmd.org);
+        if (it != H.orgs.end() && (it->second->session.busy() || it->second->session.status().linked)) {
+            resp = api::error(409, "logout_first", "the organization is linked or running; POST /api/logout first");
+            return true;
+        }
+        std::string err;
+        if (!H.store->purge_org(cmd.org, &err)) {
+            ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: purge failed: %s", cmd.org.c_str(), err.c_str());
+            resp = api::error(507, "storage_error", "the organization's data could not be deleted");
+            return true;
+        }
+        remove_legacy_dir(cmd.org, false);
+        if (it != H.orgs.end()) H.orgs.erase(it);
+        if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
+        resp = api::Response{200, R"({"success":true,"status":"purged"})", {}, {}};
+        return true;
     }
     case api::Command::Send: {
         // An organization that was never started gets no session (nor a slot of whatsapp_max_sessions).
