@@ -36,8 +36,13 @@ WaTest::background(sub {
         next if $name eq 'slow.test';
         my ($rcode, $answer) = (0, '');
         if ($name eq 'nx.test') { $rcode = 3 }
+        elsif ($qtype == 1 && $name eq 'two.test') {
+            # two A records: 127.0.0.2 first (nothing listens there), then the simulator's 127.0.0.1
+            $answer = pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 2) . pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 1);
+        }
         elsif ($qtype == 1) { $answer = pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 1) }
-        my $hdr = pack('n n n n n n', $id, 0x8180 | $rcode | ($flags & 0x0100), 1, $answer ? 1 : 0, 0, 0);
+        my $count = $name eq 'two.test' && $qtype == 1 ? 2 : $answer ? 1 : 0;
+        my $hdr = pack('n n n n n n', $id, 0x8180 | $rcode | ($flags & 0x0100), 1, $count, 0, 0);
         $dns->send($hdr . $question . $answer, 0, $from);
     }
 });
@@ -63,6 +68,17 @@ sub run_case {
     is($sim->stats->{last_upgrade_headers}{host}, "wa-sim.test:$sim->{ws_port}", 'Host header carries the name');
     ok(wait_until(sub { $t->status('dns1')->{status} eq 'qr_ready' }, 5), 'qr_ready through the resolved name');
     like(WaTest::slurp($qlog), qr/^wa-sim\.test 1$/m, 'the resolver asked our DNS server for wa-sim.test A');
+    $t->stop;
+}
+{
+    # A name with two addresses, the first refusing connections: the next one is tried at once.
+    $sim->reset;
+    my $t = run_case('two.test');
+    $t->api(POST => '/api/start-session', body => { organization_id => 'dns4' });
+    ok(wait_until(sub { $t->status('dns4')->{status} eq 'qr_ready' }, 5), 'two.test: the second address connected (qr_ready)')
+        or diag explain $t->status('dns4');
+    is($t->status('dns4')->{retry_count}, 0, 'without a retry');
+    like($t->error_log, qr/127\.0\.0\.2.*trying the next address|trying the next address/, 'error.log: the first address failed, the next was tried');
     $t->stop;
 }
 {

@@ -16,6 +16,12 @@ std::string WaTransport::peer_name() const { return wa_str(conf_->url->host_head
 void WaTransport::connect() {
     wa_server_url_t* u = conf_->url;
     if (u->addrs) {
+        for (ngx_uint_t i = 0; i < u->naddrs; i++) {
+            struct sockaddr_storage sa;
+            ngx_memcpy(&sa, u->addrs[i].sockaddr, u->addrs[i].socklen);
+            addrs_.emplace_back(sa, u->addrs[i].socklen);
+        }
+        next_addr_ = 1;
         connect_to(u->addrs[0].sockaddr, u->addrs[0].socklen);
         return;
     }
@@ -50,14 +56,17 @@ void WaTransport::resolve_handler(ngx_resolver_ctx_t* ctx) {
         t->fail(why);
         return;
     }
-    // Take the first address; the resolver rotates them between queries.
-    struct sockaddr_storage sa;
-    socklen_t len = ctx->addrs[0].socklen;
-    ngx_memcpy(&sa, ctx->addrs[0].sockaddr, len);
+    // Every address, in the resolver's order (it rotates them between queries); a failed connect tries the next.
+    for (ngx_uint_t i = 0; i < ctx->naddrs && i < 16; i++) {
+        struct sockaddr_storage sa;
+        ngx_memcpy(&sa, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
+        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&sa), t->conf_->url->port);
+        t->addrs_.emplace_back(sa, ctx->addrs[i].socklen);
+    }
     ngx_resolve_name_done(ctx);
     t->resolve_ = nullptr;
-    ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&sa), t->conf_->url->port);
-    t->connect_to(reinterpret_cast<struct sockaddr*>(&sa), len);
+    t->next_addr_ = 1;
+    t->connect_to(reinterpret_cast<struct sockaddr*>(&t->addrs_[0].first), t->addrs_[0].second);
 }
 
 void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
@@ -78,7 +87,7 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
             ngx_close_connection(pc_.connection);
             pc_.connection = nullptr;
         }
-        fail("connect() to " + peer_name() + " failed: " + strerror(err));
+        connect_failed("connect() to " + peer_name() + " failed: " + strerror(err));
         return;
     }
     c_ = pc_.connection;
@@ -100,12 +109,26 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     on_connected();
 }
 
+void WaTransport::connect_failed(const std::string& why, wa::Disconnect::Kind kind) {
+    if (next_addr_ < addrs_.size()) {
+        ngx_log_error(NGX_LOG_INFO, log_, 0, "whatsapp: %s; trying the next address", why.c_str());
+        teardown();
+        auto& a = addrs_[next_addr_++];
+        connect_to(reinterpret_cast<struct sockaddr*>(&a.first), a.second);
+        return;
+    }
+    fail(why, kind);
+}
+
 void WaTransport::event_handler(ngx_event_t* ev) {
     auto* c = static_cast<ngx_connection_t*>(ev->data);
     auto* t = static_cast<WaTransport*>(c->data);
     if (ev->timedout) {
         const char* what = t->phase_ == Phase::Connecting ? "connect" : t->phase_ == Phase::Open ? "write" : "handshake";
-        t->fail(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
+        if (t->phase_ == Phase::Connecting)
+            t->connect_failed(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
+        else
+            t->fail(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
         return;
     }
     // A refused connect can show up as a read event first (EPOLLERR wakes both directions).
@@ -116,7 +139,7 @@ void WaTransport::event_handler(ngx_event_t* ev) {
             socklen_t len = sizeof(err);
             if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
             if (err) {
-                t->fail("connect() to " + t->peer_name() + " failed: " + strerror(err));
+                t->connect_failed("connect() to " + t->peer_name() + " failed: " + strerror(err));
                 return;
             }
             t->on_connected();
@@ -204,6 +227,7 @@ void WaTransport::on_tls_done() {
 }
 
 bool WaTransport::flush() {
+    if (out_.empty() && phase_ == Phase::Open && c_->write->timer_set) ngx_del_timer(c_->write);
     while (!out_.empty()) {
         ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());
         if (n > 0) {
@@ -215,11 +239,14 @@ bool WaTransport::flush() {
                 fail("cannot wait for the socket to become writable");
                 return false;
             }
+            // A server that stops reading must not hold the link (and our memory) forever.
+            if (phase_ == Phase::Open && !c_->write->timer_set) ngx_add_timer(c_->write, conf_->connect_timeout);
             return true;
         }
         fail("write to " + peer_name() + " failed");
         return false;
     }
+    if (phase_ == Phase::Open && c_->write->timer_set) ngx_del_timer(c_->write);
     return true;
 }
 
@@ -307,6 +334,10 @@ void WaTransport::on_read() {
 
 bool WaTransport::send_binary(std::string_view payload) {
     if (phase_ != Phase::Open) return false;
+    if (out_.size() + payload.size() > kMaxQueuedOutput) {
+        fail("more than 4 MiB queued for " + peer_name() + ": the server stopped reading");
+        return false;
+    }
     out_ += wa::ws::encode_frame(wa::ws::Opcode::Binary, payload);
     return flush();
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "wa/session/disconnect.hpp"
 #include "wa/websocket.hpp"
@@ -10,6 +11,8 @@
 
 class WaTransport {
 public:
+    static constexpr size_t kMaxQueuedOutput = 4u << 20;  // bytes waiting for the socket, then the link fails
+
     struct Listener {
         virtual void on_transport_open() = 0;
         virtual void on_transport_message(std::string_view payload) = 0;
@@ -36,6 +39,8 @@ private:
     static void resolve_handler(ngx_resolver_ctx_t* ctx);
     static void ssl_handshake_handler(ngx_connection_t* c);
     void connect_to(const struct sockaddr* sa, socklen_t len);
+    // A connect that failed tries the next resolved address before reporting the failure.
+    void connect_failed(const std::string& why, wa::Disconnect::Kind kind = wa::Disconnect::Transport);
     void on_connected();
     void on_tls_done();
     void on_write();
@@ -55,6 +60,8 @@ private:
     ngx_connection_t* c_ = nullptr;
     struct sockaddr_storage addr_;
     socklen_t addr_len_ = 0;
+    std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;  // every resolved address, in order
+    size_t next_addr_ = 0;
     std::string key_;
     std::string out_;
     std::string in_;
