@@ -38,7 +38,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest prototest proto-update bench clean
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest prototest proto-update bench clean asan
 all: $(MODULE)
 
 deps:
@@ -77,6 +77,23 @@ $(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS) $(PR
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
 	@# rename, never overwrite in place: a running nginx has the old file mapped
 	mkdir -p objs && cp $(BUILD)/nginx/objs/ngx_http_whatsapp_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
+
+# The same module built with AddressSanitizer (objs/asan/), and the link tests run with it: nginx itself is not
+# instrumented, so libasan is preloaded; any ASan report in nginx's stderr fails the test (t/lib/WaTest.pm).
+ASAN_MODULE := objs/asan/ngx_http_whatsapp_module.so
+$(BUILD)/nginx-asan/objs/Makefile: config $(BUILD)/sources.list
+	rm -rf $(BUILD)/nginx-asan && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/nginx-asan
+	cd $(BUILD)/nginx-asan && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	  --with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address" >configure.log 2>&1 \
+	  || { tail -30 configure.log; exit 1; }
+
+$(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEADERS) $(PROTO_LIB)
+	$(MAKE) -s -C $(BUILD)/nginx-asan -f objs/Makefile modules
+	mkdir -p objs/asan && cp $(BUILD)/nginx-asan/objs/ngx_http_whatsapp_module.so $@.tmp && mv -f $@.tmp $@
+
+asan: $(ASAN_MODULE) $(NODE_DEPS)
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 WA_ASAN=1 \
+	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t
 
 # WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
 # -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.

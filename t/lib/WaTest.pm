@@ -421,6 +421,9 @@ sub check_log {
     my @bad = grep { /\[(alert|emerg|crit)\]/ } split /\n/, $self->error_log;
     @bad = grep { $_ !~ $o{allow} } @bad if $o{allow};
     Test::More::ok(!@bad, "error.log has no [alert]/[emerg]/[crit]") or Test::More::diag(join "\n", @bad);
+    # `make asan`: nginx runs with libasan preloaded; a report lands in its stderr.
+    my $se = -f "$self->{dir}/stderr.log" ? slurp("$self->{dir}/stderr.log") : '';
+    Test::More::unlike($se, qr/AddressSanitizer|LeakSanitizer/, 'no AddressSanitizer report') if $ENV{WA_ASAN} || $se =~ /Sanitizer/;
 }
 
 # ------------------------------------------------------------------------------------------------ TLS
