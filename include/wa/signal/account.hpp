@@ -6,7 +6,10 @@
 // Durability: every write goes straight to the Store (write-through), inside whatever transaction the
 // caller has open (the helper's group commit). Session records are also kept in memory, per address, so
 // that repeated encryptions do not read SQLite again. If the caller's transaction is rolled back (a
-// failed commit), call drop_cache(): the cache may hold states the database no longer has.
+// failed commit), call drop_cache(): the cache may hold states the database no longer has. For the same
+// reason, session rows of the organization must not be written behind the Account's back (another
+// writer, a PN → LID migration done on the Store directly) without a drop_cache() afterwards; "no session"
+// is cached too.
 //
 // Identity trust follows whatsmeow: trust on first use; a changed identity is not trusted by the store
 // (store/sqlstore/store.go IsTrustedIdentity compares with the saved key), but the client, with

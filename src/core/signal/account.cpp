@@ -181,6 +181,22 @@ struct Account::Impl {
     }
 
     void remember(const std::string& key, bool found, const uint8_t* data, size_t len) {
+        Entry& e = slot(key);
+        e.found = found;
+        if (found)
+            e.record.assign(reinterpret_cast<const char*>(data), len);
+        else
+            e.record.clear();
+        trim();
+    }
+    void remember(const std::string& key, std::string&& record) {
+        Entry& e = slot(key);
+        e.found = true;
+        e.record = std::move(record);
+        trim();
+    }
+    // The entry for `key`, created if needed, made the most recently used.
+    Entry& slot(const std::string& key) {
         auto it = cache.find(key);
         if (it == cache.end()) {
             lru.push_front(key);
@@ -194,11 +210,9 @@ struct Account::Impl {
         } else {
             lru.splice(lru.begin(), lru, it->second.lru);
         }
-        it->second.found = found;
-        if (found)
-            it->second.record.assign(reinterpret_cast<const char*>(data), len);
-        else
-            it->second.record.clear();
+        return it->second;
+    }
+    void trim() {
         while (cache.size() > opts.max_cached_sessions && !lru.empty()) {
             cache.erase(lru.back());
             lru.pop_back();
@@ -222,7 +236,10 @@ struct Account::Impl {
             fail_store("load_session " + key, err);
             return nullptr;
         }
-        remember(key, found, u8(rec), rec.size());
+        if (found)
+            remember(key, std::move(rec));
+        else
+            remember(key, false, nullptr, 0);
         return lookup(key);
     }
 
@@ -311,14 +328,14 @@ int store_session(const signal_protocol_address* a, uint8_t* record, size_t len,
     Impl* impl = I(u);
     return guarded(impl, [&] {
         std::string key = key_of(a);
-        std::string err;
+        std::string err, rec(reinterpret_cast<const char*>(record), len);
         impl->stats.session_writes++;
-        if (!impl->store.put_session(impl->org, key, std::string(reinterpret_cast<const char*>(record), len), &err)) {
+        if (!impl->store.put_session(impl->org, key, rec, &err)) {
             impl->forget(key);  // the next load re-reads whatever the database has
             impl->fail_store("put_session " + key, err);
             return SG_ERR_UNKNOWN;
         }
-        impl->remember(key, true, record, len);
+        impl->remember(key, std::move(rec));  // the one copy of libsignal's bytes moves into the cache
         return 0;
     });
 }
@@ -726,6 +743,7 @@ Result Account::encrypt(const Address& to, std::string_view plaintext, Encrypted
 
 Result Account::decrypt(const Address& from, EncType type, std::string_view ct, Decrypted& out) {
     Impl& m = *impl_;
+    out.plaintext.clear();
     out.identity_changed = false;
     out.prekey_used = 0;
     try {
