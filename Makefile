@@ -38,7 +38,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest prototest proto-update bench clean asan
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench clean asan
 all: $(MODULE)
 
 deps:
@@ -140,6 +140,11 @@ codectest: $(NODE_DEPS)
 noisetest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/noise/crosscheck.mjs
 
+# Our Signal layer (src/core/signal on the SQLite store) against the node libsignal Baileys uses, both ways
+# (builds build/signal/signal_tool from the core objects).
+signaltest: $(NODE_DEPS) $(CORE_OBJS) $(PROTO_LIB)
+	node t/signal/crosscheck.mjs
+
 # Our protobuf messages (build/libwaproto.a) against Baileys' encoder and decoder, both directions.
 prototest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/proto/crosscheck.mjs
@@ -152,6 +157,7 @@ test: deps $(MODULE)
 	$(MAKE) codectest
 	$(MAKE) prototest
 	$(MAKE) noisetest
+	$(MAKE) signaltest
 	$(MAKE) simtest
 	$(MAKE) prove
 
