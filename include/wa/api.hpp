@@ -12,7 +12,7 @@ namespace wa::api {
 
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
-    PairingCode, Purge
+    PairingCode, Purge, Messages, Contact
 };
 
 struct Route {
@@ -40,12 +40,24 @@ Response error(int status, std::string_view code, std::string_view message);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {
-    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge } type = Start;
+    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact } type = Start;
     std::string org;
-    std::string phone;            // E.164 digits (send, pairing-code)
-    std::string message;          // UTF-8 text (send)
+    std::string phone;            // E.164 digits (send, pairing-code, contact)
+    std::string jid;              // send to a JID as given instead of a phone
+    std::string message;          // UTF-8 text (send); the message id (message_get)
     std::string idempotency_key;  // optional (send)
+    std::string direction;        // message_list: "in", "out" or ""
+    std::string cursor;           // message_list
+    uint32_t limit = 100;         // message_list
 };
+
+// The request's meaning for idempotency: a reused key must come with the same recipient and text.
+std::string send_body_hash(const Command& cmd);
+
+// GET routes answered by the helper (message status, message lists, contact lookups): the command, or false
+// with `err` (400 family). `query` is the request's query string (args).
+bool read_command(const Route& route, std::string_view query, std::string_view default_region, Command& cmd,
+                  Response& err);
 
 // Validates the JSON body of a POST route. On failure fills `err` (400 family) and returns false.
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,

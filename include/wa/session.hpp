@@ -23,6 +23,10 @@
 
 namespace wa {
 
+namespace signal {
+class Account;
+}
+
 // The states of the HTTP contract (../shared/spec/http-api.md, "Session states").
 enum class State : uint8_t { Disconnected = 0, Connecting, QrReady, Connected, Reconnecting, LoggedOut, Conflict };
 const char* state_name(State s);
@@ -82,11 +86,21 @@ struct Action {
     std::string bytes;
     bool durable = false;
     uint64_t command_id = 0;
+    uint32_t retry_after_s = 0;  // Complete: the Retry-After header (429)
 
     Action(Kind k, uint16_t c = 0, uint64_t at = 0, std::string b = {})
         : kind(k), code(c), at_ms(at), bytes(std::move(b)) {}
 };
 using Actions = std::vector<Action>;
+
+// A send-message command, validated by the worker (../shared/spec/http-api.md).
+struct SendRequest {
+    std::string phone;            // E.164 digits, or empty when `jid` is given
+    std::string jid;              // send to this JID as given (a sender known only by its LID)
+    std::string text;
+    std::string idempotency_key;  // optional
+    std::string body_hash;        // SHA-256 of the request's meaning (to, text): a reused key must match it
+};
 
 struct SessionStatus {
     State state = State::Disconnected;
@@ -100,6 +114,7 @@ struct SessionStatus {
     int64_t next_retry_at = 0;  // unix seconds, while reconnecting
     bool wanted = false;        // start-session was asked for and not undone (restored after restarts)
     bool linked = false;        // credentials with a device JID exist
+    int64_t restricted_until = 0;  // unix seconds: WhatsApp restricts new sends (463, reach-out timelock)
 };
 
 class Session {
@@ -120,6 +135,14 @@ public:
     // Link by code instead of QR (link_code_companion_reg): answered with Complete {"code":"ABCD-1234"}.
     Actions pairing_code(uint64_t now_ms, int64_t unix_s, std::string phone_digits, uint64_t command_id);
 
+    // POST /api/send-message: answered (Complete) once WhatsApp's server acknowledged the message, or failed.
+    Actions send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, uint64_t command_id);
+    // GET /api/messages/:org/:id, GET /api/messages/:org, GET /api/contacts/:org/:phone.
+    Actions message_status(uint64_t now_ms, const std::string& id, uint64_t command_id);
+    Actions list_messages(uint64_t now_ms, const std::string& direction, size_t limit, const std::string& cursor,
+                          uint64_t command_id);
+    Actions contact_info(uint64_t now_ms, int64_t unix_s, const std::string& phone, uint64_t command_id);
+
     // Transport events.
     Actions on_transport_open(uint64_t now_ms, int64_t unix_s);  // WebSocket upgraded
     Actions on_message(uint64_t now_ms, int64_t unix_s, std::string_view payload);
@@ -133,7 +156,10 @@ public:
 
     // Test seams.
     const store::Credentials* credentials() const { return creds_.get(); }
-    struct Stats { uint64_t frames_in = 0, frames_out = 0, pings = 0, prekeys_uploaded = 0; };
+    struct Stats {
+        uint64_t frames_in = 0, frames_out = 0, pings = 0, prekeys_uploaded = 0;
+        uint64_t messages_sent = 0, messages_received = 0, receipts_in = 0, retry_receipts_sent = 0;
+    };
     const Stats& stats() const { return stats_; }
 
     // Internal: the per-concern files (src/core/session/*.cpp) share this context.
@@ -165,6 +191,23 @@ private:
     void send_ping(uint64_t now_ms, Actions& out);
     void schedule_keepalive(uint64_t now_ms);
     void finish_unlink(uint64_t now_ms, int64_t unix_s, bool on_server, Actions& out);
+    // send.cpp
+    struct SendJob;
+    void open_signal();
+    void start_job(uint64_t now_ms, SendJob& job, Actions& out);
+    void on_usync(uint64_t now_ms, int64_t unix_s, const std::string& job_id, const Node& iq, Actions& out);
+    void on_prekeys(uint64_t now_ms, int64_t unix_s, const std::string& job_id, const Node& iq, Actions& out);
+    void encrypt_and_send(uint64_t now_ms, SendJob& job, Actions& out);
+    void on_message_ack(uint64_t now_ms, int64_t unix_s, const Node& ack, Actions& out);
+    void fail_job(const std::string& id, int http, const std::string& code, const std::string& why, int error_code,
+                  Actions& out);
+    void resume_jobs(uint64_t now_ms, Actions& out);
+    void complete(uint64_t command_id, int http, std::string body, Actions& out);
+    void on_contact_usync(uint64_t command_id, const Node& iq, Actions& out);
+    // receive.cpp
+    void on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
+    void on_retry_receipt(uint64_t now_ms, const Node& n, Actions& out);
+    void on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
 
     SessionConfig cfg_;
     std::string org_;
@@ -175,6 +218,11 @@ private:
     uint64_t armed_at_ = 0;
     std::unique_ptr<store::Credentials> creds_;
     std::unique_ptr<Ctx> ctx_;  // per-connection protocol state (handshake, transport, iq table, QR refs)
+    std::unique_ptr<signal::Account> signal_;  // the organization's Signal sessions, opened at login
+    std::map<std::string, std::unique_ptr<SendJob>> jobs_;  // outgoing messages until the server's ack
+    std::map<std::string, std::unique_ptr<SendJob>> retry_jobs_;  // resends to one device (retry receipts)
+    std::map<std::string, uint32_t> retries_sent_;          // incoming message id -> retry receipts sent
+    std::map<std::string, uint32_t> resends_;               // "msgid/device" -> resends after retry receipts
     // A pairing-code request waiting for the registration's pair-device (phone digits, command id).
     std::string code_phone_;
     uint64_t code_command_ = 0;

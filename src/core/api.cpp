@@ -1,4 +1,7 @@
 #include "wa/api.hpp"
+#include "wa/jid.hpp"
+
+#include <openssl/sha.h>
 
 #include <jansson.h>
 
@@ -75,6 +78,17 @@ Route match(std::string_view method, std::string_view path) {
         r.org.assign(p[2]);
         return r;
     }
+    if (p.size() == 3 && p[1] == "messages") {
+        route(RouteId::Messages, "GET", false);
+        r.org.assign(p[2]);
+        return r;
+    }
+    if (p.size() == 4 && p[1] == "contacts") {
+        route(RouteId::Contact, "GET", false);
+        r.org.assign(p[2]);
+        r.message_id.assign(p[3]);  // the phone, validated by read_command
+        return r;
+    }
     if (p.size() == 4 && p[1] == "messages") {
         route(RouteId::Message, "GET", false);
         r.org.assign(p[2]);
@@ -115,6 +129,24 @@ static bool org_from_json(json_t* v, std::string& out) {
         return false;
     }
     return valid_org_id(out);
+}
+
+// A "phone" field: digits (string or number), normalized with the default region.
+static bool phone_field(json_t* phone, std::string_view default_region, std::string& out, Response& err) {
+    std::string in;
+    if (json_is_string(phone)) in.assign(json_string_value(phone), json_string_length(phone));
+    else if (json_is_integer(phone)) in = std::to_string(json_integer_value(phone));
+    else {
+        err = error(400, "invalid_phone", "phone must be a string of digits");
+        return false;
+    }
+    PhoneResult pr = normalize_phone(in, default_region);
+    if (!pr.ok) {
+        err = error(400, "invalid_phone", "phone is not a valid number: " + pr.error);
+        return false;
+    }
+    out = pr.digits;
+    return true;
 }
 
 // POST /api/pairing-code {"organization_id","phone"}: the phone number of the WhatsApp account that will
@@ -174,7 +206,19 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     cmd.type = Command::Send;
     json_t* phone = json_object_get(root.get(), "phone");
     json_t* message = json_object_get(root.get(), "message");
-    if (!phone || json_is_null(phone)) {
+    json_t* jid = json_object_get(root.get(), "jid");
+    if ((!phone || json_is_null(phone)) && jid && !json_is_null(jid)) {
+        // "jid" instead of "phone": send to a JID as given (a sender known only by its LID).
+        Jid j;
+        if (!json_is_string(jid) || !Jid::parse(json_string_value(jid), j) || j.user.empty() || j.has_device ||
+            !(j.is_pn() || j.is_lid())) {
+            err = error(400, "invalid_jid", "jid must be a user JID like 573001234567@s.whatsapp.net or 1234@lid");
+            return false;
+        }
+        cmd.jid = j.to_string();
+        if (j.is_pn()) cmd.phone = j.user;
+        phone = nullptr;
+    } else if (!phone || json_is_null(phone)) {
         err = error(400, "missing_field", "phone is required");
         return false;
     }
@@ -182,19 +226,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
         err = error(400, "missing_field", "message is required");
         return false;
     }
-    std::string phone_in;
-    if (json_is_string(phone)) phone_in.assign(json_string_value(phone), json_string_length(phone));
-    else if (json_is_integer(phone)) phone_in = std::to_string(json_integer_value(phone));
-    else {
-        err = error(400, "invalid_phone", "phone must be a string of digits");
-        return false;
-    }
-    PhoneResult pr = normalize_phone(phone_in, default_region);
-    if (!pr.ok) {
-        err = error(400, "invalid_phone", "phone is not a valid number: " + pr.error);
-        return false;
-    }
-    cmd.phone = pr.digits;
+    if (phone && !phone_field(phone, default_region, cmd.phone, err)) return false;
     if (!json_is_string(message) || json_string_length(message) == 0 ||
         std::memchr(json_string_value(message), '\0', json_string_length(message))) {
         err = error(400, "invalid_message", "message must be a non-empty string without NUL characters");
@@ -223,14 +255,24 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     return true;
 }
 
-static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge"};
+static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge",
+                                         "message_get", "message_list", "contact"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
     json_object_set_new(j.get(), "type", json_string(kTypeNames[cmd.type]));
     json_object_set_new(j.get(), "organization_id", json_stringn(cmd.org.data(), cmd.org.size()));
-    if (cmd.type == Command::PairingCode)
+    if (cmd.type == Command::PairingCode || cmd.type == Command::Contact)
         json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
+    if (cmd.type == Command::MessageGet)
+        json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
+    if (cmd.type == Command::MessageList) {
+        json_object_set_new(j.get(), "direction", json_stringn(cmd.direction.data(), cmd.direction.size()));
+        json_object_set_new(j.get(), "cursor", json_stringn(cmd.cursor.data(), cmd.cursor.size()));
+        json_object_set_new(j.get(), "limit", json_integer(cmd.limit));
+    }
+    if (cmd.type == Command::Send && !cmd.jid.empty())
+        json_object_set_new(j.get(), "jid", json_stringn(cmd.jid.data(), cmd.jid.size()));
     if (cmd.type == Command::Send) {
         json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
         json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
@@ -248,7 +290,7 @@ bool command_from_json(std::string_view text, Command& cmd) {
     const char* org = json_string_value(json_object_get(j.get(), "organization_id"));
     if (!type || !org) return false;
     bool found = false;
-    for (uint8_t i = 0; i < 6; i++) {
+    for (uint8_t i = 0; i < sizeof(kTypeNames) / sizeof(kTypeNames[0]); i++) {
         if (std::strcmp(type, kTypeNames[i]) == 0) {
             cmd.type = static_cast<Command::Type>(i);
             found = true;
@@ -256,10 +298,22 @@ bool command_from_json(std::string_view text, Command& cmd) {
     }
     cmd.org = org;
     if (!found || !valid_org_id(cmd.org)) return false;
-    if (cmd.type == Command::PairingCode) {
+    if (cmd.type == Command::PairingCode || cmd.type == Command::Contact) {
         const char* p = json_string_value(json_object_get(j.get(), "phone"));
         if (!p) return false;
         cmd.phone = p;
+    }
+    if (cmd.type == Command::MessageGet) {
+        json_t* m = json_object_get(j.get(), "message");
+        if (!json_is_string(m)) return false;
+        cmd.message.assign(json_string_value(m), json_string_length(m));
+    }
+    if (cmd.type == Command::MessageList) {
+        const char* d = json_string_value(json_object_get(j.get(), "direction"));
+        const char* c = json_string_value(json_object_get(j.get(), "cursor"));
+        cmd.direction = d ? d : "";
+        cmd.cursor = c ? c : "";
+        cmd.limit = static_cast<uint32_t>(json_integer_value(json_object_get(j.get(), "limit")));
     }
     if (cmd.type == Command::Send) {
         json_t* m = json_object_get(j.get(), "message");
@@ -267,8 +321,79 @@ bool command_from_json(std::string_view text, Command& cmd) {
         if (!json_is_string(m) || !p) return false;
         cmd.phone = p;
         cmd.message.assign(json_string_value(m), json_string_length(m));
-        const char* k = json_string_value(json_object_get(j.get(), "idempotency_key"));
-        cmd.idempotency_key = k ? k : "";
+        json_t* k = json_object_get(j.get(), "idempotency_key");
+        if (json_is_string(k)) cmd.idempotency_key.assign(json_string_value(k), json_string_length(k));
+        const char* jid = json_string_value(json_object_get(j.get(), "jid"));
+        cmd.jid = jid ? jid : "";
+    }
+    return true;
+}
+
+std::string send_body_hash(const Command& cmd) {
+    std::string in = cmd.jid.empty() ? "phone:" + cmd.phone : "jid:" + cmd.jid;
+    in.push_back('\0');
+    in += cmd.message;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(in.data()), in.size(), md);
+    return std::string(reinterpret_cast<char*>(md), sizeof md);
+}
+
+// One query parameter's raw value ("" when absent). Values here are plain tokens: no decoding needed.
+static std::string query_arg(std::string_view q, std::string_view name) {
+    while (!q.empty()) {
+        size_t amp = q.find('&');
+        std::string_view kv = q.substr(0, amp);
+        if (kv.size() > name.size() && kv.substr(0, name.size()) == name && kv[name.size()] == '=')
+            return std::string(kv.substr(name.size() + 1));
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+bool read_command(const Route& route, std::string_view query, std::string_view default_region, Command& cmd,
+                  Response& err) {
+    cmd.org = route.org;
+    if (!valid_org_id(cmd.org)) {
+        err = error(400, "invalid_organization_id", "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+        return false;
+    }
+    if (route.id == RouteId::Message) {
+        cmd.type = Command::MessageGet;
+        cmd.message = route.message_id;
+        if (cmd.message.empty() || cmd.message.size() > 128) {
+            err = error(404, "not_found", "unknown message id");
+            return false;
+        }
+        return true;
+    }
+    if (route.id == RouteId::Contact) {
+        cmd.type = Command::Contact;
+        PhoneResult pr = normalize_phone(route.message_id, default_region);
+        if (!pr.ok) {
+            err = error(400, "invalid_phone", "phone is not a valid number: " + pr.error);
+            return false;
+        }
+        cmd.phone = pr.digits;
+        return true;
+    }
+    cmd.type = Command::MessageList;
+    cmd.direction = query_arg(query, "direction");
+    std::string limit = query_arg(query, "limit");
+    cmd.cursor = query_arg(query, "cursor");
+    uint32_t n = 100;
+    if (!limit.empty() && (!parse_jid_number(limit, 1000, n) || n == 0)) {
+        err = error(400, "invalid_parameter", "limit must be a number from 1 to 1000");
+        return false;
+    }
+    cmd.limit = n;
+    if (!cmd.direction.empty() && cmd.direction != "in" && cmd.direction != "out") {
+        err = error(400, "invalid_parameter", "direction must be in or out");
+        return false;
+    }
+    if (cmd.cursor.size() > 256) {
+        err = error(400, "invalid_parameter", "cursor is not one of ours");
+        return false;
     }
     return true;
 }
@@ -307,6 +432,8 @@ static json_t* status_object(const StatusView& v, int64_t now, bool with_org) {
     json_object_set_new(j, "next_retry_in",
                         s.next_retry_at > 0 ? json_integer(s.next_retry_at > now ? s.next_retry_at - now : 0)
                                             : json_null());
+    // Present only while WhatsApp restricts the number (463 / reach-out timelock): sends answer 429 until then.
+    if (s.restricted_until > now) json_object_set_new(j, "restricted_until", time_or_null(s.restricted_until));
     return j;
 }
 

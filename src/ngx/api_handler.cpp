@@ -92,6 +92,7 @@ static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_
     v.status.connected_at = o->connected_at;
     v.status.state_since = o->state_since;
     v.status.next_retry_at = o->next_retry_at;
+    v.status.restricted_until = o->restricted_until;
     v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
     v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
     v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
@@ -285,6 +286,18 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
     return true;
 }
 
+// GET routes the helper answers (message status and lists from its store, contact lookups on WhatsApp): the
+// request is suspended like a POST's.
+static ngx_int_t wa_helper_read(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    api::Command cmd;
+    api::Response err;
+    std::string_view args(reinterpret_cast<const char*>(r->args.data), r->args.len);
+    if (!api::read_command(route, args, wa_str(m->default_region), cmd, err) || !wa_submit(r, m, cmd, err))
+        return wa_send(r, err);
+    r->main->count++;
+    return NGX_DONE;
+}
+
 // Reads the whole body into one string (it may be in memory buffers or, past client_body_buffer_size, in a
 // temporary file).
 static bool wa_body_string(ngx_http_request_t* r, std::string& out, size_t max) {
@@ -367,6 +380,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     if (!route.has_body) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
+        if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact)
+            return wa_helper_read(r, m, route);
         return wa_send(r, wa_read_route(r, m, route));
     }
     ngx_table_elt_t* ct = r->headers_in.content_type;

@@ -176,7 +176,9 @@ void HelperOrg::run(const wa::Actions& actions) {
             if (it == H.waiting.end()) break;
             wa_shm_cmd_t* c = it->second;
             H.waiting.erase(it);
-            answer(c, api::Response{a.code, a.bytes, {}, {}});
+            api::Response r{a.code, a.bytes, {}, {}};
+            if (a.retry_after_s) r.retry_after = std::to_string(a.retry_after_s);
+            answer(c, std::move(r));
             break;
         }
         }
@@ -237,6 +239,7 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         o->connected_at = s.connected_at;
         o->state_since = s.state_since;
         o->next_retry_at = s.next_retry_at;
+        o->restricted_until = s.restricted_until;
         o->updated_at = ngx_time();
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
         copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
@@ -328,6 +331,24 @@ void remove_legacy_dir(const std::string& org, bool move_aside) {
     if (!ok)
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s the old state directory: %s", org.c_str(),
                       move_aside ? "move aside" : "delete", err.c_str());
+}
+
+// Message queries for an organization the helper does not run: answered from the store directly.
+api::Response query_without_session(const api::Command& cmd) {
+    if (cmd.type == api::Command::MessageGet) {
+        wa::store::MessageRecord m;
+        bool found = false;
+        std::string err;
+        if (!H.store->load_message(cmd.org, cmd.message, m, found, &err) || !found)
+            return api::error(404, "not_found", "no message with that id");
+    }
+    // A throwaway session answers with the same JSON as a running one (it only reads the store).
+    wa::Session tmp(session_config(), cmd.org, H.store.get());
+    wa::Actions a = cmd.type == api::Command::MessageGet ? tmp.message_status(0, cmd.message, 1)
+                                                          : tmp.list_messages(0, cmd.direction, cmd.limit, cmd.cursor, 1);
+    for (const wa::Action& x : a)
+        if (x.kind == wa::Action::Complete) return api::Response{x.code, x.bytes, {}, {}};
+    return api::error(500, "internal_error", "no answer");
 }
 
 api::Response not_connected(const std::string& org, wa::State st) {
@@ -429,9 +450,31 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp.retry_after = std::to_string((wait_ms + 999) / 1000);
             return true;
         }
-        // Sending needs the Signal layer (the messages issue): until it lands no send can succeed.
-        resp = not_connected(cmd.org, o->session.status().state);
-        return true;
+        wa::SendRequest req;
+        req.phone = cmd.phone;
+        req.jid = cmd.jid;
+        req.text = cmd.message;
+        req.idempotency_key = cmd.idempotency_key;
+        req.body_hash = api::send_body_hash(cmd);
+        H.waiting[command_id] = c;
+        o->run(o->session.send(now, unix_s, req, command_id));
+        return false;
+    }
+    case api::Command::MessageGet:
+    case api::Command::MessageList:
+    case api::Command::Contact: {
+        HelperOrg* o = find_or_create(cmd.org, false);
+        if (o == nullptr) {
+            resp = cmd.type == api::Command::Contact ? not_connected(cmd.org, wa::State::Disconnected)
+                                                     : query_without_session(cmd);
+            return true;
+        }
+        H.waiting[command_id] = c;
+        if (cmd.type == api::Command::MessageGet) o->run(o->session.message_status(now, cmd.message, command_id));
+        else if (cmd.type == api::Command::MessageList)
+            o->run(o->session.list_messages(now, cmd.direction, cmd.limit, cmd.cursor, command_id));
+        else o->run(o->session.contact_info(now, unix_s, cmd.phone, command_id));
+        return false;
     }
     }
     resp = api::error(500, "internal_error", "unknown command");

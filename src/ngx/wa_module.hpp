@@ -89,7 +89,7 @@ struct wa_shm_org_t {
     uint8_t state;             // wa::State
     uint8_t wanted;
     uint32_t retry_count;
-    int64_t created_at, updated_at, connected_at, state_since, next_retry_at, qr_expires_at;
+    int64_t created_at, updated_at, connected_at, state_since, next_retry_at, qr_expires_at, restricted_until;
     uint16_t phone_len, last_error_len, qr_text_len;
     u_char phone[24];
     u_char last_error[WA_ERR_MAX];

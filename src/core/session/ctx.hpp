@@ -17,7 +17,9 @@
 namespace wa {
 
 // What an outstanding iq is for, so its result reaches the right handler.
-enum class IqKind : uint8_t { Ping, PrekeyCount, PrekeyUpload, Passive, Unlink, LinkCodeHello, LinkCodeFinish, Other };
+enum class IqKind : uint8_t {
+    Ping, PrekeyCount, PrekeyUpload, Passive, Unlink, LinkCodeHello, LinkCodeFinish, Usync, PreKeys, ContactUsync, Other
+};
 
 struct Session::Ctx {
     explicit Ctx(Session& session) : s(session) {}
@@ -34,6 +36,8 @@ struct Session::Ctx {
     struct PendingIq {
         IqKind kind = IqKind::Other;
         uint32_t first = 0, last = 0;  // prekey ids of an upload
+        std::string job;               // the send job (usync, prekeys) or "#cmd" of a contact lookup
+        uint64_t command_id = 0;
     };
     std::map<std::string, PendingIq> iqs;
     uint32_t iq_counter = 0;
@@ -63,6 +67,22 @@ struct Session::Ctx {
     std::string next_iq_id();
     bool write_node(const Node& n, Actions& out, bool durable = false);
     std::string send_iq(Node iq, IqKind kind, uint64_t now_ms, Actions& out, bool durable = false);
+};
+
+// One outgoing message until the server's ack (send.cpp), or a resend to one device (receive.cpp).
+struct Session::SendJob {
+    std::string id;
+    std::string text;
+    std::string phone;                // E.164 digits of the recipient ("" when sent to a JID as given)
+    Jid dest;                         // the recipient user as asked (PN, or a JID as given)
+    Jid addressed;                    // what goes into `to`: the LID when known
+    std::vector<uint64_t> commands;   // requests waiting for the ack (a retried idempotent request joins)
+    enum Stage : uint8_t { Waiting, Resolving, Fetching, Sent } stage = Waiting;
+    std::vector<Jid> devices;         // every device the message goes to (recipient's and our other ones)
+    std::vector<Jid> fetching;        // devices whose bundles were asked for
+    uint64_t created_ms = 0;
+    uint32_t retry_count = 0;         // a resend after a retry receipt: <enc count=N> to one device
+    bool resend = false;
 };
 
 // ---- per-concern entry points (one file each) ----

@@ -74,6 +74,8 @@ void Session::on_login_success(uint64_t now_ms, int64_t unix_s, const Node& n, A
     ctx_->send_iq(Node("iq", {{"xmlns", "encrypt"}, {"type", "get"}, {"to", "@s.whatsapp.net"}}, {Node("count")}),
                   IqKind::PrekeyCount, now_ms, out);
     schedule_keepalive(now_ms);
+    open_signal();
+    resume_jobs(now_ms, out);
 }
 
 void Session::begin_prekey_upload(uint64_t now_ms, uint32_t count, Actions& out) {
@@ -187,6 +189,9 @@ void Session::on_iq_result(uint64_t now_ms, int64_t unix_s, const Node& iq, Acti
                       IqKind::Passive, now_ms, out);
         return;
     case IqKind::Unlink: return finish_unlink(now_ms, unix_s, ok, out);
+    case IqKind::Usync: return on_usync(now_ms, unix_s, p.job, iq, out);
+    case IqKind::PreKeys: return on_prekeys(now_ms, unix_s, p.job, iq, out);
+    case IqKind::ContactUsync: return on_contact_usync(p.command_id, iq, out);
     case IqKind::LinkCodeHello: {
         const Node* reg = iq.child("link_code_companion_reg");
         const Node* ref = reg ? reg->child("link_code_pairing_ref") : nullptr;

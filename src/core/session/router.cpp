@@ -59,7 +59,7 @@ std::string Session::Ctx::send_iq(Node iq, IqKind kind, uint64_t now_ms, Actions
     std::string id = next_iq_id();
     iq.set_attr("id", id);
     if (!write_node(iq, out, durable)) return {};
-    iqs[id] = PendingIq{kind, 0, 0};
+    iqs[id] = PendingIq{kind, 0, 0, {}, 0};
     s.deadlines_.set(Deadlines::Iq, now_ms + s.cfg_.iq_timeout_ms, id);
     return id;
 }
@@ -94,17 +94,25 @@ void Session::dispatch(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& 
     if (n.tag == "stream:error") return end_link(now_ms, unix_s, stream_error(n), out);
     if (n.tag == "xmlstreamend") return end_link(now_ms, unix_s, Disconnect{Disconnect::StreamEnd, 0, {}, 0, {}}, out);
     if (n.tag == "notification") return on_notification(now_ms, unix_s, n, out);
-    if (n.tag == "receipt" || n.tag == "call") {
+    if (n.tag == "receipt") {
+        c.write_node(ack_for(n), out);
+        on_receipt(now_ms, unix_s, n, out);
+        return;
+    }
+    if (n.tag == "call") {
         c.write_node(ack_for(n), out);
         return;
     }
+    if (n.tag == "ack") {
+        if (n.attr_or("class") == "message") on_message_ack(now_ms, unix_s, n, out);
+        return;
+    }
+    if (n.tag == "message") return on_incoming_message(now_ms, unix_s, n, out);
     if (n.tag == "ib") {
         if (n.child("downgrade_webclient"))
             end_link(now_ms, unix_s, Disconnect{Disconnect::LoginFailure, 411, {}, 0, "downgrade_webclient"}, out);
         return;
     }
-    // <message> stays unacknowledged until the messages layer can store it: the server keeps it and
-    // delivers it again at the next login, which is better than acknowledging what was never stored.
 }
 
 void Session::on_notification(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out) {

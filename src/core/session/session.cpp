@@ -8,6 +8,7 @@
 #include <random>
 
 #include "ctx.hpp"
+#include "wa/signal/account.hpp"
 #include "wa/xeddsa.hpp"
 
 namespace wa {
