@@ -320,6 +320,17 @@ TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
     ASSERT_TRUE(store().pn_for_lid("acme", "123456789012345", got, found, &err)) << err;
     EXPECT_EQ(got, "573001234567");
 
+    // The new tables work for the migrated organization.
+    wa::store::MessageRecord m;
+    m.id = "3EB0A1";
+    m.direction = "out";
+    m.type = "text";
+    m.status = "pending";
+    m.created_at = 1700000300000;
+    ASSERT_TRUE(store().put_message("acme", m, &err)) << err;
+    ASSERT_TRUE(store().load_message("acme", "3EB0A1", m, found, &err)) << err;
+    EXPECT_TRUE(found);
+
     RawDb raw(db_path());
     EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
     EXPECT_EQ(schema1_text(raw), schema_before) << "migration 2 changed a table of migration 1";
