@@ -190,7 +190,8 @@ for my $code (500, 503) {
     ($st, undef, $j) = $t->api(POST => '/api/purge', body => { organization_id => 'lo1' });
     is($st, 200, 'purge of lo1: 200');
     my $left = 0;
-    for my $table (qw(orgs credentials prekeys signal_sessions signal_identities lid_map)) {
+    for my $table (qw(orgs credentials prekeys signal_sessions signal_identities lid_map messages idempotency_keys
+                      device_lists privacy_tokens)) {
         $left += scalar @{ $t->db("SELECT org FROM $table WHERE org IN ('pu1', 'lo1')") };
     }
     is($left, 0, 'no row of the purged organizations in any table');

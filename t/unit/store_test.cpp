@@ -242,6 +242,144 @@ TEST_F(StoreTest, ReopeningKeepsDataAndSchemaVersion) {
     EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(wa::store::sqlite::newest_schema_version()));
 }
 
+namespace {
+
+const char* const kSchema1Objects =
+    "'orgs', 'orgs_live', 'credentials', 'prekeys', 'signal_sessions', 'signal_identities', 'lid_map'";
+
+// The schema of the version-1 tables and indexes as the file records it.
+std::string schema1_text(RawDb& raw) {
+    return raw.scalar(std::string("SELECT group_concat(name || ': ' || sql, char(10)) FROM (SELECT name, sql FROM "
+                                  "sqlite_master WHERE name IN (") +
+                      kSchema1Objects + ") ORDER BY name)");
+}
+
+// <path> as the release with schema 1 left it: migration 1 only, WAL, user_version 1.
+void create_schema1_database(const std::string& path) {
+    std::ofstream(path).close();  // an empty file is an empty database
+    ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+    RawDb raw(path);
+    raw.exec("PRAGMA journal_mode = WAL");
+    raw.exec(std::string("BEGIN; ") + wa::store::sqlite::migration_sql(1) + "; PRAGMA user_version = 1; COMMIT");
+}
+
+}  // namespace
+
+// A database made by the release before messages (schema 1, rows written the way that release writes them):
+// opening it applies migration 2 alone, and every old row loads as before.
+TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
+    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 2);
+    ASSERT_EQ(wa::store::sqlite::migration_sql(3), nullptr);
+    create_schema1_database(db_path());
+    std::string schema_before;
+    {
+        RawDb raw(db_path());
+        // Generation 1 cleared, generation 2 live, as clear-session then a new start leave them.
+        raw.exec("INSERT INTO orgs VALUES ('acme', 1, 1, 3, '573001234567', '', 1700000000, 1700000000, 1699999000, "
+                 "1700000010)");
+        raw.exec("INSERT INTO orgs VALUES ('acme', 2, 1, 3, '573001234567', 'x', 1700000100, 1700000050, "
+                 "1700000020, NULL)");
+        raw.exec("INSERT INTO orgs VALUES ('beta', 1, 0, 5, '', 'logged out', 1700000200, 0, 1700000020, NULL)");
+        raw.exec("INSERT INTO credentials VALUES ('acme', 2, zeroblob(32), zeroblob(32), zeroblob(32), zeroblob(32), "
+                 "4242, 7, zeroblob(32), zeroblob(32), zeroblob(64), zeroblob(32), '573001234567:12@s.whatsapp.net', "
+                 "'123456789012345:12@lid', 'android', 'Ana', x'0a0001ff', 813, 1700000000)");
+        raw.exec("INSERT INTO prekeys VALUES ('acme', 2, 5, zeroblob(32), zeroblob(32), 1)");
+        raw.exec("INSERT INTO prekeys VALUES ('acme', 1, 5, zeroblob(32), zeroblob(32), 0)");
+        raw.exec("INSERT INTO signal_sessions VALUES ('acme', 2, '573001234567.0', x'00017265636f7264')");
+        raw.exec("INSERT INTO signal_identities VALUES ('acme', 2, '573001234567.0', x'05ab')");
+        raw.exec("INSERT INTO lid_map VALUES ('acme', 2, '573001234567', '123456789012345')");
+        schema_before = schema1_text(raw);
+    }
+    ASSERT_NE(schema_before.find("CREATE TABLE lid_map"), std::string::npos);
+
+    std::string err, got;
+    auto loaded = orgs();  // opens the store: migration 2
+    ASSERT_EQ(loaded.size(), 2u);
+    EXPECT_EQ(loaded[0].org, "acme");
+    EXPECT_EQ(loaded[0].last_error, "x");
+    EXPECT_EQ(loaded[0].state_since, 1700000100);
+    EXPECT_EQ(loaded[1].org, "beta");
+    EXPECT_EQ(loaded[1].last_error, "logged out");
+    Credentials c;
+    bool found = false;
+    ASSERT_TRUE(store().load_credentials("acme", c, found, &err)) << err;
+    ASSERT_TRUE(found);
+    EXPECT_EQ(c.registration_id, 4242u);
+    EXPECT_EQ(c.signed_prekey_sig, std::string(64, '\0'));
+    EXPECT_EQ(c.account, std::string("\x0a\x00\x01\xff", 4));
+    EXPECT_EQ(c.next_prekey_id, 813u);
+    PreKey k;
+    ASSERT_TRUE(store().load_prekey("acme", 5, k, found, &err)) << err;
+    ASSERT_TRUE(found);
+    EXPECT_TRUE(k.uploaded);  // the live generation's
+    ASSERT_TRUE(store().load_session("acme", "573001234567.0", got, found, &err)) << err;
+    ASSERT_TRUE(found);
+    EXPECT_EQ(got, std::string("\x00\x01record", 8));
+    ASSERT_TRUE(store().load_identity("acme", "573001234567.0", got, found, &err)) << err;
+    EXPECT_EQ(got, "\x05\xab");
+    ASSERT_TRUE(store().pn_for_lid("acme", "123456789012345", got, found, &err)) << err;
+    EXPECT_EQ(got, "573001234567");
+
+    // The new tables work for the migrated organization.
+    wa::store::MessageRecord m;
+    m.id = "3EB0A1";
+    m.direction = "out";
+    m.type = "text";
+    m.status = "pending";
+    m.created_at = 1700000300000;
+    ASSERT_TRUE(store().put_message("acme", m, &err)) << err;
+    ASSERT_TRUE(store().load_message("acme", "3EB0A1", m, found, &err)) << err;
+    EXPECT_TRUE(found);
+
+    RawDb raw(db_path());
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+    EXPECT_EQ(schema1_text(raw), schema_before) << "migration 2 changed a table of migration 1";
+    EXPECT_EQ(raw.count("SELECT count(*) FROM orgs"), 3);
+    EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE generation = 1"), 1);  // the cleared one, kept
+    EXPECT_EQ(raw.count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                        "('messages', 'idempotency_keys', 'device_lists', 'privacy_tokens')"),
+              4);
+    EXPECT_EQ(raw.scalar("PRAGMA foreign_key_check"), "");
+}
+
+// The same from rows the store itself wrote: a database of this build with the tables of migration 2 dropped
+// is exactly what schema 1 left (same objects, same SQL), and migration 2 brings it back without a loss.
+TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
+    std::string err;
+    fill("acme");
+    ASSERT_TRUE(store().clear_org("acme", &err)) << err;
+    fill("acme");
+    fill("other");
+    store_.reset();
+    {
+        RawDb raw(db_path());
+        raw.exec("DROP TABLE messages; DROP TABLE idempotency_keys; DROP TABLE device_lists; "
+                 "DROP TABLE privacy_tokens; PRAGMA user_version = 1");
+        std::string reference_dir = dir_ + "/v1";
+        ASSERT_EQ(mkdir(reference_dir.c_str(), 0700), 0);
+        create_schema1_database(reference_dir + "/whatsapp.db");
+        RawDb reference(reference_dir + "/whatsapp.db");
+        std::string all = "SELECT group_concat(type || ' ' || name || ': ' || sql, char(10)) FROM "
+                          "(SELECT type, name, sql FROM sqlite_master ORDER BY name)";
+        EXPECT_EQ(raw.scalar(all), reference.scalar(all));
+        for (const char* table : kTables) EXPECT_GT(rows_of(raw, table, "acme"), 0) << table;
+    }
+    auto loaded = orgs();
+    ASSERT_EQ(loaded.size(), 2u);
+    EXPECT_TRUE(has_credentials("acme"));
+    Credentials c;
+    bool found = false;
+    ASSERT_TRUE(store().load_credentials("acme", c, found, &err)) << err;
+    expect_same_credentials(c, make_credentials('k'));
+    uint32_t n = 0;
+    ASSERT_TRUE(store().count_prekeys("acme", false, n, &err)) << err;
+    EXPECT_EQ(n, 3u);
+    RawDb raw(db_path());
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.count("SELECT count(*) FROM orgs WHERE org = 'acme'"), 2);
+    EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE org = 'acme'"), 6);
+}
+
 TEST_F(StoreTest, ExistingLooseModeIsTightenedTo0600) {
     std::string err;
     ASSERT_TRUE(store().put_org(make_org("acme"), &err)) << err;

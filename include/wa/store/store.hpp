@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wa::store {
@@ -50,6 +51,44 @@ struct PreKey {
     bool uploaded = false;
 };
 
+// A message sent or received by an organization (GET /api/messages). Times are unix milliseconds, 0 = not
+// (yet) known, except server_t: the stanza's "t" attribute, unix seconds.
+struct MessageRecord {
+    std::string id;               // WhatsApp's message id, 1..128 bytes
+    std::string direction;        // "out" | "in"
+    std::string chat_jid;
+    std::string sender_jid;
+    std::string recipient_pn;     // E.164 digits, for "out"
+    std::string type;             // text, image, document, audio, video, sticker, reaction, contact, location,
+                                  // protocol, unknown
+    std::string text;
+    std::string raw;              // the serialized message, for types other than text
+    std::string status;           // out: pending|sent|delivered|read|played|failed; in: received
+    int error_code = 0;           // the server's ack error (463, 479, ...) when failed
+    std::string error;
+    int64_t created_at = 0, sent_at = 0, delivered_at = 0, read_at = 0, played_at = 0, failed_at = 0;
+    int64_t server_t = 0;
+    std::string idempotency_key;  // bytes, up to 128
+    uint32_t resend_count = 0;
+};
+
+// A contact's trusted-contact privacy token and when we last issued ours to that contact: the row whatsmeow
+// keeps in whatsmeow_privacy_tokens (store/store.go PrivacyToken: Token, Timestamp, SenderTimestamp).
+struct PrivacyToken {
+    std::string token;     // the contact's token (bytes); empty when only sender_t is known
+    int64_t t = 0;         // the token's "t" (unix seconds), 0 = none received
+    int64_t sender_t = 0;  // when we last issued ours (unix seconds), 0 = never; its 7-day bucket is
+                           // sender_t / 604800 (whatsmeow tctoken.go, tcTokenBucketDuration)
+};
+
+constexpr size_t kMaxMessageIdBytes = 128;
+constexpr size_t kMaxIdempotencyKeyBytes = 128;
+constexpr size_t kMaxMessagePage = 1000;
+
+// Whether list_messages would accept `cursor` (empty = first page): lets the HTTP layer answer 400 for a
+// cursor that was not one of ours instead of a storage error.
+bool message_cursor_valid(std::string_view cursor);
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -69,7 +108,9 @@ public:
     // clear-session: the organization's rows are kept for inspection, marked cleared, never loaded again.
     // A later put_org/put_credentials for the same id starts a fresh generation.
     virtual bool clear_org(const std::string& org, std::string* err) = 0;
-    // logout: delete the credentials and every key (prekeys, Signal data); the org row stays (wanted=false).
+    // logout: delete the credentials and every key (prekeys, Signal data, LID mappings, device lists, privacy
+    // tokens); the org row stays (wanted=false), and so do its messages and idempotency keys: they are the
+    // organization's history, kept until retention or purge_org removes them.
     virtual bool forget_credentials(const std::string& org, std::string* err) = 0;
     // POST /api/purge: delete every row of the organization, cleared generations included.
     virtual bool purge_org(const std::string& org, std::string* err) = 0;
@@ -111,6 +152,79 @@ public:
                             std::string* err) = 0;
     virtual bool pn_for_lid(const std::string& org, const std::string& lid, std::string& pn, bool& found,
                             std::string* err) = 0;
+
+    // ---- messages (schema 2) ----
+    // Every read sees the live generation only (a cleared organization's messages stay in the file, unread).
+    // Inserts, or replaces the row with the same (org, id, direction).
+    virtual bool put_message(const std::string& org, const MessageRecord& m, std::string* err) = 0;
+    // By id; when both directions carry the id, the outgoing message.
+    virtual bool load_message(const std::string& org, const std::string& id, MessageRecord& out, bool& found,
+                              std::string* err) = 0;
+    // A status for outgoing message `id`, forward only: pending < sent < delivered < read < played. "failed"
+    // (with error_code, error, failed_at) only from pending or sent. An older status arriving late (delivered
+    // after read) leaves the status as it is and only fills its own timestamp when missing; so does any
+    // receipt for a failed message. `changed` says whether the status moved. An unknown id (or an incoming
+    // message's) is no error: nothing changes. An invalid status is an error.
+    virtual bool advance_message_status(const std::string& org, const std::string& id, const std::string& status,
+                                        int64_t at_ms, int error_code, const std::string& error, bool& changed,
+                                        std::string* err) = 0;
+    // Newest first by (created_at, id, direction); direction "out", "in" or "" (both). `limit` is clamped to
+    // 1..kMaxMessagePage. `cursor` is "" for the first page, else a next_cursor from an earlier call; it is a
+    // position, not an offset, so messages stored between two pages never make one repeat or go missing.
+    // next_cursor is "" after the last page; it may be the same string as cursor.
+    virtual bool list_messages(const std::string& org, const std::string& direction, size_t limit,
+                               const std::string& cursor, std::vector<MessageRecord>& items, std::string& next_cursor,
+                               std::string* err) = 0;
+    // Outgoing messages still pending (written, no server ack: to resend after a crash), oldest first.
+    virtual bool pending_messages(const std::string& org, std::vector<MessageRecord>& out, std::string* err) = 0;
+    // Retention, over every organization and generation: deletes messages created before older_than_ms, then
+    // the oldest beyond the newest per_org_cap of each organization (0 = no cap).
+    virtual bool expire_messages(int64_t older_than_ms, uint64_t per_org_cap, uint64_t& deleted,
+                                 std::string* err) = 0;
+    // direction "out", "in" or "" (both).
+    virtual bool count_messages(const std::string& org, const std::string& direction, uint64_t& n,
+                                std::string* err) = 0;
+
+    // ---- idempotency keys (schema 2) ----
+    // key: opaque bytes, 1..kMaxIdempotencyKeyBytes (NUL allowed); body_hash: bytes. put replaces an existing
+    // key (the caller checks first: an expired key not deleted yet is reused).
+    virtual bool put_idempotency(const std::string& org, const std::string& key, const std::string& body_hash,
+                                 const std::string& message_id, int64_t created_at_ms, std::string* err) = 0;
+    virtual bool load_idempotency(const std::string& org, const std::string& key, std::string& body_hash,
+                                  std::string& message_id, int64_t& created_at_ms, bool& found, std::string* err) = 0;
+    // Every organization and generation.
+    virtual bool expire_idempotency(int64_t older_than_ms, uint64_t& deleted, std::string* err) = 0;
+
+    // ---- device list cache (usync results; schema 2) ----
+    // user: the user's JID without a device, as whatsmeow keys its device cache (JID.ToNonAD()):
+    // "573001234567@s.whatsapp.net" or "123456789012345@lid"; PN and LID lists are separate rows. devices: the
+    // device ids as usync listed them (an empty list is kept: a user without devices). The caller decides when
+    // fetched_at_ms is too old.
+    virtual bool put_devices(const std::string& org, const std::string& user, const std::vector<uint32_t>& devices,
+                             int64_t fetched_at_ms, std::string* err) = 0;
+    virtual bool load_devices(const std::string& org, const std::string& user, std::vector<uint32_t>& devices,
+                              int64_t& fetched_at_ms, bool& found, std::string* err) = 0;
+    virtual bool delete_devices(const std::string& org, const std::string& user, std::string* err) = 0;
+    // Lists fetched before older_than_ms, every organization and generation.
+    virtual bool expire_devices(int64_t older_than_ms, uint64_t& deleted, std::string* err) = 0;
+
+    // ---- privacy tokens (whatsmeow tctoken.go; schema 2) ----
+    // jid: the contact without a device, its LID when the mapping is known ("123456789012345@lid"), else its PN
+    // ("573001234567@s.whatsapp.net"), as whatsmeow's resolveTCTokenStorageLID picks it.
+    // The contact's token from a privacy_token notification or history sync; like whatsmeow's PutPrivacyTokens
+    // it is ignored when older than the stored one, and it keeps sender_t.
+    virtual bool put_privacy_token(const std::string& org, const std::string& jid, const std::string& token,
+                                   int64_t t, std::string* err) = 0;
+    // We issued our token to `jid` at sender_t (unix seconds): the bucket of the last issuance.
+    virtual bool put_privacy_token_sender_t(const std::string& org, const std::string& jid, int64_t sender_t,
+                                            std::string* err) = 0;
+    // found when anything is stored for jid. Like whatsmeow's GetPrivacyToken, a row stored under the other
+    // side of a known LID <-> PN mapping is found too (the newer one when both exist).
+    virtual bool load_privacy_token(const std::string& org, const std::string& jid, PrivacyToken& out, bool& found,
+                                    std::string* err) = 0;
+    // whatsmeow's DeleteExpiredPrivacyTokens: rows whose token is older than cutoff_t (unix seconds), unless we
+    // issued ours at or after cutoff_t. Every organization and generation.
+    virtual bool expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) = 0;
 };
 
 // Opens (creating if needed) <dir>/whatsapp.db: WAL, synchronous=FULL, busy timeout, foreign keys, schema

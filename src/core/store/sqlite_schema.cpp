@@ -99,8 +99,87 @@ CREATE TABLE lid_map (
 );
 )sql";
 
+// Messages, idempotency keys, the usync device-list cache and privacy tokens, keyed by (org, generation) like
+// the rest: clear_org keeps them unread, purge_org deletes them. forget_credentials (logout) deletes the device
+// lists and privacy tokens (they belong to the linked device) and keeps messages and idempotency keys (the
+// organization's history, until retention or purge).
+//
+// messages: ids are WhatsApp's, unique per sender, so an incoming message may in principle share an id with
+// an outgoing one: the direction is part of the key. Lists page newest first on (created_at, id, direction)
+// (messages_newest, messages_newest_by_direction); messages_pending holds only what waits for a server ack.
+// Times are unix milliseconds (server_t: the stanza's t, seconds). Text values: status and type are checked
+// by the code on the way in and out.
+// device_lists.devices: the device ids as decimal text separated by commas ("0,12,33"), readable in the shell.
+// privacy_tokens mirrors whatsmeow's whatsmeow_privacy_tokens (upgrades 04 and 12): token, t (its timestamp),
+// sender_t (when we last issued ours, NULL = never; whatsmeow's sender_timestamp).
+const char* const kMigration2 = R"sql(
+CREATE TABLE messages (
+    org             TEXT    NOT NULL,
+    generation      INTEGER NOT NULL,
+    id              TEXT    NOT NULL,
+    direction       TEXT    NOT NULL,
+    chat_jid        TEXT    NOT NULL,
+    sender_jid      TEXT    NOT NULL,
+    recipient_pn    TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    text            TEXT    NOT NULL,
+    raw             BLOB    NOT NULL,
+    status          TEXT    NOT NULL,
+    error_code      INTEGER NOT NULL DEFAULT 0,
+    error           TEXT    NOT NULL DEFAULT '',
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER NOT NULL DEFAULT 0,
+    delivered_at    INTEGER NOT NULL DEFAULT 0,
+    read_at         INTEGER NOT NULL DEFAULT 0,
+    played_at       INTEGER NOT NULL DEFAULT 0,
+    failed_at       INTEGER NOT NULL DEFAULT 0,
+    server_t        INTEGER NOT NULL DEFAULT 0,
+    idempotency_key BLOB    NOT NULL,
+    resend_count    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (org, generation, id, direction),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+CREATE INDEX messages_newest ON messages (org, generation, created_at, id, direction);
+CREATE INDEX messages_newest_by_direction ON messages (org, generation, direction, created_at, id);
+CREATE INDEX messages_pending ON messages (org, generation, created_at)
+    WHERE direction = 'out' AND status = 'pending';
+
+CREATE TABLE idempotency_keys (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    key        BLOB    NOT NULL,
+    body_hash  BLOB    NOT NULL,
+    message_id TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (org, generation, key),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+CREATE TABLE device_lists (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    user_jid   TEXT    NOT NULL,
+    devices    TEXT    NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    PRIMARY KEY (org, generation, user_jid),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+
+CREATE TABLE privacy_tokens (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    jid        TEXT    NOT NULL,
+    token      BLOB    NOT NULL,
+    t          INTEGER NOT NULL,
+    sender_t   INTEGER,
+    PRIMARY KEY (org, generation, jid),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+)sql";
+
 // Append migration N+1 here; never edit one that has shipped.
-const char* const kMigrations[] = {kMigration1};
+const char* const kMigrations[] = {kMigration1, kMigration2};
 constexpr int kMigrationCount = sizeof kMigrations / sizeof kMigrations[0];
 
 bool read_version(Db& db, int& version, std::string& err) {
@@ -133,6 +212,10 @@ bool apply_migration(Db& db, int to_version, std::string& err) {
 
 int newest_schema_version() {
     return kMigrationCount;
+}
+
+const char* migration_sql(int version) {
+    return version >= 1 && version <= kMigrationCount ? kMigrations[version - 1] : nullptr;
 }
 
 bool migrate_schema(Db& db, std::string& err) {

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <new>
 
+#include "core/store/message_rules.hpp"
 #include "core/store/sqlite_db.hpp"
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
@@ -59,11 +60,16 @@ const char* const kForgetStatements[] = {
     "DELETE FROM signal_sessions WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
     "DELETE FROM signal_identities WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
     "DELETE FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM device_lists WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    "DELETE FROM privacy_tokens WHERE org = ?1 AND generation = " WA_LIVE_GENERATION,
+    // messages and idempotency_keys stay: the organization's history, until retention or purge.
 };
 const char* const kPurgeStatements[] = {
     "DELETE FROM credentials WHERE org = ?1",       "DELETE FROM prekeys WHERE org = ?1",
     "DELETE FROM signal_sessions WHERE org = ?1",   "DELETE FROM signal_identities WHERE org = ?1",
-    "DELETE FROM lid_map WHERE org = ?1",           "DELETE FROM orgs WHERE org = ?1",
+    "DELETE FROM lid_map WHERE org = ?1",           "DELETE FROM messages WHERE org = ?1",
+    "DELETE FROM idempotency_keys WHERE org = ?1",  "DELETE FROM device_lists WHERE org = ?1",
+    "DELETE FROM privacy_tokens WHERE org = ?1",    "DELETE FROM orgs WHERE org = ?1",
 };
 
 // ---- credentials ----
@@ -122,6 +128,100 @@ const char* const kUnmapLid =
 const char* const kMapLid = "INSERT INTO lid_map (org, generation, pn, lid) VALUES (?1, " WA_LIVE_GENERATION ", ?2, ?3)";
 const char* const kLidForPn = "SELECT lid FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND pn = ?2";
 const char* const kPnForLid = "SELECT pn FROM lid_map WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND lid = ?2";
+
+// ---- messages ----
+#define WA_MESSAGE_COLUMNS                                                                                    \
+    "id, direction, chat_jid, sender_jid, recipient_pn, type, text, raw, status, error_code, error, "        \
+    "created_at, sent_at, delivered_at, read_at, played_at, failed_at, server_t, idempotency_key, resend_count"
+#define WA_MESSAGES_LIVE "FROM messages WHERE org = ?1 AND generation = " WA_LIVE_GENERATION
+const char* const kPutMessage =
+    "INSERT INTO messages (org, generation, " WA_MESSAGE_COLUMNS ") VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) "
+    "ON CONFLICT (org, generation, id, direction) DO UPDATE SET chat_jid = excluded.chat_jid, "
+    "sender_jid = excluded.sender_jid, recipient_pn = excluded.recipient_pn, type = excluded.type, "
+    "text = excluded.text, raw = excluded.raw, status = excluded.status, error_code = excluded.error_code, "
+    "error = excluded.error, created_at = excluded.created_at, sent_at = excluded.sent_at, "
+    "delivered_at = excluded.delivered_at, read_at = excluded.read_at, played_at = excluded.played_at, "
+    "failed_at = excluded.failed_at, server_t = excluded.server_t, idempotency_key = excluded.idempotency_key, "
+    "resend_count = excluded.resend_count";
+// 'out' sorts after 'in': the outgoing message first when both directions carry the id.
+const char* const kLoadMessage =
+    "SELECT " WA_MESSAGE_COLUMNS " " WA_MESSAGES_LIVE " AND id = ?2 ORDER BY direction DESC LIMIT 1";
+const char* const kLoadStatus =
+    "SELECT status, error_code, error, sent_at, delivered_at, read_at, played_at, failed_at " WA_MESSAGES_LIVE
+    " AND id = ?2 AND direction = 'out'";
+const char* const kUpdateStatus =
+    "UPDATE messages SET status = ?3, error_code = ?4, error = ?5, sent_at = ?6, delivered_at = ?7, read_at = ?8, "
+    "played_at = ?9, failed_at = ?10 WHERE org = ?1 AND generation = " WA_LIVE_GENERATION
+    " AND id = ?2 AND direction = 'out'";
+// Pages walk messages_newest (both directions) or messages_newest_by_direction backwards from the cursor. With
+// one direction, (created_at, id) <= cursor is the index range and the full comparison is exact.
+const char* const kListFirst =
+    "SELECT " WA_MESSAGE_COLUMNS " " WA_MESSAGES_LIVE " ORDER BY created_at DESC, id DESC, direction DESC LIMIT ?2";
+const char* const kListNext = "SELECT " WA_MESSAGE_COLUMNS " " WA_MESSAGES_LIVE
+                              " AND (created_at, id, direction) < (?3, ?4, ?5) "
+                              "ORDER BY created_at DESC, id DESC, direction DESC LIMIT ?2";
+const char* const kListDirectionFirst = "SELECT " WA_MESSAGE_COLUMNS " " WA_MESSAGES_LIVE
+                                        " AND direction = ?3 ORDER BY created_at DESC, id DESC LIMIT ?2";
+const char* const kListDirectionNext =
+    "SELECT " WA_MESSAGE_COLUMNS " " WA_MESSAGES_LIVE " AND direction = ?3 AND (created_at, id) <= (?4, ?5) "
+    "AND (created_at, id, direction) < (?4, ?5, ?6) ORDER BY created_at DESC, id DESC LIMIT ?2";
+// The literal terms of the messages_pending partial index, named: without ANALYZE statistics the planner
+// would rather walk every outgoing message of the organization in messages_newest_by_direction.
+const char* const kPendingMessages =
+    "SELECT " WA_MESSAGE_COLUMNS " FROM messages INDEXED BY messages_pending WHERE org = ?1 AND generation = "
+    WA_LIVE_GENERATION " AND direction = 'out' AND status = 'pending' ORDER BY created_at, id";
+const char* const kCountMessages = "SELECT count(*) " WA_MESSAGES_LIVE " AND (?2 = '' OR direction = ?2)";
+// Retention: every generation, cleared ones included.
+const char* const kAllGenerations = "SELECT org, generation FROM orgs ORDER BY org, generation";
+const char* const kExpireOldMessages = "DELETE FROM messages WHERE org = ?1 AND generation = ?2 AND created_at < ?3";
+const char* const kCountOrgMessages = "SELECT count(*) FROM messages WHERE org = ?1";
+const char* const kExpireBeyondCap =
+    "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE org = ?1 "
+    "ORDER BY created_at DESC, id DESC, direction DESC LIMIT -1 OFFSET ?2)";
+
+// ---- idempotency keys (bound as blobs: a NUL byte is part of the key) ----
+const char* const kPutIdempotency =
+    "INSERT INTO idempotency_keys (org, generation, key, body_hash, message_id, created_at) VALUES (?1, "
+    WA_LIVE_GENERATION ", ?2, ?3, ?4, ?5) ON CONFLICT (org, generation, key) DO UPDATE SET "
+    "body_hash = excluded.body_hash, message_id = excluded.message_id, created_at = excluded.created_at";
+const char* const kLoadIdempotency = "SELECT body_hash, message_id, created_at FROM idempotency_keys WHERE org = ?1 "
+                                     "AND generation = " WA_LIVE_GENERATION " AND key = ?2";
+const char* const kExpireIdempotency = "DELETE FROM idempotency_keys WHERE created_at < ?1";
+
+// ---- device lists ----
+const char* const kPutDevices =
+    "INSERT INTO device_lists (org, generation, user_jid, devices, fetched_at) VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, ?3, ?4) ON CONFLICT (org, generation, user_jid) DO UPDATE SET devices = excluded.devices, "
+    "fetched_at = excluded.fetched_at";
+const char* const kLoadDevices = "SELECT devices, fetched_at FROM device_lists WHERE org = ?1 AND generation = "
+                                 WA_LIVE_GENERATION " AND user_jid = ?2";
+const char* const kDeleteDevices =
+    "DELETE FROM device_lists WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND user_jid = ?2";
+const char* const kExpireDevices = "DELETE FROM device_lists WHERE fetched_at < ?1";
+
+// ---- privacy tokens: whatsmeow (33cfac5) store/sqlstore/store.go putPrivacyTokens, getPrivacyToken,
+// deleteExpiredPrivacyTokens; tctoken.go decides when to read, issue and prune them ----
+// A token older than the stored one is ignored; sender_t is left as it is.
+const char* const kPutPrivacyToken =
+    "INSERT INTO privacy_tokens (org, generation, jid, token, t) VALUES (?1, " WA_LIVE_GENERATION ", ?2, ?3, ?4) "
+    "ON CONFLICT (org, generation, jid) DO UPDATE SET token = excluded.token, t = excluded.t "
+    "WHERE excluded.t >= privacy_tokens.t";
+// Without a token yet: an empty one with t = 0, replaced by the first token that arrives.
+const char* const kPutPrivacyTokenSenderT =
+    "INSERT INTO privacy_tokens (org, generation, jid, token, t, sender_t) VALUES (?1, " WA_LIVE_GENERATION
+    ", ?2, x'', 0, ?3) ON CONFLICT (org, generation, jid) DO UPDATE SET sender_t = excluded.sender_t";
+// The jid itself, or its other side through lid_map (user parts there: "pn" <-> "lid"), the newest first.
+const char* const kLoadPrivacyToken =
+    "SELECT token, t, sender_t FROM privacy_tokens WHERE org = ?1 AND generation = " WA_LIVE_GENERATION
+    " AND (jid = ?2 OR jid = (CASE "
+    "WHEN substr(?2, -4) = '@lid' THEN (SELECT pn || '@s.whatsapp.net' FROM lid_map WHERE org = ?1 AND "
+    "generation = " WA_LIVE_GENERATION " AND lid = substr(?2, 1, length(?2) - 4)) "
+    "WHEN substr(?2, -15) = '@s.whatsapp.net' THEN (SELECT lid || '@lid' FROM lid_map WHERE org = ?1 AND "
+    "generation = " WA_LIVE_GENERATION " AND pn = substr(?2, 1, length(?2) - 15)) END)) "
+    "ORDER BY t DESC LIMIT 1";
+const char* const kExpirePrivacyTokens =
+    "DELETE FROM privacy_tokens WHERE t < ?1 AND (sender_t IS NULL OR sender_t < ?1)";
 
 constexpr uint8_t kMaxState = static_cast<uint8_t>(wa::State::Conflict);
 
@@ -269,6 +369,59 @@ bool decode_prekey(const Query& q, PreKey& k, std::string& why) {
     return r.ok();
 }
 
+// Columns in WA_MESSAGE_COLUMNS order.
+bool decode_message(const Query& q, MessageRecord& m, std::string& why) {
+    RowReader r(q, 0);
+    int64_t error_code = 0;
+    r.text("id", m.id).text("direction", m.direction).text("chat_jid", m.chat_jid).text("sender_jid", m.sender_jid);
+    r.text("recipient_pn", m.recipient_pn).text("type", m.type).text("text", m.text).blob("raw", m.raw);
+    r.text("status", m.status).integer("error_code", error_code, INT_MIN, INT_MAX).text("error", m.error);
+    r.integer("created_at", m.created_at).integer("sent_at", m.sent_at).integer("delivered_at", m.delivered_at);
+    r.integer("read_at", m.read_at).integer("played_at", m.played_at).integer("failed_at", m.failed_at);
+    r.integer("server_t", m.server_t).blob("idempotency_key", m.idempotency_key);
+    r.u32("resend_count", m.resend_count);
+    why = r.why();
+    if (why.empty()) why = rules::message_problem(m);
+    m.error_code = static_cast<int>(error_code);
+    return why.empty();
+}
+
+// "0,12,33" (empty for no devices).
+std::string encode_devices(const std::vector<uint32_t>& devices) {
+    std::string out;
+    for (uint32_t d : devices) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(d);
+    }
+    return out;
+}
+
+bool decode_devices(const std::string& text, std::vector<uint32_t>& out) {
+    out.clear();
+    if (text.empty()) return true;
+    uint64_t v = 0;
+    size_t digits = 0;
+    for (size_t i = 0; i <= text.size(); i++) {
+        if (i == text.size() || text[i] == ',') {
+            if (digits == 0) return false;
+            out.push_back(static_cast<uint32_t>(v));
+            v = 0;
+            digits = 0;
+        } else if (text[i] >= '0' && text[i] <= '9' && digits < 10) {
+            v = v * 10 + static_cast<uint64_t>(text[i] - '0');
+            digits++;
+            if (v > UINT32_MAX) return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+uint64_t changes(Db& db) {
+    return static_cast<uint64_t>(sqlite3_changes64(db.handle()));
+}
+
 // An org id fit for a log line even when the stored one is not valid.
 std::string printable_org(const std::string& raw) {
     std::string shown = raw.substr(0, 64);
@@ -340,6 +493,40 @@ public:
     bool pn_for_lid(const std::string& org, const std::string& lid, std::string& pn, bool& found,
                     std::string* err) override;
 
+    bool put_message(const std::string& org, const MessageRecord& m, std::string* err) override;
+    bool load_message(const std::string& org, const std::string& id, MessageRecord& out, bool& found,
+                      std::string* err) override;
+    bool advance_message_status(const std::string& org, const std::string& id, const std::string& status,
+                                int64_t at_ms, int error_code, const std::string& error, bool& changed,
+                                std::string* err) override;
+    bool list_messages(const std::string& org, const std::string& direction, size_t limit, const std::string& cursor,
+                       std::vector<MessageRecord>& items, std::string& next_cursor, std::string* err) override;
+    bool pending_messages(const std::string& org, std::vector<MessageRecord>& out, std::string* err) override;
+    bool expire_messages(int64_t older_than_ms, uint64_t per_org_cap, uint64_t& deleted, std::string* err) override;
+    bool count_messages(const std::string& org, const std::string& direction, uint64_t& n,
+                        std::string* err) override;
+
+    bool put_idempotency(const std::string& org, const std::string& key, const std::string& body_hash,
+                         const std::string& message_id, int64_t created_at_ms, std::string* err) override;
+    bool load_idempotency(const std::string& org, const std::string& key, std::string& body_hash,
+                          std::string& message_id, int64_t& created_at_ms, bool& found, std::string* err) override;
+    bool expire_idempotency(int64_t older_than_ms, uint64_t& deleted, std::string* err) override;
+
+    bool put_devices(const std::string& org, const std::string& user, const std::vector<uint32_t>& devices,
+                     int64_t fetched_at_ms, std::string* err) override;
+    bool load_devices(const std::string& org, const std::string& user, std::vector<uint32_t>& devices,
+                      int64_t& fetched_at_ms, bool& found, std::string* err) override;
+    bool delete_devices(const std::string& org, const std::string& user, std::string* err) override;
+    bool expire_devices(int64_t older_than_ms, uint64_t& deleted, std::string* err) override;
+
+    bool put_privacy_token(const std::string& org, const std::string& jid, const std::string& token, int64_t t,
+                           std::string* err) override;
+    bool put_privacy_token_sender_t(const std::string& org, const std::string& jid, int64_t sender_t,
+                                    std::string* err) override;
+    bool load_privacy_token(const std::string& org, const std::string& jid, PrivacyToken& out, bool& found,
+                            std::string* err) override;
+    bool expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) override;
+
 private:
     template <class F>
     bool mutate(const char* what, std::string* err, F&& body) noexcept;
@@ -356,6 +543,8 @@ private:
     bool load_one(const char* sql, const std::string& org, const std::string& key, std::string& value, bool& found,
                   std::string& e);
     bool put_prekey(const std::string& org, const PreKey& k, std::string& e);
+    bool read_messages(Query& q, std::vector<MessageRecord>& out, std::string& e);
+    bool delete_before(const char* sql, int64_t cutoff, uint64_t& deleted, std::string& e);
 
     std::unique_ptr<Db> db_;
     bool group_ = false;         // begin() opened the helper's group transaction
@@ -736,6 +925,318 @@ bool SqliteStore::pn_for_lid(const std::string& org, const std::string& lid, std
                              std::string* err) {
     found = false;
     return read("pn_for_lid", err, [&](std::string& e) { return load_one(kPnForLid, org, lid, pn, found, e); });
+}
+
+// ---- messages ----
+
+bool SqliteStore::put_message(const std::string& org, const MessageRecord& m, std::string* err) {
+    return mutate("put_message", err, [&](std::string& e) {
+        std::string problem = rules::message_problem(m);
+        if (!problem.empty()) return fail(e, "message invalid: " + problem);
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutMessage);
+        q.text(1, org).text(2, m.id).text(3, m.direction).text(4, m.chat_jid).text(5, m.sender_jid);
+        q.text(6, m.recipient_pn).text(7, m.type).text(8, m.text).blob(9, m.raw).text(10, m.status);
+        q.integer(11, m.error_code).text(12, m.error).integer(13, m.created_at).integer(14, m.sent_at);
+        q.integer(15, m.delivered_at).integer(16, m.read_at).integer(17, m.played_at).integer(18, m.failed_at);
+        q.integer(19, m.server_t).blob(20, m.idempotency_key).integer(21, m.resend_count);
+        return q.run(e);
+    });
+}
+
+bool SqliteStore::read_messages(Query& q, std::vector<MessageRecord>& out, std::string& e) {
+    for (bool row = true;;) {
+        if (!q.next(row, e)) return false;
+        if (!row) return true;
+        MessageRecord m;
+        std::string why;
+        if (!decode_message(q, m, why)) return fail(e, "message corrupt: " + why);
+        out.push_back(std::move(m));
+    }
+}
+
+bool SqliteStore::load_message(const std::string& org, const std::string& id, MessageRecord& out, bool& found,
+                               std::string* err) {
+    found = false;
+    return read("load_message", err, [&](std::string& e) {
+        std::vector<MessageRecord> rows;
+        Query q(*db_, kLoadMessage);
+        q.text(1, org).text(2, id);
+        if (!read_messages(q, rows, e)) return false;
+        if (rows.empty()) return true;
+        out = std::move(rows[0]);
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::advance_message_status(const std::string& org, const std::string& id, const std::string& status,
+                                         int64_t at_ms, int error_code, const std::string& error, bool& changed,
+                                         std::string* err) {
+    changed = false;
+    return mutate("advance_message_status", err, [&](std::string& e) {
+        rules::StatusState s;
+        {
+            Query q(*db_, kLoadStatus);
+            bool row = false;
+            if (!q.text(1, org).text(2, id).next(row, e)) return false;
+            if (!row) return rules::valid_status("out", status) || fail(e, "invalid status");
+            RowReader r(q, 0);
+            int64_t code = 0;
+            r.text("status", s.status).integer("error_code", code, INT_MIN, INT_MAX).text("error", s.error);
+            r.integer("sent_at", s.sent_at).integer("delivered_at", s.delivered_at).integer("read_at", s.read_at);
+            r.integer("played_at", s.played_at).integer("failed_at", s.failed_at);
+            if (!r.ok()) return fail(e, "message corrupt: " + r.why());
+            if (!rules::valid_status("out", s.status)) return fail(e, "message corrupt: status");
+            s.error_code = static_cast<int>(code);
+        }
+        bool status_changed = false, row_changed = false;
+        if (!rules::advance(s, status, at_ms, error_code, error, status_changed, row_changed, e)) return false;
+        if (row_changed) {
+            Query u(*db_, kUpdateStatus);
+            u.text(1, org).text(2, id).text(3, s.status).integer(4, s.error_code).text(5, s.error);
+            u.integer(6, s.sent_at).integer(7, s.delivered_at).integer(8, s.read_at).integer(9, s.played_at);
+            if (!u.integer(10, s.failed_at).run(e)) return false;
+        }
+        changed = status_changed;
+        return true;
+    });
+}
+
+bool SqliteStore::list_messages(const std::string& org, const std::string& direction, size_t limit,
+                                const std::string& cursor, std::vector<MessageRecord>& items,
+                                std::string& next_cursor, std::string* err) {
+    return read("list_messages", err, [&](std::string& e) {
+        // cursor is read before next_cursor is written: the caller may pass one string as both.
+        bool first_page = cursor.empty();
+        rules::Cursor after;
+        bool cursor_ok = first_page || rules::decode_cursor(cursor, after);
+        items.clear();
+        next_cursor.clear();
+        if (!direction.empty() && !rules::valid_direction(direction)) return fail(e, "invalid direction");
+        if (!cursor_ok) return fail(e, "invalid cursor");
+        size_t page = std::min(std::max<size_t>(limit, 1), kMaxMessagePage);
+        int64_t fetch = static_cast<int64_t>(page) + 1;  // one more tells whether another page follows
+        const char* sql = direction.empty() ? (first_page ? kListFirst : kListNext)
+                                            : (first_page ? kListDirectionFirst : kListDirectionNext);
+        Query q(*db_, sql);
+        q.text(1, org).integer(2, fetch);
+        int at = 3;  // the cursor's first parameter
+        if (!direction.empty()) q.text(at++, direction);
+        if (!first_page) q.integer(at, after.created_at).text(at + 1, after.id).text(at + 2, after.direction);
+        if (!read_messages(q, items, e)) return false;
+        if (items.size() > page) {
+            items.resize(page);
+            const MessageRecord& last = items.back();
+            next_cursor = rules::encode_cursor(rules::Cursor{last.created_at, last.direction, last.id});
+        }
+        return true;
+    });
+}
+
+bool SqliteStore::pending_messages(const std::string& org, std::vector<MessageRecord>& out, std::string* err) {
+    return read("pending_messages", err, [&](std::string& e) {
+        out.clear();
+        Query q(*db_, kPendingMessages);
+        q.text(1, org);
+        return read_messages(q, out, e);
+    });
+}
+
+bool SqliteStore::expire_messages(int64_t older_than_ms, uint64_t per_org_cap, uint64_t& deleted, std::string* err) {
+    deleted = 0;
+    return mutate("expire_messages", err, [&](std::string& e) {
+        std::vector<std::pair<std::string, int64_t>> generations;
+        {
+            Query q(*db_, kAllGenerations);
+            for (bool row = true;;) {
+                if (!q.next(row, e)) return false;
+                if (!row) break;
+                generations.emplace_back(q.bytes_at(0), q.int_at(1));
+            }
+        }
+        uint64_t n = 0;
+        for (const auto& g : generations) {
+            Query q(*db_, kExpireOldMessages);
+            if (!q.text(1, g.first).integer(2, g.second).integer(3, older_than_ms).run(e)) return false;
+            n += changes(*db_);
+        }
+        for (size_t i = 0; per_org_cap && i < generations.size(); i++) {
+            if (i > 0 && generations[i].first == generations[i - 1].first) continue;  // once per organization
+            const std::string& org = generations[i].first;
+            bool row = false;
+            int64_t count = 0;
+            {
+                Query q(*db_, kCountOrgMessages);
+                if (!q.text(1, org).next(row, e)) return false;
+                count = row ? q.int_at(0) : 0;
+            }
+            if (static_cast<uint64_t>(count) <= per_org_cap) continue;
+            Query q(*db_, kExpireBeyondCap);
+            int64_t offset = static_cast<int64_t>(std::min<uint64_t>(per_org_cap, INT64_MAX));
+            if (!q.text(1, org).integer(2, offset).run(e)) return false;
+            n += changes(*db_);
+        }
+        deleted = n;
+        return true;
+    });
+}
+
+bool SqliteStore::count_messages(const std::string& org, const std::string& direction, uint64_t& n,
+                                 std::string* err) {
+    n = 0;
+    return read("count_messages", err, [&](std::string& e) {
+        if (!direction.empty() && !rules::valid_direction(direction)) return fail(e, "invalid direction");
+        Query q(*db_, kCountMessages);
+        bool row = false;
+        if (!q.text(1, org).text(2, direction).next(row, e)) return false;
+        n = row ? static_cast<uint64_t>(q.int_at(0)) : 0;
+        return true;
+    });
+}
+
+bool SqliteStore::delete_before(const char* sql, int64_t cutoff, uint64_t& deleted, std::string& e) {
+    Query q(*db_, sql);
+    if (!q.integer(1, cutoff).run(e)) return false;
+    deleted = changes(*db_);
+    return true;
+}
+
+// ---- idempotency keys ----
+
+bool SqliteStore::put_idempotency(const std::string& org, const std::string& key, const std::string& body_hash,
+                                  const std::string& message_id, int64_t created_at_ms, std::string* err) {
+    return mutate("put_idempotency", err, [&](std::string& e) {
+        if (key.empty() || key.size() > kMaxIdempotencyKeyBytes)
+            return fail(e, "idempotency key must be 1.." + std::to_string(kMaxIdempotencyKeyBytes) + " bytes");
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutIdempotency);
+        q.text(1, org).blob(2, key).blob(3, body_hash).text(4, message_id).integer(5, created_at_ms);
+        return q.run(e);
+    });
+}
+
+bool SqliteStore::load_idempotency(const std::string& org, const std::string& key, std::string& body_hash,
+                                   std::string& message_id, int64_t& created_at_ms, bool& found, std::string* err) {
+    found = false;
+    return read("load_idempotency", err, [&](std::string& e) {
+        Query q(*db_, kLoadIdempotency);
+        bool row = false;
+        if (!q.text(1, org).blob(2, key).next(row, e)) return false;
+        if (!row) return true;
+        std::string hash, id;
+        int64_t created = 0;
+        RowReader r(q, 0);
+        r.blob("body_hash", hash).text("message_id", id).integer("created_at", created);
+        if (!r.ok()) return fail(e, "idempotency key corrupt: " + r.why());
+        body_hash = std::move(hash);
+        message_id = std::move(id);
+        created_at_ms = created;
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::expire_idempotency(int64_t older_than_ms, uint64_t& deleted, std::string* err) {
+    deleted = 0;
+    return mutate("expire_idempotency", err,
+                  [&](std::string& e) { return delete_before(kExpireIdempotency, older_than_ms, deleted, e); });
+}
+
+// ---- device lists ----
+
+bool SqliteStore::put_devices(const std::string& org, const std::string& user, const std::vector<uint32_t>& devices,
+                              int64_t fetched_at_ms, std::string* err) {
+    return mutate("put_devices", err, [&](std::string& e) {
+        if (user.empty()) return fail(e, "empty user");
+        if (!ensure_live(org, e)) return false;
+        std::string list = encode_devices(devices);
+        Query q(*db_, kPutDevices);
+        return q.text(1, org).text(2, user).text(3, list).integer(4, fetched_at_ms).run(e);
+    });
+}
+
+bool SqliteStore::load_devices(const std::string& org, const std::string& user, std::vector<uint32_t>& devices,
+                               int64_t& fetched_at_ms, bool& found, std::string* err) {
+    found = false;
+    return read("load_devices", err, [&](std::string& e) {
+        Query q(*db_, kLoadDevices);
+        bool row = false;
+        if (!q.text(1, org).text(2, user).next(row, e)) return false;
+        if (!row) return true;
+        std::string list;
+        int64_t fetched = 0;
+        RowReader r(q, 0);
+        r.text("devices", list).integer("fetched_at", fetched);
+        std::vector<uint32_t> ids;
+        if (!r.ok()) return fail(e, "device list corrupt: " + r.why());
+        if (!decode_devices(list, ids)) return fail(e, "device list corrupt: devices");
+        devices = std::move(ids);
+        fetched_at_ms = fetched;
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::delete_devices(const std::string& org, const std::string& user, std::string* err) {
+    return mutate("delete_devices", err, [&](std::string& e) {
+        Query q(*db_, kDeleteDevices);
+        return q.text(1, org).text(2, user).run(e);
+    });
+}
+
+bool SqliteStore::expire_devices(int64_t older_than_ms, uint64_t& deleted, std::string* err) {
+    deleted = 0;
+    return mutate("expire_devices", err,
+                  [&](std::string& e) { return delete_before(kExpireDevices, older_than_ms, deleted, e); });
+}
+
+// ---- privacy tokens ----
+
+bool SqliteStore::put_privacy_token(const std::string& org, const std::string& jid, const std::string& token,
+                                    int64_t t, std::string* err) {
+    return mutate("put_privacy_token", err, [&](std::string& e) {
+        if (jid.empty()) return fail(e, "empty jid");
+        if (token.empty()) return fail(e, "empty token");
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutPrivacyToken);
+        return q.text(1, org).text(2, jid).blob(3, token).integer(4, t).run(e);
+    });
+}
+
+bool SqliteStore::put_privacy_token_sender_t(const std::string& org, const std::string& jid, int64_t sender_t,
+                                             std::string* err) {
+    return mutate("put_privacy_token_sender_t", err, [&](std::string& e) {
+        if (jid.empty()) return fail(e, "empty jid");
+        if (!ensure_live(org, e)) return false;
+        Query q(*db_, kPutPrivacyTokenSenderT);
+        return q.text(1, org).text(2, jid).integer(3, sender_t).run(e);
+    });
+}
+
+bool SqliteStore::load_privacy_token(const std::string& org, const std::string& jid, PrivacyToken& out, bool& found,
+                                     std::string* err) {
+    found = false;
+    return read("load_privacy_token", err, [&](std::string& e) {
+        Query q(*db_, kLoadPrivacyToken);
+        bool row = false;
+        if (!q.text(1, org).text(2, jid).next(row, e)) return false;
+        if (!row) return true;
+        PrivacyToken p;
+        RowReader r(q, 0);
+        r.blob("token", p.token).integer("t", p.t);
+        if (r.ok() && q.type(2) != SQLITE_NULL) r.integer("sender_t", p.sender_t);
+        if (!r.ok()) return fail(e, "privacy token corrupt: " + r.why());
+        out = std::move(p);
+        found = true;
+        return true;
+    });
+}
+
+bool SqliteStore::expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) {
+    deleted = 0;
+    return mutate("expire_privacy_tokens", err,
+                  [&](std::string& e) { return delete_before(kExpirePrivacyTokens, cutoff_t, deleted, e); });
 }
 
 }  // namespace
