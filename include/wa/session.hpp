@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "wa/binary.hpp"
+#include "wa/jid.hpp"
 #include "wa/noise.hpp"
 #include "wa/session/deadlines.hpp"
 #include "wa/session/disconnect.hpp"
@@ -208,6 +209,7 @@ private:
     void on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
     void on_retry_receipt(uint64_t now_ms, const Node& n, Actions& out);
     void on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
+    bool alternate_address(const Jid& from, Jid& out);
 
     SessionConfig cfg_;
     std::string org_;

@@ -305,6 +305,54 @@ class FlakyStore : public Store {
 public:
     explicit FlakyStore(Store& s) : s_(s) {}
     bool fail_put_session = false;
+    // messages, idempotency, device lists, privacy tokens: passed through
+    bool put_message(const std::string& o, const wa::store::MessageRecord& m, std::string* e) override { return s_.put_message(o, m, e); }
+    bool load_message(const std::string& o, const std::string& id, wa::store::MessageRecord& m, bool& f, std::string* e) override {
+        return s_.load_message(o, id, m, f, e);
+    }
+    bool advance_message_status(const std::string& o, const std::string& id, const std::string& st, int64_t at, int code,
+                                const std::string& er, bool& ch, std::string* e) override {
+        return s_.advance_message_status(o, id, st, at, code, er, ch, e);
+    }
+    bool list_messages(const std::string& o, const std::string& d, size_t l, const std::string& c,
+                       std::vector<wa::store::MessageRecord>& it, std::string& n, std::string* e) override {
+        return s_.list_messages(o, d, l, c, it, n, e);
+    }
+    bool pending_messages(const std::string& o, std::vector<wa::store::MessageRecord>& out, std::string* e) override {
+        return s_.pending_messages(o, out, e);
+    }
+    bool expire_messages(int64_t t, uint64_t cap, uint64_t& d, std::string* e) override { return s_.expire_messages(t, cap, d, e); }
+    bool count_messages(const std::string& o, const std::string& d, uint64_t& n, std::string* e) override {
+        return s_.count_messages(o, d, n, e);
+    }
+    bool put_idempotency(const std::string& o, const std::string& k, const std::string& h, const std::string& id, int64_t t,
+                         std::string* e) override {
+        return s_.put_idempotency(o, k, h, id, t, e);
+    }
+    bool load_idempotency(const std::string& o, const std::string& k, std::string& h, std::string& id, int64_t& t, bool& f,
+                          std::string* e) override {
+        return s_.load_idempotency(o, k, h, id, t, f, e);
+    }
+    bool expire_idempotency(int64_t t, uint64_t& d, std::string* e) override { return s_.expire_idempotency(t, d, e); }
+    bool put_devices(const std::string& o, const std::string& u, const std::vector<uint32_t>& d, int64_t t, std::string* e) override {
+        return s_.put_devices(o, u, d, t, e);
+    }
+    bool load_devices(const std::string& o, const std::string& u, std::vector<uint32_t>& d, int64_t& t, bool& f,
+                      std::string* e) override {
+        return s_.load_devices(o, u, d, t, f, e);
+    }
+    bool delete_devices(const std::string& o, const std::string& u, std::string* e) override { return s_.delete_devices(o, u, e); }
+    bool expire_devices(int64_t t, uint64_t& d, std::string* e) override { return s_.expire_devices(t, d, e); }
+    bool put_privacy_token(const std::string& o, const std::string& j, const std::string& tk, int64_t t, std::string* e) override {
+        return s_.put_privacy_token(o, j, tk, t, e);
+    }
+    bool put_privacy_token_sender_t(const std::string& o, const std::string& j, int64_t t, std::string* e) override {
+        return s_.put_privacy_token_sender_t(o, j, t, e);
+    }
+    bool load_privacy_token(const std::string& o, const std::string& j, wa::store::PrivacyToken& p, bool& f, std::string* e) override {
+        return s_.load_privacy_token(o, j, p, f, e);
+    }
+    bool expire_privacy_tokens(int64_t t, uint64_t& d, std::string* e) override { return s_.expire_privacy_tokens(t, d, e); }
     bool begin(std::string* e) override { return s_.begin(e); }
     bool commit(std::string* e) override { return s_.commit(e); }
     void rollback() override { s_.rollback(); }

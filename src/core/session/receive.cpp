@@ -40,6 +40,23 @@ std::string text_of(const waproto::Message& m) {
 
 }  // namespace
 
+bool Session::alternate_address(const Jid& from, Jid& out) {
+    std::string other, err;
+    bool found = false;
+    if (from.is_pn()) {
+        if (!store_->lid_for_pn(org_, from.user, other, found, &err) || !found) return false;
+        out = Jid{other, std::string(jid_server::kLid)};
+    } else if (from.is_lid()) {
+        if (!store_->pn_for_lid(org_, from.user, other, found, &err) || !found) return false;
+        out = Jid{other, std::string(jid_server::kUser)};
+    } else {
+        return false;
+    }
+    out.device = from.device;
+    out.has_device = from.device != 0;
+    return true;
+}
+
 // Delivery, read and played receipts for our messages: every id in the receipt (and its <list>).
 void Session::on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out) {
     std::string_view type = n.attr_or("type");
@@ -117,6 +134,12 @@ void Session::on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n
         if (!signal::parse_enc_type(enc->attr_or("type"), type)) continue;  // skmsg and others: nothing to decrypt
         signal::Decrypted dec;
         signal::Result r = signal_->decrypt(signal::address_of(from), type, enc->bytes, dec);
+        // A session kept under the other form of the sender's address (we wrote to its LID, it answers from its
+        // phone number, or the reverse): the commonest cause of "Bad MAC" in peers (wa-protocol-2026.md). Try the
+        // alternate address once, as whatsmeow does (message.go decryptDM with the LID/PN mapping).
+        Jid other;
+        if (r == signal::Result::NoSession && alternate_address(from, other))
+            r = signal_->decrypt(signal::address_of(other), type, enc->bytes, dec);
         if (r == signal::Result::Duplicate) { stored = true; continue; }  // already stored and receipted
         if (r != signal::Result::Ok) { failed = true; continue; }
         signal::ReceivedMessage rm;
