@@ -37,6 +37,8 @@ struct Response {
 };
 
 Response error(int status, std::string_view code, std::string_view message);
+// The same with "message_id" (a send that timed out after its id was assigned).
+Response error_with_id(int status, std::string_view code, std::string_view message, std::string_view message_id);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {

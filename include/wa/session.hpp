@@ -81,6 +81,7 @@ struct Action {
         CancelTimer,
         Publish,         // the status changed: copy status() to shared memory
         Complete,        // finish command `command_id` with HTTP `code` and JSON `bytes`
+        Partial,         // what is known of command `command_id` before it completes (`bytes`: a message id)
     } kind;
     uint16_t code = 0;
     uint64_t at_ms = 0;

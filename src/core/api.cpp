@@ -106,6 +106,15 @@ Response error(int status, std::string_view code, std::string_view message) {
     return Response{status, dump(j.get()), {}, {}};
 }
 
+Response error_with_id(int status, std::string_view code, std::string_view message, std::string_view message_id) {
+    Json j(json_object());
+    json_object_set_new(j.get(), "success", json_false());
+    json_object_set_new(j.get(), "error", json_stringn(message.data(), message.size()));
+    json_object_set_new(j.get(), "code", json_stringn(code.data(), code.size()));
+    json_object_set_new(j.get(), "message_id", json_stringn(message_id.data(), message_id.size()));
+    return Response{status, dump(j.get()), {}, {}};
+}
+
 bool is_json_content_type(std::string_view ct) {
     size_t semi = ct.find(';');
     std::string_view type = ct.substr(0, semi);

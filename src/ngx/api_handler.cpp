@@ -179,8 +179,18 @@ static void wa_req_cleanup(void* data) {
 
 static void wa_req_timeout(ngx_event_t* ev) {
     auto* ctx = static_cast<wa_req_ctx_t*>(ev->data);
-    wa_release_cmd(wa_zone((ngx_cycle_t*)ngx_cycle), ctx);
-    wa_finish(ctx, api::error(504, "timeout", "the WhatsApp helper did not answer in time"));
+    wa_zone_ctx_t* z = wa_zone((ngx_cycle_t*)ngx_cycle);
+    std::string id;
+    if (ctx->cmd) {
+        ngx_shmtx_lock(&z->shpool->mutex);
+        id.assign(reinterpret_cast<const char*>(ctx->cmd->partial), ctx->cmd->partial_len);
+        ngx_shmtx_unlock(&z->shpool->mutex);
+    }
+    wa_release_cmd(z, ctx);
+    // A send whose message id already exists returns it with the 504: the message may still go out, and its
+    // status is at GET /api/messages/:org/:id.
+    wa_finish(ctx, id.empty() ? api::error(504, "timeout", "no answer from WhatsApp in time")
+                              : api::error_with_id(504, "timeout", "no answer from WhatsApp in time", id));
 }
 
 void wa_worker_doorbell_handler(ngx_event_t* ev) {

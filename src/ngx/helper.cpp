@@ -171,6 +171,17 @@ void HelperOrg::run(const wa::Actions& actions) {
             if (timer.timer_set) ngx_del_timer(&timer);
             break;
         case wa::Action::Publish: publish(id, session.status(), this); break;
+        case wa::Action::Partial: {
+            auto it = H.waiting.find(a.command_id);
+            if (it == H.waiting.end()) break;
+            wa_zone_ctx_t* z = H.zone;
+            ngx_shmtx_lock(&z->shpool->mutex);
+            size_t n = a.bytes.size() < sizeof(it->second->partial) ? a.bytes.size() : sizeof(it->second->partial);
+            ngx_memcpy(it->second->partial, a.bytes.data(), n);
+            it->second->partial_len = static_cast<uint8_t>(n);
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            break;
+        }
         case wa::Action::Complete: {
             auto it = H.waiting.find(a.command_id);
             if (it == H.waiting.end()) break;
@@ -743,6 +754,24 @@ void helper_doorbell_handler(ngx_event_t* ev) {
     take_commands();
 }
 
+// Retention, once a minute: messages (whatsapp_message_retention), idempotency keys (24 h, the contract),
+// device lists (a day: a stale one only costs a usync), privacy tokens (whatsmeow: 28 days).
+void expire_stored() {
+    static int64_t last = 0;
+    int64_t now = ngx_time();
+    if (!H.store || H.role != WA_HELPER_ACTIVE || now - last < 60) return;
+    last = now;
+    store_begin();
+    uint64_t n = 0, total = 0;
+    std::string err;
+    int64_t now_ms = now * 1000;
+    if (H.store->expire_messages(now_ms - int64_t(H.conf->message_retention) * 1000, H.conf->message_cap, n, &err)) total += n;
+    if (H.store->expire_idempotency(now_ms - 24LL * 3600 * 1000, n, &err)) total += n;
+    H.store->expire_devices(now_ms - 24LL * 3600 * 1000, n, &err);
+    H.store->expire_privacy_tokens(now - 28LL * 86400, n, &err);
+    if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
+}
+
 void sweep_handler(ngx_event_t* ev) {
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
@@ -757,6 +786,7 @@ void sweep_handler(ngx_event_t* ev) {
     }
     take_commands();
     sweep_results();
+    expire_stored();
     ngx_add_timer(ev, 1000);
 }
 

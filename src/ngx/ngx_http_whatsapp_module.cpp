@@ -33,6 +33,7 @@ static char* wa_client_version_directive(ngx_conf_t* cf, ngx_command_t* cmd, voi
 static char* wa_browser_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
@@ -92,6 +93,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_qr_refresh"), MAIN | NGX_CONF_TAKE2, wa_qr_refresh_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0,
      NULL},
+    {ngx_string("whatsapp_message_retention"), MAIN | NGX_CONF_TAKE12, wa_retention_directive, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -145,6 +148,8 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->ping_timeout = NGX_CONF_UNSET_MSEC;
     m->qr_first = NGX_CONF_UNSET_MSEC;
     m->qr_next = NGX_CONF_UNSET_MSEC;
+    m->message_retention = NGX_CONF_UNSET;
+    m->message_cap = NGX_CONF_UNSET_UINT;
     m->helper_worker = -1;
     return m;
 }
@@ -472,6 +477,8 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->ping_timeout, 10000);
     ngx_conf_init_msec_value(m->qr_first, 60000);  // whatsmeow qrchan.go
     ngx_conf_init_msec_value(m->qr_next, 20000);
+    ngx_conf_init_value(m->message_retention, 30 * 86400);
+    ngx_conf_init_uint_value(m->message_cap, 100000);
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.
@@ -657,5 +664,31 @@ static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t*, void* conf)
     }
     m->qr_first = static_cast<ngx_msec_t>(first);
     m->qr_next = static_cast<ngx_msec_t>(next);
+    return NGX_CONF_OK;
+}
+
+// whatsapp_message_retention 30d [max=100000];  stored messages older than this, or beyond the newest max of an
+// organization, are deleted (checked every minute).
+static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* m = static_cast<wa_main_conf_t*>(conf);
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    time_t t = ngx_parse_time(&args[1], 1);
+    if (t == (time_t)NGX_ERROR || t < 60) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_message_retention: \"%V\" must be a time of at least 1m", &args[1]);
+        return (char*)NGX_CONF_ERROR;
+    }
+    m->message_retention = t;
+    if (cf->args->nelts == 3) {
+        if (args[2].len <= 4 || ngx_strncmp(args[2].data, "max=", 4) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_message_retention: expected max=N, got \"%V\"", &args[2]);
+            return (char*)NGX_CONF_ERROR;
+        }
+        ngx_int_t n = ngx_atoi(args[2].data + 4, args[2].len - 4);
+        if (n == NGX_ERROR || n < 1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_message_retention: max must be a positive number");
+            return (char*)NGX_CONF_ERROR;
+        }
+        m->message_cap = static_cast<ngx_uint_t>(n);
+    }
     return NGX_CONF_OK;
 }

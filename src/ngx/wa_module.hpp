@@ -59,6 +59,8 @@ struct wa_main_conf_t {
     ngx_str_t browser, browser_os; // whatsapp_browser (what the phone's "Linked devices" shows)
     ngx_msec_t keepalive_min, keepalive_max, ping_timeout;  // whatsapp_keepalive
     ngx_msec_t qr_first, qr_next;  // whatsapp_qr_refresh
+    time_t message_retention;      // whatsapp_message_retention (seconds)
+    ngx_uint_t message_cap;        // ... max=N messages per organization
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
 };
@@ -109,6 +111,8 @@ struct wa_shm_cmd_t {
     uint32_t req_len;
     uint16_t http_status;
     uint16_t retry_after;
+    uint8_t partial_len;       // a partial result known before the answer: the message id of a send
+    u_char partial[64];
     u_char* resp;              // slab; the response body
     uint32_t resp_len;
 };

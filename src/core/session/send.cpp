@@ -127,6 +127,10 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
         complete(command_id, 507, error_json("storage_error", "the message could not be stored"), out);
         return finish(std::move(out), now_ms);
     }
+    // The id exists before the ack: a request that times out (504) still returns it.
+    Action partial{Action::Partial, 0, 0, job->id};
+    partial.command_id = command_id;
+    out.push_back(std::move(partial));
     SendJob& j = *job;
     jobs_[job->id] = std::move(job);
     // Online: go now. Linked but briefly reconnecting (515, reload, a dropped link): the job waits for the
