@@ -69,7 +69,8 @@ export class Store {
         devices: c.devices.map(d => ({ id: d.id, signal: SignalDevice.fromJSON(d.signal) })),
         inbox: c.inbox || [],
         lidMode: !!c.lidMode,
-        requireTcToken: !!c.requireTcToken
+        requireTcToken: !!c.requireTcToken,
+        tokensIssued: c.tokensIssued || {}
       })
     }
     for (const a of this.accounts.values()) this.lids.set(a.lid, { kind: 'account', obj: a })
@@ -104,7 +105,8 @@ export class Store {
         devices: c.devices.map(d => ({ id: d.id, signal: d.signal.toJSON() })),
         inbox: c.inbox,
         lidMode: c.lidMode,
-        requireTcToken: c.requireTcToken
+        requireTcToken: c.requireTcToken,
+        tokensIssued: c.tokensIssued
       }))
     }
   }
@@ -163,7 +165,8 @@ export class Store {
       devices: [],
       inbox: [],
       lidMode: false, // writes to accounts from its LID (from="LID:dev@lid" sender_pn=PN) instead of its PN
-      requireTcToken: false // messages to it without a valid <tctoken> get ack error 463
+      requireTcToken: false, // messages to it without a valid <tctoken> get ack error 463
+      tokensIssued: {} // account phone -> [{token (base64), t}]: privacy tokens it issued (privacy_token notifications)
     }
     for (let i = 0; i < nDevices; i++) c.devices.push({ id: i, signal: SignalDevice.create() })
     this.contacts.set(phone, c)

@@ -1,0 +1,185 @@
+// What the gateway's messaging tests (issue 9) need from the simulator: LID and PN addressing recorded per inbox
+// entry, device-identity checks, server ack fidelity (phash, error codes, reachout timelock), privacy tokens,
+// retry receipts with <keys>, bench mode, offline delivery and redelivery. Observed with the real Baileys rc14
+// client where it can speak the stanza, and with a raw whatsmeow-like client (lib/testkit.mjs rawDevice) where it
+// cannot (LID-first sends with peer_recipient_pn, phash, missing device-identity, receipts withheld).
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { proto } from 'baileys'
+import {
+  startSim, pairAndLogin, waitFor, sleep, strictCurveVerify, exitWhenDone,
+  rawDevice, rawUploadPreKeys, rawSessions, rawTextMessage, phashV2
+} from '../lib/testkit.mjs'
+
+const A = '573008880001' // Baileys account (PN path)
+const R = '573008880002' // raw (whatsmeow-like) account
+const C = '573008889001' // contact, 2 devices
+const L = '573008889002' // contact that writes in LID mode
+let sim
+let a // Baileys { h, auth, sent, ... }
+let raw // rawDevice of R
+let rc // its live connection
+let contact // POST /contacts answer for C
+const open = []
+const stats = async () => (await sim.ctl('GET', '/stats')).body
+const inbox = async (p) => (await sim.ctl('GET', `/contacts/${p}/inbox`)).body
+const account = async (p) => (await sim.ctl('GET', `/accounts/${p}`)).body
+const bare = (lidJid) => lidJid.replace(/:\d+@/, '@')
+
+before(async () => {
+  strictCurveVerify()
+  sim = await startSim()
+  contact = (await sim.ctl('POST', '/contacts', { phone: C, devices: 2 })).body
+  a = await pairAndLogin(sim, A)
+  open.push(a.h)
+  raw = await rawDevice(sim, { phone: R })
+  rc = await raw.connect()
+  await rawUploadPreKeys(rc)
+  rc.send({ tag: 'iq', attrs: { id: 'act-1', xmlns: 'passive', type: 'set', to: '@s.whatsapp.net' }, content: [{ tag: 'active', attrs: {} }] })
+  await rc.waitFor(n => n.tag === 'ib' && n.content?.[0]?.tag === 'offline', 5000, 'ib offline')
+  await waitFor(async () => (await account(A)).devices[0].prekeys === 812, { what: 'Baileys prekeys' })
+}, { timeout: 30000 })
+after(async () => {
+  for (const h of open) h.end()
+  rc?.close()
+  await sim?.stop()
+  exitWhenDone()
+})
+
+test('LID-addressed send (whatsmeow style): ack, inbox addressing, device identity, phash, receipts from the LID', { timeout: 20000 }, async () => {
+  const clid = bare(contact.lid) // CLID@lid
+  const ownLid = `${raw.lid}@lid`
+  const devices = [`${raw.lid}@lid`, `${clid.split('@')[0]}@lid`, `${clid.split('@')[0]}:1@lid`]
+  await rawSessions(rc, devices)
+  // whatsmeow's phash covers every device of both users, the sending device included
+  const phash = phashV2([...devices, raw.lidJid])
+  const s0 = await stats()
+  const m = await rawTextMessage(rc, { to: clid, devices, text: 'hola por LID ✓', peerRecipientPn: `${C}@s.whatsapp.net`, phash, chat: clid })
+  rc.send(m)
+  const ack = await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m.attrs.id, 5000, 'ack')
+  assert.equal(ack.attrs.class, 'message')
+  assert.equal(ack.attrs.from, clid)
+  assert.match(ack.attrs.t, /^\d+$/)
+  assert.equal(ack.attrs.error, undefined)
+  assert.equal(ack.attrs.phash, phash) // echoed because the client sent one, and it matches
+  const ib = (await waitFor(async () => { const x = (await inbox(C)).filter(e => e.id === m.attrs.id); return x.length === 2 && x }, { what: 'both devices' }))
+  for (const e of ib) {
+    assert.equal(e.text, 'hola por LID ✓')
+    assert.equal(e.addressing, 'lid')
+    assert.equal(e.to, clid)
+    assert.equal(e.to_jid, e.device ? `${clid.split('@')[0]}:1@lid` : clid)
+    assert.equal(e.peer_recipient_pn, `${C}@s.whatsapp.net`)
+    assert.equal(e.device_identity_ok, true)
+    assert.equal(e.type, 'pkmsg')
+    assert.equal(e.phash, phash)
+  }
+  const ph = (await account(R)).phone_inbox.find(p => p.id === m.attrs.id)
+  assert.equal(ph.text, 'hola por LID ✓')
+  assert.equal(ph.dsm, true)
+  assert.equal(ph.addressing, 'lid')
+  assert.equal(ph.to_jid, ownLid)
+  assert.equal(ph.to, clid) // destinationJid of the deviceSentMessage
+  // receipts come from the contact's LID with its PN as sender_pn
+  const dr = await rc.waitFor(n => n.tag === 'receipt' && n.attrs.id === m.attrs.id && !n.attrs.type, 3000, 'delivery receipt')
+  assert.equal(dr.attrs.from, clid)
+  assert.equal(dr.attrs.sender_pn, `${C}@s.whatsapp.net`)
+  const rr = await rc.waitFor(n => n.tag === 'receipt' && n.attrs.id === m.attrs.id && n.attrs.type === 'read', 3000, 'read receipt')
+  assert.equal(rr.attrs.from, clid)
+  let s = await stats()
+  assert.equal(s.phash_mismatches, s0.phash_mismatches)
+  assert.equal(s.missing_device_identity, s0.missing_device_identity)
+
+  // a second message in the same sessions, a wrong phash: counted; the ack carries the server's
+  const m2 = await rawTextMessage(rc, { to: clid, devices, text: 'segundo', peerRecipientPn: `${C}@s.whatsapp.net`, phash: '2:AAAAAAAA', chat: clid })
+  rc.send(m2)
+  const ack2 = await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m2.attrs.id, 5000, 'ack 2')
+  assert.equal(ack2.attrs.phash, phash)
+  s = await stats()
+  assert.equal(s.phash_mismatches, s0.phash_mismatches + 1)
+
+  // a LID nobody has: ack with error 400, nothing delivered
+  const m3 = await rawTextMessage(rc, { to: '999999999999999@lid', devices: [], text: 'nadie' })
+  rc.send(m3)
+  const ack3 = await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m3.attrs.id, 5000, 'ack 3')
+  assert.equal(ack3.attrs.error, '400')
+  s = await stats()
+  assert.equal(s.unknown_recipients, s0.unknown_recipients + 1)
+  assert.equal(s.ack_errors_sent['400'], 1)
+})
+
+test('a pkmsg without <device-identity> is counted; a forged one is refused as not ok', { timeout: 20000 }, async () => {
+  await sim.ctl('POST', '/contacts', { phone: L, devices: 1 })
+  const l = (await sim.ctl('GET', `/contacts/${L}`)).body
+  const dev = bare(l.lid)
+  await rawSessions(rc, [dev])
+  const s0 = await stats()
+  const m = await rawTextMessage(rc, { to: dev, devices: [dev], text: 'sin identidad', deviceIdentity: false })
+  rc.send(m)
+  const e = await waitFor(async () => (await inbox(L)).find(x => x.id === m.attrs.id), { what: 'inbox' })
+  assert.equal(e.type, 'pkmsg')
+  assert.equal(e.device_identity_ok, false)
+  assert.equal(e.addressing, 'lid')
+  assert.equal(e.peer_recipient_pn, null)
+  assert.equal((await stats()).missing_device_identity, s0.missing_device_identity + 1)
+  // a device identity whose device signature is not this device's
+  const forged = proto.ADVSignedDeviceIdentity.decode(raw.deviceIdentity)
+  forged.deviceSignature = Buffer.alloc(64, 7)
+  const m2 = await rawTextMessage(rc, { to: dev, devices: [dev], text: 'identidad falsa', deviceIdentity: false })
+  m2.content.push({ tag: 'device-identity', attrs: {}, content: Buffer.from(proto.ADVSignedDeviceIdentity.encode(forged).finish()) })
+  rc.send(m2)
+  const e2 = await waitFor(async () => (await inbox(L)).find(x => x.id === m2.attrs.id), { what: 'inbox 2' })
+  assert.equal(e2.device_identity_ok, false)
+  assert.equal((await stats()).bad_device_identity, s0.bad_device_identity + 1)
+  // PN addressing by the same client: recorded as such
+  const pn = `${L}@s.whatsapp.net`
+  await rawSessions(rc, [pn])
+  const m3 = await rawTextMessage(rc, { to: pn, devices: [pn], text: 'por número' })
+  rc.send(m3)
+  const e3 = await waitFor(async () => (await inbox(L)).find(x => x.id === m3.attrs.id), { what: 'inbox 3' })
+  assert.equal(e3.text, 'por número')
+  assert.equal(e3.addressing, 'pn')
+  assert.equal(e3.to, pn)
+  assert.equal(e3.to_jid, pn)
+})
+
+test('Baileys: PN sends recorded as pn, a send to a LID JID as lid; a contact in LID mode writes from its LID', { timeout: 20000 }, async () => {
+  const m = await a.h.sock.sendMessage(`${C}@s.whatsapp.net`, { text: 'por PN' })
+  a.sent.set(m.key.id, m.message)
+  const ib = await waitFor(async () => { const x = (await inbox(C)).filter(e => e.id === m.key.id); return x.length === 2 && x }, { what: 'PN send' })
+  for (const e of ib) {
+    assert.equal(e.addressing, 'pn')
+    assert.equal(e.to, `${C}@s.whatsapp.net`)
+    assert.equal(e.to_jid, e.device ? `${C}:1@s.whatsapp.net` : `${C}@s.whatsapp.net`)
+    assert.equal(e.peer_recipient_pn, null)
+    assert.equal(e.device_identity_ok, true) // Baileys' first message is a pkmsg with <device-identity>
+  }
+  const clid = bare(contact.lid)
+  const m2 = await a.h.sock.sendMessage(clid, { text: 'por LID' })
+  a.sent.set(m2.key.id, m2.message)
+  const ib2 = await waitFor(async () => { const x = (await inbox(C)).filter(e => e.id === m2.key.id); return x.length === 2 && x }, { what: 'LID send' })
+  for (const e of ib2) {
+    assert.equal(e.text, 'por LID')
+    assert.equal(e.addressing, 'lid')
+    assert.equal(e.to, clid)
+    assert.match(e.to_jid, /@lid$/)
+  }
+  // Baileys got the receipts from the LID and shows them as status updates
+  await waitFor(() => a.h.msgUpdates.some(u => u.key.id === m2.key.id && u.update.status === 4), { what: 'read (LID)' })
+
+  // the contact writes in LID mode: from="LID:0@lid" sender_pn=PN
+  const lc = (await sim.ctl('POST', '/contacts', { phone: L, devices: 1, lid_mode: true })).body
+  assert.equal(lc.lid_mode, true)
+  const r = await sim.ctl('POST', `/contacts/${L}/send`, { to: A, text: 'desde mi LID' })
+  assert.equal(r.body.addressing, 'lid')
+  const got = await waitFor(() => a.h.upserts.find(u => u.key.id === r.body.id), { what: 'LID-mode message' })
+  assert.equal(got.message.conversation, 'desde mi LID')
+  assert.equal(got.key.remoteJid, bare(lc.lid))
+  const sent = await waitFor(async () => (await sim.ctl('GET', `/contacts/${L}`)).body.sent.find(x => x.id === r.body.id && x.delivered.length), { what: 'receipt' })
+  assert.equal(sent.addressing, 'lid')
+  assert.equal(sent.delivered[0].to, bare(lc.lid))
+  // and per message, as a PN chat
+  const r2 = await sim.ctl('POST', `/contacts/${L}/send`, { to: A, text: 'y por número', as: 'pn' })
+  const got2 = await waitFor(() => a.h.upserts.find(u => u.key.id === r2.body.id), { what: 'PN-mode message' })
+  assert.equal(got2.message.conversation, 'y por número')
+  assert.equal((await sim.ctl('POST', `/contacts/${L}/send`, { to: A, text: 'x', as: 'nope' })).status, 400)
+})
