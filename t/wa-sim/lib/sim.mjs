@@ -1064,7 +1064,7 @@ export class Sim {
         if (!decryptThis) { delivered.set(c.phone, c); continue }
         try {
           const m = await cdev.signal.decrypt(peerAddr, enc.attrs.type, ct)
-          if (this.useFault(conn.deviceKey, 'retry_request', f => f.target === 'contact', rkey)) {
+          if (this.useFault(conn.deviceKey, 'retry_request', f => f.target === 'contact' && (f.device === undefined || f.device === devNo), rkey)) {
             // pretend this device could not decrypt: ask for a retry (the resend is a new encryption)
             this.contactRetry(conn, msg, fromJid, cdev.signal, rkey, addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {})
             continue
@@ -1713,8 +1713,10 @@ export class Sim {
         const times = Number(b.times ?? 1)
         if (!Number.isInteger(times) || times < 1 || times > 1000) throw httpError(400, 'times must be 1..1000')
         if (type === 'ack_error' && code !== undefined && !(Number.isInteger(Number(code)) && Number(code) >= 100 && Number(code) <= 999)) throw httpError(400, 'ack_error code must be 100..999')
+        const cdev = b.device === undefined ? undefined : Number(b.device)
+        if (cdev !== undefined && !(Number.isInteger(cdev) && cdev >= 0 && cdev <= 99)) throw httpError(400, 'device must be a contact device number')
         const list = this.pendingFaults.get(key) || []
-        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone', times })
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone', device: cdev, times })
         this.pendingFaults.set(key, list)
         this.stats.faults_injected++
         return { ok: true, pending: list.length, times }

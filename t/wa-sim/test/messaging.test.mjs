@@ -183,3 +183,89 @@ test('Baileys: PN sends recorded as pn, a send to a LID JID as lid; a contact in
   assert.equal(got2.message.conversation, 'y por número')
   assert.equal((await sim.ctl('POST', `/contacts/${L}/send`, { to: A, text: 'x', as: 'nope' })).status, 400)
 })
+
+test('reachout timelock: the mex notification reaches Baileys with its end; enforced, a new contact gets 463, then lifted', { timeout: 20000 }, async () => {
+  const fault = (b) => sim.ctl('POST', `/devices/${A}:1/fault`, b)
+  const s0 = await stats()
+  const r = await fault({ type: 'reachout_timelock', seconds: 600, enforce: true })
+  assert.equal(r.status, 200, JSON.stringify(r.body))
+  assert.equal(r.body.devices, 1)
+  const ends = r.body.reachout_timelock.ends
+  const upd = await waitFor(() => a.h.updates.find(u => u.reachoutTimeLock?.isActive), { what: 'reachoutTimeLock update' })
+  assert.equal(upd.reachoutTimeLock.timeEnforcementEnds.getTime(), ends * 1000)
+  assert.equal(upd.reachoutTimeLock.enforcementType, 'BIZ_QUALITY')
+  await waitFor(async () => (await stats()).notification_acks.mex === (s0.notification_acks.mex || 0) + 1, { what: 'Baileys acked the notification' })
+  assert.deepEqual((await account(A)).reachout_timelock, { active: true, ends, type: 'BIZ_QUALITY', enforce: true, t: r.body.reachout_timelock.t })
+  // a contact A never talked to: 463. Baileys rc14 answers a 463 by issuing its privacy token to that contact
+  // (its "token recovery"); its reachout-timelock fetch branch is unreachable for 463 (NOTES.md §5)
+  const N = '573008889003'
+  await sim.ctl('POST', '/contacts', { phone: N, devices: 1 })
+  const m = await a.h.sock.sendMessage(`${N}@s.whatsapp.net`, { text: 'hola desconocido' })
+  const err = await waitFor(() =>
+    a.h.msgUpdates.find(u => u.key.id === m.key.id && u.update.status === proto.WebMessageInfo.Status.ERROR)?.update ||
+    a.h.upserts.find(u => u.key.id === m.key.id && u.status === proto.WebMessageInfo.Status.ERROR), { what: '463' })
+  assert.deepEqual(err.messageStubParameters, ['463', 'Your account has been restricted'])
+  const nLid = bare((await sim.ctl('GET', `/contacts/${N}`)).body.lid)
+  await waitFor(async () => (await account(A)).privacy_tokens_issued.some(x => x.jid.startsWith(N) || x.jid === nLid), { what: '463 token recovery iq' })
+  // the w:mex fetch (Baileys fetchAccountReachoutTimelock) is answered from the same state
+  const fetched = await a.h.sock.fetchAccountReachoutTimelock()
+  assert.equal(fetched.isActive, true)
+  assert.equal(fetched.timeEnforcementEnds.getTime(), ends * 1000)
+  assert.equal(fetched.enforcementType, 'BIZ_QUALITY')
+  // an existing chat still works
+  const ok = await a.h.sock.sendMessage(`${C}@s.whatsapp.net`, { text: 'chat existente' })
+  await waitFor(async () => (await inbox(C)).find(e => e.id === ok.key.id), { what: 'existing chat delivered' })
+  assert.equal((await stats()).ack_errors_sent['463'], (s0.ack_errors_sent['463'] || 0) + 1)
+  // lifted
+  const n1 = a.h.updates.length
+  assert.equal((await fault({ type: 'reachout_timelock', active: false })).status, 200)
+  const lifted = await waitFor(() => a.h.updates.slice(n1).find(u => u.reachoutTimeLock), { what: 'lifted' })
+  assert.equal(lifted.reachoutTimeLock.isActive, false)
+  const m2 = await a.h.sock.sendMessage(`${N}@s.whatsapp.net`, { text: 'ahora sí' })
+  await waitFor(async () => (await inbox(N)).find(e => e.id === m2.key.id), { what: 'delivered after lift' })
+  assert.equal((await fault({ type: 'reachout_timelock', seconds: 0 })).status, 400)
+  assert.equal((await fault({ type: 'ack_error', times: 0 })).status, 400)
+})
+
+test('privacy tokens: notification to Baileys, <tctoken> on its next message, its own token iq recorded; require_tctoken -> 463', { timeout: 20000 }, async () => {
+  const s0 = await stats()
+  const t = Math.floor(Date.now() / 1000) - 5
+  const tk = await sim.ctl('POST', `/contacts/${C}/privacy-token`, { to: A, t })
+  assert.equal(tk.status, 200, JSON.stringify(tk.body))
+  assert.equal(tk.body.devices, 1)
+  await waitFor(async () => (await stats()).notification_acks.privacy_token === (s0.notification_acks.privacy_token || 0) + 1, { what: 'ack' })
+  const m = await a.h.sock.sendMessage(`${C}@s.whatsapp.net`, { text: 'con token' })
+  const ib = await waitFor(async () => { const x = (await inbox(C)).filter(e => e.id === m.key.id); return x.length === 2 && x }, { what: 'delivered' })
+  for (const e of ib) {
+    assert.equal(e.tctoken, tk.body.token)
+    assert.equal(e.tctoken_valid, true)
+  }
+  // Baileys issues its own token to the contact after a send (fire-and-forget <iq xmlns="privacy"><tokens>)
+  const issued = await waitFor(async () => (await account(A)).privacy_tokens_issued.find(x => x.type === 'trusted_contact'), { what: 'token iq' })
+  assert.match(issued.jid, /@(lid|s\.whatsapp\.net)$/)
+  assert.equal((await sim.ctl('GET', `/contacts/${C}`)).body.privacy_tokens[0].token, tk.body.token)
+
+  // a contact that requires a token (raw client): without one 463; the notification it gets; with it, delivered
+  await sim.ctl('POST', '/contacts', { phone: L, devices: 1, require_tctoken: true })
+  const dev = `${L}@s.whatsapp.net`
+  const m1 = await rawTextMessage(rc, { to: dev, devices: [dev], text: 'sin token' })
+  rc.send(m1)
+  assert.equal((await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m1.attrs.id)).attrs.error, '463')
+  const tk2 = (await sim.ctl('POST', `/contacts/${L}/privacy-token`, { to: R })).body
+  const nt = await rc.waitFor(n => n.tag === 'notification' && n.attrs.id === tk2.notification_id, 3000, 'privacy_token notification')
+  assert.equal(nt.attrs.type, 'privacy_token')
+  const l = (await sim.ctl('GET', `/contacts/${L}`)).body
+  assert.equal(nt.attrs.from, bare(l.lid)) // L is in LID mode: from its LID, no sender_lid
+  const tok = nt.content[0].content[0]
+  assert.equal(nt.content[0].tag, 'tokens')
+  assert.equal(tok.attrs.type, 'trusted_contact')
+  assert.equal(tok.attrs.t, String(tk2.t))
+  assert.equal(tok.attrs.jid, `${raw.lid}@lid`)
+  assert.equal(Buffer.from(tok.content).toString('base64'), tk2.token)
+  const m2 = await rawTextMessage(rc, { to: dev, devices: [dev], text: 'con token', tctoken: tk2.token })
+  rc.send(m2)
+  assert.equal((await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m2.attrs.id)).attrs.error, undefined)
+  const e = await waitFor(async () => (await inbox(L)).find(x => x.id === m2.attrs.id), { what: 'delivered with token' })
+  assert.equal(e.tctoken_valid, true)
+  await sim.ctl('POST', '/contacts', { phone: L, devices: 1, require_tctoken: false })
+})
