@@ -973,7 +973,13 @@ export class Sim {
         if (enc) items.push({ jid: t.attrs.jid, enc })
       }
     }
-    for (const enc of getBinaryNodeChildren(msg, 'enc')) items.push({ jid: to, enc })
+    const direct = getBinaryNodeChildren(msg, 'enc')
+    if (direct.length) {
+      // a resend to one device (retry): Baileys rc14 puts the enc there *and* a second encryption for the same
+      // device in <participants> (NOTES.md §8); the device gets one copy, the direct one (whatsmeow's only one)
+      for (let i = items.length - 1; i >= 0; i--) if (items[i].jid === to) items.splice(i, 1)
+      for (const enc of direct) items.push({ jid: to, enc })
+    }
     if (this.opts.verbose) this.log(`message ${id} to ${to}: ${items.map(i => `${i.jid}/${i.enc.attrs.type}`).join(' ')}`)
 
     const ackAttrs = { class: 'message', id, from: to, t: String(now()) }

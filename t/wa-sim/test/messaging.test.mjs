@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { proto } from 'baileys'
 import {
   startSim, pairAndLogin, waitFor, sleep, strictCurveVerify, exitWhenDone,
-  rawDevice, rawUploadPreKeys, rawSessions, rawTextMessage, phashV2
+  rawDevice, rawUploadPreKeys, rawSessions, rawTextMessage, rawAddr, phashV2
 } from '../lib/testkit.mjs'
 
 const A = '573008880001' // Baileys account (PN path)
@@ -268,4 +268,73 @@ test('privacy tokens: notification to Baileys, <tctoken> on its next message, it
   const e = await waitFor(async () => (await inbox(L)).find(x => x.id === m2.attrs.id), { what: 'delivered with token' })
   assert.equal(e.tctoken_valid, true)
   await sim.ctl('POST', '/contacts', { phone: L, devices: 1, require_tctoken: false })
+})
+
+test('retries: counts 1, 2 (keys from 2) to Baileys, 1..4 then silence to a raw client; corrupted ciphertext twice -> Baileys counts 1, 2', { timeout: 30000 }, async () => {
+  const s0 = await stats()
+  // Baileys rc14 resends at most twice per message and device (its resend counter goes up twice per receipt)
+  const f = await sim.ctl('POST', `/devices/${A}:1/fault`, { type: 'retry_request', target: 'contact', device: 1, times: 2 })
+  assert.equal(f.body.times, 2)
+  const m = await a.h.sock.sendMessage(`${C}@s.whatsapp.net`, { text: 'dos intentos' })
+  a.sent.set(m.key.id, m.message)
+  const e = await waitFor(async () => (await inbox(C)).find(x => x.id === m.key.id && x.device === 1), { what: 'accepted after 2 retries', timeoutMs: 20000 })
+  assert.equal(e.text, 'dos intentos')
+  assert.equal(e.retries, 2) // retry receipts device 1 sent for this message
+  assert.equal(e.retry_count, 2) // the enc count of the resend it accepted
+  assert.equal(e.type, 'pkmsg') // Baileys rebuilt the session from the <keys> of the second receipt
+  const d0 = (await inbox(C)).find(x => x.id === m.key.id && x.device === 0)
+  assert.equal(d0.retries, 0)
+  let s = await stats()
+  assert.equal(s.retry_receipts_sent, s0.retry_receipts_sent + 2)
+  assert.equal(s.retry_receipts_with_keys, s0.retry_receipts_with_keys + 1)
+
+  // a client that keeps resending (the raw client, rebuilding the session from <keys> like whatsmeow): the
+  // contact device sends counts 1..4 and then gives up, as whatsmeow's sendRetryReceipt does at 5
+  assert.equal((await sim.ctl('POST', `/devices/${R}:1/fault`, { type: 'retry_request', target: 'contact', times: 10 })).status, 200)
+  const pn = `${C}@s.whatsapp.net`
+  await rawSessions(rc, [pn])
+  const first = await rawTextMessage(rc, { to: pn, devices: [pn], text: 'insistente' })
+  rc.send(first)
+  const counts = []
+  for (let i = 1; i <= 4; i++) {
+    const rr = await rc.waitFor(n => n.tag === 'receipt' && n.attrs.type === 'retry' && n.attrs.id === first.attrs.id, 3000, `retry ${i}`)
+    const retry = rr.content.find(x => x.tag === 'retry')
+    const keys = rr.content.find(x => x.tag === 'keys')
+    counts.push([Number(retry.attrs.count), !!keys])
+    assert.equal(rr.attrs.from, pn)
+    if (keys) {
+      const kid = (t) => Buffer.from(keys.content.find(x => x.tag === t).content)
+      const sk = keys.content.find(x => x.tag === 'skey').content
+      const k = keys.content.find(x => x.tag === 'key').content
+      const buf = (arr, t) => Buffer.from(arr.find(x => x.tag === t).content)
+      await rc.raw.signal.initSession(rawAddr(pn), {
+        registrationId: buf(rr.content, 'registration').readUInt32BE(0),
+        identity: kid('identity'),
+        skey: { id: buf(sk, 'id').readUIntBE(0, 3), value: buf(sk, 'value'), signature: buf(sk, 'signature') },
+        key: { id: buf(k, 'id').readUIntBE(0, 3), value: buf(k, 'value') }
+      })
+    }
+    const enc = await rc.raw.signal.encrypt(rawAddr(pn), { conversation: 'insistente' })
+    rc.send({ tag: 'message', attrs: { id: first.attrs.id, to: pn, type: 'text', device_fanout: 'false' }, content: [
+      { tag: 'enc', attrs: { v: '2', type: enc.type, count: String(i) }, content: enc.ciphertext },
+      ...(enc.type === 'pkmsg' ? [{ tag: 'device-identity', attrs: {}, content: raw.deviceIdentity }] : [])] })
+  }
+  assert.deepEqual(counts, [[1, false], [2, true], [3, true], [4, true]])
+  await waitFor(async () => (await stats()).retry_receipts_suppressed === s0.retry_receipts_suppressed + 1, { what: 'no 5th receipt' })
+  await sleep(100)
+  assert.equal(rc.nodes.filter(n => n.tag === 'receipt' && n.attrs.type === 'retry' && n.attrs.id === first.attrs.id).length, 4)
+  // (the rest of that fault stays bound to that message id and never fires again)
+
+  // the other way: the contact's message to Baileys is corrupted twice; Baileys' retry receipts count up and the
+  // second one carries its keys; the third encryption decrypts
+  const before = await sim.ctl('POST', `/contacts/${C}/send`, { to: A, text: 'antes' })
+  await waitFor(() => a.h.upserts.find(u => u.key.id === before.body.id), { what: 'session up' })
+  assert.equal((await sim.ctl('POST', `/devices/${A}:1/fault`, { type: 'bad_ciphertext', times: 2 })).body.times, 2)
+  const r = await sim.ctl('POST', `/contacts/${C}/send`, { to: A, text: 'corrupto dos veces' })
+  const got = await waitFor(() => a.h.upserts.find(u => u.key.id === r.body.id && u.message?.conversation), { what: 'decrypted after 2 retries', timeoutMs: 20000 })
+  assert.equal(got.message.conversation, 'corrupto dos veces')
+  const rec = (await sim.ctl('GET', `/contacts/${C}`)).body.sent.find(x => x.id === r.body.id)
+  assert.deepEqual(rec.retries.map(x => [x.count, x.keys]), [[1, false], [2, true]])
+  s = await stats()
+  assert.equal(s.retry_receipts_received, s0.retry_receipts_received + 2)
 })
