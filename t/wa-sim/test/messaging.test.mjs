@@ -338,3 +338,55 @@ test('retries: counts 1, 2 (keys from 2) to Baileys, 1..4 then silence to a raw 
   s = await stats()
   assert.equal(s.retry_receipts_received, s0.retry_receipts_received + 2)
 })
+
+test('bench mode: 1 message in N decrypted (text checked), the rest acked and delivery-receipted only; sampled decrypts stay valid across skips and a ratchet step', { timeout: 20000 }, async () => {
+  const B2 = '573008889004'
+  const b2 = (await sim.ctl('POST', '/contacts', { phone: B2, devices: 2 })).body
+  const blid = bare(b2.lid).split('@')[0]
+  const devs = [`${blid}@lid`, `${blid}:1@lid`, `${raw.lid}@lid`]
+  await rawSessions(rc, devs.slice(0, 2))
+  const cfg = await sim.ctl('POST', '/config', { bench_sample: 3, read_receipts: false, bench_text_pattern: '^bench \\d+$' })
+  assert.equal(cfg.body.bench_sample, 3)
+  assert.equal(cfg.body.read_receipts, false)
+  const s0 = await stats()
+  const ids = []
+  const send = async (text) => {
+    const m = await rawTextMessage(rc, { to: `${blid}@lid`, devices: devs, text, peerRecipientPn: `${B2}@s.whatsapp.net`, chat: `${blid}@lid` })
+    rc.send(m)
+    ids.push(m.attrs.id)
+    await rc.waitFor(n => n.tag === 'ack' && n.attrs.id === m.attrs.id, 3000, 'ack')
+  }
+  for (let i = 0; i < 7; i++) await send(`bench ${i}`)
+  // the contact answers (its device 0 either continues the session it decrypted or starts one): the raw client
+  // decrypts it, so its next messages start a new ratchet chain, whose first two messages are skipped
+  const ans = await sim.ctl('POST', `/contacts/${B2}/send`, { to: R, text: 'respuesta', as: 'lid' })
+  const got = await rc.waitFor(n => n.tag === 'message' && n.attrs.id === ans.body.id, 3000, 'contact message')
+  const enc = got.content.find(x => x.tag === 'enc')
+  const plain = await rc.raw.signal.decrypt(rawAddr(got.attrs.from), enc.attrs.type, Buffer.from(enc.content))
+  assert.equal(plain.conversation, 'respuesta')
+  // device 0 decrypted the first (sampled) pkmsg, so it answers in that session: a ratchet step for the client
+  assert.deepEqual((await sim.ctl('GET', `/contacts/${B2}`)).body.sent.find(x => x.id === ans.body.id).enc_types, { 1: ['msg'] })
+  rc.send({ tag: 'receipt', attrs: { id: got.attrs.id, to: got.attrs.from } })
+  for (let i = 7; i < 12; i++) await send(`bench ${i}`)
+  await send('not the pattern') // the 13th: sampled (12 % 3 == 0), wrong text
+  const s = await waitFor(async () => { const x = await stats(); return x.messages_in_total >= s0.messages_in_total + 13 && x }, { what: 'all processed' })
+  assert.equal(s.bench_sampled - s0.bench_sampled, 5)
+  assert.equal(s.bench_skipped - s0.bench_skipped, 8)
+  assert.equal(s.bench_text_errors - s0.bench_text_errors, 1)
+  assert.equal(s.decrypt_failures, s0.decrypt_failures)
+  const sampled = [0, 3, 6, 9, 12].map(i => ids[i])
+  const ib = (await inbox(B2)).filter(e => e.from === R)
+  assert.deepEqual(ib.filter(e => e.device === 0).map(e => e.id), sampled)
+  assert.deepEqual(ib.filter(e => e.device === 1).map(e => e.id), sampled)
+  assert.deepEqual(ib.filter(e => e.device === 0).map(e => e.text), ['bench 0', 'bench 3', 'bench 6', 'bench 9', 'not the pattern'])
+  const ph = (await account(R)).phone_inbox.filter(p => ids.includes(p.id))
+  assert.deepEqual(ph.map(p => p.id), sampled)
+  // every message got its delivery receipt, none a read receipt
+  await waitFor(() => ids.every(id => rc.nodes.some(n => n.tag === 'receipt' && n.attrs.id === id && !n.attrs.type)), { what: '13 delivery receipts' })
+  await sleep(400)
+  assert.equal(rc.nodes.filter(n => n.tag === 'receipt' && ids.includes(n.attrs.id) && n.attrs.type === 'read').length, 0)
+  const back = await sim.ctl('POST', '/config', { bench_sample: 0, read_receipts: true, bench_text_pattern: null })
+  assert.equal(back.body.bench_sample, 0)
+  assert.equal((await sim.ctl('POST', '/config', { bench_sample: -1 })).status, 400)
+  assert.equal((await sim.ctl('POST', '/config', { bench_text_pattern: '(' })).status, 400)
+})
