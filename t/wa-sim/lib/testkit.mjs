@@ -8,7 +8,9 @@ export const SIM_BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** Spawn wa-sim; resolves with { info, proc, ctl(method, path, body), stop(), stderr() } */
 export async function startSim (extraArgs = [], { timeoutMs = 15000 } = {}) {
-  const proc = spawn(process.execPath, [SIM_BIN, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', ...extraArgs], {
+  // WA_SIM_NODE_ARGS: extra node options for the simulator process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  const nodeArgs = process.env.WA_SIM_NODE_ARGS ? process.env.WA_SIM_NODE_ARGS.split(' ').filter(Boolean) : []
+  const proc = spawn(process.execPath, [...nodeArgs, SIM_BIN, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let err = ''
