@@ -8,7 +8,8 @@ import { Sim } from '../lib/sim.mjs'
 import { genKeys, keysToJSON, keysFromJSON, makeCertChain } from '../lib/noise.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
-       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing] [--verbose]`
+       [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing]
+       [--bench-sample N] [--no-read-receipts] [--ack-phash client|always|never] [--verbose]`
 
 let args
 try {
@@ -24,6 +25,9 @@ try {
       'min-version': { type: 'string' },
       passkey: { type: 'boolean', default: false },
       'no-edge-routing': { type: 'boolean', default: false },
+      'bench-sample': { type: 'string', default: '0' },
+      'no-read-receipts': { type: 'boolean', default: false },
+      'ack-phash': { type: 'string', default: 'client' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -65,6 +69,13 @@ const certChain = makeCertChain(keys)
 if (args['min-version'] !== undefined && !/^\d+\.\d+\.\d+$/.test(args['min-version'])) {
   process.stderr.write(`bad --min-version ${args['min-version']} (want e.g. 2.3000.1047769893)\n${usage}\n`); process.exit(2)
 }
+const benchSample = Number(args['bench-sample'])
+if (!Number.isInteger(benchSample) || benchSample < 0 || benchSample > 1000) {
+  process.stderr.write(`bad --bench-sample ${args['bench-sample']} (0..1000)\n${usage}\n`); process.exit(2)
+}
+if (!['client', 'always', 'never'].includes(args['ack-phash'])) {
+  process.stderr.write(`bad --ack-phash ${args['ack-phash']}\n${usage}\n`); process.exit(2)
+}
 const sim = new Sim({
   log,
   verbose: args.verbose,
@@ -74,7 +85,10 @@ const sim = new Sim({
   qrNextTtlMs: Number(args['qr-next-ttl']) * 1000,
   edgeRouting: !args['no-edge-routing'],
   minVersion: args['min-version'],
-  passkey: args.passkey
+  passkey: args.passkey,
+  benchSample,
+  readReceipts: !args['no-read-receipts'],
+  ackPhash: args['ack-phash']
 })
 await sim.load()
 

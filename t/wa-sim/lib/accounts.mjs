@@ -31,6 +31,7 @@ export class Store {
     this.log = log
     this.accounts = new Map() // phone -> account
     this.contacts = new Map() // phone -> contact
+    this.lids = new Map() // LID user -> { kind: 'account'|'contact', obj } (index for findUser)
     this.saveTimer = null
   }
 
@@ -66,9 +67,14 @@ export class Store {
         lid: c.lid,
         name: c.name,
         devices: c.devices.map(d => ({ id: d.id, signal: SignalDevice.fromJSON(d.signal) })),
-        inbox: c.inbox || []
+        inbox: c.inbox || [],
+        lidMode: !!c.lidMode,
+        requireTcToken: !!c.requireTcToken,
+        tokensIssued: c.tokensIssued || {}
       })
     }
+    for (const a of this.accounts.values()) this.lids.set(a.lid, { kind: 'account', obj: a })
+    for (const c of this.contacts.values()) if (!this.lids.has(c.lid)) this.lids.set(c.lid, { kind: 'contact', obj: c })
     this.log(`state loaded from ${this.file}: ${this.accounts.size} accounts, ${this.contacts.size} contacts`)
   }
 
@@ -97,15 +103,32 @@ export class Store {
         lid: c.lid,
         name: c.name,
         devices: c.devices.map(d => ({ id: d.id, signal: d.signal.toJSON() })),
-        inbox: c.inbox
+        inbox: c.inbox,
+        lidMode: c.lidMode,
+        requireTcToken: c.requireTcToken,
+        tokensIssued: c.tokensIssued
       }))
     }
   }
 
   /** Persist now (synchronously, atomically). Cheap enough for a test server. */
   save () {
+    if (this.saveTimer) { clearTimeout(this.saveTimer); this.saveTimer = null }
     if (!this.file) return
     this.atomicWrite(this.file, JSON.stringify(this.toJSON()))
+  }
+
+  /**
+   * Persist within `ms` (coalesced): the message path calls this instead of save(), so a burst of messages
+   * costs one state write, not one per message. SIGTERM/SIGINT still save synchronously (Sim.shutdown).
+   */
+  saveSoon (ms = 200) {
+    if (!this.file || this.saveTimer) return
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null
+      try { this.save() } catch (err) { this.log(`state save failed: ${err.message}`) }
+    }, ms)
+    this.saveTimer.unref?.()
   }
 
   takenLids () {
@@ -130,6 +153,7 @@ export class Store {
       maxConcurrent: 0
     }
     this.accounts.set(phone, a)
+    this.lids.set(a.lid, { kind: 'account', obj: a })
     return a
   }
 
@@ -139,21 +163,23 @@ export class Store {
       lid: newLid(this.takenLids()),
       name: name || `Contact ${phone.slice(-4)}`,
       devices: [],
-      inbox: []
+      inbox: [],
+      lidMode: false, // writes to accounts from its LID (from="LID:dev@lid" sender_pn=PN) instead of its PN
+      requireTcToken: false, // messages to it without a valid <tctoken> get ack error 463
+      tokensIssued: {} // account phone -> [{token (base64), t}]: privacy tokens it issued (privacy_token notifications)
     }
     for (let i = 0; i < nDevices; i++) c.devices.push({ id: i, signal: SignalDevice.create() })
     this.contacts.set(phone, c)
+    this.lids.set(c.lid, { kind: 'contact', obj: c })
     return c
   }
 
   /** Who owns a user part (PN or LID)? -> { kind: 'account'|'contact', obj } */
   findUser (user, server) {
-    for (const a of this.accounts.values()) {
-      if ((server === 'lid' && a.lid === user) || (server !== 'lid' && a.phone === user)) return { kind: 'account', obj: a }
-    }
-    for (const c of this.contacts.values()) {
-      if ((server === 'lid' && c.lid === user) || (server !== 'lid' && c.phone === user)) return { kind: 'contact', obj: c }
-    }
-    return null
+    if (server === 'lid') return this.lids.get(user) || null
+    const a = this.accounts.get(user)
+    if (a) return { kind: 'account', obj: a }
+    const c = this.contacts.get(user)
+    return c ? { kind: 'contact', obj: c } : null
   }
 }

@@ -44,6 +44,7 @@ export async function startControlServer ({ host, port, sim, log }) {
     ['GET', /^\/contacts\/([^/]+)$/, (p) => sim.getContact(p[1])],
     ['GET', /^\/contacts\/([^/]+)\/inbox$/, (p) => sim.getInbox(p[1])],
     ['POST', /^\/contacts\/([^/]+)\/send$/, (p, b) => sim.contactSend(p[1], b)],
+    ['POST', /^\/contacts\/([^/]+)\/privacy-token$/, (p, b) => sim.privacyToken(p[1], b)],
     ['POST', /^\/devices\/([^/]+)\/fault$/, (p, b) => sim.fault(p[1], b)],
     ['GET', /^\/health$/, () => ({ ok: true })]
   ]

@@ -92,6 +92,14 @@ export class Conn {
   sendRaw (payload) {
     if (this.closed) return
     const out = encodeFrame(Buffer.from(payload))
+    // Frames written in one turn of the event loop leave in one write (cork until the tick's end): under load an ack
+    // and a receipt per message would otherwise cost a syscall each (setNoDelay is on).
+    const sock = this.ws._socket
+    if (sock && !this.corked) {
+      this.corked = true
+      sock.cork()
+      process.nextTick(() => { this.corked = false; sock.uncork() })
+    }
     // the server never sends an intro header; frames go one per WS message (like Baileys does)
     this.ws.send(out)
     this.stats.frames_out++

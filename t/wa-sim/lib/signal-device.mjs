@@ -10,6 +10,22 @@ const unb64 = (s) => Buffer.from(s, 'base64')
 const strip05 = (k) => (k.length === 33 ? Buffer.from(k.subarray(1)) : Buffer.from(k))
 const add05 = (k) => (k.length === 33 ? Buffer.from(k) : Buffer.concat([Buffer.from([5]), k]))
 
+/**
+ * Skipped-message keys kept per receiving chain. libsignal stores the key of every message it skipped over (so a
+ * late one can still be decrypted); in bench mode most messages are never decrypted, so each sampled decrypt would
+ * add N-1 keys to the record forever. Keep the newest few (enough for any reordering seen on one connection).
+ */
+const KEEP_SKIPPED_KEYS = 200
+function pruneSkippedKeys (record) {
+  for (const entry of Object.values(record.sessions || {})) {
+    for (const [, chain] of entry.chains()) {
+      const ks = Object.keys(chain.messageKeys || {})
+      if (ks.length <= KEEP_SKIPPED_KEYS) continue
+      for (const k of ks.map(Number).sort((a, b) => a - b).slice(0, ks.length - KEEP_SKIPPED_KEYS)) delete chain.messageKeys[k]
+    }
+  }
+}
+
 /** Signal address of a peer device; names may not contain '.' (libsignal joins name.device). */
 export const peerAddress = (name, device) => new ProtocolAddress(String(name).replace(/\./g, '_'), Number(device))
 
@@ -84,7 +100,7 @@ export class SignalDevice {
         const s = this.sessions.get(id)
         return s ? SessionRecord.deserialize(s) : undefined
       },
-      storeSession: async (id, rec) => { this.sessions.set(id, rec.serialize()) },
+      storeSession: async (id, rec) => { pruneSkippedKeys(rec); this.sessions.set(id, rec.serialize()) },
       isTrustedIdentity: () => true,
       loadPreKey: async (id) => this.preKeys.get(Number(id)),
       removePreKey: async (id) => { this.preKeys.delete(Number(id)) },

@@ -1,7 +1,7 @@
 // Sim core: what the WhatsApp server (and the phones behind it) do above the Noise transport.
 // Stanza shapes follow the fact sheet (/work/shared/docs/wa-protocol.md) and were checked against
 // Baileys 7.0.0-rc14's compiled code (node_modules/baileys/lib); see NOTES.md for corrections.
-import { randomBytes, randomInt } from 'node:crypto'
+import { randomBytes, randomInt, createHash } from 'node:crypto'
 import {
   proto, Curve, hkdf, hmacSign, aesDecryptGCM, aesEncryptCTR, aesDecryptCTR, derivePairingCodeKey,
   getBinaryNodeChild, getBinaryNodeChildren, getBinaryNodeChildBuffer, jidDecode, encodeBigEndian
@@ -45,6 +45,12 @@ export function parseVersion (v) {
   if (!m) throw httpError(400, 'version must be "primary.secondary.tertiary", e.g. "2.3000.1047769893"')
   return m.slice(1).map(Number)
 }
+/** What GET /contacts/:phone/inbox shows of an inbox entry (older state files lack the newer fields: null). */
+const INBOX_FIELDS = ['from', 'id', 'text', 'device', 't', 'type', 'sender_device', 'addressing', 'to', 'to_jid', 'peer_recipient_pn',
+  'device_identity_ok', 'tctoken', 'tctoken_valid', 'phash', 'retries', 'retry_count']
+const inboxView = (e) => Object.fromEntries(INBOX_FIELDS.map(k => [k, e[k] ?? null]))
+const ACK_PHASH_MODES = ['client', 'always', 'never']
+const REACHOUT_QUERY_ID = '23983697327930364' // Baileys QueryIds.REACHOUT_TIMELOCK (xwa2_fetch_account_reachout_timelock)
 const cmpVersion = (a, b) => { for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1; return 0 }
 // phone numbers may be given as "+57 300-123 4567": keep the digits
 const digits = (p) => (p === undefined || p === null ? p : String(p).replace(/[^0-9]/g, ''))
@@ -69,6 +75,36 @@ export class Sim {
     this.stats.passkey_acks = 0 // acks the clients sent for them
     this.stats.passkey_prologues = 0 // <passkey_prologue> answers (md iq) received
     this.passkeyEnabled = !!opts.passkey
+    // messaging (issue 9): addressing, acks, device identity, tokens, retries, bench mode
+    Object.assign(this.stats, {
+      messages_in_total: 0, // <message> stanzas from clients
+      unknown_recipients: 0, // messages whose `to` names no known user (ack error 400)
+      ack_errors_sent: {}, // <ack error=N> sent for messages, by N (faults, unknown recipients, tctoken/timelock 463)
+      phash_mismatches: 0, // client phash differs from the server's participant list hash
+      missing_device_identity: 0, // stanzas with a pkmsg and no <device-identity>
+      bad_device_identity: 0, // <device-identity> that does not verify
+      tctokens_received: 0, // <tctoken> children on client messages to contacts
+      tctokens_invalid: 0, // ... that the contact never issued to that account
+      privacy_token_iqs: 0, // <iq xmlns="privacy" type="set"><tokens> from clients
+      privacy_token_notifications: 0, // privacy_token notifications sent
+      reachout_timelock_notifications: 0, // mex reachout timelock notifications sent
+      notification_acks: {}, // <ack class="notification"> from clients, by the notification's type
+      retry_receipts_with_keys: 0, // retry receipts sent by simulated devices that carried <keys>
+      retry_receipts_suppressed: 0, // failures after the 4th retry receipt (count 5: no more receipts)
+      bench_sampled: 0, // bench mode: messages fully decrypted
+      bench_skipped: 0, // bench mode: messages only acked and delivery-receipted
+      bench_text_errors: 0, // bench mode: sampled messages without text (or not matching bench_text_pattern)
+      offline_batch_requests: 0, // <ib><offline_batch> from clients
+      redelivered: 0 // messages put back in the offline queue because the device closed before its receipt
+    })
+    this.retryCounts = new Map() // 'msgid|phone:dev' -> retry receipts sent by that simulated device
+    this.sentNotifications = new Map() // notification id -> type (for notification_acks)
+    this.readReceipts = opts.readReceipts !== false
+    this.benchSample = 0
+    this.benchCounter = 0
+    this.benchTextRe = null
+    this.ackPhash = 'client'
+    this.setConfig({ bench_sample: opts.benchSample ?? 0, ack_phash: opts.ackPhash ?? 'client' }, { quiet: true })
     this.lastPasskey = null // the last request sent and what came back
     this.store = new Store({ file: opts.stateFile, atomicWrite: opts.atomicWrite, log: opts.log })
     this.qrFirstTtlMs = opts.qrFirstTtlMs ?? 60000
@@ -133,6 +169,7 @@ export class Sim {
     for (const [phone, reg] of this.linkCodeRegs) if (reg.conn === conn) this.linkCodeRegs.delete(phone)
     for (const p of conn.pending?.values() || []) p.resolve(null)
     if (conn.deviceKey) {
+      this.requeueInflight(conn)
       const set = this.online.get(conn.deviceKey)
       if (set) { set.delete(conn); if (!set.size) this.online.delete(conn.deviceKey) }
       this.log(`conn ${conn.id}: device ${conn.deviceKey} offline`)
@@ -150,19 +187,37 @@ export class Sim {
 
   /** GET /config */
   getConfig () {
-    return { min_version: this.minVersion ? this.minVersion.join('.') : null, passkey: this.passkeyEnabled }
+    return {
+      min_version: this.minVersion ? this.minVersion.join('.') : null,
+      passkey: this.passkeyEnabled,
+      bench_sample: this.benchSample,
+      bench_text_pattern: this.benchTextRe ? this.benchTextRe.source : null,
+      read_receipts: this.readReceipts,
+      ack_phash: this.ackPhash
+    }
   }
 
   /** POST /config {min_version?, passkey?}: only the keys present change. */
-  setConfig (body) {
+  setConfig (body, { quiet = false } = {}) {
     const b = body || {}
-    const known = ['min_version', 'passkey']
+    const known = ['min_version', 'passkey', 'bench_sample', 'bench_text_pattern', 'read_receipts', 'ack_phash']
     const unknown = Object.keys(b).filter(k => !known.includes(k))
     if (unknown.length) throw httpError(400, `unknown config key(s): ${unknown.join(', ')}`)
     if ('passkey' in b && typeof b.passkey !== 'boolean') throw httpError(400, 'passkey must be true or false')
+    if ('read_receipts' in b && typeof b.read_receipts !== 'boolean') throw httpError(400, 'read_receipts must be true or false')
+    if ('bench_sample' in b && !(Number.isInteger(b.bench_sample) && b.bench_sample >= 0 && b.bench_sample <= 1000)) throw httpError(400, 'bench_sample must be 0..1000 (0 or 1: decrypt everything)')
+    if ('ack_phash' in b && !ACK_PHASH_MODES.includes(b.ack_phash)) throw httpError(400, `ack_phash must be one of ${ACK_PHASH_MODES.join('|')}`)
+    let re
+    if ('bench_text_pattern' in b && b.bench_text_pattern !== null) {
+      try { re = new RegExp(String(b.bench_text_pattern), 'u') } catch { throw httpError(400, 'bench_text_pattern is not a valid regular expression') }
+    }
     if ('min_version' in b) this.minVersion = parseVersion(b.min_version)
     if ('passkey' in b) this.passkeyEnabled = b.passkey
-    this.log(`config: ${JSON.stringify(this.getConfig())}`)
+    if ('read_receipts' in b) this.readReceipts = b.read_receipts
+    if ('ack_phash' in b) this.ackPhash = b.ack_phash
+    if ('bench_text_pattern' in b) this.benchTextRe = re ?? null
+    if ('bench_sample' in b) { this.benchSample = b.bench_sample; this.benchCounter = 0 }
+    if (!quiet) this.log(`config: ${JSON.stringify(this.getConfig())}`)
     return this.getConfig()
   }
 
@@ -489,6 +544,7 @@ export class Sim {
       this.log(`conn ${old.id}: replaced by conn ${conn.id} -> stream:error conflict`)
       old.streamError({}, [node('conflict', { type: 'replaced' })])
       set.delete(old)
+      this.requeueInflight(old)
       old.deviceKey = null
     }
     let n = 0
@@ -506,14 +562,48 @@ export class Sim {
     conn.offlineTimer = setTimeout(() => this.flushOffline(conn), 3000)
   }
 
+  /**
+   * What was queued for the device, once it is active (`passive active` iq, or 3 s after login): an
+   * <ib><offline_preview count message notification receipt call appdata/></ib> when there is anything (the
+   * client may answer <ib><offline_batch count/>; counted, the simulator does not wait for it), every queued
+   * stanza with offline="1", then <ib><offline count/></ib>.
+   */
   flushOffline (conn) {
     if (conn.offlineFlushed || conn.closed || !conn.deviceKey) return
     conn.offlineFlushed = true
     clearTimeout(conn.offlineTimer)
     const q = this.offlineQueue.get(conn.deviceKey) || []
     this.offlineQueue.delete(conn.deviceKey)
-    for (const n of q) { n.attrs.offline = '1'; conn.send(n) }
+    if (q.length) {
+      const n = (tag) => String(q.filter(x => x.tag === tag).length)
+      conn.send(node('ib', { from: S_WHATSAPP_NET }, [node('offline_preview', {
+        count: String(q.length), message: n('message'), notification: n('notification'), receipt: n('receipt'), call: '0', appdata: '0'
+      })]))
+    }
+    for (const x of q) { x.attrs.offline = '1'; this.sendTracked(conn, x) }
     conn.send(node('ib', { from: S_WHATSAPP_NET }, [node('offline', { count: String(q.length) })]))
+  }
+
+  /** Send to a device's connection; a <message> stays "in flight" until that device sends a receipt (or nack) for it. */
+  sendTracked (conn, n) {
+    conn.send(n)
+    if (n.tag === 'message' && n.attrs.id) (conn.inflight ||= new Map()).set(n.attrs.id, n)
+  }
+
+  /**
+   * The connection closed (or was replaced) before the device sent a receipt for some messages: put them back at
+   * the head of its offline queue, so they are delivered again (offline="1") at its next login, as the real
+   * server redelivers what was never acknowledged (the exact rule is a guess, NOTES.md §8).
+   */
+  requeueInflight (conn) {
+    if (!conn.inflight?.size || !conn.deviceKey || !conn.dev || conn.dev.removed) return
+    const q = this.offlineQueue.get(conn.deviceKey) || []
+    const back = [...conn.inflight.values()].filter(n => !q.some(x => x.tag === 'message' && x.attrs.id === n.attrs.id))
+    conn.inflight.clear()
+    if (!back.length) return
+    this.offlineQueue.set(conn.deviceKey, [...back, ...q])
+    this.stats.redelivered += back.length
+    this.log(`conn ${conn.id}: ${back.length} message(s) without a receipt from ${conn.deviceKey} queued again`)
   }
 
   /** Deliver a node to a logged-in device now, or queue it for its next login. */
@@ -521,11 +611,25 @@ export class Sim {
     const key = `${phone}:${deviceId}`
     const set = this.online.get(key)
     const conn = set && [...set].find(c => c.offlineFlushed && !c.closed)
-    if (conn) { conn.send(n); return true }
+    if (conn) { this.sendTracked(conn, n); return true }
     const q = this.offlineQueue.get(key) || []
     q.push(n)
     this.offlineQueue.set(key, q)
     return false
+  }
+
+  /** A notification to every linked device of an account (queued for those offline); returns its id. */
+  notifyAccount (account, type, attrs, content) {
+    const id = this.nextId(type.replace(/[^a-z]/g, ''))
+    this.sentNotifications.set(id, type)
+    if (this.sentNotifications.size > 10000) this.sentNotifications.delete(this.sentNotifications.keys().next().value)
+    let devices = 0
+    for (const dev of account.devices.values()) {
+      if (dev.removed) continue
+      this.deliver(account.phone, dev.id, node('notification', { from: S_WHATSAPP_NET, type, id, t: String(now()), ...attrs }, content))
+      devices++
+    }
+    return { id, devices }
   }
 
   connsOf (phone, deviceId) { return [...(this.online.get(`${phone}:${deviceId}`) || [])].filter(c => !c.closed) }
@@ -544,8 +648,16 @@ export class Sim {
           this.stats.passkey_acks++
           if (this.lastPasskey?.notification_id === n.attrs.id) this.lastPasskey.ack = { ...n.attrs }
         }
+        if (n.attrs.class === 'notification' && this.sentNotifications.has(n.attrs.id)) {
+          const t = this.sentNotifications.get(n.attrs.id)
+          this.stats.notification_acks[t] = (this.stats.notification_acks[t] || 0) + 1
+        }
+        if (n.attrs.class === 'message') conn.inflight?.delete(n.attrs.id) // a nack: the device will not want it again
         return
-      case 'presence': case 'ib': case 'chatstate': case 'notification': case 'call':
+      case 'ib':
+        if (getBinaryNodeChild(n, 'offline_batch')) this.stats.offline_batch_requests++
+        return
+      case 'presence': case 'chatstate': case 'notification': case 'call':
         return
       default:
         this.log(`conn ${conn.id}: ignoring <${n.tag}>`)
@@ -581,7 +693,29 @@ export class Sim {
           return conn.send(iqResult(iq, [node('privacy', {}, ['last', 'online', 'profile', 'status', 'readreceipts', 'groupadd', 'calladd']
             .map(name => node('category', { name, value: name === 'readreceipts' ? 'all' : name === 'online' ? 'all' : 'contacts' })))]))
         }
+        if (type === 'set' && child?.tag === 'tokens' && conn.account) {
+          // the client issues its trusted-contact token to a contact (Baileys after every 1:1 send, whatsmeow once
+          // per 7-day bucket, tctoken.go); recorded, answered with an empty result
+          this.stats.privacy_token_iqs++
+          const list = (conn.account.privacyTokensIssued ||= [])
+          for (const tk of getBinaryNodeChildren(child, 'token')) {
+            list.push({ jid: tk.attrs.jid ?? null, t: tk.attrs.t ? Number(tk.attrs.t) : null, type: tk.attrs.type ?? null, device: conn.dev?.id ?? null, at: now() })
+          }
+          if (list.length > 1000) list.splice(0, list.length - 1000)
+        }
         return conn.send(iqResult(iq))
+      case 'w:mex': {
+        const q = getBinaryNodeChild(iq, 'query')
+        if (q?.attrs.query_id === REACHOUT_QUERY_ID && conn.account) {
+          // Baileys asks this after an ack 463 (fetchAccountReachoutTimelock)
+          const tl = this.activeTimelock(conn.account)
+          const data = { xwa2_fetch_account_reachout_timelock: tl
+            ? { is_active: true, time_enforcement_ends: String(tl.ends), enforcement_type: tl.type }
+            : { is_active: false, time_enforcement_ends: '0', enforcement_type: 'DEFAULT' } }
+          return conn.send(iqResult(iq, [node('result', {}, Buffer.from(JSON.stringify({ data })))]))
+        }
+        return conn.send(iqResult(iq))
+      }
       case 'md':
         if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
         if (child?.tag === 'remove-companion-device') return this.onRemoveCompanion(conn, iq, child)
@@ -761,19 +895,75 @@ export class Sim {
 
   // ------------------------------------------------------------------ messages from clients
 
+  /**
+   * participantListHashV2 as whatsmeow computes it (send.go): "2:" + unpadded base64 of the first 6 bytes of
+   * SHA-256 over the sorted ADString()s ("user.agent:device@server") of every device of the recipient and of the
+   * sender's own account (sending device included), all in the addressing of `to` (LID chats: LID device JIDs).
+   * The server's view is the simulator's device lists, so a client that missed a device gets a different hash.
+   */
+  participantHash (toOwner, account, addressing) {
+    const server = addressing === 'lid' ? 'lid' : 's.whatsapp.net'
+    const ad = (user, dev) => `${user}.0:${dev}@${server}`
+    const userOf = (o) => addressing === 'lid' ? o.lid : o.phone
+    const devsOf = (owner) => owner.kind === 'contact'
+      ? owner.obj.devices.map(d => d.id)
+      : [0, ...[...owner.obj.devices.values()].filter(d => !d.removed).map(d => d.id)]
+    const list = devsOf(toOwner).map(d => ad(userOf(toOwner.obj), d))
+    if (toOwner.obj !== account) list.push(...devsOf({ kind: 'account', obj: account }).map(d => ad(userOf(account), d)))
+    list.sort()
+    return '2:' + createHash('sha256').update(list.join('')).digest().subarray(0, 6).toString('base64').replace(/=+$/, '')
+  }
+
+  /**
+   * <device-identity> of a message: an ADVSignedDeviceIdentity whose account signature (06 00 ‖ details ‖ device
+   * identity key) verifies with the account's key, whose details name this device's key index, and whose device
+   * signature (06 01 ‖ details ‖ identity ‖ account key) verifies with the device's identity key. Cached by content
+   * (a client attaches the same bytes to every pkmsg stanza; XEdDSA in pure JS costs ~2 ms).
+   */
+  checkDeviceIdentity (account, dev, bytes) {
+    if (!(bytes instanceof Uint8Array)) return false
+    const key = `${account.phone}:${dev.id}:${Buffer.from(bytes).toString('base64')}`
+    this.diCache ||= new Map()
+    if (this.diCache.has(key)) return this.diCache.get(key)
+    let ok = false
+    try {
+      const s = proto.ADVSignedDeviceIdentity.decode(bytes)
+      const details = proto.ADVDeviceIdentity.decode(s.details)
+      const acctKey = Buffer.from(account.accountKey.public)
+      ok = (!s.accountSignatureKey?.length || Buffer.from(s.accountSignatureKey).equals(acctKey)) &&
+        (details.keyIndex ?? 0) === (dev.keyIndex ?? 0) &&
+        verifyXEdDSA(acctKey, Buffer.concat([ADV_ACCOUNT_SIG_PREFIX, s.details, dev.identityPub]), s.accountSignature) &&
+        !!s.deviceSignature?.length &&
+        verifyXEdDSA(dev.identityPub, Buffer.concat([ADV_DEVICE_SIG_PREFIX, s.details, dev.identityPub, acctKey]), s.deviceSignature)
+    } catch { ok = false }
+    if (this.diCache.size > 10000) this.diCache.clear()
+    this.diCache.set(key, ok)
+    return ok
+  }
+
+  /** Does `account` already have a chat with contact `c` (for the reachout timelock's "new contact" rule)? */
+  hasChat (account, c) {
+    if (c.inbox.some(e => e.from === account.phone)) return true
+    for (const r of this.sent.values()) if (r.contact === c.phone && r.to === account.phone) return true
+    return false
+  }
+
+  /** The account's reachout timelock, or null when none is in force now. */
+  activeTimelock (account) {
+    const tl = account.timelock
+    return tl && tl.active && tl.ends > now() ? tl : null
+  }
+
   async onClientMessage (conn, msg) {
     const { id, to } = msg.attrs
     if (!conn.dev || !id || !to) return
+    this.stats.messages_in_total++
     const account = conn.account
     const senderDevice = conn.dev.id
-    const ackAttrs = { class: 'message', id, from: to, t: String(now()) }
-    const fault = this.takeFault(conn.deviceKey, 'ack_error')
-    if (fault) {
-      this.log(`conn ${conn.id}: fault ack_error ${fault.code} for message ${id}`)
-      conn.send(node('ack', { ...ackAttrs, error: String(fault.code || 479) }))
-      return
-    }
-    conn.send(node('ack', ackAttrs))
+    const toD = jidDecode(to)
+    const userTo = !!toD?.user && (toD.server === 'lid' || toD.server === 's.whatsapp.net')
+    const addressing = toD?.server === 'lid' ? 'lid' : 'pn'
+    const toOwner = userTo ? this.store.findUser(toD.user, toD.server) : null
     // collect (device jid, enc) pairs
     const items = []
     const participants = getBinaryNodeChild(msg, 'participants')
@@ -783,10 +973,87 @@ export class Sim {
         if (enc) items.push({ jid: t.attrs.jid, enc })
       }
     }
-    for (const enc of getBinaryNodeChildren(msg, 'enc')) items.push({ jid: to, enc })
+    const direct = getBinaryNodeChildren(msg, 'enc')
+    if (direct.length) {
+      // a resend to one device (retry): Baileys rc14 puts the enc there *and* a second encryption for the same
+      // device in <participants> (NOTES.md §8); the device gets one copy, the direct one (whatsmeow's only one)
+      for (let i = items.length - 1; i >= 0; i--) if (items[i].jid === to) items.splice(i, 1)
+      for (const enc of direct) items.push({ jid: to, enc })
+    }
     if (this.opts.verbose) this.log(`message ${id} to ${to}: ${items.map(i => `${i.jid}/${i.enc.attrs.type}`).join(' ')}`)
+
+    const ackAttrs = { class: 'message', id, from: to, t: String(now()) }
+    const nack = (code, why) => {
+      this.log(`conn ${conn.id}: message ${id} to ${to}: ack error ${code} (${why})`)
+      this.stats.ack_errors_sent[code] = (this.stats.ack_errors_sent[code] || 0) + 1
+      conn.send(node('ack', { ...ackAttrs, error: String(code) }))
+    }
+    const fault = this.useFault(conn.deviceKey, 'ack_error')
+    if (fault) return nack(fault.code || 479, 'fault ack_error')
+    if (userTo && !toOwner) {
+      // the server cannot route to a user it does not know; a guess at its answer (NOTES.md §8)
+      this.stats.unknown_recipients++
+      return nack(400, 'unknown recipient')
+    }
+    const tctoken = getBinaryNodeChildBuffer(msg, 'tctoken')
+    const tctokenB64 = tctoken ? Buffer.from(tctoken).toString('base64') : null
+    let tctokenValid = null
+    if (toOwner?.kind === 'contact') {
+      const c = toOwner.obj
+      if (tctokenB64) {
+        tctokenValid = (c.tokensIssued?.[account.phone] || []).some(x => x.token === tctokenB64)
+        this.stats.tctokens_received++
+        if (!tctokenValid) this.stats.tctokens_invalid++
+      }
+      if (c.requireTcToken && !tctokenValid) return nack(463, `contact ${c.phone} requires a tctoken`)
+      const tl = this.activeTimelock(account)
+      if (tl?.enforce && !this.hasChat(account, c)) return nack(463, `reachout timelock until ${tl.ends}`)
+    }
+    // phash: the server's participant list hash; echoed in the ack when the client sent one (or always/never)
+    const clientPhash = msg.attrs.phash ?? null
+    let serverPhash = null
+    if (toOwner && participants) serverPhash = this.participantHash(toOwner, account, addressing)
+    if (clientPhash !== null && clientPhash !== serverPhash) {
+      this.stats.phash_mismatches++
+      this.log(`message ${id}: client phash ${clientPhash} != server ${serverPhash}`)
+    }
+    if (serverPhash && (this.ackPhash === 'always' || (this.ackPhash === 'client' && clientPhash !== null))) ackAttrs.phash = serverPhash
+    conn.send(node('ack', ackAttrs))
+
+    // <device-identity> is required when any enc is a pkmsg (wa-protocol.md §7)
+    const hasPkmsg = items.some(i => i.enc.attrs.type === 'pkmsg')
+    const diNode = getBinaryNodeChild(msg, 'device-identity')
+    let diOk = null
+    if (diNode) {
+      diOk = this.checkDeviceIdentity(account, conn.dev, diNode.content)
+      if (!diOk) this.stats.bad_device_identity++
+    } else if (hasPkmsg) {
+      diOk = false
+      this.stats.missing_device_identity++
+      this.log(`message ${id} from ${conn.deviceKey}: pkmsg without <device-identity>`)
+    }
+
+    // bench mode: decrypt 1 message in N (resends and messages a retry fault waits for are always decrypted)
+    const isResend = items.some(i => i.enc.attrs.count !== undefined) || msg.attrs.device_fanout === 'false'
+    let decryptThis = true
+    if (this.benchSample > 1) {
+      const forced = isResend || this.pendingFaults.get(conn.deviceKey)?.some(f => f.type === 'retry_request' && (!f.bound || f.bound.startsWith(`${id}|`)))
+      decryptThis = forced || (this.benchCounter++ % this.benchSample === 0)
+      if (decryptThis) this.stats.bench_sampled++
+      else this.stats.bench_skipped++
+    }
+    const meta = {
+      addressing,
+      to,
+      peer_recipient_pn: msg.attrs.peer_recipient_pn ?? null,
+      device_identity_ok: diOk,
+      tctoken: tctokenB64,
+      tctoken_valid: tctokenValid,
+      phash: clientPhash
+    }
     const peerAddr = peerAddress(`acct_${account.phone}`, senderDevice)
     const delivered = new Map() // contact phone -> contact
+    let benchBad = false
     for (const { jid, enc } of items) {
       const d = jidDecode(jid)
       if (!d?.user) continue
@@ -794,87 +1061,161 @@ export class Sim {
       const devNo = d.device || 0
       const ct = enc.content instanceof Uint8Array ? Buffer.from(enc.content) : null
       if (!ct) continue
+      const retryCount = enc.attrs.count !== undefined ? Number(enc.attrs.count) : 0
       if (owner?.kind === 'contact') {
-        const cdev = owner.obj.devices.find(x => x.id === devNo)
-        if (!cdev) { this.log(`message ${id}: contact ${owner.obj.phone} has no device ${devNo}`); continue }
+        const c = owner.obj
+        const cdev = c.devices.find(x => x.id === devNo)
+        if (!cdev) { this.log(`message ${id}: contact ${c.phone} has no device ${devNo}`); continue }
+        const fromJid = addressing === 'lid' ? lidJid(c.lid, devNo) : pnJid(c.phone, devNo)
+        const rkey = `${id}|${c.phone}:${devNo}`
+        if (!decryptThis) { delivered.set(c.phone, c); continue }
         try {
           const m = await cdev.signal.decrypt(peerAddr, enc.attrs.type, ct)
-          if (this.takeFault(conn.deviceKey, 'retry_request', f => f.target === 'contact')) {
+          if (this.useFault(conn.deviceKey, 'retry_request', f => f.target === 'contact' && (f.device === undefined || f.device === devNo), rkey)) {
             // pretend this device could not decrypt: ask for a retry (the resend is a new encryption)
-            this.sendRetryReceipt(conn, msg, pnJid(owner.obj.phone, devNo), cdev.signal.registrationId)
+            this.contactRetry(conn, msg, fromJid, cdev.signal, rkey, addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {})
             continue
           }
           const text = textOf(m)
+          if (!this.benchTextOk(text)) benchBad = true
           // a resend of the same message (retry, or a resend to all devices) is recorded once
-          if (!owner.obj.inbox.some(e => e.id === id && e.device === devNo)) owner.obj.inbox.push({ from: account.phone, id, text, device: devNo, t: Number(msg.attrs.t || now()), type: enc.attrs.type, sender_device: senderDevice })
-          delivered.set(owner.obj.phone, owner.obj)
+          c.inboxKeys ||= new Set(c.inbox.map(e => `${e.id}|${e.device}`))
+          if (!c.inboxKeys.has(`${id}|${devNo}`)) {
+            c.inboxKeys.add(`${id}|${devNo}`)
+            c.inbox.push({
+              from: account.phone,
+              id,
+              text,
+              device: devNo,
+              t: Number(msg.attrs.t || now()),
+              type: enc.attrs.type,
+              sender_device: senderDevice,
+              ...meta,
+              to_jid: jid,
+              retries: this.retryCounts.get(rkey) || 0,
+              retry_count: retryCount
+            })
+          }
+          delivered.set(c.phone, c)
         } catch (err) {
           this.stats.decrypt_failures++
-          this.log(`message ${id}: contact ${owner.obj.phone}.${devNo} failed to decrypt: ${err.message}`)
-          this.sendRetryReceipt(conn, msg, pnJid(owner.obj.phone, devNo), cdev.signal.registrationId)
+          this.log(`message ${id}: contact ${c.phone}.${devNo} failed to decrypt: ${err.message}`)
+          this.contactRetry(conn, msg, fromJid, cdev.signal, rkey, addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {})
         }
       } else if (owner?.kind === 'account' && owner.obj === account) {
         if (devNo === 0) {
           // the own phone: receives the deviceSentMessage copy (or peer messages)
-          const to = msg.attrs.recipient || msg.attrs.to
+          const chat = msg.attrs.recipient || msg.attrs.to
+          const ownJid = d.server === 'lid' ? lidJid(account.lid) : pnJid(account.phone)
+          const rkey = `${id}|${account.phone}:0`
+          if (!decryptThis) continue
           try {
             const m = await account.phoneDevice.decrypt(peerAddr, enc.attrs.type, ct)
-            if (this.takeFault(conn.deviceKey, 'retry_request', f => f.target !== 'contact')) {
-              this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId, to)
+            if (this.useFault(conn.deviceKey, 'retry_request', f => f.target !== 'contact', rkey)) {
+              this.contactRetry(conn, msg, ownJid, account.phoneDevice, rkey, { recipient: chat })
               continue
             }
-            if (!this.phoneInbox.some(e => e.id === id && e.account === account.phone)) this.phoneInbox.push({
-              retry_count: enc.attrs.count ? Number(enc.attrs.count) : 0,
-              account: account.phone,
-              id,
-              to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
-              text: textOf(m.deviceSentMessage?.message ?? m),
-              dsm: !!m.deviceSentMessage,
-              protocol: m.protocolMessage?.type ?? null,
-              t: now()
-            })
+            const text = textOf(m.deviceSentMessage?.message ?? m)
+            if (!this.benchTextOk(text)) benchBad = true
+            this.phoneInboxKeys ||= new Set()
+            if (!this.phoneInboxKeys.has(`${account.phone}|${id}`)) {
+              this.phoneInboxKeys.add(`${account.phone}|${id}`)
+              this.phoneInbox.push({
+                retry_count: retryCount,
+                account: account.phone,
+                id,
+                to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
+                text,
+                dsm: !!m.deviceSentMessage,
+                protocol: m.protocolMessage?.type ?? null,
+                t: now(),
+                type: enc.attrs.type,
+                sender_device: senderDevice,
+                ...meta,
+                stanza_to: msg.attrs.to,
+                to_jid: jid,
+                retries: this.retryCounts.get(rkey) || 0
+              })
+            }
           } catch (err) {
             this.stats.decrypt_failures++
             this.log(`message ${id}: phone ${account.phone} failed to decrypt: ${err.message}`)
-            this.sendRetryReceipt(conn, msg, pnJid(account.phone, 0), account.phoneDevice.registrationId, to)
+            this.contactRetry(conn, msg, ownJid, account.phoneDevice, rkey, { recipient: chat })
           }
         } else {
-          // another linked companion of the same account: relay the copy
-          const n = node('message', { from: pnJid(account.phone, senderDevice), recipient: to, id, type: msg.attrs.type || 'text', t: String(now()) },
-            [node('enc', pick(enc.attrs, ['v', 'type', 'count']), ct)])
+          // another linked companion of the same account: relay the copy, from the sender's LID when the sender
+          // addressed that device by LID (whatsmeow), with the chat's PN alternative
+          const lidCopy = d.server === 'lid'
+          const attrs = { from: lidCopy ? lidJid(account.lid, senderDevice) : pnJid(account.phone, senderDevice), recipient: to, id, type: msg.attrs.type || 'text', t: String(now()) }
+          if (lidCopy && addressing === 'lid' && toOwner) attrs.peer_recipient_pn = pnJid(toOwner.obj.phone)
+          const n = node('message', attrs, [node('enc', pick(enc.attrs, ['v', 'type', 'count']), ct)])
           this.deliver(account.phone, devNo, n)
         }
       } else {
         this.log(`message ${id}: no recipient for ${jid}`)
       }
     }
-    this.store.save()
+    this.store.saveSoon()
+    if (benchBad) this.stats.bench_text_errors++
     if (delivered.size) this.stats.messages_relayed++
-    // contacts: delivery, then read receipts
+    // contacts: delivery, then read receipts; from the contact's LID (with its PN as sender_pn) in a LID chat
     for (const c of delivered.values()) {
-      const from = pnJid(c.phone)
+      const from = addressing === 'lid' ? lidJid(c.lid) : pnJid(c.phone)
+      const alt = addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {}
       setTimeout(() => {
         if (conn.closed) return
-        conn.send(node('receipt', { from, id, t: String(now()) }))
+        conn.send(node('receipt', { from, id, t: String(now()), ...alt }))
         this.stats.receipts_sent++
+        if (!this.readReceipts) return
         setTimeout(() => {
           if (conn.closed) return
-          conn.send(node('receipt', { from, id, t: String(now()), type: 'read' }))
+          conn.send(node('receipt', { from, id, t: String(now()), type: 'read', ...alt }))
           this.stats.receipts_sent++
         }, this.readDelayMs)
       }, this.deliveryDelayMs)
     }
   }
 
-  /** A simulated device could not decrypt: ask the sender to retry (fact sheet §8 format). */
-  sendRetryReceipt (conn, msg, fromJid, registrationId, recipient) {
+  /** Bench mode: a sampled decrypt must yield a text (matching bench_text_pattern when set). */
+  benchTextOk (text) {
+    if (!(this.benchSample > 1)) return true
+    return !(text === null || text === undefined || (this.benchTextRe && !this.benchTextRe.test(text)))
+  }
+
+  /**
+   * A simulated device (contact device or the own phone) could not decrypt `msg` (or pretends so): send a retry
+   * receipt as whatsmeow's sendRetryReceipt does (retry.go): the count goes up with every failure of that device
+   * on that message id; from count 2 on it carries <keys> (type, identity, a fresh one-time prekey, the signed
+   * prekey); at count 5 it gives up (no receipt). Simulated devices have no ADV account, so no <device-identity>.
+   */
+  contactRetry (conn, msg, fromJid, signal, rkey, extra = {}) {
+    const count = (this.retryCounts.get(rkey) || 0) + 1
+    this.retryCounts.set(rkey, count)
+    if (this.retryCounts.size > 100000) this.retryCounts.delete(this.retryCounts.keys().next().value)
+    if (count >= 5) {
+      this.stats.retry_receipts_suppressed++
+      this.log(`message ${msg.attrs.id}: ${fromJid} gives up after ${count - 1} retry receipts`)
+      return
+    }
     this.stats.retry_receipts_sent = (this.stats.retry_receipts_sent || 0) + 1
     // a retry from one's own device names the chat in `recipient` (Baileys handleReceipt uses it as remoteJid)
-    const attrs = { from: fromJid, id: msg.attrs.id, type: 'retry', t: String(now()), ...(recipient ? { recipient } : {}) }
-    conn.send(node('receipt', attrs, [
-      node('retry', { count: '1', id: msg.attrs.id, t: msg.attrs.t || String(now()), v: '1' }),
-      node('registration', {}, u32(registrationId))
-    ]))
+    const attrs = { from: fromJid, id: msg.attrs.id, type: 'retry', t: String(now()), ...extra }
+    if (!attrs.recipient) delete attrs.recipient
+    const content = [
+      node('retry', { count: String(count), id: msg.attrs.id, t: msg.attrs.t || String(now()), v: '1' }),
+      node('registration', {}, u32(signal.registrationId))
+    ]
+    if (count > 1) {
+      const b = signal.takeBundle()
+      content.push(node('keys', {}, [
+        node('type', {}, Buffer.from([5])),
+        node('identity', {}, b.identity),
+        ...(b.key ? [node('key', {}, [node('id', {}, u24(b.key.id)), node('value', {}, b.key.value)])] : []),
+        skeyNode(b.skey)
+      ]))
+      this.stats.retry_receipts_with_keys++
+    }
+    conn.send(node('receipt', attrs, content))
   }
 
   onClientReceipt (conn, r) {
@@ -882,18 +1223,21 @@ export class Sim {
     this.stats.receipts_received++
     conn.send(node('ack', { class: 'receipt', id, from: to || S_WHATSAPP_NET, ...(type ? { type } : {}) }))
     const ids = [id, ...getBinaryNodeChildren(getBinaryNodeChild(r, 'list'), 'item').map(i => i.attrs.id)]
+    const q = conn.deviceKey && this.offlineQueue.get(conn.deviceKey)
+    if (q) this.offlineQueue.set(conn.deviceKey, q.filter(n => !(n.tag === 'message' && ids.includes(n.attrs.id))))
     for (const mid of ids) {
+      conn.inflight?.delete(mid) // the device has the message: no redelivery at its next login
       const rec = this.sent.get(mid)
       if (!rec) continue
       if (type === 'retry') {
         this.stats.retry_receipts_received++
         const count = Number(getBinaryNodeChild(r, 'retry')?.attrs.count || 1)
-        rec.retries.push({ device: conn.dev?.id, count, t: now() })
+        rec.retries.push({ device: conn.dev?.id, count, keys: !!getBinaryNodeChild(r, 'keys'), t: now() })
         if (conn.dev) this.resendToDevice(rec, conn.dev, r, count).catch(err => this.log(`retry resend failed: ${err.stack}`))
       } else if (type === 'read' || type === 'read-self') {
-        rec.read.push({ device: conn.dev?.id, t: now() })
+        rec.read.push({ device: conn.dev?.id, to: to ?? null, t: now() })
       } else {
-        rec.delivered.push({ device: conn.dev?.id, type: type || 'delivery', t: now() })
+        rec.delivered.push({ device: conn.dev?.id, type: type || 'delivery', to: to ?? null, t: now() })
       }
     }
   }
@@ -905,9 +1249,14 @@ export class Sim {
     const phone = digits(body?.phone)
     if (!validPhone(phone)) throw httpError(400, 'bad phone')
     if (!Number.isInteger(devices) || devices < 1 || devices > 16) throw httpError(400, 'devices must be 1..16')
+    for (const k of ['lid_mode', 'require_tctoken']) if (k in (body || {}) && typeof body[k] !== 'boolean') throw httpError(400, `${k} must be true or false`)
     if (this.store.accounts.has(phone)) throw httpError(409, 'phone is a linked account')
     let c = this.store.contacts.get(phone)
-    if (!c) { c = this.store.createContact(phone, devices, name); this.store.save() }
+    if (!c) c = this.store.createContact(phone, devices, name)
+    // the flags may be changed on an existing contact (the call stays idempotent otherwise)
+    if ('lid_mode' in body) c.lidMode = body.lid_mode
+    if ('require_tctoken' in body) c.requireTcToken = body.require_tctoken
+    this.store.save()
     return this.contactView(c)
   }
 
@@ -917,9 +1266,12 @@ export class Sim {
       jid: pnJid(c.phone),
       lid: lidJid(c.lid),
       name: c.name,
+      lid_mode: !!c.lidMode,
+      require_tctoken: !!c.requireTcToken,
       devices: c.devices.map(d => ({ id: d.id, prekeys: d.signal.available.length })),
+      privacy_tokens: Object.entries(c.tokensIssued || {}).flatMap(([to, list]) => list.map(x => ({ to, token: x.token, t: x.t }))),
       sent: [...this.sent.values()].filter(r => r.contact === c.phone).map(r => ({
-        id: r.id, to: r.to, text: r.text, delivered: r.delivered, read: r.read, retries: r.retries, enc_types: r.encTypes || {}
+        id: r.id, to: r.to, text: r.text, addressing: r.addressing, delivered: r.delivered, read: r.read, retries: r.retries, enc_types: r.encTypes || {}
       }))
     }
   }
@@ -933,16 +1285,21 @@ export class Sim {
   getInbox (phone) {
     const c = this.store.contacts.get(phone)
     if (!c) throw httpError(404, 'no such contact')
-    return c.inbox.map(({ from, id, text, device, t }) => ({ from, id, text, device, t }))
+    return c.inbox.map(inboxView)
   }
 
-  /** POST /contacts/:phone/send {to, text, device?}: the contact's device encrypts to every linked companion. */
+  /**
+   * POST /contacts/:phone/send {to, text, device?, as?}: the contact's device encrypts to every linked companion.
+   * `as`: "lid" (from="LID:dev@lid" sender_pn=PN, as in a LID chat) or "pn" (from="PN:dev@s.whatsapp.net"
+   * sender_lid=LID); default from the contact's lid_mode.
+   */
   async contactSend (phone, body) {
     const c = this.store.contacts.get(phone)
     if (!c) throw httpError(404, 'no such contact')
     const { to, text } = body || {}
     const fromDevice = Number(body?.device || 0)
     if (typeof text !== 'string') throw httpError(400, 'text missing')
+    if (body.as !== undefined && body.as !== 'lid' && body.as !== 'pn') throw httpError(400, 'as must be "lid" or "pn"')
     const account = this.store.accounts.get(digits(to))
     if (!account) throw httpError(404, 'no such account')
     const cdev = c.devices.find(d => d.id === fromDevice)
@@ -950,7 +1307,8 @@ export class Sim {
     const targets = [...account.devices.values()].filter(d => !d.removed)
     if (!targets.length) throw httpError(409, 'account has no linked devices')
     const id = '3EB0' + randomBytes(9).toString('hex').toUpperCase()
-    const rec = { id, contact: c.phone, contactDevice: fromDevice, to: account.phone, text, t: now(), delivered: [], read: [], retries: [], devices: [] }
+    const addressing = body.as ?? (c.lidMode ? 'lid' : 'pn')
+    const rec = { id, contact: c.phone, contactDevice: fromDevice, to: account.phone, text, addressing, t: now(), delivered: [], read: [], retries: [], devices: [] }
     this.sent.set(id, rec)
     for (const dev of targets) {
       const n = await this.encryptToCompanion(c, cdev, account, dev, rec)
@@ -959,8 +1317,8 @@ export class Sim {
       this.deliver(account.phone, dev.id, n)
       this.stats.messages_to_clients++
     }
-    this.store.save()
-    return { id, devices: rec.devices }
+    this.store.saveSoon()
+    return { id, devices: rec.devices, addressing }
   }
 
   async encryptToCompanion (c, cdev, account, dev, rec, count) {
@@ -972,18 +1330,19 @@ export class Sim {
     const enc = await cdev.signal.encrypt(addr, { conversation: rec.text })
     rec.encTypes ||= {}
     ;(rec.encTypes[dev.id] ||= []).push(enc.type)
-    if (this.takeFault(`${account.phone}:${dev.id}`, 'bad_ciphertext')) {
+    if (this.useFault(`${account.phone}:${dev.id}`, 'bad_ciphertext')) {
       // flip the last byte: the Signal MAC no longer verifies ("Bad MAC") -> client sends a retry receipt
       enc.ciphertext[enc.ciphertext.length - 1] ^= 0xff
       this.log(`fault bad_ciphertext applied to ${rec.id} for ${account.phone}:${dev.id}`)
     }
+    const lid = rec.addressing === 'lid'
     return node('message', {
-      from: pnJid(c.phone, cdev.id),
+      from: lid ? lidJid(c.lid, cdev.id) : pnJid(c.phone, cdev.id),
       id: rec.id,
       type: 'text',
       t: String(rec.t),
       notify: c.name,
-      sender_lid: lidJid(c.lid)
+      ...(lid ? { sender_pn: pnJid(c.phone) } : { sender_lid: lidJid(c.lid) })
     }, [node('enc', { v: '2', type: enc.type, ...(count ? { count: String(count) } : {}) }, enc.ciphertext)])
   }
 
@@ -1008,7 +1367,79 @@ export class Sim {
       }
     }
     const n = await this.encryptToCompanion(c, cdev, account, dev, rec, count)
-    if (n) { this.deliver(account.phone, dev.id, n); this.store.save() }
+    if (n) { this.deliver(account.phone, dev.id, n); this.store.saveSoon() }
+  }
+
+  /**
+   * POST /contacts/:phone/privacy-token {to, t?, token?, as?}: the contact issues its trusted-contact token to the
+   * account; the server tells every linked device of the account with the notification whatsmeow (notification.go
+   * handlePrivacyTokenNotification) and Baileys read:
+   * <notification from="CONTACT_PN@s.whatsapp.net" sender_lid="CONTACT_LID@lid" type="privacy_token" id t>
+   *   <tokens><token jid="ACCOUNT_JID" t type="trusted_contact">[token]</token></tokens></notification>
+   * (from the contact's LID, without sender_lid, when `as` is "lid" or the contact is in LID mode). The token is
+   * kept with the contact: a later <tctoken> on a message to it is checked against it (tctoken_valid).
+   */
+  privacyToken (phone, body) {
+    const c = this.store.contacts.get(phone)
+    if (!c) throw httpError(404, 'no such contact')
+    const b = body || {}
+    const account = this.store.accounts.get(digits(b.to))
+    if (!account) throw httpError(404, 'no such account')
+    if (b.as !== undefined && b.as !== 'lid' && b.as !== 'pn') throw httpError(400, 'as must be "lid" or "pn"')
+    const t = b.t === undefined ? now() : Number(b.t)
+    if (!Number.isInteger(t) || t <= 0) throw httpError(400, 't must be a unix time (s)')
+    let token
+    if (b.token !== undefined) {
+      token = Buffer.from(String(b.token), 'base64')
+      if (!token.length || token.length > 1024) throw httpError(400, 'token must be 1..1024 bytes (base64)')
+    } else token = randomBytes(32) // real tokens are opaque server-made bytes; the size is a guess
+    const lid = (b.as ?? (c.lidMode ? 'lid' : 'pn')) === 'lid'
+    c.tokensIssued ||= {}
+    ;(c.tokensIssued[account.phone] ||= []).push({ token: token.toString('base64'), t })
+    const attrs = { from: lid ? lidJid(c.lid) : pnJid(c.phone), ...(lid ? {} : { sender_lid: lidJid(c.lid) }) }
+    const { id, devices } = this.notifyAccount(account, 'privacy_token', attrs, [node('tokens', {}, [
+      node('token', { jid: lid ? lidJid(account.lid) : pnJid(account.phone), t: String(t), type: 'trusted_contact' }, token)
+    ])])
+    this.stats.privacy_token_notifications++
+    this.store.save()
+    return { token: token.toString('base64'), t, notification_id: id, devices }
+  }
+
+  /**
+   * Fault reachout_timelock {seconds?|until?, enforcement_type?, active?, enforce?}: WhatsApp restricts the account
+   * from reaching new contacts until a time, and says so with a mex notification (whatsmeow notification.go
+   * handleMexNotification, events.NotifyAccountReachoutTimelock; Baileys messages-recv.js):
+   * <notification from="@s.whatsapp.net" type="mex" id t><update op_name="NotificationUserReachoutTimelockUpdate">
+   *   {"data":{"xwa2_notify_account_reachout_timelock":{"is_active":true,"time_enforcement_ends":"<unix s>",
+   *   "enforcement_type":"BIZ_QUALITY"}}}</update></notification>
+   * to every linked device. `active:false` lifts it. The state also answers Baileys' w:mex fetch; with
+   * `enforce:true` messages to contacts the account never chatted with get ack error 463 until it ends.
+   */
+  reachoutTimelock (account, b) {
+    const active = b.active !== false
+    if (b.active !== undefined && typeof b.active !== 'boolean') throw httpError(400, 'active must be true or false')
+    if (b.enforce !== undefined && typeof b.enforce !== 'boolean') throw httpError(400, 'enforce must be true or false')
+    let ends = null
+    if (active) {
+      if (b.until !== undefined) {
+        ends = Number(b.until)
+        if (!Number.isInteger(ends) || ends <= 0) throw httpError(400, 'until must be a unix time (s)')
+      } else {
+        const secs = Number(b.seconds ?? 3600)
+        if (!Number.isInteger(secs) || secs < 1 || secs > 1e8) throw httpError(400, 'seconds must be 1..1e8')
+        ends = now() + secs
+      }
+    }
+    const type = b.enforcement_type ?? (active ? 'BIZ_QUALITY' : 'DEFAULT')
+    if (typeof type !== 'string' || !/^[A-Z0-9_]{1,80}$/.test(type)) throw httpError(400, 'enforcement_type must be an upper-case identifier')
+    account.timelock = { active, ends, type, enforce: b.enforce === true, t: now() }
+    const payload = { is_active: active, ...(active ? { time_enforcement_ends: String(ends) } : {}), enforcement_type: type }
+    const { id, devices } = this.notifyAccount(account, 'mex', {}, [
+      node('update', { op_name: 'NotificationUserReachoutTimelockUpdate' }, Buffer.from(JSON.stringify({ data: { xwa2_notify_account_reachout_timelock: payload } })))
+    ])
+    this.stats.reachout_timelock_notifications++
+    this.log(`account ${account.phone}: reachout timelock ${JSON.stringify(account.timelock)} (notification ${id} to ${devices} device(s))`)
+    return { ok: true, notification_id: id, devices, reachout_timelock: account.timelock }
   }
 
   // ------------------------------------------------------------------ accounts (control API)
@@ -1037,9 +1468,12 @@ export class Sim {
           max_concurrent: d.maxConcurrent || 0,
           prekeys: d.preKeys.size,
           platform: d.platform,
-          last_seen: d.lastSeen
+          last_seen: d.lastSeen,
+          queued: (this.offlineQueue.get(`${a.phone}:${d.id}`) || []).length
         }
       }),
+      reachout_timelock: a.timelock ?? null,
+      privacy_tokens_issued: a.privacyTokensIssued || [],
       phone_inbox: this.phoneInbox.filter(m => m.account === a.phone)
     }
   }
@@ -1159,11 +1593,18 @@ export class Sim {
 
   // ------------------------------------------------------------------ fault injection
 
-  takeFault (deviceKey, type, pred = () => true) {
+  /**
+   * Use one of a queued fault's `times` (ack_error, bad_ciphertext, retry_request). With `bindKey` (retry_request:
+   * 'msgid|phone:dev') the fault sticks to the first message and device it hit, so `times:N` makes that device
+   * refuse the same message N times in a row (its resends included) while other devices accept it.
+   */
+  useFault (deviceKey, type, pred = () => true, bindKey) {
     const list = this.pendingFaults.get(deviceKey)
-    const i = list ? list.findIndex(f => f.type === type && pred(f)) : -1
+    const i = list ? list.findIndex(f => f.type === type && pred(f) && (!bindKey || !f.bound || f.bound === bindKey)) : -1
     if (i < 0) return null
-    const [f] = list.splice(i, 1)
+    const f = list[i]
+    if (bindKey) f.bound = bindKey
+    if (--f.times <= 0) list.splice(i, 1)
     if (!list.length) this.pendingFaults.delete(deviceKey)
     return f
   }
@@ -1277,11 +1718,20 @@ export class Sim {
       case 'ack_error':
       case 'bad_ciphertext':
       case 'retry_request': {
+        const times = Number(b.times ?? 1)
+        if (!Number.isInteger(times) || times < 1 || times > 1000) throw httpError(400, 'times must be 1..1000')
+        if (type === 'ack_error' && code !== undefined && !(Number.isInteger(Number(code)) && Number(code) >= 100 && Number(code) <= 999)) throw httpError(400, 'ack_error code must be 100..999')
+        const cdev = b.device === undefined ? undefined : Number(b.device)
+        if (cdev !== undefined && !(Number.isInteger(cdev) && cdev >= 0 && cdev <= 99)) throw httpError(400, 'device must be a contact device number')
         const list = this.pendingFaults.get(key) || []
-        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone' })
+        list.push({ type, code: code ?? (type === 'ack_error' ? 479 : undefined), target: b.target === 'contact' ? 'contact' : 'phone', device: cdev, times })
         this.pendingFaults.set(key, list)
         this.stats.faults_injected++
-        return { ok: true, pending: list.length }
+        return { ok: true, pending: list.length, times }
+      }
+      case 'reachout_timelock': {
+        this.stats.faults_injected++
+        return this.reachoutTimelock(this.store.accounts.get(phone), b)
       }
       case 'stream_error':
       case 'failure':
@@ -1315,7 +1765,7 @@ export class Sim {
         return { ok: true, prekeys: dev.preKeys.size }
       }
       default:
-        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|drain_prekeys')
+        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|drain_prekeys|reachout_timelock')
     }
   }
 }

@@ -8,7 +8,9 @@ export const SIM_BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** Spawn wa-sim; resolves with { info, proc, ctl(method, path, body), stop(), stderr() } */
 export async function startSim (extraArgs = [], { timeoutMs = 15000 } = {}) {
-  const proc = spawn(process.execPath, [SIM_BIN, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', ...extraArgs], {
+  // WA_SIM_NODE_ARGS: extra node options for the simulator process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  const nodeArgs = process.env.WA_SIM_NODE_ARGS ? process.env.WA_SIM_NODE_ARGS.split(' ').filter(Boolean) : []
+  const proc = spawn(process.execPath, [...nodeArgs, SIM_BIN, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let err = ''
@@ -198,4 +200,223 @@ export async function pairAndLogin (sim, phone, { opts = {}, sent = new Map() } 
   const h = startClient({ info: sim.info, auth, sent, opts })
   await waitFor(() => h.isOpen(), { what: 'open after pairing' })
   return { auth, h, sent, deviceJid: r.body.device_jid, relogin: (o = {}) => startClient({ info: sim.info, auth, sent, opts: { ...opts, ...o } }) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw client (no Baileys): Noise initiator + binary nodes + a libsignal device, for stanzas Baileys rc14
+// cannot produce (whatsmeow's LID-first sends with peer_recipient_pn, phash, tctoken, stanzas without
+// <device-identity>) and for exact control of what is acknowledged (receipts, passive active).
+import WebSocket from 'ws'
+import { randomBytes } from 'node:crypto'
+import { SignalDevice, peerAddress } from './signal-device.mjs'
+
+const WA_INTRO = Buffer.from([0x57, 0x41, 6, 3])
+const gcmIv = (n) => { const b = Buffer.alloc(12); b.writeUInt32BE(n, 8); return b }
+const frame3 = (p) => { const b = Buffer.alloc(3 + p.length); b.writeUIntBE(p.length, 0, 3); Buffer.from(p).copy(b, 3); return b }
+const u24b = (n) => B.encodeBigEndian(n, 3)
+const readU = (buf) => { let n = 0; for (const x of buf || []) n = n * 256 + x; return n }
+
+/**
+ * Create a linked device for `phone` with POST /accounts/import (keys made here) and return a raw client
+ * factory for it: `await raw.connect()` logs in and resolves with a connection
+ * {send(node), waitFor(pred, ms), query(iq), nodes, close()}. The device's Signal state lives in `raw.signal`
+ * (libsignal, the simulator's own SignalDevice), `raw.deviceIdentity` is its ADVSignedDeviceIdentity with the
+ * device signature (what a client puts in <device-identity>).
+ */
+export async function rawDevice (sim, { phone, device = 1, lid } = {}) {
+  const noise = B.Curve.generateKeyPair()
+  const signal = SignalDevice.create({ preKeys: 20 })
+  const r = await sim.ctl('POST', '/accounts/import', {
+    phone,
+    device,
+    noise_pub: noise.public.toString('base64'),
+    identity_pub: Buffer.from(signal.identity.pubKey).toString('base64'),
+    registration_id: signal.registrationId,
+    skey: {
+      id: signal.signedPreKey.keyId,
+      value: Buffer.from(signal.signedPreKey.keyPair.pubKey).toString('base64'),
+      signature: Buffer.from(signal.signedPreKey.signature).toString('base64')
+    },
+    ...(lid ? { lid } : {})
+  })
+  if (r.status !== 200) throw new Error(`import failed: ${JSON.stringify(r.body)}`)
+  const adv = B.proto.ADVSignedDeviceIdentity.decode(Buffer.from(r.body.adv_signed_device_identity, 'base64'))
+  const identity32 = Buffer.from(signal.identity.pubKey).subarray(1)
+  adv.deviceSignature = Buffer.from(B.Curve.sign(signal.identity.privKey,
+    Buffer.concat([Buffer.from([6, 1]), adv.details, identity32, adv.accountSignatureKey])))
+  const raw = {
+    phone,
+    device,
+    jid: r.body.device_jid,
+    lidJid: r.body.lid, // LID:DEV@lid
+    lid: r.body.lid.split(':')[0].split('@')[0],
+    signal,
+    noise,
+    deviceIdentity: Buffer.from(B.proto.ADVSignedDeviceIdentity.encode(adv).finish()),
+    connect: (o) => rawConnect(sim, raw, o)
+  }
+  return raw
+}
+
+async function rawConnect (sim, raw, { passive = true } = {}) {
+  const ws = new WebSocket(sim.info.ws_url)
+  const msgs = []
+  let wake = null
+  ws.on('message', (d) => { msgs.push(Buffer.from(d)); if (wake) { const w = wake; wake = null; w() } })
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  const nextRaw = () => msgs.length ? Promise.resolve(msgs.shift()) : new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no frame from the server')), 5000)
+    wake = () => { clearTimeout(t); resolve(msgs.shift()) }
+  })
+  // Noise XX initiator (wa-protocol.md §2)
+  const e = B.Curve.generateKeyPair()
+  const st = { h: Buffer.from(B.NOISE_MODE), n: 0 }
+  st.ck = st.h; st.k = st.h
+  const mixHash = (d) => { st.h = B.sha256(Buffer.concat([st.h, d])) }
+  const mixKey = (ikm) => { const o = B.hkdf(Buffer.from(ikm), 64, { salt: st.ck, info: '' }); st.ck = Buffer.from(o.subarray(0, 32)); st.k = Buffer.from(o.subarray(32)); st.n = 0 }
+  const dec = (c) => { const p = B.aesDecryptGCM(c, st.k, gcmIv(st.n++), st.h); mixHash(c); return p }
+  const enc = (p) => { const c = B.aesEncryptGCM(p, st.k, gcmIv(st.n++), st.h); mixHash(c); return c }
+  mixHash(WA_INTRO); mixHash(e.public)
+  ws.send(Buffer.concat([WA_INTRO, frame3(B.proto.HandshakeMessage.encode({ clientHello: { ephemeral: e.public } }).finish())]))
+  const { serverHello } = B.proto.HandshakeMessage.decode((await nextRaw()).subarray(3))
+  mixHash(serverHello.ephemeral)
+  mixKey(B.Curve.sharedKey(e.private, serverHello.ephemeral))
+  const serverStatic = dec(serverHello.static)
+  mixKey(B.Curve.sharedKey(e.private, serverStatic))
+  dec(serverHello.payload)
+  const payload = B.proto.ClientPayload.encode({
+    username: Number(raw.phone),
+    device: raw.device,
+    passive,
+    pull: true,
+    connectType: 1,
+    connectReason: 1,
+    userAgent: { platform: 14, appVersion: { primary: 2, secondary: 3000, tertiary: 1047769893 }, releaseChannel: 0, osVersion: '0.1', device: 'Desktop', osBuildNumber: '0.1', mcc: '000', mnc: '000', localeLanguageIso6391: 'en', localeCountryIso31661Alpha2: 'US' },
+    webInfo: { webSubPlatform: 0 }
+  }).finish()
+  const encStatic = enc(raw.noise.public)
+  mixKey(B.Curve.sharedKey(raw.noise.private, serverHello.ephemeral))
+  const encPayload = enc(payload)
+  ws.send(frame3(B.proto.HandshakeMessage.encode({ clientFinish: { static: encStatic, payload: encPayload } }).finish()))
+  const o = B.hkdf(Buffer.alloc(0), 64, { salt: st.ck, info: '' })
+  const wKey = Buffer.from(o.subarray(0, 32)); const rKey = Buffer.from(o.subarray(32))
+  let wN = 0; let rN = 0
+  const c = {
+    raw,
+    ws,
+    nodes: [], // every node received, in order
+    closed: false,
+    send (n) { ws.send(frame3(B.aesEncryptGCM(B.encodeBinaryNode(n), wKey, gcmIv(wN++), Buffer.alloc(0)))) },
+    /** Resolve with the first received node (from the start of the connection) that matches and was not taken yet. */
+    waitFor (pred, ms = 5000, what = 'node') {
+      const t0 = Date.now()
+      return new Promise((resolve, reject) => {
+        const tick = () => {
+          const n = c.nodes.find(x => !x.taken && pred(x))
+          if (n) { n.taken = true; return resolve(n) }
+          if (Date.now() - t0 > ms) return reject(new Error(`raw client: no ${what} within ${ms} ms; got ${c.nodes.map(x => x.tag + JSON.stringify(x.attrs)).join(' ')}`))
+          setTimeout(tick, 10)
+        }
+        tick()
+      })
+    },
+    async query (iq) {
+      iq.attrs.id ||= 'raw-' + randomBytes(4).toString('hex')
+      c.send(iq)
+      return c.waitFor(n => n.tag === 'iq' && n.attrs.id === iq.attrs.id && (n.attrs.type === 'result' || n.attrs.type === 'error'), 5000, `answer to iq ${iq.attrs.id}`)
+    },
+    close () { c.closed = true; try { ws.close() } catch {} }
+  }
+  ws.on('close', () => { c.closed = true })
+  // reader: every WS message after the handshake is one transport frame
+  const pump = async () => {
+    for (;;) {
+      let m
+      try { m = await nextRaw() } catch { if (c.closed) return; continue }
+      try {
+        const n = await B.decodeBinaryNode(B.aesDecryptGCM(m.subarray(3), rKey, gcmIv(rN++), Buffer.alloc(0)))
+        n.at = Date.now()
+        c.nodes.push(n)
+      } catch { return }
+    }
+  }
+  pump()
+  const first = await c.waitFor(n => n.tag === 'success' || n.tag === 'failure', 5000, 'login answer')
+  if (first.tag !== 'success') throw new Error(`raw login failed: ${JSON.stringify(first.attrs)}`)
+  return c
+}
+
+/** Upload the raw device's one-time prekeys (what every client does at its first login). */
+export async function rawUploadPreKeys (c) {
+  const s = c.raw.signal
+  const keys = [...s.preKeys.entries()].map(([id, kp]) => ({ tag: 'key', attrs: {}, content: [
+    { tag: 'id', attrs: {}, content: u24b(id) }, { tag: 'value', attrs: {}, content: Buffer.from(kp.pubKey).subarray(1) }] }))
+  return c.query({ tag: 'iq', attrs: { xmlns: 'encrypt', type: 'set', to: '@s.whatsapp.net' }, content: [
+    { tag: 'registration', attrs: {}, content: B.encodeBigEndian(s.registrationId, 4) },
+    { tag: 'type', attrs: {}, content: Buffer.from([5]) },
+    { tag: 'identity', attrs: {}, content: Buffer.from(s.identity.pubKey).subarray(1) },
+    { tag: 'list', attrs: {}, content: keys },
+    { tag: 'skey', attrs: {}, content: [
+      { tag: 'id', attrs: {}, content: u24b(s.signedPreKey.keyId) },
+      { tag: 'value', attrs: {}, content: Buffer.from(s.signedPreKey.keyPair.pubKey).subarray(1) },
+      { tag: 'signature', attrs: {}, content: Buffer.from(s.signedPreKey.signature) }] }
+  ] })
+}
+
+/** Fetch prekey bundles for device JIDs and build a Signal session with each (address = the JID string). */
+export async function rawSessions (c, jids) {
+  const res = await c.query({ tag: 'iq', attrs: { xmlns: 'encrypt', type: 'get', to: '@s.whatsapp.net' }, content: [
+    { tag: 'key', attrs: {}, content: jids.map(jid => ({ tag: 'user', attrs: { jid, reason: 'identity' } })) }] })
+  for (const u of B.getBinaryNodeChildren(B.getBinaryNodeChild(res, 'list'), 'user')) {
+    const buf = (n, t) => Buffer.from(B.getBinaryNodeChildBuffer(n, t))
+    const sk = B.getBinaryNodeChild(u, 'skey')
+    const k = B.getBinaryNodeChild(u, 'key')
+    await c.raw.signal.initSession(rawAddr(u.attrs.jid), {
+      registrationId: readU(buf(u, 'registration')),
+      identity: buf(u, 'identity'),
+      skey: { id: readU(buf(sk, 'id')), value: buf(sk, 'value'), signature: buf(sk, 'signature') },
+      key: k ? { id: readU(buf(k, 'id')), value: buf(k, 'value') } : undefined
+    })
+  }
+}
+/** The raw client's Signal address for a device JID ("user[:dev]@server"). */
+export const rawAddr = (jid) => {
+  const d = B.jidDecode(jid)
+  return peerAddress(`${d.user}_${d.server}`, d.device || 0)
+}
+
+/**
+ * The whatsmeow participant list hash (send.go participantListHashV2): "2:" + unpadded base64 of the first 6
+ * bytes of SHA-256 over the sorted "user.0:device@server" strings.
+ */
+export function phashV2 (jids) {
+  const list = jids.map(j => { const d = B.jidDecode(j); return `${d.user}.0:${d.device || 0}@${d.server}` }).sort()
+  return '2:' + B.sha256(Buffer.from(list.join(''))).subarray(0, 6).toString('base64').replace(/=+$/, '')
+}
+
+/**
+ * Build (not send) a 1:1 text message as whatsmeow does: `<message id to type="text" [peer_recipient_pn]
+ * [phash]><participants><to jid><enc v="2" type/></to>…</participants><device-identity/>?<tctoken/>?</message>`;
+ * own devices (same user as the raw device) get the deviceSentMessage. `devices`: device JIDs to encrypt for.
+ */
+export async function rawTextMessage (c, { to, devices, text, id, peerRecipientPn, phash, tctoken, deviceIdentity = 'auto', chat }) {
+  const own = new Set([c.raw.phone, c.raw.lid])
+  const participants = []
+  let pk = false
+  for (const jid of devices) {
+    const isOwn = own.has(B.jidDecode(jid).user)
+    const message = isOwn
+      ? { deviceSentMessage: { destinationJid: chat || to, message: { conversation: text } } }
+      : { conversation: text }
+    const e = await c.raw.signal.encrypt(rawAddr(jid), message)
+    if (e.type === 'pkmsg') pk = true
+    participants.push({ tag: 'to', attrs: { jid }, content: [{ tag: 'enc', attrs: { v: '2', type: e.type }, content: e.ciphertext }] })
+  }
+  const content = [{ tag: 'participants', attrs: {}, content: participants }]
+  if (deviceIdentity === true || (deviceIdentity === 'auto' && pk)) content.push({ tag: 'device-identity', attrs: {}, content: c.raw.deviceIdentity })
+  if (tctoken) content.push({ tag: 'tctoken', attrs: {}, content: Buffer.from(tctoken, 'base64') })
+  const attrs = { id: id || '3EB0' + randomBytes(9).toString('hex').toUpperCase(), to, type: 'text' }
+  if (peerRecipientPn) attrs.peer_recipient_pn = peerRecipientPn
+  if (phash) attrs.phash = phash
+  return { tag: 'message', attrs, content }
 }
