@@ -158,6 +158,32 @@ is($st, 404, 'an unknown message id: 404');
     ok(wait_until(sub { grep { $_->{id} eq ($y->{message_id} // '') } @{ inbox($C1) } }, 5), 'delivered');
 }
 
+# ---------------------------------------------------------------------------------------------- privacy tokens
+{
+    my $iqs = $sim->stats->{privacy_token_iqs} // 0;
+    my ($ps, undef, $pj) = $sim->control(POST => "/contacts/$C1/privacy-token", body => { to => $ACCOUNT });
+    is($ps, 200, 'the contact issued its trusted-contact token (privacy_token notification)') or diag explain $pj;
+    sleep 0.3;
+    my ($a, undef, $x) = send_msg(phone => $C1, message => 'con token');
+    is($a, 200, 'send: 200');
+    my $m = wait_until(sub { my ($e) = grep { $_->{id} eq ($x->{message_id} // '') && $_->{device} == 0 } @{ inbox($C1) }; $e }, 5);
+    ok($m && $m->{tctoken_valid}, 'the message carried the contact\'s token (<tctoken>, whatsmeow tctoken.go)') or diag explain $m;
+    ok(($sim->stats->{privacy_token_iqs} // 0) > $iqs || $iqs > 0, 'we issued our own token (privacy iq) once per 7-day bucket');
+}
+
+# ---------------------------------------------------------------------------------------------- reach-out timelock
+{
+    my ($fs) = $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'reachout_timelock', seconds => 600 });
+    is($fs, 200, 'the server announced a reach-out timelock (mex notification)');
+    my $s = wait_until(sub { my $x = $t->status('o1'); $x->{restricted_until} ? $x : undef }, 5);
+    ok($s, "restricted_until in the status ($s->{restricted_until})") if 1;
+    my ($a, undef, $x) = send_msg(phone => $C1, message => 'bloqueado');
+    is($a, 429, 'sends answer 429 account_restricted until it ends');
+    ok($x->{code} && $x->{code} eq 'account_restricted', 'account_restricted');
+    $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'reachout_timelock', active => JSON::PP::false });
+    ok(wait_until(sub { !$t->status('o1')->{restricted_until} }, 5), 'lifted by the next notification');
+}
+
 # ---------------------------------------------------------------------------------------------- ack errors
 {
     $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'ack_error', code => 479 });

@@ -211,6 +211,12 @@ private:
     void on_retry_receipt(uint64_t now_ms, const Node& n, Actions& out);
     void on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
     bool alternate_address(const Jid& from, Jid& out);
+    // privacy.cpp
+    std::string token_storage_jid(const Jid& user);
+    void on_privacy_tokens(int64_t unix_s, const Node& n);
+    std::string privacy_token_for(const Jid& dest, int64_t unix_s);
+    void maybe_issue_token(uint64_t now_ms, int64_t unix_s, const Jid& dest, Actions& out);
+    void on_mex(int64_t unix_s, const Node& n, Actions& out);
 
     SessionConfig cfg_;
     std::string org_;

@@ -81,6 +81,7 @@ struct Session::SendJob {
     std::vector<Jid> devices;         // every device the message goes to (recipient's and our other ones)
     std::vector<Jid> fetching;        // devices whose bundles were asked for
     uint64_t created_ms = 0;
+    int64_t unix_s = 0;               // when it was asked for (privacy token freshness)
     uint32_t retry_count = 0;         // a resend after a retry receipt: <enc count=N> to one device
     bool resend = false;
 };

@@ -126,6 +126,8 @@ void Session::on_notification(uint64_t now_ms, int64_t unix_s, const Node& n, Ac
         return;
     }
     c.write_node(ack_for(n), out);
+    if (type == "privacy_token") return on_privacy_tokens(unix_s, n);
+    if (type == "mex") return on_mex(unix_s, n, out);
     if (type == "encrypt" && phase_ == Phase::Online) {
         if (const Node* count = n.child("count")) {
             uint32_t v = 0;

@@ -111,6 +111,7 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
     job->dest = job->dest.to_non_ad();
     job->commands.push_back(command_id);
     job->created_ms = now_ms;
+    job->unix_s = unix_s;
     store::MessageRecord m;
     m.id = job->id;
     m.direction = "out";
@@ -297,6 +298,9 @@ void Session::encrypt_and_send(uint64_t now_ms, SendJob& job, Actions& out) {
     // whatsmeow getMessageContent: the account identity goes along when any device gets a pkmsg.
     if (any_pkmsg && !creds_->account.empty())
         stanza.children.push_back(Node::with_bytes("device-identity", {}, creds_->account));
+    // whatsmeow sendDM: the contact's trusted-contact token, when we hold a fresh one.
+    std::string token = privacy_token_for(job.dest, static_cast<int64_t>(job.unix_s));
+    if (!token.empty()) stanza.children.push_back(Node::with_bytes("tctoken", {}, std::move(token)));
     job.stage = SendJob::Sent;
     // durable: the ratchet states of the encryption and the pending message are on disk before it leaves.
     ctx_->write_node(stanza, out, true);
@@ -340,7 +344,9 @@ void Session::on_message_ack(uint64_t now_ms, int64_t unix_s, const Node& ack, A
     store_->advance_message_status(org_, id, "sent", now_ms_wall(unix_s), 0, {}, changed, &err);
     std::string to = job.phone.empty() ? job.dest.to_string() : job.phone;
     for (uint64_t c : job.commands) complete(c, 200, sent_json(id, to, "sent"), out);
+    Jid dest = job.dest;
     jobs_.erase(it);
+    maybe_issue_token(now_ms, unix_s, dest, out);
 }
 
 // After a (re)login: messages that waited, and messages a crash left pending, go out (same id: WhatsApp
@@ -358,6 +364,7 @@ void Session::resume_jobs(uint64_t now_ms, Actions& out) {
         job->phone = m.recipient_pn;
         if (!Jid::parse(m.chat_jid, job->dest)) continue;
         job->created_ms = now_ms;
+        job->unix_s = m.created_at / 1000;
         jobs_[m.id] = std::move(job);
     }
     for (auto& [id, job] : jobs_) {
