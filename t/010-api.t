@@ -71,6 +71,18 @@ is_error([ $t->http(POST => '/api/send-message', body => 'not json', headers => 
     401, 'unauthorized', 'POST with a wrong key and a bad body: 401 (auth first)');
 is_error([ $t->http(GET => '/api/nope') ], 401, 'unauthorized', 'unknown /api route without key: 401');
 is_error([ $t->http(GET => '/whatsapp/api/status/23') ], 401, 'unauthorized', 'mounted status without key: 401');
+# Several X-API-Key headers: refused, whichever comes first (a proxy in between may keep either one).
+{
+    my $two = sub {
+        my ($k1, $k2) = @_;
+        return [ WaTest::parse_response(WaTest::http_raw($t->{port}, "GET /api/health HTTP/1.1\r\nHost: localhost\r\n"
+            . "X-API-Key: $k1\r\nX-API-Key: $k2\r\nConnection: close\r\n\r\n")) ];
+    };
+    is_error($two->($WaTest::KEY, $wrong), 401, 'unauthorized', 'a valid then a wrong X-API-Key: 401');
+    is_error($two->($wrong, $WaTest::KEY), 401, 'unauthorized', 'a wrong then a valid X-API-Key: 401');
+    is_error($two->($WaTest::KEY, $WaTest::KEY), 401, 'unauthorized', 'the valid X-API-Key twice: 401');
+    is_error($two->($WaTest::KEY, $key2), 401, 'unauthorized', 'two different valid keys: 401');
+}
 {
     my ($st) = $t->http(GET => '/api/health', headers => { 'X-API-Key' => $key2 });
     is($st, 200, 'second configured key is accepted');

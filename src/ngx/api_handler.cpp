@@ -55,8 +55,11 @@ static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
 
 static api::Response wa_ok(std::string body) { return api::Response{200, std::move(body), {}, {}}; }
 
-static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name) {
+// The first header called `name`; `count`, when given, receives how many there are.
+static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name, ngx_uint_t* count = NULL) {
     size_t n = ngx_strlen(name);
+    ngx_table_elt_t* first = NULL;
+    ngx_uint_t found = 0;
     ngx_list_part_t* part = &r->headers_in.headers.part;
     auto* h = static_cast<ngx_table_elt_t*>(part->elts);
     for (ngx_uint_t i = 0;; i++) {
@@ -66,22 +69,24 @@ static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name) 
             h = static_cast<ngx_table_elt_t*>(part->elts);
             i = 0;
         }
-        if (h[i].key.len == n && ngx_strncasecmp(h[i].key.data, (u_char*)name, n) == 0) return &h[i];
+        if (h[i].key.len != n || ngx_strncasecmp(h[i].key.data, (u_char*)name, n) != 0) continue;
+        if (first == NULL) first = &h[i];
+        found++;
+        if (count == NULL) break;
     }
-    return NULL;
+    if (count) *count = found;
+    return first;
 }
 
-// Every configured key is compared, in constant time, whatever matched before.
+// Exactly one X-API-Key, equal to a configured key. Several headers are refused: which one decides would
+// depend on proxies in between. Digests are compared (wa::key_matches), so the time taken reveals neither
+// the configured keys nor their lengths.
 static bool wa_authorized(ngx_http_request_t* r, wa_main_conf_t* m) {
-    ngx_table_elt_t* h = wa_find_header(r, "X-API-Key");
-    if (h == NULL || m->api_keys == NULL) return false;
-    std::string_view given(reinterpret_cast<const char*>(h->value.data), h->value.len);
-    bool ok = false;
-    auto* keys = static_cast<ngx_str_t*>(m->api_keys->elts);
-    for (ngx_uint_t i = 0; i < m->api_keys->nelts; i++) {
-        ok |= wa::constant_time_equal(given, std::string_view(reinterpret_cast<const char*>(keys[i].data), keys[i].len));
-    }
-    return ok;
+    ngx_uint_t n = 0;
+    ngx_table_elt_t* h = wa_find_header(r, "X-API-Key", &n);
+    if (n != 1 || m->api_keys == NULL) return false;
+    wa::KeyDigest given = wa::key_digest(std::string_view(reinterpret_cast<const char*>(h->value.data), h->value.len));
+    return wa::key_matches(given, static_cast<wa::KeyDigest*>(m->api_keys->elts), m->api_keys->nelts);
 }
 
 static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {

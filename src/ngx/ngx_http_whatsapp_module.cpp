@@ -16,6 +16,7 @@
 
 #include "wa/base64.hpp"
 #include "wa/phone.hpp"
+#include "wa/validate.hpp"
 
 static void* wa_create_main_conf(ngx_conf_t* cf);
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf);
@@ -187,15 +188,12 @@ static bool wa_add_key(ngx_conf_t* cf, wa_main_conf_t* m, const u_char* p, size_
         }
     }
     if (m->api_keys == NULL) {
-        m->api_keys = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        m->api_keys = ngx_array_create(cf->pool, 2, sizeof(wa::KeyDigest));
         if (m->api_keys == NULL) return false;
     }
-    auto* k = static_cast<ngx_str_t*>(ngx_array_push(m->api_keys));
+    auto* k = static_cast<wa::KeyDigest*>(ngx_array_push(m->api_keys));
     if (k == NULL) return false;
-    k->len = len;
-    k->data = static_cast<u_char*>(ngx_pnalloc(cf->pool, len));
-    if (k->data == NULL) return false;
-    ngx_memcpy(k->data, p, len);
+    *k = wa::key_digest(std::string_view(reinterpret_cast<const char*>(p), len));
     return true;
 }
 

@@ -35,7 +35,7 @@ struct wa_server_url_t {
 struct wa_main_conf_t {
     ngx_shm_zone_t* zone;
     ngx_str_t state_dir;
-    ngx_array_t* api_keys;         // of ngx_str_t
+    ngx_array_t* api_keys;         // of wa::KeyDigest: only digests of the keys are kept
     ngx_str_t server;              // whatsapp_server
     wa_server_url_t* url;
     ngx_str_t default_region;
