@@ -157,6 +157,54 @@ $t->stop;
     $u->stop;
 }
 
+# ---------------------------------------------------------------------------------------------- logout/clear of unknown orgs
+# logout and clear-session of an organization the helper does not run create nothing: no session (no slot of
+# whatsapp_max_sessions), no status record. Stored state the helper never loaded is still deleted or moved aside.
+{
+    my $u = WaTest->new;
+    my $usd = $u->{state_dir};
+    mkdir $usd, 0700 or die;
+    for my $org (qw(stored-lo stored-cl)) {    # no session.json: never loaded as a session
+        mkdir "$usd/$org", 0700;
+        WaTest::spew("$usd/$org/creds.json", "{}\n", 0600);
+        chown $uid, $gid, "$usd/$org", "$usd/$org/creds.json";
+    }
+    chown $uid, $gid, $usd;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_max_sessions 10;\n"
+        . "    whatsapp_reconnect_backoff 5s 10s;");
+    $u->start;
+    my @answers;
+    for my $i (1 .. 12) {
+        my ($path, $want) = $i % 2 ? ('/api/logout', 'logged_out') : ('/api/clear-session', 'disconnected');
+        my ($st, undef, $j) = $u->api(POST => $path, body => { organization_id => "ghost$i" });
+        push @answers, "ghost$i: $st " . ($j->{status} // $j->{code} // '') unless $st == 200 && ($j->{status} // '') eq $want;
+    }
+    is(scalar @answers, 0, '12 logout/clear-session calls for unknown organizations: 200 logged_out / disconnected')
+        or diag join "\n", @answers;
+    my ($st, undef, $j) = $u->api(POST => '/api/logout', body => { organization_id => 'stored-lo' });
+    is("$st " . ($j->{status} // ''), '200 logged_out', 'logout of an organization with unloaded stored state: logged_out');
+    ok(!-e "$usd/stored-lo", 'its stored state was deleted');
+    ($st, undef, $j) = $u->api(POST => '/api/clear-session', body => { organization_id => 'stored-cl' });
+    is("$st " . ($j->{status} // ''), '200 disconnected', 'clear-session of an organization with unloaded stored state: disconnected');
+    ok(!-e "$usd/stored-cl", 'its stored state was moved away');
+    my @trash = glob("$usd/.trash/stored-cl.*");
+    ok(@trash == 1 && -f "$trash[0]/creds.json", 'into .trash, as it was');
+    my $h = $u->health;
+    is($h->{shared_memory}{organizations}, 0, 'no status record was created for any of them');
+    my (undef, undef, $cj) = $u->api(GET => '/api/connections?limit=1000');
+    is(scalar @{ $cj->{items} // $cj->{connections} // [] }, 0, '/api/connections lists none of them');
+    is($u->status('ghost1')->{status}, 'disconnected', 'an unknown organization still reads as disconnected');
+    my @refused;
+    for my $i (1 .. 10) {
+        my ($st, undef, $j) = $u->api(POST => '/api/start-session', body => { organization_id => "real$i" });
+        push @refused, "real$i: $st " . ($j->{code} // '') unless $st == 200;
+    }
+    is(scalar @refused, 0, 'afterwards all 10 sessions of whatsapp_max_sessions 10 can be started') or diag join "\n", @refused;
+    ($st, undef, $j) = $u->api(POST => '/api/start-session', body => { organization_id => 'real11' });
+    is("$st " . ($j->{code} // ''), '503 too_many_sessions', 'and the 11th is refused');
+    $u->stop;
+}
+
 # ---------------------------------------------------------------------------------------------- send rate; sends and slots
 {
     my $u = WaTest->new;

@@ -209,6 +209,36 @@ bool shm_org_exists(const std::string& id) {
     return o != NULL;
 }
 
+bool shm_org_known(const std::string& id) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    bool known = wa_shm_org_find(z, reinterpret_cast<const u_char*>(id.data()), id.size()) != NULL;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    return known;
+}
+
+// logout / clear-session of an organization this helper does not run: nothing is created for it (no session,
+// so no whatsapp_max_sessions slot; no status record), or made-up ids would lock real organizations out.
+// Stored state it never loaded is still deleted or moved aside, and a record left by an earlier helper shows
+// the outcome.
+api::Response forget_unknown(const api::Command& cmd) {
+    bool logout = cmd.type == api::Command::Logout;
+    std::string err, moved;
+    bool ok = logout ? wa::remove_tree(org_dir(cmd.org), &err)
+                     : wa::move_aside(org_dir(cmd.org), wa_str(H.conf->state_dir) + "/.trash", cmd.org, &moved, &err);
+    if (!ok) {
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org \"%s\": cannot %s state: %s", cmd.org.c_str(),
+                      logout ? "delete" : "move aside", err.c_str());
+    } else if (!moved.empty()) {
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org \"%s\": state moved to %s", cmd.org.c_str(), moved.c_str());
+    }
+    wa::SessionStatus st;
+    st.state = logout ? wa::State::LoggedOut : wa::State::Disconnected;
+    st.state_since = ngx_time();
+    if (shm_org_known(cmd.org)) publish(cmd.org, st);
+    return api::Response{200, api::ok_status_json(st.state), {}, {}};
+}
+
 HelperOrg* find_or_create(const std::string& id, bool create) {
     auto it = H.orgs.find(id);
     if (it != H.orgs.end()) return it->second.get();
@@ -243,9 +273,8 @@ api::Response execute(const api::Command& cmd) {
     }
     case api::Command::Logout:
     case api::Command::Clear: {
-        HelperOrg* o = find_or_create(cmd.org, true);
-        if (o == nullptr)
-            return api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+        HelperOrg* o = find_or_create(cmd.org, false);
+        if (o == nullptr) return forget_unknown(cmd);
         o->run(cmd.type == api::Command::Logout ? o->session.logout(now, unix_s) : o->session.clear(now, unix_s));
         return api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
     }
