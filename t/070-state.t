@@ -231,6 +231,37 @@ $t->stop;
     is(join(' ', ($send->('r1'))[0, 1]), '409 not_connected', 'after 0.6 s a token is back');
     is(join(' ', ($send->('r1'))[0, 1]), '429 rate_limited', 'and only one');
 
+    # The order of checks: auth, 413/415/invalid_json, organization id, then the rate limit, then everything
+    # else. Invalid sends and sends to organizations that do not run count against the limit too, so a runaway
+    # client loop is stopped whatever it sends.
+    my $try = sub {
+        my ($body, %o) = @_;
+        my ($st, $h, $j) = $u->api(POST => '/api/send-message', body => $body, %o);
+        return "$st " . ($j->{code} // '');
+    };
+    my @got = map { $try->({ organization_id => 'inv1', phone => 'abc', message => 'x' }) } 1 .. 4;
+    is_deeply(\@got, [ ('400 invalid_phone') x 3, '429 rate_limited' ], 'sends with a bad phone count: the 4th gets 429')
+        or diag explain \@got;
+    @got = map { $try->({ organization_id => 'inv2', message => 'x' }) } 1 .. 4;
+    is_deeply(\@got, [ ('400 missing_field') x 3, '429 rate_limited' ], 'sends without a phone count: the 4th gets 429')
+        or diag explain \@got;
+    @got = map { $try->({ organization_id => 'not-running', phone => '3001234567', message => 'x' }) } 1 .. 4;
+    is_deeply(\@got, [ ('409 not_connected') x 3, '429 rate_limited' ],
+        'sends to an organization that does not run count: the 4th gets 429') or diag explain \@got;
+    my %JSONH = ('Content-Type' => 'application/json');
+    is($try->('{"organization_id":"inv1",', headers => \%JSONH), '400 invalid_json', 'over the limit, invalid JSON is still 400 invalid_json');
+    is($try->('{"organization_id":"inv1"}', headers => { 'Content-Type' => 'text/plain' }), '415 unsupported_media_type',
+        'over the limit, a non-JSON body is still 415');
+    is($try->(json_enc({ organization_id => 'inv1', message => 'p' x 70000 }), headers => \%JSONH), '413 body_too_large',
+        'over the limit, a body over whatsapp_max_body is still 413');
+    is($try->({ organization_id => 'in.v1', phone => 'abc', message => 'x' }), '400 invalid_organization_id',
+        'an invalid organization id is 400 (no bucket to count it against)');
+    is($try->({ phone => '3001234567', message => 'x' }), '400 missing_field', 'a missing organization id is 400');
+    my ($st401) = $u->http(POST => '/api/send-message', body => { organization_id => 'inv1', phone => 'abc', message => 'x' });
+    is($st401, 401, 'without a key: 401 before the rate limit');
+    is($try->({ organization_id => 'inv3', phone => 'abc', message => 'x' }), '400 invalid_phone',
+        'another organization is not limited');
+
     # A send to an organization that was never started must not take one of the whatsapp_max_sessions slots
     # (3 here, 2 used): otherwise sends to made-up ids lock real organizations out.
     is(join(' ', ($send->("ghost$_"))[0, 1]), '409 not_connected', "send to never-started ghost$_: 409 not_connected")

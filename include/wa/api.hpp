@@ -2,6 +2,7 @@
 // JSON bodies. The nginx handler only moves bytes between the request and these functions.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,9 +47,14 @@ struct Command {
     std::string idempotency_key;  // optional (send)
 };
 
-// Validates the JSON body of a POST route. On failure fills `err` (400 family) and returns false.
+// Called with the organization id as soon as it is known to be valid, before any other field is looked at
+// (the send rate limit goes there). Returning false stops parsing with `err`.
+using OrgGate = std::function<bool(const std::string& org, Response& err)>;
+
+// Validates the JSON body of a POST route. On failure fills `err` (400 family, or the gate's) and returns
+// false. Checks in this order: JSON, organization_id, the gate, then the route's other fields.
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
-                   std::string_view idempotency_header, Command& cmd, Response& err);
+                   std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate = {});
 
 // Commands cross shared memory as compact JSON.
 std::string command_to_json(const Command& cmd);

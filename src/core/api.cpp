@@ -116,7 +116,7 @@ static bool org_from_json(json_t* v, std::string& out) {
 }
 
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
-                   std::string_view idempotency_header, Command& cmd, Response& err) {
+                   std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate) {
     json_error_t je;
     // NUL is allowed through the parser so that an id or phone holding one is reported as the invalid
     // field it is, not as broken JSON.
@@ -139,6 +139,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
                     "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
         return false;
     }
+    if (gate && !gate(cmd.org, err)) return false;
     switch (route) {
     case RouteId::StartSession: cmd.type = Command::Start; return true;
     case RouteId::Logout: cmd.type = Command::Logout; return true;

@@ -312,6 +312,26 @@ static bool wa_body_string(ngx_http_request_t* r, std::string& out, size_t max) 
     return true;
 }
 
+// whatsapp_send_rate, per organization, shared by every worker. Runs for every send whose organization id
+// is valid, whatever the rest of it says and whether or not the organization runs.
+static bool wa_send_rate_allows(wa_main_conf_t* m, const std::string& org, api::Response& err) {
+    wa::RateLimit limit{static_cast<double>(m->send_rate_per_min), static_cast<double>(m->send_burst)};
+    uint64_t wait_ms = 0;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    switch (wa_shm_rate_take(z, limit, org, ngx_current_msec, &wait_ms)) {
+    case wa_rate_result::allowed:
+        return true;
+    case wa_rate_result::limited:
+        err = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
+        err.retry_after = std::to_string(wait_ms < 1000 ? 1 : (wait_ms + 999) / 1000);
+        return false;
+    case wa_rate_result::no_memory:
+        break;
+    }
+    err = wa_unavailable("zone_full", "whatsapp_zone is out of memory");
+    return false;
+}
+
 static void wa_body_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     std::string body;
@@ -325,8 +345,12 @@ static void wa_body_handler(ngx_http_request_t* r) {
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
                                    : std::string_view();
+    api::OrgGate rate_gate;
+    if (*route_id == api::RouteId::SendMessage)
+        rate_gate = [m](const std::string& org, api::Response& e) { return wa_send_rate_allows(m, org, e); };
     api::Command cmd;
-    if (!api::parse_command(*route_id, body, wa_str(m->default_region), idem_v, cmd, err) || !wa_submit(r, m, cmd, err)) {
+    if (!api::parse_command(*route_id, body, wa_str(m->default_region), idem_v, cmd, err, rate_gate) ||
+        !wa_submit(r, m, cmd, err)) {
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }

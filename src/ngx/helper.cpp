@@ -17,7 +17,6 @@
 #include "transport.hpp"
 #include "wa/api.hpp"
 #include "wa/fsutil.hpp"
-#include "wa/rate_limit.hpp"
 #include "wa/session.hpp"
 #include "wa/state_file.hpp"
 #include "wa/validate.hpp"
@@ -57,11 +56,9 @@ struct HelperOrg : WaTransport::Listener {
     std::unique_ptr<WaTransport> transport;
     ngx_event_t timer;
     bool quarantined = false;
-    wa::TokenBucket send_rate;
 
     HelperOrg(std::string org, wa::SessionConfig cfg)
-        : id(std::move(org)), session(std::move(cfg)),
-          send_rate(static_cast<double>(H.conf->send_rate_per_min), static_cast<double>(H.conf->send_burst)) {
+        : id(std::move(org)), session(std::move(cfg)) {
         ngx_memzero(&timer, sizeof(timer));
         timer.handler = on_timer_event;
         timer.data = this;
@@ -285,12 +282,6 @@ api::Response execute(const api::Command& cmd) {
             return api::error(409, "not_connected",
                               std::string("the session of organization ") + cmd.org + " is not connected (status: " +
                                   wa::state_name(wa::State::Disconnected) + ")");
-        uint64_t wait_ms = 0;
-        if (!o->send_rate.take(now, &wait_ms)) {
-            api::Response r = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
-            r.retry_after = std::to_string((wait_ms + 999) / 1000);
-            return r;
-        }
         wa::State st = o->session.status().state;
         // Sending needs the Signal layer on a linked session; neither exists before the link issue lands,
         // so no session can be connected and every send stops here.

@@ -14,6 +14,8 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "wa/rate_limit.hpp"
+
 static_assert(__cplusplus >= 201703L, "ngx_whatsapp needs C++17");
 
 extern "C" ngx_module_t ngx_http_whatsapp_module;
@@ -69,7 +71,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 1
+#define WA_SHM_LAYOUT 2
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -109,6 +111,16 @@ struct wa_shm_cmd_t {
     uint32_t resp_len;
 };
 
+// A send-rate bucket, kept apart from the status records: sends to organizations that do not run are limited
+// too, without creating a record for them. A bucket left alone for RateLimit::refill_ms() is full again and
+// is freed (oldest first, as ngx_http_limit_req expires its nodes).
+struct wa_shm_rate_t {
+    ngx_str_node_t sn;         // rbtree node; key = crc32(id), str -> id
+    ngx_queue_t lru;           // sh->rate_lru, most recently used first
+    u_char id[WA_ID_MAX];
+    wa::BucketState bucket;
+};
+
 struct wa_shm_t {
     uint32_t layout;
     u_char token[17];          // random, names the doorbells of this zone's processes
@@ -127,6 +139,10 @@ struct wa_shm_t {
     int64_t helper_since;
     uint64_t generation;
     uint64_t commands_total, commands_rejected;
+    ngx_rbtree_t rate_tree;
+    ngx_rbtree_node_t rate_sentinel;
+    ngx_queue_t rate_lru;
+    ngx_uint_t rate_buckets;
 };
 
 struct wa_zone_ctx_t {
@@ -142,6 +158,11 @@ wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len);  
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
 void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
 bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
+
+enum class wa_rate_result { allowed, limited, no_memory };
+// Takes one send from the organization's bucket, creating it on first use. Takes the lock itself.
+wa_rate_result wa_shm_rate_take(wa_zone_ctx_t* z, const wa::RateLimit& limit, const std::string& org, uint64_t now_ms,
+                                uint64_t* retry_after_ms);
 
 // ---------------------------------------------------------------------------------------------------------
 // Doorbells: one AF_UNIX datagram socket per process, named by the zone token and the pid. A datagram is a

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 #include <jansson.h>
+#include <string>
+#include <vector>
 
 #include "wa/api.hpp"
 
@@ -194,4 +196,32 @@ TEST(ErrorJson, Shape) {
     Response r = error(409, "not_connected", "session is not connected");
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.body, R"({"success":false,"error":"session is not connected","code":"not_connected"})");
+}
+
+// The send rate limit sits right after the organization id: invalid sends count, malformed ones do not.
+TEST(Commands, GateRunsAfterTheOrganizationIdAndBeforeTheRest) {
+    std::vector<std::string> seen;
+    OrgGate refuse = [&seen](const std::string& org, Response& err) {
+        seen.push_back(org);
+        err = error(429, "rate_limited", "slow down");
+        return false;
+    };
+    Command cmd;
+    Response err;
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7","phone":"abc"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(err.status, 429);
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":8})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(err.status, 429);
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"a.b"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "invalid_organization_id");
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"phone":"3001234567"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "missing_field");
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7")", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "invalid_json");
+    EXPECT_EQ(seen, (std::vector<std::string>{"7", "8"}));
+
+    OrgGate pass = [](const std::string&, Response&) { return true; };
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7","phone":"abc","message":"x"})", "CO", "",
+                               cmd, err, pass));
+    EXPECT_EQ(code_of(err), "invalid_phone");
 }
