@@ -300,12 +300,13 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     my ($cs, undef, $cj) = $t->api(GET => '/api/connections');
     is($cs, 200, '/api/connections: 200');
     ok($cj->{success}, 'connections: success');
-    my @ids = map { $_->{organization_id} } @{ $cj->{connections} // [] };
-    is($cj->{count}, scalar @ids, 'count equals the number of entries');
+    my @ids = map { $_->{organization_id} } @{ $cj->{items} // [] };
+    is($cj->{total}, scalar @ids, 'total equals the number of items (one page)');
+    ok(exists $cj->{next_cursor} && !defined $cj->{next_cursor}, 'next_cursor null on the last page');
     is(scalar(grep { $_ eq '23' } @ids), 1, '"23" and 23 are one organization');
     ok((grep { $_ eq 'mounted1' } @ids), 'connections lists mounted1');
     ok(!(grep { $_ eq 'never-seen-org' } @ids), 'a status read does not create an organization');
-    my ($c23) = grep { $_->{organization_id} eq '23' } @{ $cj->{connections} };
+    my ($c23) = grep { $_->{organization_id} eq '23' } @{ $cj->{items} };
     ok(exists $c23->{$_}, "connection entry has $_") for qw(status connected phone last_error retry_count connected_at);
 }
 
@@ -379,9 +380,9 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
         'sessions by every state');
     my $sum = 0;
     $sum += $_ for values %$sessions;
-    my (undef, undef, $cj) = $t->api(GET => '/api/connections');
-    is($sum, $cj->{count}, 'sessions add up to the number of organizations');
-    is($j->{shared_memory}{organizations}, $cj->{count}, 'shared_memory.organizations');
+    my $count = () = $t->connections;
+    is($sum, $count, 'sessions add up to the number of organizations');
+    is($j->{shared_memory}{organizations}, $count, 'shared_memory.organizations');
     ok($sessions->{logged_out} >= 1 && $sessions->{disconnected} >= 1, 'logged_out and disconnected counted');
     is($j->{shared_memory}{queue_length}, 0, 'queue_length 0');
     ok($j->{shared_memory}{queue_max} > 0, 'queue_max');

@@ -1,6 +1,7 @@
 // The HTTP API contract (../shared/spec/http-api.md) as pure functions: routing, request validation and
 // JSON bodies. The nginx handler only moves bytes between the request and these functions.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -89,8 +90,22 @@ struct ZoneUse {
     uint64_t queue_len = 0, queue_max = 0;
     uint64_t organizations = 0;
 };
-std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
-                            int64_t now);
-std::string connections_json(const std::vector<StatusView>& orgs, int64_t now);
+constexpr size_t kStateCount = static_cast<size_t>(State::Conflict) + 1;
+using StateCounts = std::array<uint64_t, kStateCount>;  // organizations per wa::State
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z, int64_t now);
+
+// Paged lists (the contract's convention for extended routes): ?limit=N (1..1000, default 100) and
+// ?cursor=<next_cursor of the previous page>. A cursor is a position (the last organization id listed), not a
+// record: it stays valid when that organization is gone. Unknown parameters are ignored.
+constexpr size_t kPageDefault = 100, kPageMax = 1000;
+struct PageQuery {
+    size_t limit = kPageDefault;
+    std::string cursor;  // empty: from the start
+};
+// `args` is the raw query string (without '?'). Bad values fill `err` (400 invalid_parameter).
+bool parse_page_query(std::string_view args, PageQuery& q, Response& err);
+// {"success":true,"items":[...],"next_cursor":"..."|null,"total":N}
+std::string connections_json(const std::vector<StatusView>& items, const std::string& next_cursor, uint64_t total,
+                             int64_t now);
 
 }  // namespace wa::api

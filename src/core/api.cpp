@@ -308,8 +308,7 @@ std::string ok_status_json(State s) {
 
 std::string health_json() { return "{\"status\":\"ok\"}"; }
 
-std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
-                            int64_t now) {
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z, int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
     json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
@@ -320,12 +319,8 @@ std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& 
     json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
     json_object_set_new(j.get(), "helper", helper);
     json_t* by_state = json_object();
-    for (int i = 0; i <= static_cast<int>(State::Conflict); i++)
-        json_object_set_new(by_state, state_name(static_cast<State>(i)), json_integer(0));
-    for (const auto& o : orgs) {
-        const char* n = state_name(o.status.state);
-        json_object_set_new(by_state, n, json_integer(json_integer_value(json_object_get(by_state, n)) + 1));
-    }
+    for (size_t i = 0; i < kStateCount; i++)
+        json_object_set_new(by_state, state_name(static_cast<State>(i)), json_integer(static_cast<json_int_t>(sessions[i])));
     json_object_set_new(j.get(), "sessions", by_state);
     json_t* shm = json_object();
     json_object_set_new(shm, "size", json_integer(static_cast<json_int_t>(z.size)));
@@ -337,13 +332,51 @@ std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& 
     return dump(j.get());
 }
 
-std::string connections_json(const std::vector<StatusView>& orgs, int64_t now) {
+static bool page_limit(std::string_view v, size_t& out) {
+    if (v.empty() || v.size() > 4) return false;
+    size_t n = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<size_t>(c - '0');
+    }
+    if (n < 1 || n > kPageMax) return false;
+    out = n;
+    return true;
+}
+
+bool parse_page_query(std::string_view args, PageQuery& q, Response& err) {
+    while (!args.empty()) {
+        size_t amp = args.find('&');
+        std::string_view kv = args.substr(0, amp);
+        args = amp == std::string_view::npos ? std::string_view() : args.substr(amp + 1);
+        size_t eq = kv.find('=');
+        std::string_view key = kv.substr(0, eq), value = eq == std::string_view::npos ? "" : kv.substr(eq + 1);
+        if (key == "limit" && !page_limit(value, q.limit)) {
+            err = error(400, "invalid_parameter",
+                        "limit must be a whole number from 1 to " + std::to_string(kPageMax));
+            return false;
+        }
+        if (key == "cursor") {
+            // Cursors are organization ids: nothing in them needs percent-encoding.
+            if (!value.empty() && !valid_org_id(value)) {
+                err = error(400, "invalid_parameter", "cursor must be the next_cursor of a previous page");
+                return false;
+            }
+            q.cursor.assign(value);
+        }
+    }
+    return true;
+}
+
+std::string connections_json(const std::vector<StatusView>& items, const std::string& next_cursor, uint64_t total,
+                             int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
-    json_object_set_new(j.get(), "count", json_integer(static_cast<json_int_t>(orgs.size())));
     json_t* list = json_array();
-    for (const auto& o : orgs) json_array_append_new(list, status_object(o, now, true));
-    json_object_set_new(j.get(), "connections", list);
+    for (const auto& o : items) json_array_append_new(list, status_object(o, now, true));
+    json_object_set_new(j.get(), "items", list);
+    json_object_set_new(j.get(), "next_cursor", str_or_null(next_cursor));
+    json_object_set_new(j.get(), "total", json_integer(static_cast<json_int_t>(total)));
     return dump(j.get());
 }
 

@@ -104,32 +104,96 @@ static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_
     if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
 }
 
-static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+static api::Response wa_read_org(wa_main_conf_t* m, const api::Route& route) {
+    if (!wa::valid_org_id(route.org))
+        return api::error(400, "invalid_organization_id",
+                          "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
     wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
-    int64_t now = ngx_time();
-    if (route.id == api::RouteId::Status || route.id == api::RouteId::Qr || route.id == api::RouteId::Message) {
-        if (!wa::valid_org_id(route.org))
-            return api::error(400, "invalid_organization_id",
-                              "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
-        api::StatusView v;
-        v.org = route.org;
-        ngx_shmtx_lock(&z->shpool->mutex);
-        wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
-        if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, now));
-        if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, now));
-        // No message has been sent through this build yet (messaging comes with the Signal layer), so no
-        // message id is known.
-        return api::error(404, "not_found", "unknown message id");
-    }
-    std::vector<api::StatusView> orgs;
+    api::StatusView v;
+    v.org = route.org;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
+    if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, ngx_time()));
+    if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, ngx_time()));
+    // No message has been sent through this build yet (messaging comes with the Signal layer), so no
+    // message id is known.
+    return api::error(404, "not_found", "unknown message id");
+}
+
+// What one /api/connections item shows, as plain bytes: copied under the zone mutex into memory reserved
+// before taking it, so that the lock is held for memcpy only (no allocation, no JSON) and status reads in
+// other workers do not wait behind a listing.
+struct wa_conn_row_t {
+    u_char id[WA_ID_MAX];
+    size_t id_len;
+    uint8_t state;
+    uint32_t retry_count;
+    int64_t connected_at, state_since, next_retry_at;
+    u_char phone[24];
+    uint16_t phone_len, last_error_len;
+    u_char last_error[WA_ERR_MAX];
+};
+
+static void wa_copy_row(const wa_shm_org_t* o, wa_conn_row_t& row) {
+    row.id_len = o->sn.str.len;
+    ngx_memcpy(row.id, o->id, row.id_len);
+    row.state = o->state;
+    row.retry_count = o->retry_count;
+    row.connected_at = o->connected_at;
+    row.state_since = o->state_since;
+    row.next_retry_at = o->next_retry_at;
+    row.phone_len = o->phone_len;
+    ngx_memcpy(row.phone, o->phone, o->phone_len);
+    row.last_error_len = o->last_error_len;
+    ngx_memcpy(row.last_error, o->last_error, o->last_error_len);
+}
+
+static api::StatusView wa_row_view(const wa_conn_row_t& row) {
+    api::StatusView v;
+    v.org.assign(reinterpret_cast<const char*>(row.id), row.id_len);
+    v.status.state = static_cast<wa::State>(row.state);
+    v.status.retry_count = row.retry_count;
+    v.status.connected_at = row.connected_at;
+    v.status.state_since = row.state_since;
+    v.status.next_retry_at = row.next_retry_at;
+    v.status.phone.assign(reinterpret_cast<const char*>(row.phone), row.phone_len);
+    v.status.last_error.assign(reinterpret_cast<const char*>(row.last_error), row.last_error_len);
+    return v;
+}
+
+static api::Response wa_read_connections(ngx_http_request_t* r, wa_main_conf_t* m) {
+    api::PageQuery q;
+    api::Response err;
+    if (!api::parse_page_query(std::string_view(reinterpret_cast<const char*>(r->args.data), r->args.len), q, err))
+        return err;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    std::vector<wa_conn_row_t> rows(q.limit);
+    size_t n = 0;
+    bool more = false;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    uint64_t total = z->sh->org_count;
+    wa_shm_org_t* o = wa_shm_org_after(z, reinterpret_cast<const u_char*>(q.cursor.data()), q.cursor.size());
+    for (; o && n < q.limit; o = wa_shm_org_next(z, o)) wa_copy_row(o, rows[n++]);
+    more = o != NULL;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    std::vector<api::StatusView> items;
+    items.reserve(n);
+    for (size_t i = 0; i < n; i++) items.push_back(wa_row_view(rows[i]));
+    std::string next = more && n ? items.back().org : std::string();
+    return wa_ok(api::connections_json(items, next, total, ngx_time()));
+}
+
+static api::Response wa_read_health(wa_main_conf_t* m) {
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
     api::HelperInfo h;
     api::ZoneUse zu;
+    api::StateCounts sessions{};
     ngx_shmtx_lock(&z->shpool->mutex);
     for (ngx_queue_t* q = ngx_queue_head(&z->sh->orgs); q != ngx_queue_sentinel(&z->sh->orgs); q = ngx_queue_next(q)) {
-        orgs.emplace_back();
-        wa_copy_status(ngx_queue_data(q, wa_shm_org_t, link), orgs.back(), false);
+        uint8_t st = (ngx_queue_data(q, wa_shm_org_t, link))->state;
+        if (st < sessions.size()) sessions[st]++;
     }
     h.pid = z->sh->helper_pid;
     h.started_at = z->sh->helper_since;
@@ -144,8 +208,13 @@ static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, con
     h.active = role == WA_HELPER_ACTIVE && wa_process_alive(static_cast<ngx_pid_t>(h.pid));
     static const char* const roles[] = {"none", "standby", "active", "draining"};
     h.role = h.active || role != WA_HELPER_ACTIVE ? roles[role & 3] : "none";
-    if (route.id == api::RouteId::Connections) return wa_ok(api::connections_json(orgs, now));
-    return wa_ok(api::api_health_json(h, orgs, zu, now));
+    return wa_ok(api::api_health_json(h, sessions, zu, ngx_time()));
+}
+
+static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    if (route.id == api::RouteId::Connections) return wa_read_connections(r, m);
+    if (route.id == api::RouteId::ApiHealth) return wa_read_health(m);
+    return wa_read_org(m, route);
 }
 
 static void wa_finish(wa_req_ctx_t* ctx, const api::Response& resp) {

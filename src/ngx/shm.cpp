@@ -53,6 +53,35 @@ wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len) {
     return reinterpret_cast<wa_shm_org_t*>(sn);
 }
 
+// <0, 0, >0 as position (key, str) sorts before, at or after node `n`, in ngx_str_rbtree_insert_value's order.
+static ngx_int_t wa_str_node_cmp(ngx_rbtree_key_t key, const ngx_str_t& str, ngx_str_node_t* n) {
+    if (key != n->node.key) return key < n->node.key ? -1 : 1;
+    return ngx_memn2cmp(str.data, n->str.data, str.len, n->str.len);
+}
+
+wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len) {
+    ngx_rbtree_t* tree = &z->sh->org_tree;
+    ngx_rbtree_node_t* node = tree->root;
+    if (node == tree->sentinel) return NULL;
+    if (len == 0) return reinterpret_cast<wa_shm_org_t*>(ngx_rbtree_min(node, tree->sentinel));
+    ngx_str_t str = {len, const_cast<u_char*>(id)};
+    ngx_rbtree_key_t key = ngx_crc32_short(str.data, len);
+    ngx_rbtree_node_t* best = NULL;
+    while (node != tree->sentinel) {
+        if (wa_str_node_cmp(key, str, reinterpret_cast<ngx_str_node_t*>(node)) < 0) {
+            best = node;
+            node = node->left;
+        } else {
+            node = node->right;
+        }
+    }
+    return reinterpret_cast<wa_shm_org_t*>(best);
+}
+
+wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o) {
+    return reinterpret_cast<wa_shm_org_t*>(ngx_rbtree_next(&z->sh->org_tree, &o->sn.node));
+}
+
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len) {
     if (len == 0 || len > WA_ID_MAX) return NULL;
     // New organizations never take the last pages: commands (logout, clear-session) must still fit in a full

@@ -156,6 +156,10 @@ wa_zone_ctx_t* wa_zone(ngx_cycle_t* cycle);
 ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data);
 wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
+// Paging in the table's own order (crc32 of the id, then the id), which inserts and deletes do not disturb:
+// the first record after position `id` (len 0: the very first), and the one after `o`. Lock held.
+wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len);
+wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o);
 void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
 bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
 

@@ -9,7 +9,8 @@ package WaTest;
 #   my $ctr = WaTest::WsCounter->start($dir);    # exact TCP-level WebSocket counter (->stats, close codes)
 #   WaTest::background(sub { ... });            # forked helper loop (pollers, fake servers), killed at END
 #   WaTest::make_ca / make_cert                 # test PKI with the openssl CLI
-#   $t->helper_pids, $t->worker_pids, $t->health, $t->status($org), $t->error_log, wait_until(sub {...}, $s)
+#   $t->helper_pids, $t->worker_pids, $t->health, $t->status($org), $t->connections (all pages), $t->error_log,
+#   wait_until(sub {...}, $s)
 # Env: TEST_NGINX_BINARY, TEST_NGINX_MODULE, TEST_NGINX_LEAVE (keep temp dirs), TEST_NGINX_CATLOG (always
 # print error.log), TEST_NGINX_LOG_LEVEL (default info).
 # Every process started here is in its own process group and is killed at END, even after a die.
@@ -259,7 +260,7 @@ sub new {
 
 # Builds nginx.conf. Options: http (extra http-level lines), server (extra server lines), locations
 # (replaces the default /api/ and = /health locations), zone, key (undef: none), state_dir, level,
-# master (on|off), workers.
+# master (on|off), workers, connections (worker_connections, default 256), main (extra main-level lines).
 sub conf_text {
     my ($self, %o) = @_;
     my $d = $self->{dir};
@@ -275,7 +276,8 @@ master_process @{[ $o{master} // 'on' ]};
 worker_processes @{[ $o{workers} // 2 ]};
 pid $d/nginx.pid;
 error_log $d/error.log $level;
-events { worker_connections 256; }
+@{[ $o{main} // '' ]}
+events { worker_connections @{[ $o{connections} // 256 ]}; }
 http {
     access_log $d/access.log;
     client_body_temp_path $d/client_body_temp;
@@ -345,6 +347,20 @@ sub api {
 
 sub health { my ($s, undef, $j) = $_[0]->api(GET => '/api/health'); return ($s // 0) == 200 && $j ? $j : {} }
 sub status { my ($s, undef, $j) = $_[0]->api(GET => "/api/status/$_[1]"); return $j // {} }
+
+# Every organization of /api/connections, following next_cursor page by page; () if a page fails.
+sub connections {
+    my ($self, %o) = @_;
+    my ($cursor, @all) = ('');
+    for (1 .. 1000) {
+        my ($s, undef, $j) = $self->api(GET => "/api/connections?limit=" . ($o{limit} // 1000) . $cursor);
+        return () unless ($s // 0) == 200 && $j && ref $j->{items} eq 'ARRAY';
+        push @all, @{ $j->{items} };
+        return @all unless defined $j->{next_cursor};
+        $cursor = "&cursor=$j->{next_cursor}";
+    }
+    return ();
+}
 
 sub master_pid { $_[0]{pid} }
 

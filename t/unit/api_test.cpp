@@ -225,3 +225,33 @@ TEST(Commands, GateRunsAfterTheOrganizationIdAndBeforeTheRest) {
                                cmd, err, pass));
     EXPECT_EQ(code_of(err), "invalid_phone");
 }
+
+TEST(Paging, LimitAndCursor) {
+    PageQuery q;
+    Response err;
+    ASSERT_TRUE(parse_page_query("", q, err));
+    EXPECT_EQ(q.limit, 100u);
+    EXPECT_EQ(q.cursor, "");
+    ASSERT_TRUE(parse_page_query("limit=1000&cursor=org-7&x=y", q, err));
+    EXPECT_EQ(q.limit, 1000u);
+    EXPECT_EQ(q.cursor, "org-7");
+    for (const char* bad : {"limit=0", "limit=1001", "limit=", "limit", "limit=1e3", "limit=-1", "limit=+5",
+                            "limit=00001", "cursor=a.b", "cursor=a%2Fb", "cursor=../x"}) {
+        PageQuery p;
+        Response e;
+        EXPECT_FALSE(parse_page_query(bad, p, e)) << bad;
+        EXPECT_EQ(e.status, 400) << bad;
+        EXPECT_EQ(code_of(e), "invalid_parameter") << bad;
+    }
+}
+
+TEST(Paging, ConnectionsBody) {
+    StatusView v;
+    v.org = "23";
+    Parsed last(connections_json({v}, "", 1, 0));
+    EXPECT_TRUE(json_is_null(last["next_cursor"]));
+    EXPECT_EQ(json_array_size(last["items"]), 1u);
+    EXPECT_EQ(json_integer_value(last["total"]), 1);
+    Parsed more(connections_json({v}, "23", 5, 0));
+    EXPECT_EQ(more.str("next_cursor"), "23");
+}
