@@ -39,6 +39,11 @@ struct Response {
 
 Response error(int status, std::string_view code, std::string_view message);
 
+// The contract's JSON for an error status that nginx raised itself inside an API location (a body over
+// client_max_body_size, a broken chunked body, deny, ...): the same shape and, where the contract has one,
+// the same code as the module's own answers.
+Response error_for_status(int status);
+
 // A command for the helper, validated and normalized in the worker.
 struct Command {
     enum Type : uint8_t { Start, Send, Logout, Clear } type = Start;

@@ -90,6 +90,34 @@ Response error(int status, std::string_view code, std::string_view message) {
     return Response{status, dump(j.get()), {}, {}};
 }
 
+Response error_for_status(int status) {
+    struct Known {
+        int status;
+        const char* code;
+        const char* message;
+    };
+    static const Known known[] = {
+        {400, "bad_request", "the request is malformed"},
+        {403, "forbidden", "access to this location is denied"},
+        {404, "not_found", "unknown route"},
+        {405, "method_not_allowed", "method not allowed on this route"},
+        {408, "timeout", "the request was not received in time"},
+        {411, "length_required", "the request needs a Content-Length"},
+        {413, "body_too_large", "request body is larger than whatsapp_max_body"},
+        {414, "uri_too_long", "the request URI is too long"},
+        {429, "rate_limited", "too many requests"},
+        {500, "internal_error", "internal server error"},
+        {501, "not_implemented", "not implemented"},
+        {502, "bad_gateway", "bad gateway"},
+        {503, "unavailable", "service unavailable; retry shortly"},
+        {504, "timeout", "gateway timeout"},
+    };
+    for (const Known& k : known) {
+        if (k.status == status) return error(status, k.code, k.message);
+    }
+    return error(status, "http_" + std::to_string(status), "the request failed with HTTP status " + std::to_string(status));
+}
+
 bool is_json_content_type(std::string_view ct) {
     size_t semi = ct.find(';');
     std::string_view type = ct.substr(0, semi);

@@ -22,7 +22,25 @@ struct wa_req_ctx_t {
 static ngx_queue_t wa_waiting;  // this worker's suspended requests
 static bool wa_waiting_init;
 
+// Per request, in every API location.
+struct wa_http_ctx_t {
+    api::RouteId route;     // for the body handler
+    bool answered;          // the response is the module's own
+    bool replacing;         // an error nginx raised is being answered with the contract's JSON instead
+    bool replacement_sent;
+    ngx_str_t replacement;
+};
+
+static wa_http_ctx_t* wa_ctx(ngx_http_request_t* r) {
+    auto* ctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    if (ctx) return ctx;
+    ctx = static_cast<wa_http_ctx_t*>(ngx_pcalloc(r->pool, sizeof(wa_http_ctx_t)));
+    if (ctx) ngx_http_set_ctx(r, ctx, ngx_http_whatsapp_module);
+    return ctx;
+}
+
 static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
+    if (wa_http_ctx_t* ctx = wa_ctx(r)) ctx->answered = true;
     r->headers_out.status = resp.status;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -410,7 +428,7 @@ static void wa_body_handler(ngx_http_request_t* r) {
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    auto* route_id = static_cast<api::RouteId*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
                                    : std::string_view();
@@ -426,6 +444,17 @@ static void wa_body_handler(ngx_http_request_t* r) {
     // Suspended: the doorbell or the timer finalizes it. read_client_request_body took a reference already.
 }
 
+// The route of the request, relative to the location's mount prefix.
+static api::Route wa_route(ngx_http_request_t* r, wa_loc_conf_t* l) {
+    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
+    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
+    std::string_view method(reinterpret_cast<const char*>(r->method_name.data), r->method_name.len);
+    if (method == "HEAD") method = "GET";
+    api::Route route;
+    if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
+    return route;
+}
+
 ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     auto* l = static_cast<wa_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module));
@@ -434,12 +463,7 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         if (rc != NGX_OK) return rc;
         return wa_send(r, api::error(500, "internal_error", "whatsapp_api needs whatsapp_zone in the http block"));
     }
-    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
-    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
-    std::string_view method(reinterpret_cast<const char*>(r->method_name.data), r->method_name.len);
-    if (method == "HEAD") method = "GET";
-    api::Route route;
-    if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
+    api::Route route = wa_route(r, l);
     if (route.id == api::RouteId::Unknown) {
         // Every answer given before reading the body discards it: left unread, it would be parsed as the next
         // request on a keep-alive connection.
@@ -478,13 +502,89 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         r->keepalive = 0;
         return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
     }
-    auto* route_id = static_cast<api::RouteId*>(ngx_palloc(r->pool, sizeof(api::RouteId)));
-    if (route_id == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    *route_id = route.id;
-    ngx_http_set_ctx(r, route_id, ngx_http_whatsapp_module);
+    wa_http_ctx_t* ctx = wa_ctx(r);
+    if (ctx == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->route = route.id;
     ngx_int_t rc = ngx_http_read_client_request_body(r, wa_body_handler);
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
     return NGX_DONE;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors nginx raises itself inside an API location (a body over client_max_body_size, which follows
+// whatsapp_max_body; a broken chunked body; deny; a handler's bare status code) would otherwise get nginx's HTML
+// page. These filters give them the contract's JSON instead; the module's own answers pass untouched.
+
+static ngx_http_output_header_filter_pt wa_next_header_filter;
+static ngx_http_output_body_filter_pt wa_next_body_filter;
+
+// The status and JSON that replace nginx's answer. A body refused for its size before the handler ran is
+// still a 401 first when the key is missing or wrong: authentication comes before everything else.
+static api::Response wa_replacement(ngx_http_request_t* r, wa_loc_conf_t* l, ngx_uint_t status) {
+    if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
+        if (wa_route(r, l).needs_auth && !wa_authorized(r, m))
+            return api::error(401, "unauthorized", "missing or invalid X-API-Key");
+    }
+    return api::error_for_status(static_cast<int>(status));
+}
+
+static ngx_int_t wa_error_header_filter(ngx_http_request_t* r) {
+    auto* l = static_cast<wa_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module));
+    if (r != r->main || l == NULL || l->api != 1 || r->headers_out.status < NGX_HTTP_BAD_REQUEST)
+        return wa_next_header_filter(r);
+    wa_http_ctx_t* ctx = wa_ctx(r);
+    if (ctx == NULL || ctx->answered) return wa_next_header_filter(r);
+    api::Response resp = wa_replacement(r, l, r->headers_out.status);
+    u_char* body = static_cast<u_char*>(ngx_pnalloc(r->pool, resp.body.size() + 1));
+    if (body == NULL) return wa_next_header_filter(r);
+    ngx_memcpy(body, resp.body.data(), resp.body.size());
+    body[resp.body.size()] = '\n';
+    ctx->replacement = {resp.body.size() + 1, body};
+    ctx->replacing = true;
+    r->headers_out.status = resp.status;
+    if (r->err_status) r->err_status = resp.status;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = ctx->replacement.len;
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+    return wa_next_header_filter(r);
+}
+
+static ngx_int_t wa_error_body_filter(ngx_http_request_t* r, ngx_chain_t* in) {
+    auto* ctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    if (ctx == NULL || !ctx->replacing) return wa_next_body_filter(r, in);
+    for (ngx_chain_t* cl = in; cl; cl = cl->next) {  // nginx's HTML page: consumed, never sent
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+    if (ctx->replacement_sent) return NGX_OK;
+    ctx->replacement_sent = true;
+    auto* b = static_cast<ngx_buf_t*>(ngx_calloc_buf(r->pool));
+    if (b == NULL) return NGX_ERROR;
+    b->pos = ctx->replacement.data;
+    b->last = ctx->replacement.data + ctx->replacement.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    ngx_chain_t out = {b, NULL};
+    return wa_next_body_filter(r, &out);
+}
+
+ngx_int_t wa_install_error_filters() {
+    wa_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = wa_error_header_filter;
+    wa_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = wa_error_body_filter;
+    return NGX_OK;
 }
 
 ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle) {

@@ -85,8 +85,11 @@ static ngx_command_t wa_commands[] = {
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
 
+static ngx_int_t wa_postconfiguration(ngx_conf_t*) { return wa_install_error_filters(); }
+
 static ngx_http_module_t wa_module_ctx = {
-    NULL, NULL, wa_create_main_conf, wa_init_main_conf, NULL, NULL, wa_create_loc_conf, wa_merge_loc_conf};
+    NULL, wa_postconfiguration, wa_create_main_conf, wa_init_main_conf, NULL, NULL, wa_create_loc_conf,
+    wa_merge_loc_conf};
 
 extern "C" {
 ngx_module_t ngx_http_whatsapp_module = {NGX_MODULE_V1,
@@ -144,6 +147,13 @@ static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
     auto* prev = static_cast<wa_loc_conf_t*>(parent);
     auto* conf = static_cast<wa_loc_conf_t*>(child);
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    if (conf->clcf) {
+        // nginx then refuses a larger body itself, while it arrives (chunked too) and before it is buffered,
+        // and the error filters turn that refusal into the contract's 413 JSON. Left at nginx's 1m, bodies
+        // between whatsapp_max_body and 1m would be read in full first, and larger ones get HTML.
+        auto* m = static_cast<wa_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module));
+        conf->clcf->client_max_body_size = static_cast<off_t>(m->max_body);
+    }
     return NGX_CONF_OK;
 }
 
@@ -287,6 +297,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     l->api = 1;
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     clcf->handler = wa_api_handler;
+    l->clcf = clcf;
     ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
     if (cf->args->nelts == 2) {
         l->prefix = v[1];

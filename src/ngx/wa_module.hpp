@@ -63,6 +63,7 @@ struct wa_main_conf_t {
 
 struct wa_loc_conf_t {
     ngx_flag_t api;
+    ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
 };
@@ -186,6 +187,7 @@ void wa_helper_exit_process(ngx_cycle_t* cycle);
 ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle);
 void wa_worker_exit_process(ngx_cycle_t* cycle);
 ngx_int_t wa_api_handler(ngx_http_request_t* r);
+ngx_int_t wa_install_error_filters();  // postconfiguration: JSON for errors nginx raises in API locations
 void wa_worker_doorbell_handler(ngx_event_t* ev);
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

@@ -255,3 +255,16 @@ TEST(Paging, ConnectionsBody) {
     Parsed more(connections_json({v}, "23", 5, 0));
     EXPECT_EQ(more.str("next_cursor"), "23");
 }
+
+TEST(Errors, NginxStatusesGetTheContractsShape) {
+    Response r = error_for_status(413);
+    EXPECT_EQ(r.status, 413);
+    EXPECT_EQ(code_of(r), "body_too_large");
+    Parsed p(r.body);
+    EXPECT_TRUE(json_is_false(p["success"]));
+    EXPECT_FALSE(p.str("error").empty());
+    EXPECT_EQ(code_of(error_for_status(400)), "bad_request");
+    EXPECT_EQ(code_of(error_for_status(403)), "forbidden");
+    EXPECT_EQ(code_of(error_for_status(405)), "method_not_allowed");
+    EXPECT_EQ(code_of(error_for_status(418)), "http_418");
+}
