@@ -97,7 +97,15 @@ struct ZoneUse {
 };
 constexpr size_t kStateCount = static_cast<size_t>(State::Conflict) + 1;
 using StateCounts = std::array<uint64_t, kStateCount>;  // organizations per wa::State
-std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z, int64_t now);
+// The effective whatsapp_max_sessions and where it comes from: set explicitly, or derived from the helper's
+// worker_connections / open-file limit (whichever is smaller) minus a reserve.
+struct SessionLimits {
+    uint64_t max_sessions = 0;
+    bool configured = false;  // whatsapp_max_sessions was given
+    uint64_t worker_connections = 0, open_files = 0;
+};
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z,
+                            const SessionLimits& limits, int64_t now);
 
 // Paged lists (the contract's convention for extended routes): ?limit=N (1..1000, default 100) and
 // ?cursor=<next_cursor of the previous page>. A cursor is a position (the last organization id listed), not a

@@ -336,7 +336,19 @@ std::string ok_status_json(State s) {
 
 std::string health_json() { return "{\"status\":\"ok\"}"; }
 
-std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z, int64_t now) {
+static json_t* limits_json(const SessionLimits& l) {
+    json_t* j = json_object();
+    json_object_set_new(j, "max_sessions", json_integer(static_cast<json_int_t>(l.max_sessions)));
+    const char* from = l.configured ? "whatsapp_max_sessions"
+                       : l.worker_connections <= l.open_files ? "worker_connections" : "open_files";
+    json_object_set_new(j, "max_sessions_from", json_string(from));
+    json_object_set_new(j, "worker_connections", json_integer(static_cast<json_int_t>(l.worker_connections)));
+    json_object_set_new(j, "open_files", json_integer(static_cast<json_int_t>(l.open_files)));
+    return j;
+}
+
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z,
+                            const SessionLimits& limits, int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
     json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
@@ -357,6 +369,7 @@ std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, co
     json_object_set_new(shm, "queue_length", json_integer(static_cast<json_int_t>(z.queue_len)));
     json_object_set_new(shm, "queue_max", json_integer(static_cast<json_int_t>(z.queue_max)));
     json_object_set_new(j.get(), "shared_memory", shm);
+    json_object_set_new(j.get(), "limits", limits_json(limits));
     return dump(j.get());
 }
 

@@ -226,7 +226,12 @@ static api::Response wa_read_health(wa_main_conf_t* m) {
     h.active = role == WA_HELPER_ACTIVE && wa_process_alive(static_cast<ngx_pid_t>(h.pid));
     static const char* const roles[] = {"none", "standby", "active", "draining"};
     h.role = h.active || role != WA_HELPER_ACTIVE ? roles[role & 3] : "none";
-    return wa_ok(api::api_health_json(h, sessions, zu, ngx_time()));
+    api::SessionLimits limits;
+    limits.max_sessions = m->max_sessions;
+    limits.configured = m->max_sessions_set;
+    limits.worker_connections = m->worker_connections;
+    limits.open_files = m->open_files;
+    return wa_ok(api::api_health_json(h, sessions, zu, limits, ngx_time()));
 }
 
 static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {

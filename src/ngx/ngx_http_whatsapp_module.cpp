@@ -14,7 +14,10 @@
 
 #include <fstream>
 
+#include <sys/resource.h>
+
 #include "wa/base64.hpp"
+#include "wa/limits.hpp"
 #include "wa/phone.hpp"
 #include "wa/validate.hpp"
 
@@ -32,12 +35,14 @@ static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* co
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
+static char* wa_check_max_sessions(ngx_conf_t* cf, void* post, void* data);
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle);
 
 // Checked where they are written, so that nginx -t points at the directive's own line.
 static ngx_conf_post_t wa_region_post = {wa_check_region};
 static ngx_conf_post_t wa_root_key_post = {wa_check_root_key};
 static ngx_conf_post_t wa_server_post = {wa_check_server};
+static ngx_conf_post_t wa_max_sessions_post = {wa_check_max_sessions};
 static ngx_int_t wa_init_process(ngx_cycle_t* cycle);
 static void wa_exit_process(ngx_cycle_t* cycle);
 
@@ -80,7 +85,7 @@ static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(queue_size), NULL},
     {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     MAIN_OFF(max_sessions), NULL},
+     MAIN_OFF(max_sessions), &wa_max_sessions_post},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -445,6 +450,65 @@ static char* wa_check_server(ngx_conf_t* cf, void*, void* data) {
     return wa_parse_server_url(cf, m) ? NGX_CONF_OK : (char*)NGX_CONF_ERROR;
 }
 
+// What the helper can hold: its worker_connections and its open-file limit (worker_rlimit_nofile, else the
+// limit nginx was started with), minus a reserve. False while the events{} block is not parsed yet.
+static bool wa_session_capacity(ngx_cycle_t* cycle, wa_main_conf_t* m) {
+    if (cycle->conf_ctx[ngx_events_module.index] == NULL) return false;
+    auto* ecf = static_cast<ngx_event_conf_t*>(ngx_event_get_conf(cycle->conf_ctx, ngx_event_core_module));
+    auto* ccf = reinterpret_cast<ngx_core_conf_t*>(ngx_get_conf(cycle->conf_ctx, ngx_core_module));
+    if (ecf == NULL || ecf->connections == NGX_CONF_UNSET_UINT) return false;
+    uint64_t files = RLIM_INFINITY;
+    struct rlimit rl;
+    if (ccf && ccf->rlimit_nofile != NGX_CONF_UNSET) files = static_cast<uint64_t>(ccf->rlimit_nofile);
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0) files = rl.rlim_cur;
+    m->worker_connections = ecf->connections;
+    m->open_files = files == RLIM_INFINITY ? NGX_MAX_UINT32_VALUE : static_cast<ngx_uint_t>(files);
+    m->session_capacity = static_cast<ngx_uint_t>(wa::session_limit(m->worker_connections, m->open_files).max);
+    return true;
+}
+
+// Names both sides, so that the fix is obvious from the message alone.
+static void wa_log_too_many_sessions(ngx_log_t* log, ngx_conf_t* cf, wa_main_conf_t* m) {
+    const char* fmt = "whatsapp_max_sessions %ui is more than the helper can hold: worker_connections %ui and an "
+                      "open-file limit of %ui (worker_rlimit_nofile) leave room for %ui sessions, %ui being kept for "
+                      "its own sockets and files; raise worker_connections (and worker_rlimit_nofile) or lower "
+                      "whatsapp_max_sessions";
+    ngx_uint_t reserve = static_cast<ngx_uint_t>(wa::session_limit(m->worker_connections, m->open_files).reserve);
+    if (cf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, fmt, m->max_sessions, m->worker_connections, m->open_files,
+                           m->session_capacity, reserve);
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, fmt, m->max_sessions, m->worker_connections, m->open_files,
+                      m->session_capacity, reserve);
+    }
+}
+
+static char* wa_check_max_sessions(ngx_conf_t* cf, void*, void* data) {
+    auto* m = reinterpret_cast<wa_main_conf_t*>(static_cast<char*>(data) - offsetof(wa_main_conf_t, max_sessions));
+    m->max_sessions_set = 1;
+    if (m->max_sessions < 1) return (char*)"must be at least 1";
+    // With events{} parsed already (its usual place), nginx -t points at this line.
+    if (wa_session_capacity(cf->cycle, m) && m->max_sessions > m->session_capacity) {
+        wa_log_too_many_sessions(cf->log, cf, m);
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+// Without whatsapp_max_sessions the limit is what the helper can hold; a larger explicit one is an error.
+// Runs at the end of http{} and again from init_module (where events{} and worker_rlimit_nofile are known
+// whatever their place in the file); false when the explicit limit is too high.
+static bool wa_settle_max_sessions(ngx_cycle_t* cycle, wa_main_conf_t* m, ngx_conf_t* cf) {
+    if (!wa_session_capacity(cycle, m)) {
+        if (!m->max_sessions_set) m->max_sessions = 10000;  // provisional, settled in init_module
+        return true;
+    }
+    if (!m->max_sessions_set) m->max_sessions = m->session_capacity;
+    if (m->max_sessions <= m->session_capacity) return true;
+    wa_log_too_many_sessions(cycle->log, cf, m);
+    return false;
+}
+
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     auto* m = static_cast<wa_main_conf_t*>(conf);
     ngx_conf_init_msec_value(m->resolver_timeout, 10000);
@@ -458,7 +522,6 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_uint_value(m->queue_size, 1024);
     ngx_conf_init_uint_value(m->send_rate_per_min, 60);
     ngx_conf_init_uint_value(m->send_burst, 20);
-    ngx_conf_init_uint_value(m->max_sessions, 10000);
     if (m->server.len == 0) {
         ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");
     }
@@ -478,6 +541,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     }
     if (ngx_conf_full_name(cf->cycle, &m->state_dir, 0) != NGX_OK) return (char*)NGX_CONF_ERROR;
     if (!m->enabled) return NGX_CONF_OK;
+    if (!wa_settle_max_sessions(cf->cycle, m, cf)) return (char*)NGX_CONF_ERROR;
 
     if (m->url == NULL && !wa_parse_server_url(cf, m)) return (char*)NGX_CONF_ERROR;
     if (m->url->addrs == NULL && m->resolver == NULL) {
@@ -511,6 +575,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
     wa_main_conf_t* m = wa_main_conf(cycle);
     if (m == NULL || !m->enabled) return NGX_OK;
+    if (!wa_settle_max_sessions(cycle, m, NULL)) return NGX_ERROR;
     if (m->api_keys == NULL) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "no whatsapp_api_key configured: every /api route answers 401 until one is set");

@@ -60,6 +60,14 @@ void WaTransport::resolve_handler(ngx_resolver_ctx_t* ctx) {
     t->connect_to(reinterpret_cast<struct sockaddr*>(&sa), len);
 }
 
+// ngx_event_connect_peer() fails without setting errno when the helper has no free connection left.
+static std::string connect_error(int err) {
+    if (ngx_cycle->free_connection_n == 0)
+        return "no free connection in the helper (all " + std::to_string(ngx_cycle->connection_n) +
+               " worker_connections in use)";
+    return err ? strerror(err) : "unknown error";
+}
+
 void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     ngx_memcpy(&addr_, sa, len);
     addr_len_ = len;
@@ -71,6 +79,7 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     pc_.log = log_;
     pc_.log_error = NGX_ERROR_INFO;  // the session reports errors itself
     phase_ = Phase::Connecting;
+    ngx_set_socket_errno(0);
     ngx_int_t rc = ngx_event_connect_peer(&pc_);
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         int err = ngx_socket_errno;
@@ -78,7 +87,7 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
             ngx_close_connection(pc_.connection);
             pc_.connection = nullptr;
         }
-        fail("connect() to " + peer_name() + " failed: " + strerror(err));
+        fail("connect() to " + peer_name() + " failed: " + connect_error(err));
         return;
     }
     c_ = pc_.connection;

@@ -56,7 +56,11 @@ struct wa_main_conf_t {
     ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
-    ngx_uint_t max_sessions;
+    ngx_uint_t max_sessions;       // effective: whatsapp_max_sessions, or what the helper can hold
+    ngx_uint_t session_capacity;   // what the helper can hold (wa::session_limit), 0 = not known yet
+    ngx_uint_t worker_connections; // and what it was derived from, for /api/health
+    ngx_uint_t open_files;
+    ngx_flag_t max_sessions_set;   // whatsapp_max_sessions was given
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
 };
