@@ -335,9 +335,7 @@ is_error(post('/api/send-message', '{"organization_id":"23","phone":"3001234567"
     is_deeply($j, { success => JSON::PP::true, status => 'logged_out' }, 'logout: {"success":true,"status":"logged_out"}');
     is($t->status('lo1')->{status}, 'logged_out', 'status after logout: logged_out');
     ok(!-e "$t->{state_dir}/lo1", 'logout deleted the org directory');
-    sleep 0.3;
-    is($t->status('lo1')->{status}, 'logged_out', 'still logged_out (no reconnect)');
-    ok(!-e "$t->{state_dir}/lo1", 'org directory stays deleted');
+    # That no pending retry brings it back is checked with a short backoff in t/060-backoff.t.
 
     ($st, undef, $j) = $t->api(POST => '/api/start-session', body => { organization_id => 'cl1' });
     is($st, 200, 'start cl1');

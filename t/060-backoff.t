@@ -63,14 +63,32 @@ my $n = wait_until(sub { my $x = $t->status('b1'); $x->{retry_count} > $rc ? $x 
 ok($n, 'an operator start-session retries at once instead of waiting out the backoff');
 is($n->{retry_count}, $rc + 1, 'retry_count keeps counting') if $n;
 
-# logout stops the retries
-($st, undef, $j) = $t->api(POST => '/api/logout', body => { organization_id => 'b1' });
-is($j->{status}, 'logged_out', 'logout');
-sleep 1.5;
-$s = $t->status('b1');
-is($s->{status}, 'logged_out', 'no retries after logout');
-is($s->{retry_count}, 0, 'retry_count 0 after logout');
-is($s->{next_retry_in}, undef, 'next_retry_in null after logout');
+# logout / clear-session while a retry is pending (the first one, due 0.8-1.2 s after the failure): the pending
+# retry must not bring the organization back. Sampled for 2.5 s, past that retry and the one after it.
+my $sd = $t->{state_dir};
+for my $case ([ 'pend-lo', '/api/logout', 'logged_out' ], [ 'pend-cl', '/api/clear-session', 'disconnected' ]) {
+    my ($org, $path, $want) = @$case;
+    my $attempts = sub { my @l = $t->error_log =~ /whatsapp org "\Q$org\E": connect\(\) to /g; scalar @l };
+    $t->api(POST => '/api/start-session', body => { organization_id => $org });
+    ok(wait_until(sub { ($t->status($org)->{retry_count} // 0) == 1 }, 3, 0.02), "$org failed once, a retry is pending");
+    ok(-e "$sd/$org/session.json", "$org has stored state");
+    my $before = $attempts->();
+    my $t0 = time;
+    ($st, undef, $j) = $t->api(POST => $path, body => { organization_id => $org });
+    is("$st " . ($j->{status} // ''), "200 $want", "$path while reconnecting: $want");
+    my (@bad, $n);
+    while (time < $t0 + 2.5) {
+        my $s = $t->status($org);
+        $n++;
+        push @bad, sprintf('%.2f s: %s retry_count %s next_retry_in %s', time - $t0, $s->{status} // '?',
+            $s->{retry_count} // '?', $s->{next_retry_in} // 'null')
+            unless ($s->{status} // '') eq $want && ($s->{retry_count} // -1) == 0 && !defined $s->{next_retry_in};
+        push @bad, sprintf('%.2f s: state recreated', time - $t0) if -e "$sd/$org";
+        sleep 0.05;
+    }
+    is(scalar @bad, 0, "$org stays $want, retry_count 0, no state, for 2.5 s ($n samples)") or diag join "\n", @bad[0 .. 4];
+    is($attempts->() - $before, 0, "$org: no connection attempt after $path");
+}
 
 $t->stop;
 done_testing;
