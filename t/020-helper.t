@@ -102,7 +102,7 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
     my $q = wait_until(sub { my $n = $t->health->{shared_memory}{queue_length} // 0; $n >= 1 ? $n : undef }, 0.8, 0.02);
     ok($q, "queue_length counts queued commands while the helper is stopped ($q)") or diag explain $t->health;
     ok(wait_until(sub { ($t->health->{shared_memory}{queue_length} // -1) == 0 }, 4),
-        'queue_length returns to 0 (timed-out and abandoned commands are released)')
+        'queue_length returns to 0 (timed-out commands are released; hang-ups alone: see below)')
         or diag explain $t->health;
     my $sel = IO::Select->new($waiter);
     my $resp = '';
@@ -127,6 +127,40 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
 }
 
 $t->stop(allow => qr/worker process \d+ exited on signal 9/);
+
+# ---------------------------------------------------------------------------------------------- hang-ups free commands
+# With a command timeout far away (60 s), only the hang-up handler can release the commands of clients that
+# left: the queue must empty within 0.5 s of the hang-ups while the helper is still stopped, and those
+# commands must never run.
+{
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_command_timeout 60s;");
+    $u->start;
+    my ($hp) = $u->helper_pids;
+    kill 'STOP', $hp;
+    my @gone;
+    for my $i (1 .. 3) {
+        my $b = qq({"organization_id":"hung$i"});
+        push @gone, WaTest::http_raw($u->{port}, "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\n"
+            . "Content-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b", no_read => 1);
+    }
+    ok(wait_until(sub { ($u->health->{shared_memory}{queue_length} // 0) == 3 }, 3, 0.02),
+        'three commands queued while the helper is stopped') or diag explain $u->health;
+    my $t0 = time;
+    close $_ for @gone;
+    my $drained = wait_until(sub { ($u->health->{shared_memory}{queue_length} // -1) == 0 }, 3, 0.01);
+    my $el = time - $t0;
+    diag sprintf('queue emptied %.3f s after the clients hung up (helper still stopped)', $el);
+    ok($drained && $el <= 0.5, sprintf('the hang-ups released their commands within 0.5 s (%.3f s)', $el))
+        or diag explain $u->health;
+    kill 'CONT', $hp;
+    my ($st) = $u->api(POST => '/api/start-session', body => { organization_id => 'after-hangup' });
+    is($st, 200, 'the helper answers again after SIGCONT');
+    my %ids = map { $_->{organization_id} => 1 } $u->connections;
+    ok(!$ids{"hung$_"}, "the command of the client that hung up (hung$_) never ran") for 1 .. 3;
+    is($u->health->{shared_memory}{queue_length}, 0, 'queue empty');
+    $u->stop;
+}
 
 # ---------------------------------------------------------------------------------------------- reload while the helper hangs
 # The owner is stopped when the reload comes: the successor waits (standby), a command queued meanwhile is
