@@ -91,4 +91,25 @@ for my $case ([ 'pend-lo', '/api/logout', 'logged_out' ], [ 'pend-cl', '/api/cle
 }
 
 $t->stop;
+
+# ---------------------------------------------------------------------------------------------- jitter varies
+# With whatsapp_reconnect_backoff 30s 30s every first retry is nominally 30 s away; the ±20 % jitter spreads
+# them over 24-36 s. 20 sessions failing within a second: next_retry_in must take many values (without
+# jitter, at most two: the seconds the failures fell in).
+{
+    my $u = WaTest->new;
+    $u->write_conf(http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_reconnect_backoff 30s 30s;");
+    $u->start;
+    $u->api(POST => '/api/start-session', body => { organization_id => "j$_" }) for 1 .. 20;
+    my @items;
+    wait_until(sub { @items = grep { defined $_->{next_retry_in} } $u->connections; @items == 20 }, 5);
+    is(scalar @items, 20, '20 sessions wait for their first retry');
+    my %seen;
+    $seen{ $_->{next_retry_in} }++ for @items;
+    my @values = sort { $a <=> $b } keys %seen;
+    diag "next_retry_in of the 20 sessions: " . join(' ', map { "$_ s x$seen{$_}" } @values);
+    ok(@values >= 6, scalar(@values) . ' different retry delays among 20 sessions (at least 6)');
+    is(scalar(grep { $_ < 22 || $_ > 37 } @values), 0, 'all within 30 s ± 20 % (and the rounding to whole seconds)');
+    $u->stop;
+}
 done_testing;

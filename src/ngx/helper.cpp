@@ -532,6 +532,7 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     H.zone = wa_zone(cycle);
     H.log = cycle->log;
     if (H.zone == NULL || H.zone->sh == NULL) return NGX_ERROR;
+    H.rng.seed(std::random_device{}());  // seeded in the master, every respawned helper would replay its jitter
     if (ngx_process == NGX_PROCESS_WORKER) {
         // This extra worker serves no HTTP: its listeners belong to the other workers.
         ngx_close_listening_sockets(cycle);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "wa/session.hpp"
 #include "wa/state_file.hpp"
 
@@ -47,6 +49,39 @@ TEST(Backoff, JitterStaysWithinTwentyPercent) {
     EXPECT_EQ(b.delay_ms(1, 1.0), 2400u);
     EXPECT_EQ(b.delay_ms(5, 0.0), 24000u);
     EXPECT_EQ(b.delay_ms(5, 1.0), 36000u);
+}
+
+// With min == max the nominal delay never changes, so any difference between retries is the jitter. No
+// `random` is injected: the session's own generator is used, as in the helper.
+TEST(Backoff, JitterVariesWithTheRealRandomSource) {
+    wa::SessionConfig c;
+    c.backoff.base_ms = c.backoff.cap_ms = 10000;
+    std::set<uint64_t> one_session, many_sessions;
+    Session s(c);
+    uint64_t now = 0;
+    s.start(now, 100);
+    for (int i = 0; i < 20; i++) {
+        wa::Actions failed = s.on_transport_error(now, 100, "refused");
+        const Action* t = find(failed, Action::SetTimer);
+        ASSERT_NE(t, nullptr);
+        uint64_t delay = t->at_ms - now;
+        EXPECT_GE(delay, 8000u);
+        EXPECT_LE(delay, 12000u);
+        one_session.insert(delay);
+        now = t->at_ms;
+        ASSERT_TRUE(has(s.on_timer(now, 100), Action::Connect));
+    }
+    for (int i = 0; i < 20; i++) {
+        Session other(c);
+        other.start(0, 100);
+        wa::Actions failed = other.on_transport_error(0, 100, "refused");
+        const Action* t = find(failed, Action::SetTimer);
+        ASSERT_NE(t, nullptr);
+        many_sessions.insert(t->at_ms);
+    }
+    // 20 draws from 4001 values: all but a handful distinct unless the jitter is broken.
+    EXPECT_GE(one_session.size(), 15u) << "20 retries of one session";
+    EXPECT_GE(many_sessions.size(), 15u) << "first retries of 20 sessions";
 }
 
 TEST(Session, StartConnectsAndIsIdempotent) {
