@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use IO::Select;
 use lib 't/lib';
 use WaTest qw(wait_until free_port alive proc_list);
 
@@ -68,6 +69,29 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
     ok(wait_until(sub { @h = $t->helper_pids; @h == 1 && $h[0] != $old }, 2), 'one helper process, a new one');
     ($st) = $t->api(POST => '/api/start-session', body => { organization_id => 'race1' });
     is($st, 200, 'start-session works again');
+}
+
+# ---------------------------------------------------------------------------------------------- a moment with no helper
+# The helper let go cleanly and its successor is not up yet (as on a reload when the old helper quits before
+# the new one has said it waits): a command is queued for the successor, not refused with 503. The master is
+# stopped so that the moment lasts; once it runs again it starts the successor, which answers.
+{
+    my ($hp) = $t->helper_pids;
+    kill 'STOP', $t->master_pid;
+    kill 'QUIT', $hp;
+    ok(wait_until(sub { ($t->health->{helper}{state} // '') eq 'none' }, 3), 'the helper let go; no successor yet');
+    my $b = '{"organization_id":"handover1"}';
+    my $s = WaTest::http_raw($t->{port}, "POST /api/start-session HTTP/1.1\r\nHost: localhost\r\nX-API-Key: $WaTest::KEY\r\n"
+        . "Connection: close\r\nContent-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b", no_read => 1);
+    sleep 0.5;
+    kill 'CONT', $t->master_pid;
+    my $resp = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(5)) { my $n = sysread($s, my $buf, 4096); last unless $n; $resp .= $buf }
+    my ($st, undef, $j, $body) = WaTest::parse_response($resp);
+    is("$st " . ($j->{status} // $j->{code} // ''), '200 connecting', 'the command waited for the successor and was answered') or diag $body;
+    ok(wait_until(sub { my @n = $t->helper_pids; @n == 1 && $n[0] != $hp }, 3), 'one helper, the successor');
+    @h = $t->helper_pids;
 }
 
 # ---------------------------------------------------------------------------------------------- SIGSTOP: 504, early disconnects

@@ -309,6 +309,14 @@ static api::Response wa_unavailable(const char* code, const char* msg) {
     return r;
 }
 
+// On a reload the master starts the new helper and, 100 ms later, tells the old one to quit. On a loaded
+// machine the old one may let go before the new one has said it is waiting: for that moment nobody is alive
+// to name, yet the next owner is on its way. Commands are queued for it (it takes the queue when it becomes
+// the owner) rather than refused with 503. A release long ago with nobody since really means no helper.
+static bool wa_handover(wa_shm_t* sh) {
+    return sh->clean_release && sh->helper_role == WA_HELPER_NONE && ngx_current_msec - sh->released_at < 2000;
+}
+
 // Queues the command and suspends the request. Returns false with `err` when it cannot be queued.
 static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Command& cmd, api::Response& err) {
     wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
@@ -333,7 +341,7 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
             c = NULL;
         }
     }
-    bool alive = wa_process_alive(active) || wa_process_alive(standby);
+    bool alive = wa_process_alive(active) || wa_process_alive(standby) || wa_handover(z->sh);
     if (c && alive) {
         c->id = z->sh->next_cmd_id++;
         c->state = WA_CMD_NEW;

@@ -75,8 +75,8 @@ struct HelperOrg : WaTransport::Listener {
     }
 
     void on_transport_open() override {
-        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org \"%s\": WebSocket to %V open", id.c_str(),
-                      &H.conf->server);
+        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org \"%s\": WebSocket to %V open (local port %d)", id.c_str(),
+                      &H.conf->server, transport ? static_cast<int>(transport->local_port()) : 0);
         run(session.on_transport_open(ngx_current_msec, ngx_time()));
     }
     void on_transport_message(std::string_view payload) override {
@@ -468,6 +468,7 @@ void drain(const char* why) {
         z->sh->helper_pid = 0;
         z->sh->helper_role = WA_HELPER_NONE;
         z->sh->clean_release = 1;
+        z->sh->released_at = ngx_current_msec;
     }
     if (z->sh->standby_pid == ngx_pid) z->sh->standby_pid = 0;
     ngx_pid_t next = z->sh->standby_pid;

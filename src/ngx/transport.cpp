@@ -333,6 +333,11 @@ void WaTransport::close(uint16_t code) {
     teardown();
 }
 
+in_port_t WaTransport::local_port() const {
+    if (c_ == nullptr || ngx_connection_local_sockaddr(c_, NULL, 0) != NGX_OK) return 0;
+    return ngx_inet_get_port(c_->local_sockaddr);
+}
+
 void WaTransport::teardown() {
     if (resolve_) {
         ngx_resolve_name_done(resolve_);

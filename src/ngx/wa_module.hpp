@@ -141,6 +141,7 @@ struct wa_shm_t {
     ngx_pid_t standby_pid;     // a new-generation helper waiting for the lock
     uint8_t helper_role;
     uint8_t clean_release;     // the last owner released the lock after closing its connections
+    ngx_msec_t released_at;    // when (ngx_current_msec, monotonic: the same clock in every process)
     int64_t helper_since;
     uint64_t generation;
     uint64_t commands_total, commands_rejected;
