@@ -27,7 +27,7 @@ sub sim_max_is { is($_[0], $_[1], $_[2]) }
 # '' if each of @$orgs has exactly one ESTABLISHED connection to the simulator (the kernel's view), else why not.
 sub one_ws_per_org {
     my ($orgs) = @_;
-    my $ports = $t->ws_ports;
+    my $ports = $t->ws_ports($sim->{ws_port});
     my (%n, @unknown);
     for my $p (WaTest::established_ports($sim->{ws_port})) {
         if (my $o = $ports->{$p}) { $n{$o}++ } else { push @unknown, $p }
@@ -225,11 +225,13 @@ is(scalar $t->helper_pids, 1, 'one helper');
     is($closed, $ctr->stats->{total} - $N, 'one close frame for every connection that was replaced');
 
     # Per organization, in the order the server saw openings and closings: never two at once, one open now.
-    my $ports = $t->ws_ports;
-    my (%open, %max, @unknown);
+    my $history = $t->ws_port_history($ctr->{port});
+    diag scalar(grep { @$_ > 1 } values %$history) . ' local ports carried more than one WebSocket (TIME_WAIT reuse on loopback)';
+    my (%open, %max, %on_port, @unknown);
     for my $e ($ctr->events) {
         my ($what, $port) = @$e;
-        my $org = $ports->{$port} // do { push @unknown, $port; next };
+        my $org = $what eq 'open' ? ($on_port{$port} = shift @{ $history->{$port} // [] }) : delete $on_port{$port};
+        if (!defined $org) { push @unknown, "$what:$port"; next }
         $open{$org} += $what eq 'open' ? 1 : -1;
         $max{$org} = $open{$org} if $open{$org} > ($max{$org} // 0);
     }

@@ -416,11 +416,23 @@ sub helper_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/whatsapp helper 
 sub worker_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/nginx: worker process/); @l }
 sub error_log   { slurp("$_[0]{dir}/error.log") }
 
-# {local port => organization} of every WebSocket the helpers logged as open.
-sub ws_ports {
-    my ($log, %p) = ($_[0]->error_log);
-    $p{$2} = $1 while $log =~ /whatsapp org "([^"]+)": WebSocket to \S+ open \(local port (\d+)\)/g;
+# {local port => [organizations]}: the WebSockets to server port $server_port the helpers logged as open, in
+# order. A port comes back for another connection once the previous one closed (on loopback Linux reuses
+# ports in TIME_WAIT), so the n-th opening the server saw from a port belongs to the n-th organization here.
+sub ws_port_history {
+    my ($self, $server_port) = @_;
+    my ($log, %p) = ($self->error_log);
+    while ($log =~ m{whatsapp org "([^"]+)": WebSocket to wss?://[^/\s]+:(\d+)/\S* open \(local port (\d+)\)}g) {
+        push @{ $p{$3} }, $1 if $2 == $server_port;
+    }
     return \%p;
+}
+
+# {local port => organization} of the latest WebSocket to $server_port logged from each port.
+sub ws_ports {
+    my ($self, $server_port) = @_;
+    my $h = $self->ws_port_history($server_port);
+    return { map { $_ => $h->{$_}[-1] } keys %$h };
 }
 sub access_log  { slurp("$_[0]{dir}/access.log") }
 
