@@ -314,7 +314,9 @@ static api::Response wa_unavailable(const char* code, const char* msg) {
 // to name, yet the next owner is on its way. Commands are queued for it (it takes the queue when it becomes
 // the owner) rather than refused with 503. A release long ago with nobody since really means no helper.
 static bool wa_handover(wa_shm_t* sh) {
-    return sh->clean_release && sh->helper_role == WA_HELPER_NONE && ngx_current_msec - sh->released_at < 2000;
+    // signed: this worker's cached clock may be a little behind the helper's
+    return sh->clean_release && sh->helper_role == WA_HELPER_NONE &&
+           static_cast<ngx_msec_int_t>(ngx_current_msec - sh->released_at) < 2000;
 }
 
 // Queues the command and suspends the request. Returns false with `err` when it cannot be queued.
