@@ -74,6 +74,14 @@ my @bad = (
         qr/whatsapp_send_rate: invalid "burst=0", expected burst=N/, qr/whatsapp_send_rate 2r\/s burst=0/],
     ['backoff min > max', { http => 'whatsapp_reconnect_backoff 10s 1s;' },
         qr/whatsapp_reconnect_backoff needs "min max" with 0 < min <= max/, qr/whatsapp_reconnect_backoff/],
+    ['whatsapp_max_sessions above what worker_connections allow', { http => 'whatsapp_max_sessions 1000;' },
+        qr/whatsapp_max_sessions 1000 is more than the helper can hold: worker_connections 256 and an open-file limit of \d+ \(worker_rlimit_nofile\) leave room for 192 sessions/,
+        qr/whatsapp_max_sessions 1000/],
+    ['whatsapp_max_sessions above worker_rlimit_nofile', { main => 'worker_rlimit_nofile 100;', connections => 1024, http => 'whatsapp_max_sessions 60;' },
+        qr/whatsapp_max_sessions 60 is more than the helper can hold: worker_connections 1024 and an open-file limit of 100 \(worker_rlimit_nofile\) leave room for 50 sessions/,
+        qr/whatsapp_max_sessions 60/],
+    ['whatsapp_max_sessions 0', { http => 'whatsapp_max_sessions 0;' },
+        qr/"whatsapp_max_sessions" directive must be at least 1/, qr/whatsapp_max_sessions 0/],
 );
 WaTest::spew("$d/short-keys.txt", "# ops keys\n$good_key\nKf5sh\n", 0600);
 

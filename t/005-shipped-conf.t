@@ -45,6 +45,20 @@ my ($rc, $out) = nginx_t($prod, 'prod.conf');
 is($rc, 0, 'conf/nginx.conf passes nginx -t') or diag $out;
 like($out, qr/syntax is ok/, 'syntax is ok');
 
+# ---- Debian's default events block (worker_connections 768) with the module: the derived whatsapp_max_sessions
+# fits whatever the open-file limit; an explicit value above what the helper can hold is refused by nginx -t.
+{
+    (my $debian = $prod) =~ s/worker_connections 1024;/worker_connections 768;/ or die 'conf/nginx.conf has no worker_connections 1024';
+    ($rc, $out) = nginx_t($debian, 'debian.conf');
+    is($rc, 0, 'conf/nginx.conf with Debian\'s worker_connections 768 passes nginx -t') or diag $out;
+    (my $over = $debian) =~ s/(whatsapp_zone .*\n)/$1    whatsapp_max_sessions 10000;\n/;
+    ($rc, $out) = nginx_t($over, 'debian-over.conf');
+    is($rc, 1, 'with whatsapp_max_sessions 10000 nginx -t fails');
+    like($out, qr/whatsapp_max_sessions 10000 is more than the helper can hold: worker_connections 768 .* leave room for \d+ sessions/,
+        'naming both directives');
+    unlink "$d/error.log";    # the refused configuration's [emerg] is expected
+}
+
 # ---- conf/run.conf.in as conf/run.sh fills it.
 my $run = WaTest::slurp("$root/conf/run.conf.in");
 my $port = free_port();

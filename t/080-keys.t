@@ -12,7 +12,8 @@ my ($kA, $kB, $kC, $kD, $kI) = ('keyA-1234567890', 'keyB-abcdefghij', 'keyC-comm
 my $t = WaTest->new(key => $kI);    # the harness itself uses the inline key
 my $d = $t->{dir};
 WaTest::spew("$d/keys.txt", "# production keys\n\n   $kA   \n$kB\r\n#$kC\n\t\n", 0600);
-$t->write_conf(http => "whatsapp_api_key_file $d/keys.txt;\n    whatsapp_server ws://127.0.0.1:$closed/ws/chat;");
+$t->write_conf(http => "whatsapp_api_key_file $d/keys.txt;\n    whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    "
+    . $t->key_logs_conf);
 $t->start;
 
 sub code_for {
@@ -53,8 +54,32 @@ is($t->health->{helper}{generation}, $gen, 'no new helper generation for a faile
 is(scalar $t->helper_pids, 1, 'one helper');
 unlike($t->error_log, qr/\bshort\b/, 'the bad key value is not logged');
 $t->stop(allow => qr/an API key must be 8 to 256 characters long/);
-for my $k ($kA, $kB, $kC, $kD, $kI) {
-    ok(index($t->error_log, $k) < 0 && index($t->access_log, $k) < 0, "key $k... appears in no log");
+$t->keys_not_logged($kA, $kB, $kC, $kD, $kI);
+
+# error_log at debug: nginx's own debug lines show request headers, X-API-Key included (README), which proves
+# that a key sent is there to be found; none of the module's own lines may hold one, on any path that logs
+# (wrong and repeated keys, a body too large, commands that reach the helper, a send refused).
+{
+    my $u = WaTest->new;
+    $u->write_conf(level => 'debug', http => "whatsapp_server ws://127.0.0.1:$closed/ws/chat;\n    whatsapp_max_body 1k;\n    "
+        . "whatsapp_send_rate 1r/m burst=1;\n    " . $u->key_logs_conf);
+    $u->start;
+    my $wrong = 'wrong-key-7777-debug';
+    $u->http(GET => '/api/health', headers => { 'X-API-Key' => $wrong });
+    WaTest::http_raw($u->{port}, "GET /api/health HTTP/1.1\r\nHost: x\r\nX-API-Key: $WaTest::KEY\r\nX-API-Key: $wrong\r\nConnection: close\r\n\r\n");
+    $u->api(POST => '/api/start-session', body => { organization_id => 'dbg1' });
+    $u->api(POST => '/api/start-session', body => { organization_id => 'dbg1', pad => 'p' x 2000 });
+    $u->api(POST => '/api/send-message', body => { organization_id => 'dbg1', phone => '3001234567', message => 'x' }) for 1 .. 2;
+    $u->api(POST => '/api/logout', body => { organization_id => 'dbg1' });
+    $u->stop;
+    my @lines = split /\n/, $u->error_log;
+    my @module = grep { /\] \d+#\d+: (\*\d+ )?whatsapp/ } @lines;
+    ok(@module >= 3, scalar(@module) . ' lines of the module in the debug log (helper start, connect failure, exit)');
+    for my $k ($WaTest::KEY, $wrong) {
+        ok((grep { index($_, $k) >= 0 } @lines), "control: nginx's own debug lines show key $k...");
+        is(scalar(grep { index($_, $k) >= 0 } @module), 0, "no line of the module holds key $k...");
+    }
+    ok(index(WaTest::slurp("$u->{dir}/full.log"), $WaTest::KEY) < 0, 'nor does the access log with the request line');
 }
 
 # no key configured at all

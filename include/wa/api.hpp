@@ -1,7 +1,9 @@
 // The HTTP API contract (../shared/spec/http-api.md) as pure functions: routing, request validation and
 // JSON bodies. The nginx handler only moves bytes between the request and these functions.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,11 @@ Response error(int status, std::string_view code, std::string_view message);
 // The same with "message_id" (a send that timed out after its id was assigned).
 Response error_with_id(int status, std::string_view code, std::string_view message, std::string_view message_id);
 
+// The contract's JSON for an error status that nginx raised itself inside an API location (a body over
+// client_max_body_size, a broken chunked body, deny, ...): the same shape and, where the contract has one,
+// the same code as the module's own answers.
+Response error_for_status(int status);
+
 // A command for the helper, validated and normalized in the worker.
 struct Command {
     enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact } type = Start;
@@ -61,9 +68,14 @@ std::string send_body_hash(const Command& cmd);
 bool read_command(const Route& route, std::string_view query, std::string_view default_region, Command& cmd,
                   Response& err);
 
-// Validates the JSON body of a POST route. On failure fills `err` (400 family) and returns false.
+// Called with the organization id as soon as it is known to be valid, before any other field is looked at
+// (the send rate limit goes there). Returning false stops parsing with `err`.
+using OrgGate = std::function<bool(const std::string& org, Response& err)>;
+
+// Validates the JSON body of a POST route. On failure fills `err` (400 family, or the gate's) and returns
+// false. Checks in this order: JSON, organization_id, the gate, then the route's other fields.
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
-                   std::string_view idempotency_header, Command& cmd, Response& err);
+                   std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate = {});
 
 // Commands cross shared memory as compact JSON.
 std::string command_to_json(const Command& cmd);
@@ -98,8 +110,30 @@ struct ZoneUse {
     uint64_t queue_len = 0, queue_max = 0;
     uint64_t organizations = 0;
 };
-std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
-                            int64_t now);
-std::string connections_json(const std::vector<StatusView>& orgs, int64_t now);
+constexpr size_t kStateCount = static_cast<size_t>(State::Conflict) + 1;
+using StateCounts = std::array<uint64_t, kStateCount>;  // organizations per wa::State
+// The effective whatsapp_max_sessions and where it comes from: set explicitly, or derived from the helper's
+// worker_connections / open-file limit (whichever is smaller) minus a reserve.
+struct SessionLimits {
+    uint64_t max_sessions = 0;
+    bool configured = false;  // whatsapp_max_sessions was given
+    uint64_t worker_connections = 0, open_files = 0;
+};
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z,
+                            const SessionLimits& limits, int64_t now);
+
+// Paged lists (the contract's convention for extended routes): ?limit=N (1..1000, default 100) and
+// ?cursor=<next_cursor of the previous page>. A cursor is a position (the last organization id listed), not a
+// record: it stays valid when that organization is gone. Unknown parameters are ignored.
+constexpr size_t kPageDefault = 100, kPageMax = 1000;
+struct PageQuery {
+    size_t limit = kPageDefault;
+    std::string cursor;  // empty: from the start
+};
+// `args` is the raw query string (without '?'). Bad values fill `err` (400 invalid_parameter).
+bool parse_page_query(std::string_view args, PageQuery& q, Response& err);
+// {"success":true,"items":[...],"next_cursor":"..."|null,"total":N}
+std::string connections_json(const std::vector<StatusView>& items, const std::string& next_cursor, uint64_t total,
+                             int64_t now);
 
 }  // namespace wa::api

@@ -115,6 +115,34 @@ Response error_with_id(int status, std::string_view code, std::string_view messa
     return Response{status, dump(j.get()), {}, {}};
 }
 
+Response error_for_status(int status) {
+    struct Known {
+        int status;
+        const char* code;
+        const char* message;
+    };
+    static const Known known[] = {
+        {400, "bad_request", "the request is malformed"},
+        {403, "forbidden", "access to this location is denied"},
+        {404, "not_found", "unknown route"},
+        {405, "method_not_allowed", "method not allowed on this route"},
+        {408, "timeout", "the request was not received in time"},
+        {411, "length_required", "the request needs a Content-Length"},
+        {413, "body_too_large", "request body is larger than whatsapp_max_body"},
+        {414, "uri_too_long", "the request URI is too long"},
+        {429, "rate_limited", "too many requests"},
+        {500, "internal_error", "internal server error"},
+        {501, "not_implemented", "not implemented"},
+        {502, "bad_gateway", "bad gateway"},
+        {503, "unavailable", "service unavailable; retry shortly"},
+        {504, "timeout", "gateway timeout"},
+    };
+    for (const Known& k : known) {
+        if (k.status == status) return error(status, k.code, k.message);
+    }
+    return error(status, "http_" + std::to_string(status), "the request failed with HTTP status " + std::to_string(status));
+}
+
 bool is_json_content_type(std::string_view ct) {
     size_t semi = ct.find(';');
     std::string_view type = ct.substr(0, semi);
@@ -180,7 +208,7 @@ static bool parse_pairing_code(json_t* root, std::string_view default_region, Co
 }
 
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
-                   std::string_view idempotency_header, Command& cmd, Response& err) {
+                   std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate) {
     json_error_t je;
     // NUL is allowed through the parser so that an id or phone holding one is reported as the invalid
     // field it is, not as broken JSON.
@@ -203,6 +231,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
                     "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
         return false;
     }
+    if (gate && !gate(cmd.org, err)) return false;
     switch (route) {
     case RouteId::StartSession: cmd.type = Command::Start; return true;
     case RouteId::Logout: cmd.type = Command::Logout; return true;
@@ -475,8 +504,19 @@ std::string ok_status_json(State s) {
 
 std::string health_json() { return "{\"status\":\"ok\"}"; }
 
-std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& orgs, const ZoneUse& z,
-                            int64_t now) {
+static json_t* limits_json(const SessionLimits& l) {
+    json_t* j = json_object();
+    json_object_set_new(j, "max_sessions", json_integer(static_cast<json_int_t>(l.max_sessions)));
+    const char* from = l.configured ? "whatsapp_max_sessions"
+                       : l.worker_connections <= l.open_files ? "worker_connections" : "open_files";
+    json_object_set_new(j, "max_sessions_from", json_string(from));
+    json_object_set_new(j, "worker_connections", json_integer(static_cast<json_int_t>(l.worker_connections)));
+    json_object_set_new(j, "open_files", json_integer(static_cast<json_int_t>(l.open_files)));
+    return j;
+}
+
+std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, const ZoneUse& z,
+                            const SessionLimits& limits, int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
     json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
@@ -487,12 +527,8 @@ std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& 
     json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
     json_object_set_new(j.get(), "helper", helper);
     json_t* by_state = json_object();
-    for (int i = 0; i <= static_cast<int>(State::Conflict); i++)
-        json_object_set_new(by_state, state_name(static_cast<State>(i)), json_integer(0));
-    for (const auto& o : orgs) {
-        const char* n = state_name(o.status.state);
-        json_object_set_new(by_state, n, json_integer(json_integer_value(json_object_get(by_state, n)) + 1));
-    }
+    for (size_t i = 0; i < kStateCount; i++)
+        json_object_set_new(by_state, state_name(static_cast<State>(i)), json_integer(static_cast<json_int_t>(sessions[i])));
     json_object_set_new(j.get(), "sessions", by_state);
     json_t* shm = json_object();
     json_object_set_new(shm, "size", json_integer(static_cast<json_int_t>(z.size)));
@@ -501,16 +537,55 @@ std::string api_health_json(const HelperInfo& h, const std::vector<StatusView>& 
     json_object_set_new(shm, "queue_length", json_integer(static_cast<json_int_t>(z.queue_len)));
     json_object_set_new(shm, "queue_max", json_integer(static_cast<json_int_t>(z.queue_max)));
     json_object_set_new(j.get(), "shared_memory", shm);
+    json_object_set_new(j.get(), "limits", limits_json(limits));
     return dump(j.get());
 }
 
-std::string connections_json(const std::vector<StatusView>& orgs, int64_t now) {
+static bool page_limit(std::string_view v, size_t& out) {
+    if (v.empty() || v.size() > 4) return false;
+    size_t n = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<size_t>(c - '0');
+    }
+    if (n < 1 || n > kPageMax) return false;
+    out = n;
+    return true;
+}
+
+bool parse_page_query(std::string_view args, PageQuery& q, Response& err) {
+    while (!args.empty()) {
+        size_t amp = args.find('&');
+        std::string_view kv = args.substr(0, amp);
+        args = amp == std::string_view::npos ? std::string_view() : args.substr(amp + 1);
+        size_t eq = kv.find('=');
+        std::string_view key = kv.substr(0, eq), value = eq == std::string_view::npos ? "" : kv.substr(eq + 1);
+        if (key == "limit" && !page_limit(value, q.limit)) {
+            err = error(400, "invalid_parameter",
+                        "limit must be a whole number from 1 to " + std::to_string(kPageMax));
+            return false;
+        }
+        if (key == "cursor") {
+            // Cursors are organization ids: nothing in them needs percent-encoding.
+            if (!value.empty() && !valid_org_id(value)) {
+                err = error(400, "invalid_parameter", "cursor must be the next_cursor of a previous page");
+                return false;
+            }
+            q.cursor.assign(value);
+        }
+    }
+    return true;
+}
+
+std::string connections_json(const std::vector<StatusView>& items, const std::string& next_cursor, uint64_t total,
+                             int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
-    json_object_set_new(j.get(), "count", json_integer(static_cast<json_int_t>(orgs.size())));
     json_t* list = json_array();
-    for (const auto& o : orgs) json_array_append_new(list, status_object(o, now, true));
-    json_object_set_new(j.get(), "connections", list);
+    for (const auto& o : items) json_array_append_new(list, status_object(o, now, true));
+    json_object_set_new(j.get(), "items", list);
+    json_object_set_new(j.get(), "next_cursor", str_or_null(next_cursor));
+    json_object_set_new(j.get(), "total", json_integer(static_cast<json_int_t>(total)));
     return dump(j.get());
 }
 

@@ -4,21 +4,30 @@
 
 namespace wa {
 
-bool TokenBucket::take(uint64_t now_ms, uint64_t* retry_after_ms) {
-    if (started_ && now_ms > last_ms_) {
-        tokens_ += static_cast<double>(now_ms - last_ms_) * rate_per_ms_;
-        if (tokens_ > burst_) tokens_ = burst_;
+bool RateLimit::take(BucketState& b, uint64_t now_ms, uint64_t* retry_after_ms) const {
+    double rate_per_ms = per_minute / 60000.0;
+    if (!b.started) {
+        b.started = true;
+        b.tokens = burst;
+        b.last_ms = now_ms;
+    } else if (now_ms > b.last_ms) {
+        b.tokens += static_cast<double>(now_ms - b.last_ms) * rate_per_ms;
+        if (b.tokens > burst) b.tokens = burst;
+        b.last_ms = now_ms;
     }
-    started_ = true;
-    last_ms_ = now_ms;
-    if (tokens_ >= 1.0) {
-        tokens_ -= 1.0;
+    if (b.tokens >= 1.0) {
+        b.tokens -= 1.0;
         return true;
     }
     if (retry_after_ms) {
-        *retry_after_ms = rate_per_ms_ > 0 ? static_cast<uint64_t>(std::ceil((1.0 - tokens_) / rate_per_ms_)) : 0;
+        *retry_after_ms = rate_per_ms > 0 ? static_cast<uint64_t>(std::ceil((1.0 - b.tokens) / rate_per_ms)) : 0;
     }
     return false;
+}
+
+uint64_t RateLimit::refill_ms() const {
+    if (per_minute <= 0) return UINT64_MAX;
+    return static_cast<uint64_t>(std::ceil(burst * 60000.0 / per_minute));
 }
 
 }  // namespace wa

@@ -1,8 +1,7 @@
 #include "wa/validate.hpp"
 
 #include <openssl/crypto.h>
-
-#include <cstddef>
+#include <openssl/sha.h>
 
 namespace wa {
 
@@ -17,21 +16,21 @@ bool valid_org_id(std::string_view s) {
     return true;
 }
 
+KeyDigest key_digest(std::string_view key) {
+    KeyDigest d;
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), d.data());
+    return d;
+}
+
+bool key_matches(const KeyDigest& given, const KeyDigest* configured, size_t n) {
+    int matched = 0;
+    for (size_t i = 0; i < n; i++) matched |= CRYPTO_memcmp(given.data(), configured[i].data(), given.size()) == 0;
+    return matched != 0;
+}
+
 bool constant_time_equal(std::string_view a, std::string_view b) {
-    // Walk max(len) bytes so that the work done does not depend on where the
-    // strings differ; bytes past the shorter string are compared against a
-    // fixed filler and the length mismatch is folded in at the end.
-    size_t n = a.size() > b.size() ? a.size() : b.size();
-    unsigned char diff = 0;
-    static const unsigned char zero = 0;
-    for (size_t i = 0; i < n; i += 1) {
-        const unsigned char* pa = i < a.size() ? reinterpret_cast<const unsigned char*>(a.data() + i) : &zero;
-        const unsigned char* pb = i < b.size() ? reinterpret_cast<const unsigned char*>(b.data() + i) : &zero;
-        // CRYPTO_memcmp per byte keeps the compiler from turning the loop into an
-        // early-exit memcmp.
-        diff |= static_cast<unsigned char>(CRYPTO_memcmp(pa, pb, 1) != 0);
-    }
-    return diff == 0 && a.size() == b.size();
+    KeyDigest want = key_digest(b);
+    return key_matches(key_digest(a), &want, 1);
 }
 
 }  // namespace wa

@@ -22,7 +22,25 @@ struct wa_req_ctx_t {
 static ngx_queue_t wa_waiting;  // this worker's suspended requests
 static bool wa_waiting_init;
 
+// Per request, in every API location.
+struct wa_http_ctx_t {
+    api::RouteId route;     // for the body handler
+    bool answered;          // the response is the module's own
+    bool replacing;         // an error nginx raised is being answered with the contract's JSON instead
+    bool replacement_sent;
+    ngx_str_t replacement;
+};
+
+static wa_http_ctx_t* wa_ctx(ngx_http_request_t* r) {
+    auto* ctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    if (ctx) return ctx;
+    ctx = static_cast<wa_http_ctx_t*>(ngx_pcalloc(r->pool, sizeof(wa_http_ctx_t)));
+    if (ctx) ngx_http_set_ctx(r, ctx, ngx_http_whatsapp_module);
+    return ctx;
+}
+
 static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
+    if (wa_http_ctx_t* ctx = wa_ctx(r)) ctx->answered = true;
     r->headers_out.status = resp.status;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -55,8 +73,11 @@ static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
 
 static api::Response wa_ok(std::string body) { return api::Response{200, std::move(body), {}, {}}; }
 
-static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name) {
+// The first header called `name`; `count`, when given, receives how many there are.
+static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name, ngx_uint_t* count = NULL) {
     size_t n = ngx_strlen(name);
+    ngx_table_elt_t* first = NULL;
+    ngx_uint_t found = 0;
     ngx_list_part_t* part = &r->headers_in.headers.part;
     auto* h = static_cast<ngx_table_elt_t*>(part->elts);
     for (ngx_uint_t i = 0;; i++) {
@@ -66,22 +87,24 @@ static ngx_table_elt_t* wa_find_header(ngx_http_request_t* r, const char* name) 
             h = static_cast<ngx_table_elt_t*>(part->elts);
             i = 0;
         }
-        if (h[i].key.len == n && ngx_strncasecmp(h[i].key.data, (u_char*)name, n) == 0) return &h[i];
+        if (h[i].key.len != n || ngx_strncasecmp(h[i].key.data, (u_char*)name, n) != 0) continue;
+        if (first == NULL) first = &h[i];
+        found++;
+        if (count == NULL) break;
     }
-    return NULL;
+    if (count) *count = found;
+    return first;
 }
 
-// Every configured key is compared, in constant time, whatever matched before.
+// Exactly one X-API-Key, equal to a configured key. Several headers are refused: which one decides would
+// depend on proxies in between. Digests are compared (wa::key_matches), so the time taken reveals neither
+// the configured keys nor their lengths.
 static bool wa_authorized(ngx_http_request_t* r, wa_main_conf_t* m) {
-    ngx_table_elt_t* h = wa_find_header(r, "X-API-Key");
-    if (h == NULL || m->api_keys == NULL) return false;
-    std::string_view given(reinterpret_cast<const char*>(h->value.data), h->value.len);
-    bool ok = false;
-    auto* keys = static_cast<ngx_str_t*>(m->api_keys->elts);
-    for (ngx_uint_t i = 0; i < m->api_keys->nelts; i++) {
-        ok |= wa::constant_time_equal(given, std::string_view(reinterpret_cast<const char*>(keys[i].data), keys[i].len));
-    }
-    return ok;
+    ngx_uint_t n = 0;
+    ngx_table_elt_t* h = wa_find_header(r, "X-API-Key", &n);
+    if (n != 1 || m->api_keys == NULL) return false;
+    wa::KeyDigest given = wa::key_digest(std::string_view(reinterpret_cast<const char*>(h->value.data), h->value.len));
+    return wa::key_matches(given, static_cast<wa::KeyDigest*>(m->api_keys->elts), m->api_keys->nelts);
 }
 
 static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {
@@ -100,32 +123,96 @@ static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_
     if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
 }
 
-static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+static api::Response wa_read_org(wa_main_conf_t* m, const api::Route& route) {
+    if (!wa::valid_org_id(route.org))
+        return api::error(400, "invalid_organization_id",
+                          "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
     wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
-    int64_t now = ngx_time();
-    if (route.id == api::RouteId::Status || route.id == api::RouteId::Qr || route.id == api::RouteId::Message) {
-        if (!wa::valid_org_id(route.org))
-            return api::error(400, "invalid_organization_id",
-                              "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
-        api::StatusView v;
-        v.org = route.org;
-        ngx_shmtx_lock(&z->shpool->mutex);
-        wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
-        if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, now));
-        if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, now));
-        // No message has been sent through this build yet (messaging comes with the Signal layer), so no
-        // message id is known.
-        return api::error(404, "not_found", "unknown message id");
-    }
-    std::vector<api::StatusView> orgs;
+    api::StatusView v;
+    v.org = route.org;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
+    if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, ngx_time()));
+    if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, ngx_time()));
+    // No message has been sent through this build yet (messaging comes with the Signal layer), so no
+    // message id is known.
+    return api::error(404, "not_found", "unknown message id");
+}
+
+// What one /api/connections item shows, as plain bytes: copied under the zone mutex into memory reserved
+// before taking it, so that the lock is held for memcpy only (no allocation, no JSON) and status reads in
+// other workers do not wait behind a listing.
+struct wa_conn_row_t {
+    u_char id[WA_ID_MAX];
+    size_t id_len;
+    uint8_t state;
+    uint32_t retry_count;
+    int64_t connected_at, state_since, next_retry_at;
+    u_char phone[24];
+    uint16_t phone_len, last_error_len;
+    u_char last_error[WA_ERR_MAX];
+};
+
+static void wa_copy_row(const wa_shm_org_t* o, wa_conn_row_t& row) {
+    row.id_len = o->sn.str.len;
+    ngx_memcpy(row.id, o->id, row.id_len);
+    row.state = o->state;
+    row.retry_count = o->retry_count;
+    row.connected_at = o->connected_at;
+    row.state_since = o->state_since;
+    row.next_retry_at = o->next_retry_at;
+    row.phone_len = o->phone_len;
+    ngx_memcpy(row.phone, o->phone, o->phone_len);
+    row.last_error_len = o->last_error_len;
+    ngx_memcpy(row.last_error, o->last_error, o->last_error_len);
+}
+
+static api::StatusView wa_row_view(const wa_conn_row_t& row) {
+    api::StatusView v;
+    v.org.assign(reinterpret_cast<const char*>(row.id), row.id_len);
+    v.status.state = static_cast<wa::State>(row.state);
+    v.status.retry_count = row.retry_count;
+    v.status.connected_at = row.connected_at;
+    v.status.state_since = row.state_since;
+    v.status.next_retry_at = row.next_retry_at;
+    v.status.phone.assign(reinterpret_cast<const char*>(row.phone), row.phone_len);
+    v.status.last_error.assign(reinterpret_cast<const char*>(row.last_error), row.last_error_len);
+    return v;
+}
+
+static api::Response wa_read_connections(ngx_http_request_t* r, wa_main_conf_t* m) {
+    api::PageQuery q;
+    api::Response err;
+    if (!api::parse_page_query(std::string_view(reinterpret_cast<const char*>(r->args.data), r->args.len), q, err))
+        return err;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    std::vector<wa_conn_row_t> rows(q.limit);
+    size_t n = 0;
+    bool more = false;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    uint64_t total = z->sh->org_count;
+    wa_shm_org_t* o = wa_shm_org_after(z, reinterpret_cast<const u_char*>(q.cursor.data()), q.cursor.size());
+    for (; o && n < q.limit; o = wa_shm_org_next(z, o)) wa_copy_row(o, rows[n++]);
+    more = o != NULL;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    std::vector<api::StatusView> items;
+    items.reserve(n);
+    for (size_t i = 0; i < n; i++) items.push_back(wa_row_view(rows[i]));
+    std::string next = more && n ? items.back().org : std::string();
+    return wa_ok(api::connections_json(items, next, total, ngx_time()));
+}
+
+static api::Response wa_read_health(wa_main_conf_t* m) {
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
     api::HelperInfo h;
     api::ZoneUse zu;
+    api::StateCounts sessions{};
     ngx_shmtx_lock(&z->shpool->mutex);
     for (ngx_queue_t* q = ngx_queue_head(&z->sh->orgs); q != ngx_queue_sentinel(&z->sh->orgs); q = ngx_queue_next(q)) {
-        orgs.emplace_back();
-        wa_copy_status(ngx_queue_data(q, wa_shm_org_t, link), orgs.back(), false);
+        uint8_t st = (ngx_queue_data(q, wa_shm_org_t, link))->state;
+        if (st < sessions.size()) sessions[st]++;
     }
     h.pid = z->sh->helper_pid;
     h.started_at = z->sh->helper_since;
@@ -140,8 +227,18 @@ static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, con
     h.active = role == WA_HELPER_ACTIVE && wa_process_alive(static_cast<ngx_pid_t>(h.pid));
     static const char* const roles[] = {"none", "standby", "active", "draining"};
     h.role = h.active || role != WA_HELPER_ACTIVE ? roles[role & 3] : "none";
-    if (route.id == api::RouteId::Connections) return wa_ok(api::connections_json(orgs, now));
-    return wa_ok(api::api_health_json(h, orgs, zu, now));
+    api::SessionLimits limits;
+    limits.max_sessions = m->max_sessions;
+    limits.configured = m->max_sessions_set;
+    limits.worker_connections = m->worker_connections;
+    limits.open_files = m->open_files;
+    return wa_ok(api::api_health_json(h, sessions, zu, limits, ngx_time()));
+}
+
+static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    if (route.id == api::RouteId::Connections) return wa_read_connections(r, m);
+    if (route.id == api::RouteId::ApiHealth) return wa_read_health(m);
+    return wa_read_org(m, route);
 }
 
 static void wa_finish(wa_req_ctx_t* ctx, const api::Response& resp) {
@@ -223,6 +320,16 @@ static api::Response wa_unavailable(const char* code, const char* msg) {
     return r;
 }
 
+// On a reload the master starts the new helper and, 100 ms later, tells the old one to quit. On a loaded
+// machine the old one may let go before the new one has said it is waiting: for that moment nobody is alive
+// to name, yet the next owner is on its way. Commands are queued for it (it takes the queue when it becomes
+// the owner) rather than refused with 503. A release long ago with nobody since really means no helper.
+static bool wa_handover(wa_shm_t* sh) {
+    // signed: this worker's cached clock may be a little behind the helper's
+    return sh->clean_release && sh->helper_role == WA_HELPER_NONE &&
+           static_cast<ngx_msec_int_t>(ngx_current_msec - sh->released_at) < 2000;
+}
+
 // Queues the command and suspends the request. Returns false with `err` when it cannot be queued.
 static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Command& cmd, api::Response& err) {
     wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
@@ -247,7 +354,7 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
             c = NULL;
         }
     }
-    bool alive = wa_process_alive(active) || wa_process_alive(standby);
+    bool alive = wa_process_alive(active) || wa_process_alive(standby) || wa_handover(z->sh);
     if (c && alive) {
         c->id = z->sh->next_cmd_id++;
         c->state = WA_CMD_NEW;
@@ -330,6 +437,26 @@ static bool wa_body_string(ngx_http_request_t* r, std::string& out, size_t max) 
     return true;
 }
 
+// whatsapp_send_rate, per organization, shared by every worker. Runs for every send whose organization id
+// is valid, whatever the rest of it says and whether or not the organization runs.
+static bool wa_send_rate_allows(wa_main_conf_t* m, const std::string& org, api::Response& err) {
+    wa::RateLimit limit{static_cast<double>(m->send_rate_per_min), static_cast<double>(m->send_burst)};
+    uint64_t wait_ms = 0;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    switch (wa_shm_rate_take(z, limit, org, ngx_current_msec, &wait_ms)) {
+    case wa_rate_result::allowed:
+        return true;
+    case wa_rate_result::limited:
+        err = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
+        err.retry_after = std::to_string(wait_ms < 1000 ? 1 : (wait_ms + 999) / 1000);
+        return false;
+    case wa_rate_result::no_memory:
+        break;
+    }
+    err = wa_unavailable("zone_full", "whatsapp_zone is out of memory");
+    return false;
+}
+
 static void wa_body_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     std::string body;
@@ -339,16 +466,31 @@ static void wa_body_handler(ngx_http_request_t* r) {
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    auto* route_id = static_cast<api::RouteId*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
                                    : std::string_view();
+    api::OrgGate rate_gate;
+    if (*route_id == api::RouteId::SendMessage)
+        rate_gate = [m](const std::string& org, api::Response& e) { return wa_send_rate_allows(m, org, e); };
     api::Command cmd;
-    if (!api::parse_command(*route_id, body, wa_str(m->default_region), idem_v, cmd, err) || !wa_submit(r, m, cmd, err)) {
+    if (!api::parse_command(*route_id, body, wa_str(m->default_region), idem_v, cmd, err, rate_gate) ||
+        !wa_submit(r, m, cmd, err)) {
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
     // Suspended: the doorbell or the timer finalizes it. read_client_request_body took a reference already.
+}
+
+// The route of the request, relative to the location's mount prefix.
+static api::Route wa_route(ngx_http_request_t* r, wa_loc_conf_t* l) {
+    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
+    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
+    std::string_view method(reinterpret_cast<const char*>(r->method_name.data), r->method_name.len);
+    if (method == "HEAD") method = "GET";
+    api::Route route;
+    if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
+    return route;
 }
 
 ngx_int_t wa_api_handler(ngx_http_request_t* r) {
@@ -359,12 +501,7 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         if (rc != NGX_OK) return rc;
         return wa_send(r, api::error(500, "internal_error", "whatsapp_api needs whatsapp_zone in the http block"));
     }
-    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
-    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
-    std::string_view method(reinterpret_cast<const char*>(r->method_name.data), r->method_name.len);
-    if (method == "HEAD") method = "GET";
-    api::Route route;
-    if (uri.substr(0, prefix.size()) == prefix) route = api::match(method, uri.substr(prefix.size()));
+    api::Route route = wa_route(r, l);
     if (route.id == api::RouteId::Unknown) {
         // Every answer given before reading the body discards it: left unread, it would be parsed as the next
         // request on a keep-alive connection.
@@ -405,13 +542,89 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         r->keepalive = 0;
         return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
     }
-    auto* route_id = static_cast<api::RouteId*>(ngx_palloc(r->pool, sizeof(api::RouteId)));
-    if (route_id == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    *route_id = route.id;
-    ngx_http_set_ctx(r, route_id, ngx_http_whatsapp_module);
+    wa_http_ctx_t* ctx = wa_ctx(r);
+    if (ctx == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->route = route.id;
     ngx_int_t rc = ngx_http_read_client_request_body(r, wa_body_handler);
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
     return NGX_DONE;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors nginx raises itself inside an API location (a body over client_max_body_size, which follows
+// whatsapp_max_body; a broken chunked body; deny; a handler's bare status code) would otherwise get nginx's HTML
+// page. These filters give them the contract's JSON instead; the module's own answers pass untouched.
+
+static ngx_http_output_header_filter_pt wa_next_header_filter;
+static ngx_http_output_body_filter_pt wa_next_body_filter;
+
+// The status and JSON that replace nginx's answer. A body refused for its size before the handler ran is
+// still a 401 first when the key is missing or wrong: authentication comes before everything else.
+static api::Response wa_replacement(ngx_http_request_t* r, wa_loc_conf_t* l, ngx_uint_t status) {
+    if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
+        if (wa_route(r, l).needs_auth && !wa_authorized(r, m))
+            return api::error(401, "unauthorized", "missing or invalid X-API-Key");
+    }
+    return api::error_for_status(static_cast<int>(status));
+}
+
+static ngx_int_t wa_error_header_filter(ngx_http_request_t* r) {
+    auto* l = static_cast<wa_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module));
+    if (r != r->main || l == NULL || l->api != 1 || r->headers_out.status < NGX_HTTP_BAD_REQUEST)
+        return wa_next_header_filter(r);
+    wa_http_ctx_t* ctx = wa_ctx(r);
+    if (ctx == NULL || ctx->answered) return wa_next_header_filter(r);
+    api::Response resp = wa_replacement(r, l, r->headers_out.status);
+    u_char* body = static_cast<u_char*>(ngx_pnalloc(r->pool, resp.body.size() + 1));
+    if (body == NULL) return wa_next_header_filter(r);
+    ngx_memcpy(body, resp.body.data(), resp.body.size());
+    body[resp.body.size()] = '\n';
+    ctx->replacement = {resp.body.size() + 1, body};
+    ctx->replacing = true;
+    r->headers_out.status = resp.status;
+    if (r->err_status) r->err_status = resp.status;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = ctx->replacement.len;
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+    return wa_next_header_filter(r);
+}
+
+static ngx_int_t wa_error_body_filter(ngx_http_request_t* r, ngx_chain_t* in) {
+    auto* ctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    if (ctx == NULL || !ctx->replacing) return wa_next_body_filter(r, in);
+    for (ngx_chain_t* cl = in; cl; cl = cl->next) {  // nginx's HTML page: consumed, never sent
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+    if (ctx->replacement_sent) return NGX_OK;
+    ctx->replacement_sent = true;
+    auto* b = static_cast<ngx_buf_t*>(ngx_calloc_buf(r->pool));
+    if (b == NULL) return NGX_ERROR;
+    b->pos = ctx->replacement.data;
+    b->last = ctx->replacement.data + ctx->replacement.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    ngx_chain_t out = {b, NULL};
+    return wa_next_body_filter(r, &out);
+}
+
+ngx_int_t wa_install_error_filters() {
+    wa_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = wa_error_header_filter;
+    wa_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = wa_error_body_filter;
+    return NGX_OK;
 }
 
 ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle) {

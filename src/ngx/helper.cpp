@@ -20,7 +20,6 @@
 #include "wa/base64.hpp"
 #include "wa/fsutil.hpp"
 #include "wa/qr.hpp"
-#include "wa/rate_limit.hpp"
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
 #include "wa/validate.hpp"
@@ -71,11 +70,8 @@ struct HelperOrg : WaTransport::Listener {
     ngx_event_t timer;
     bool quarantined = false;
     std::string rendered_qr;  // the QR text whose PNG is in shm (rendered once per ref)
-    wa::TokenBucket send_rate;
 
-    HelperOrg(std::string org, wa::SessionConfig cfg)
-        : id(org), session(std::move(cfg), org, H.store.get()),
-          send_rate(static_cast<double>(H.conf->send_rate_per_min), static_cast<double>(H.conf->send_burst)) {
+    HelperOrg(std::string org, wa::SessionConfig cfg) : id(org), session(std::move(cfg), org, H.store.get()) {
         ngx_memzero(&timer, sizeof(timer));
         timer.handler = on_timer_event;
         timer.data = this;
@@ -107,7 +103,8 @@ struct HelperOrg : WaTransport::Listener {
     }
 
     void on_transport_open() override {
-        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org=%s: WebSocket to %V open", id.c_str(), &H.conf->server);
+        ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp org=%s: WebSocket to %V open (local port %d)", id.c_str(),
+                      &H.conf->server, transport ? static_cast<int>(transport->local_port()) : 0);
         guarded("open", [this] { return session.on_transport_open(ngx_current_msec, ngx_time()); });
     }
     void on_transport_message(std::string_view payload) override {
@@ -286,6 +283,44 @@ bool shm_org_known(const std::string& id) {
     return known;
 }
 
+// logout / clear-session of an organization this helper does not run: nothing is created for it (no session,
+// so no whatsapp_max_sessions slot; no status record), or made-up ids would lock real organizations out.
+// What is stored for it is still forgotten (logout) or set aside (clear), and a record left by an earlier
+// helper shows the outcome.
+void remove_legacy_dir(const std::string& org, bool move_aside);
+
+api::Response forget_unknown(const api::Command& cmd) {
+    bool logout = cmd.type == api::Command::Logout;
+    std::string err;
+    bool ok = logout ? H.store->forget_credentials(cmd.org, &err) : H.store->clear_org(cmd.org, &err);
+    if (!ok) {
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s its stored state: %s", cmd.org.c_str(),
+                      logout ? "forget" : "clear", err.c_str());
+        return api::error(507, "storage_error", "the organization's stored state could not be changed");
+    }
+    if (logout) {
+        // A logout is kept as such (wanted=false), so a stored row never brings the organization back.
+        wa::store::OrgRecord r;
+        r.org = cmd.org;
+        r.state = static_cast<uint8_t>(wa::State::LoggedOut);
+        r.state_since = ngx_time();
+        bool exists = false;
+        std::vector<wa::store::OrgRecord> rows;
+        std::vector<std::pair<std::string, std::string>> corrupt;
+        if (H.store->load_orgs(rows, corrupt, &err))
+            for (const auto& x : rows) exists = exists || x.org == cmd.org;
+        if (exists) H.store->put_org(r, &err);
+    }
+    remove_legacy_dir(cmd.org, !logout);
+    wa::SessionStatus st;
+    st.state = logout ? wa::State::LoggedOut : wa::State::Disconnected;
+    st.state_since = ngx_time();
+    if (shm_org_known(cmd.org)) publish(cmd.org, st, nullptr);
+    std::string body = logout ? R"({"success":true,"status":"logged_out","unlinked_on_server":false})"
+                              : api::ok_status_json(st.state);
+    return api::Response{200, body, {}, {}};
+}
+
 HelperOrg* find_or_create(const std::string& id, bool create) {
     auto it = H.orgs.find(id);
     if (it != H.orgs.end()) return it->second.get();
@@ -410,9 +445,9 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
     }
     case api::Command::Logout:
     case api::Command::Clear: {
-        HelperOrg* o = find_or_create(cmd.org, true);
+        HelperOrg* o = find_or_create(cmd.org, false);
         if (o == nullptr) {
-            resp = api::error(503, "too_many_sessions", "whatsapp_max_sessions organizations are already running");
+            resp = forget_unknown(cmd);
             return true;
         }
         remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear);
@@ -453,12 +488,6 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         HelperOrg* o = find_or_create(cmd.org, false);
         if (o == nullptr) {
             resp = not_connected(cmd.org, wa::State::Disconnected);
-            return true;
-        }
-        uint64_t wait_ms = 0;
-        if (!o->send_rate.take(now, &wait_ms)) {
-            resp = api::error(429, "rate_limited", "send rate of this organization exceeded (whatsapp_send_rate)");
-            resp.retry_after = std::to_string((wait_ms + 999) / 1000);
             return true;
         }
         wa::SendRequest req;
@@ -725,6 +754,7 @@ void drain(const char* why) {
         z->sh->helper_pid = 0;
         z->sh->helper_role = WA_HELPER_NONE;
         z->sh->clean_release = 1;
+        z->sh->released_at = ngx_current_msec;
     }
     if (z->sh->standby_pid == ngx_pid) z->sh->standby_pid = 0;
     ngx_pid_t next = z->sh->standby_pid;
@@ -808,6 +838,7 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     H.zone = wa_zone(cycle);
     H.log = cycle->log;
     if (H.zone == NULL || H.zone->sh == NULL) return NGX_ERROR;
+    H.rng.seed(std::random_device{}());  // seeded in the master, every respawned helper would replay its jitter
     if (ngx_process == NGX_PROCESS_WORKER) {
         // This extra worker serves no HTTP: its listeners belong to the other workers.
         ngx_close_listening_sockets(cycle);

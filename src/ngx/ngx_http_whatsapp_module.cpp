@@ -15,8 +15,12 @@
 #include <cstdio>
 #include <fstream>
 
+#include <sys/resource.h>
+
 #include "wa/base64.hpp"
+#include "wa/limits.hpp"
 #include "wa/phone.hpp"
+#include "wa/validate.hpp"
 
 static void* wa_create_main_conf(ngx_conf_t* cf);
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf);
@@ -37,12 +41,14 @@ static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* co
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
+static char* wa_check_max_sessions(ngx_conf_t* cf, void* post, void* data);
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle);
 
 // Checked where they are written, so that nginx -t points at the directive's own line.
 static ngx_conf_post_t wa_region_post = {wa_check_region};
 static ngx_conf_post_t wa_root_key_post = {wa_check_root_key};
 static ngx_conf_post_t wa_server_post = {wa_check_server};
+static ngx_conf_post_t wa_max_sessions_post = {wa_check_max_sessions};
 static ngx_int_t wa_init_process(ngx_cycle_t* cycle);
 static void wa_exit_process(ngx_cycle_t* cycle);
 
@@ -85,7 +91,7 @@ static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(queue_size), NULL},
     {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     MAIN_OFF(max_sessions), NULL},
+     MAIN_OFF(max_sessions), &wa_max_sessions_post},
     {ngx_string("whatsapp_client_version"), MAIN | NGX_CONF_TAKE1, wa_client_version_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_browser"), MAIN | NGX_CONF_TAKE2, wa_browser_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
@@ -99,8 +105,11 @@ static ngx_command_t wa_commands[] = {
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
 
+static ngx_int_t wa_postconfiguration(ngx_conf_t*) { return wa_install_error_filters(); }
+
 static ngx_http_module_t wa_module_ctx = {
-    NULL, NULL, wa_create_main_conf, wa_init_main_conf, NULL, NULL, wa_create_loc_conf, wa_merge_loc_conf};
+    NULL, wa_postconfiguration, wa_create_main_conf, wa_init_main_conf, NULL, NULL, wa_create_loc_conf,
+    wa_merge_loc_conf};
 
 extern "C" {
 ngx_module_t ngx_http_whatsapp_module = {NGX_MODULE_V1,
@@ -165,6 +174,13 @@ static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
     auto* prev = static_cast<wa_loc_conf_t*>(parent);
     auto* conf = static_cast<wa_loc_conf_t*>(child);
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    if (conf->clcf) {
+        // nginx then refuses a larger body itself, while it arrives (chunked too) and before it is buffered,
+        // and the error filters turn that refusal into the contract's 413 JSON. Left at nginx's 1m, bodies
+        // between whatsapp_max_body and 1m would be read in full first, and larger ones get HTML.
+        auto* m = static_cast<wa_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module));
+        conf->clcf->client_max_body_size = static_cast<off_t>(m->max_body);
+    }
     return NGX_CONF_OK;
 }
 
@@ -209,15 +225,12 @@ static bool wa_add_key(ngx_conf_t* cf, wa_main_conf_t* m, const u_char* p, size_
         }
     }
     if (m->api_keys == NULL) {
-        m->api_keys = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        m->api_keys = ngx_array_create(cf->pool, 2, sizeof(wa::KeyDigest));
         if (m->api_keys == NULL) return false;
     }
-    auto* k = static_cast<ngx_str_t*>(ngx_array_push(m->api_keys));
+    auto* k = static_cast<wa::KeyDigest*>(ngx_array_push(m->api_keys));
     if (k == NULL) return false;
-    k->len = len;
-    k->data = static_cast<u_char*>(ngx_pnalloc(cf->pool, len));
-    if (k->data == NULL) return false;
-    ngx_memcpy(k->data, p, len);
+    *k = wa::key_digest(std::string_view(reinterpret_cast<const char*>(p), len));
     return true;
 }
 
@@ -311,6 +324,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     l->api = 1;
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     clcf->handler = wa_api_handler;
+    l->clcf = clcf;
     ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
     if (cf->args->nelts == 2) {
         l->prefix = v[1];
@@ -458,6 +472,65 @@ static char* wa_check_server(ngx_conf_t* cf, void*, void* data) {
     return wa_parse_server_url(cf, m) ? NGX_CONF_OK : (char*)NGX_CONF_ERROR;
 }
 
+// What the helper can hold: its worker_connections and its open-file limit (worker_rlimit_nofile, else the
+// limit nginx was started with), minus a reserve. False while the events{} block is not parsed yet.
+static bool wa_session_capacity(ngx_cycle_t* cycle, wa_main_conf_t* m) {
+    if (cycle->conf_ctx[ngx_events_module.index] == NULL) return false;
+    auto* ecf = static_cast<ngx_event_conf_t*>(ngx_event_get_conf(cycle->conf_ctx, ngx_event_core_module));
+    auto* ccf = reinterpret_cast<ngx_core_conf_t*>(ngx_get_conf(cycle->conf_ctx, ngx_core_module));
+    if (ecf == NULL || ecf->connections == NGX_CONF_UNSET_UINT) return false;
+    uint64_t files = RLIM_INFINITY;
+    struct rlimit rl;
+    if (ccf && ccf->rlimit_nofile != NGX_CONF_UNSET) files = static_cast<uint64_t>(ccf->rlimit_nofile);
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0) files = rl.rlim_cur;
+    m->worker_connections = ecf->connections;
+    m->open_files = files == RLIM_INFINITY ? NGX_MAX_UINT32_VALUE : static_cast<ngx_uint_t>(files);
+    m->session_capacity = static_cast<ngx_uint_t>(wa::session_limit(m->worker_connections, m->open_files).max);
+    return true;
+}
+
+// Names both sides, so that the fix is obvious from the message alone.
+static void wa_log_too_many_sessions(ngx_log_t* log, ngx_conf_t* cf, wa_main_conf_t* m) {
+    const char* fmt = "whatsapp_max_sessions %ui is more than the helper can hold: worker_connections %ui and an "
+                      "open-file limit of %ui (worker_rlimit_nofile) leave room for %ui sessions, %ui being kept for "
+                      "its own sockets and files; raise worker_connections (and worker_rlimit_nofile) or lower "
+                      "whatsapp_max_sessions";
+    ngx_uint_t reserve = static_cast<ngx_uint_t>(wa::session_limit(m->worker_connections, m->open_files).reserve);
+    if (cf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, fmt, m->max_sessions, m->worker_connections, m->open_files,
+                           m->session_capacity, reserve);
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, fmt, m->max_sessions, m->worker_connections, m->open_files,
+                      m->session_capacity, reserve);
+    }
+}
+
+static char* wa_check_max_sessions(ngx_conf_t* cf, void*, void* data) {
+    auto* m = reinterpret_cast<wa_main_conf_t*>(static_cast<char*>(data) - offsetof(wa_main_conf_t, max_sessions));
+    m->max_sessions_set = 1;
+    if (m->max_sessions < 1) return (char*)"must be at least 1";
+    // With events{} parsed already (its usual place), nginx -t points at this line.
+    if (wa_session_capacity(cf->cycle, m) && m->max_sessions > m->session_capacity) {
+        wa_log_too_many_sessions(cf->log, cf, m);
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+// Without whatsapp_max_sessions the limit is what the helper can hold; a larger explicit one is an error.
+// Runs at the end of http{} and again from init_module (where events{} and worker_rlimit_nofile are known
+// whatever their place in the file); false when the explicit limit is too high.
+static bool wa_settle_max_sessions(ngx_cycle_t* cycle, wa_main_conf_t* m, ngx_conf_t* cf) {
+    if (!wa_session_capacity(cycle, m)) {
+        if (!m->max_sessions_set) m->max_sessions = 10000;  // provisional, settled in init_module
+        return true;
+    }
+    if (!m->max_sessions_set) m->max_sessions = m->session_capacity;
+    if (m->max_sessions <= m->session_capacity) return true;
+    wa_log_too_many_sessions(cycle->log, cf, m);
+    return false;
+}
+
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     auto* m = static_cast<wa_main_conf_t*>(conf);
     ngx_conf_init_msec_value(m->resolver_timeout, 10000);
@@ -471,7 +544,6 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_uint_value(m->queue_size, 1024);
     ngx_conf_init_uint_value(m->send_rate_per_min, 60);
     ngx_conf_init_uint_value(m->send_burst, 20);
-    ngx_conf_init_uint_value(m->max_sessions, 10000);
     ngx_conf_init_msec_value(m->keepalive_min, 20000);  // whatsmeow keepalive.go: 20-30 s, 10 s to answer
     ngx_conf_init_msec_value(m->keepalive_max, 30000);
     ngx_conf_init_msec_value(m->ping_timeout, 10000);
@@ -509,6 +581,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     }
     if (ngx_conf_full_name(cf->cycle, &m->state_dir, 0) != NGX_OK) return (char*)NGX_CONF_ERROR;
     if (!m->enabled) return NGX_CONF_OK;
+    if (!wa_settle_max_sessions(cf->cycle, m, cf)) return (char*)NGX_CONF_ERROR;
 
     if (m->url == NULL && !wa_parse_server_url(cf, m)) return (char*)NGX_CONF_ERROR;
     if (m->url->addrs == NULL && m->resolver == NULL) {
@@ -542,6 +615,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
 static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
     wa_main_conf_t* m = wa_main_conf(cycle);
     if (m == NULL || !m->enabled) return NGX_OK;
+    if (!wa_settle_max_sessions(cycle, m, NULL)) return NGX_ERROR;
     if (m->api_keys == NULL) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "no whatsapp_api_key configured: every /api route answers 401 until one is set");

@@ -35,6 +35,8 @@ ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data) {
     ngx_queue_init(&sh->pending);
     ngx_queue_init(&sh->taken);
     ngx_queue_init(&sh->done);
+    ngx_rbtree_init(&sh->rate_tree, &sh->rate_sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&sh->rate_lru);
     sh->next_cmd_id = 1;
     // Error messages of the slab allocator name the zone instead of a bare "ngx_slab_alloc() failed".
     size_t len = sizeof(" in whatsapp_zone \"\"") + zone->shm.name.len;
@@ -49,6 +51,35 @@ wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len) {
     uint32_t hash = ngx_crc32_short(const_cast<u_char*>(id), len);
     auto* sn = ngx_str_rbtree_lookup(&z->sh->org_tree, &name, hash);
     return reinterpret_cast<wa_shm_org_t*>(sn);
+}
+
+// <0, 0, >0 as position (key, str) sorts before, at or after node `n`, in ngx_str_rbtree_insert_value's order.
+static ngx_int_t wa_str_node_cmp(ngx_rbtree_key_t key, const ngx_str_t& str, ngx_str_node_t* n) {
+    if (key != n->node.key) return key < n->node.key ? -1 : 1;
+    return ngx_memn2cmp(str.data, n->str.data, str.len, n->str.len);
+}
+
+wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len) {
+    ngx_rbtree_t* tree = &z->sh->org_tree;
+    ngx_rbtree_node_t* node = tree->root;
+    if (node == tree->sentinel) return NULL;
+    if (len == 0) return reinterpret_cast<wa_shm_org_t*>(ngx_rbtree_min(node, tree->sentinel));
+    ngx_str_t str = {len, const_cast<u_char*>(id)};
+    ngx_rbtree_key_t key = ngx_crc32_short(str.data, len);
+    ngx_rbtree_node_t* best = NULL;
+    while (node != tree->sentinel) {
+        if (wa_str_node_cmp(key, str, reinterpret_cast<ngx_str_node_t*>(node)) < 0) {
+            best = node;
+            node = node->left;
+        } else {
+            node = node->right;
+        }
+    }
+    return reinterpret_cast<wa_shm_org_t*>(best);
+}
+
+wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o) {
+    return reinterpret_cast<wa_shm_org_t*>(ngx_rbtree_next(&z->sh->org_tree, &o->sn.node));
 }
 
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len) {
@@ -87,4 +118,59 @@ bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const s
     ngx_memcpy(*dst, v.data(), v.size());
     *dst_len = static_cast<uint32_t>(v.size());
     return true;
+}
+
+static void wa_rate_free(wa_zone_ctx_t* z, wa_shm_rate_t* b) {
+    ngx_rbtree_delete(&z->sh->rate_tree, &b->sn.node);
+    ngx_queue_remove(&b->lru);
+    ngx_slab_free_locked(z->shpool, b);
+    z->sh->rate_buckets--;
+}
+
+// Frees up to `max` buckets that are full again, oldest first; the first one still in use ends the walk.
+static void wa_rate_expire(wa_zone_ctx_t* z, const wa::RateLimit& limit, uint64_t now_ms, ngx_uint_t max) {
+    uint64_t idle = limit.refill_ms();
+    while (max-- && !ngx_queue_empty(&z->sh->rate_lru)) {
+        auto* b = ngx_queue_data(ngx_queue_last(&z->sh->rate_lru), wa_shm_rate_t, lru);
+        if (now_ms < b->bucket.last_ms || now_ms - b->bucket.last_ms < idle) return;
+        wa_rate_free(z, b);
+    }
+}
+
+static wa_shm_rate_t* wa_rate_find_or_create(wa_zone_ctx_t* z, const wa::RateLimit& limit, const std::string& org,
+                                              uint64_t now_ms) {
+    ngx_str_t name = {org.size(), reinterpret_cast<u_char*>(const_cast<char*>(org.data()))};
+    uint32_t hash = ngx_crc32_short(name.data, name.len);
+    auto* found = reinterpret_cast<wa_shm_rate_t*>(ngx_str_rbtree_lookup(&z->sh->rate_tree, &name, hash));
+    if (found) return found;
+    if (org.empty() || org.size() > WA_ID_MAX) return NULL;
+    // Buckets may use half of the pages kept for commands, after dropping every bucket that is full again.
+    if (z->shpool->pfree < WA_SHM_RESERVE_PAGES) wa_rate_expire(z, limit, now_ms, NGX_MAX_UINT32_VALUE);
+    if (z->shpool->pfree < WA_SHM_RESERVE_PAGES / 2) return NULL;
+    auto* b = static_cast<wa_shm_rate_t*>(ngx_slab_calloc_locked(z->shpool, sizeof(wa_shm_rate_t)));
+    if (b == NULL) return NULL;
+    ngx_memcpy(b->id, org.data(), org.size());
+    b->sn.str.len = org.size();
+    b->sn.str.data = b->id;
+    b->sn.node.key = hash;
+    b->bucket = wa::BucketState{};
+    ngx_rbtree_insert(&z->sh->rate_tree, &b->sn.node);
+    ngx_queue_insert_head(&z->sh->rate_lru, &b->lru);
+    z->sh->rate_buckets++;
+    return b;
+}
+
+wa_rate_result wa_shm_rate_take(wa_zone_ctx_t* z, const wa::RateLimit& limit, const std::string& org, uint64_t now_ms,
+                                uint64_t* retry_after_ms) {
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_rate_expire(z, limit, now_ms, 2);  // a little on every call keeps the table as small as the traffic
+    wa_shm_rate_t* b = wa_rate_find_or_create(z, limit, org, now_ms);
+    wa_rate_result r = wa_rate_result::no_memory;
+    if (b) {
+        r = limit.take(b->bucket, now_ms, retry_after_ms) ? wa_rate_result::allowed : wa_rate_result::limited;
+        ngx_queue_remove(&b->lru);
+        ngx_queue_insert_head(&z->sh->rate_lru, &b->lru);
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    return r;
 }

@@ -69,6 +69,14 @@ void WaTransport::resolve_handler(ngx_resolver_ctx_t* ctx) {
     t->connect_to(reinterpret_cast<struct sockaddr*>(&t->addrs_[0].first), t->addrs_[0].second);
 }
 
+// ngx_event_connect_peer() fails without setting errno when the helper has no free connection left.
+static std::string connect_error(int err) {
+    if (ngx_cycle->free_connection_n == 0)
+        return "no free connection in the helper (all " + std::to_string(ngx_cycle->connection_n) +
+               " worker_connections in use)";
+    return err ? strerror(err) : "unknown error";
+}
+
 void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     ngx_memcpy(&addr_, sa, len);
     addr_len_ = len;
@@ -80,6 +88,7 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     pc_.log = log_;
     pc_.log_error = NGX_ERROR_INFO;  // the session reports errors itself
     phase_ = Phase::Connecting;
+    ngx_set_socket_errno(0);
     ngx_int_t rc = ngx_event_connect_peer(&pc_);
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         int err = ngx_socket_errno;
@@ -87,7 +96,7 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
             ngx_close_connection(pc_.connection);
             pc_.connection = nullptr;
         }
-        connect_failed("connect() to " + peer_name() + " failed: " + strerror(err));
+        connect_failed("connect() to " + peer_name() + " failed: " + connect_error(err));
         return;
     }
     c_ = pc_.connection;
@@ -359,6 +368,11 @@ void WaTransport::close(uint16_t code) {
         c_->send(c_, reinterpret_cast<u_char*>(&frame[0]), frame.size());
     }
     teardown();
+}
+
+in_port_t WaTransport::local_port() const {
+    if (c_ == nullptr || ngx_connection_local_sockaddr(c_, NULL, 0) != NGX_OK) return 0;
+    return ngx_inet_get_port(c_->local_sockaddr);
 }
 
 void WaTransport::teardown() {

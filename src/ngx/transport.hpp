@@ -32,6 +32,8 @@ public:
     void close(uint16_t code);
 
     uint64_t messages_in() const { return messages_in_; }
+    // The local TCP port, 0 when not connected: lets logs be matched with the server's view of a connection.
+    in_port_t local_port() const;
 
 private:
     enum class Phase { Idle, Resolving, Connecting, Tls, Upgrading, Open, Closed };

@@ -14,6 +14,8 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "wa/rate_limit.hpp"
+
 static_assert(__cplusplus >= 201703L, "ngx_whatsapp needs C++17");
 
 extern "C" ngx_module_t ngx_http_whatsapp_module;
@@ -35,7 +37,7 @@ struct wa_server_url_t {
 struct wa_main_conf_t {
     ngx_shm_zone_t* zone;
     ngx_str_t state_dir;
-    ngx_array_t* api_keys;         // of ngx_str_t
+    ngx_array_t* api_keys;         // of wa::KeyDigest: only digests of the keys are kept
     ngx_str_t server;              // whatsapp_server
     wa_server_url_t* url;
     ngx_str_t default_region;
@@ -54,19 +56,24 @@ struct wa_main_conf_t {
     ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
-    ngx_uint_t max_sessions;
     uint32_t client_version[3];    // whatsapp_client_version (what the server checks; 405 = raise it)
     ngx_str_t browser, browser_os; // whatsapp_browser (what the phone's "Linked devices" shows)
     ngx_msec_t keepalive_min, keepalive_max, ping_timeout;  // whatsapp_keepalive
     ngx_msec_t qr_first, qr_next;  // whatsapp_qr_refresh
     time_t message_retention;      // whatsapp_message_retention (seconds)
     ngx_uint_t message_cap;        // ... max=N messages per organization
+    ngx_uint_t max_sessions;       // effective: whatsapp_max_sessions, or what the helper can hold
+    ngx_uint_t session_capacity;   // what the helper can hold (wa::session_limit), 0 = not known yet
+    ngx_uint_t worker_connections; // and what it was derived from, for /api/health
+    ngx_uint_t open_files;
+    ngx_flag_t max_sessions_set;   // whatsapp_max_sessions was given
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
 };
 
 struct wa_loc_conf_t {
     ngx_flag_t api;
+    ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
 };
@@ -75,7 +82,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 1
+#define WA_SHM_LAYOUT 2
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -117,6 +124,16 @@ struct wa_shm_cmd_t {
     uint32_t resp_len;
 };
 
+// A send-rate bucket, kept apart from the status records: sends to organizations that do not run are limited
+// too, without creating a record for them. A bucket left alone for RateLimit::refill_ms() is full again and
+// is freed (oldest first, as ngx_http_limit_req expires its nodes).
+struct wa_shm_rate_t {
+    ngx_str_node_t sn;         // rbtree node; key = crc32(id), str -> id
+    ngx_queue_t lru;           // sh->rate_lru, most recently used first
+    u_char id[WA_ID_MAX];
+    wa::BucketState bucket;
+};
+
 struct wa_shm_t {
     uint32_t layout;
     u_char token[17];          // random, names the doorbells of this zone's processes
@@ -132,9 +149,14 @@ struct wa_shm_t {
     ngx_pid_t standby_pid;     // a new-generation helper waiting for the lock
     uint8_t helper_role;
     uint8_t clean_release;     // the last owner released the lock after closing its connections
+    ngx_msec_t released_at;    // when (ngx_current_msec, monotonic: the same clock in every process)
     int64_t helper_since;
     uint64_t generation;
     uint64_t commands_total, commands_rejected;
+    ngx_rbtree_t rate_tree;
+    ngx_rbtree_node_t rate_sentinel;
+    ngx_queue_t rate_lru;
+    ngx_uint_t rate_buckets;
 };
 
 struct wa_zone_ctx_t {
@@ -148,8 +170,17 @@ wa_zone_ctx_t* wa_zone(ngx_cycle_t* cycle);
 ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data);
 wa_shm_org_t* wa_shm_org_find(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
 wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len);  // caller holds the lock
+// Paging in the table's own order (crc32 of the id, then the id), which inserts and deletes do not disturb:
+// the first record after position `id` (len 0: the very first), and the one after `o`. Lock held.
+wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len);
+wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o);
 void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
 bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
+
+enum class wa_rate_result { allowed, limited, no_memory };
+// Takes one send from the organization's bucket, creating it on first use. Takes the lock itself.
+wa_rate_result wa_shm_rate_take(wa_zone_ctx_t* z, const wa::RateLimit& limit, const std::string& org, uint64_t now_ms,
+                                uint64_t* retry_after_ms);
 
 // ---------------------------------------------------------------------------------------------------------
 // Doorbells: one AF_UNIX datagram socket per process, named by the zone token and the pid. A datagram is a
@@ -169,6 +200,7 @@ void wa_helper_exit_process(ngx_cycle_t* cycle);
 ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle);
 void wa_worker_exit_process(ngx_cycle_t* cycle);
 ngx_int_t wa_api_handler(ngx_http_request_t* r);
+ngx_int_t wa_install_error_filters();  // postconfiguration: JSON for errors nginx raises in API locations
 void wa_worker_doorbell_handler(ngx_event_t* ev);
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

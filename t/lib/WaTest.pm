@@ -9,7 +9,8 @@ package WaTest;
 #   my $ctr = WaTest::WsCounter->start($dir);    # exact TCP-level WebSocket counter (->stats, close codes)
 #   WaTest::background(sub { ... });            # forked helper loop (pollers, fake servers), killed at END
 #   WaTest::make_ca / make_cert                 # test PKI with the openssl CLI
-#   $t->helper_pids, $t->worker_pids, $t->health, $t->status($org), $t->error_log, wait_until(sub {...}, $s)
+#   $t->helper_pids, $t->worker_pids, $t->health, $t->status($org), $t->connections (all pages), $t->error_log,
+#   wait_until(sub {...}, $s)
 # Env: TEST_NGINX_BINARY, TEST_NGINX_MODULE, TEST_NGINX_LEAVE (keep temp dirs), TEST_NGINX_CATLOG (always
 # print error.log), TEST_NGINX_LOG_LEVEL (default info).
 # Every process started here is in its own process group and is killed at END, even after a die.
@@ -90,6 +91,22 @@ sub proc_list {
         push @out, { %$st, cmd => $cmd };
     }
     return @out;
+}
+
+# Local ports of this host's ESTABLISHED TCP connections to 127.0.0.1:$remote_port (the clients' side).
+sub established_ports {
+    my ($remote_port) = @_;
+    my @ports;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        open(my $fh, '<', $f) or next;
+        <$fh>;
+        while (<$fh>) {
+            my (undef, $local, $remote, $st) = split ' ';
+            next unless $st eq '01' && $remote =~ /:([0-9A-F]{4})$/ && hex($1) == $remote_port;
+            push @ports, hex($1) if $local =~ /:([0-9A-F]{4})$/;
+        }
+    }
+    return @ports;
 }
 
 # Forks $argv in its own process group, stdout/stderr to files (or stdout to a pipe when $o{pipe}).
@@ -259,7 +276,7 @@ sub new {
 
 # Builds nginx.conf. Options: http (extra http-level lines), server (extra server lines), locations
 # (replaces the default /api/ and = /health locations), zone, key (undef: none), state_dir, level,
-# master (on|off), workers.
+# master (on|off), workers, connections (worker_connections, default 256), main (extra main-level lines).
 sub conf_text {
     my ($self, %o) = @_;
     my $d = $self->{dir};
@@ -275,6 +292,7 @@ master_process @{[ $o{master} // 'on' ]};
 worker_processes @{[ $o{workers} // 2 ]};
 pid $d/nginx.pid;
 error_log $d/error.log $level;
+@{[ $o{main} // '' ]}
 events { worker_connections @{[ $o{connections} // 256 ]}; }
 http {
     access_log $d/access.log;
@@ -334,6 +352,31 @@ sub start {
     return $self;
 }
 
+# http{} lines for checking that API keys never reach a log. "full.log" holds the request line and every header the
+# module sets; "control.log" logs X-API-Key itself: a key the client sent shows there, so searching the other logs
+# for it is a check that can fail.
+sub key_logs_conf {
+    my ($self) = @_;
+    my $d = $self->{dir};
+    return "log_format wa_full '\$remote_addr \"\$request\" \$status \$body_bytes_sent \"\$http_referer\" \"\$http_user_agent\" "
+        . "\"\$sent_http_content_type\" \"\$sent_http_retry_after\" \"\$sent_http_allow\" \"\$sent_http_cache_control\"';\n"
+        . "    access_log $d/full.log wa_full;\n"
+        . "    log_format wa_control 'key=\$http_x_api_key';\n"
+        . "    access_log $d/control.log wa_control;";
+}
+
+# After key_logs_conf: each key was seen by nginx (control.log) and is in neither error.log nor full.log.
+sub keys_not_logged {
+    my ($self, @keys) = @_;
+    my ($control, $full, $err) = (slurp("$self->{dir}/control.log"), slurp("$self->{dir}/full.log"), $self->error_log);
+    Test::More::ok(length $full, 'full.log (request line and response headers) was written');
+    for my $k (@keys) {
+        Test::More::ok(index($control, $k) >= 0, "control: key $k... reached nginx (a format with \$http_x_api_key logs it)");
+        Test::More::ok(index($err, $k) < 0, "key $k... not in error.log");
+        Test::More::ok(index($full, $k) < 0, "key $k... not in an access log with the request line and response headers");
+    }
+}
+
 sub http { my $self = shift; http_request($self->{port}, @_) }
 
 # Like http, with the API key.
@@ -363,6 +406,18 @@ sub org_row {
     my ($self, $org) = @_;
     die "bad org id" unless $org =~ /^[A-Za-z0-9_-]+$/;
     return $self->db("SELECT * FROM orgs WHERE org = '$org' AND cleared_at IS NULL")->[0];
+# Every organization of /api/connections, following next_cursor page by page; () if a page fails.
+sub connections {
+    my ($self, %o) = @_;
+    my ($cursor, @all) = ('');
+    for (1 .. 1000) {
+        my ($s, undef, $j) = $self->api(GET => "/api/connections?limit=" . ($o{limit} // 1000) . $cursor);
+        return () unless ($s // 0) == 200 && $j && ref $j->{items} eq 'ARRAY';
+        push @all, @{ $j->{items} };
+        return @all unless defined $j->{next_cursor};
+        $cursor = "&cursor=$j->{next_cursor}";
+    }
+    return ();
 }
 
 sub master_pid { $_[0]{pid} }
@@ -377,6 +432,25 @@ sub children {
 sub helper_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/whatsapp helper process/); @l }
 sub worker_pids { my @l = sort { $a <=> $b } $_[0]->children(qr/nginx: worker process/); @l }
 sub error_log   { slurp("$_[0]{dir}/error.log") }
+
+# {local port => [organizations]}: the WebSockets to server port $server_port the helpers logged as open, in
+# order. A port comes back for another connection once the previous one closed (on loopback Linux reuses
+# ports in TIME_WAIT), so the n-th opening the server saw from a port belongs to the n-th organization here.
+sub ws_port_history {
+    my ($self, $server_port) = @_;
+    my ($log, %p) = ($self->error_log);
+    while ($log =~ m{whatsapp org "([^"]+)": WebSocket to wss?://[^/\s]+:(\d+)/\S* open \(local port (\d+)\)}g) {
+        push @{ $p{$3} }, $1 if $2 == $server_port;
+    }
+    return \%p;
+}
+
+# {local port => organization} of the latest WebSocket to $server_port logged from each port.
+sub ws_ports {
+    my ($self, $server_port) = @_;
+    my $h = $self->ws_port_history($server_port);
+    return { map { $_ => $h->{$_}[-1] } keys %$h };
+}
 sub access_log  { slurp("$_[0]{dir}/access.log") }
 
 # HUP, then wait until a helper of a higher generation is active and the old helper is gone.
@@ -484,7 +558,9 @@ package WaTest::WsCounter;
 # counts as open from its 101 answer until its close frame or EOF. In every round the known connections are
 # read before a new one is accepted, so a FIN that the kernel queued before a new SYN is always seen first:
 # "max_open" is exactly what a server would see. Stats: $c->stats -> {open, max_open, total,
-# close_codes => {1000 => n, 1001 => n, none => n (EOF without a close frame)}}.
+# close_codes => {1000 => n, 1001 => n, none => n (EOF without a close frame)}}. $c->events: every opening and
+# closing in the order the server saw them, as [open|close, client port] (the helper logs its local port
+# with each WebSocket it opens, which ties a connection to its organization).
 use IO::Select;
 use IO::Socket::INET;
 use Digest::SHA qw(sha1);
@@ -497,7 +573,10 @@ sub start {
     my $port = $l->sockport;
     my $file = "$dir/wscounter.$port";
     WaTest::spew($file, "0 0 0\n");
+    WaTest::spew("$file.events", '');
     my $pid = WaTest::background(sub {
+        open(my $ev, '>>', "$file.events") or die "$file.events: $!";
+        $ev->autoflush(1);
         my (%c, %codes, $open, $max, $total);
         ($open, $max, $total) = (0, 0, 0);
         my $parent = getppid();
@@ -527,6 +606,7 @@ sub start {
                     $c->{up} = 2;    # close frame or EOF: no longer counted
                     $open--;
                     $changed = 1;
+                    print $ev "close $c->{port}\n";
                 }
             }
             for my $c (values %c) {
@@ -536,6 +616,7 @@ sub start {
                 syswrite($c->{s}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     . "Sec-WebSocket-Accept: $acc\r\n\r\n");
                 $c->{up} = 1;
+                print $ev "open $c->{port}\n";
                 $open++;
                 $total++;
                 $max = $open if $open > $max;
@@ -545,7 +626,7 @@ sub start {
             for my $c (@eof) { delete $c{ fileno $c->{s} }; close $c->{s} }
             if (grep { $_ == $l } @r) {
                 my $n = $l->accept;
-                $c{ fileno $n } = { s => $n, buf => '', up => 0 } if $n;
+                $c{ fileno $n } = { s => $n, buf => '', up => 0, port => $n->peerport } if $n;
             }
             if ($changed) {
                 WaTest::spew("$file.tmp", "$open $max $total " . join(',', map { "$_:$codes{$_}" } sort keys %codes) . "\n");
@@ -556,6 +637,8 @@ sub start {
     close $l;
     return bless { port => $port, file => $file, pid => $pid, url => "ws://127.0.0.1:$port/ws/chat" }, $class;
 }
+
+sub events { map { [ split ' ' ] } split /\n/, WaTest::slurp("$_[0]{file}.events") }
 
 sub stats {
     my ($self) = @_;

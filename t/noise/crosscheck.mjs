@@ -5,11 +5,13 @@
 //  A. Deterministic: with the same fixed client ephemeral + noise key and the same server hello,
 //     our ClientHello and ClientFinish frames equal Baileys' makeNoiseHandler output; the simulator's
 //     NoiseResponder accepts our ClientFinish; transport frames equal Baileys' in both directions.
-//     The certificate chain's XEdDSA signatures are verified here with libsignal's curve (real check).
+//     The certificate chain's XEdDSA signatures are verified in C++ by wa::xeddsa_verify (libsignal-protocol-c),
+//     and each verdict is cross-checked here with libsignal's JS curve.
 //  B. Live: a handshake with the simulator over WebSocket (wa-sim spawned on port 0), registration
 //     ClientPayload from Baileys' generateRegistrationNode, then the first encrypted node must be
 //     <iq><pair-device> with 6 refs (decoded by Baileys' decodeBinaryNode); a ping iq gets its answer.
-//  C. Rejections: wrong root, tampered server hello, expired certificates.
+//  C. Rejections: wrong root, a flipped bit in either chain signature (rejected by wa::xeddsa_verify), tampered
+//     server hello, expired certificates.
 // Prints "N passed, M failed" last and exits non-zero on any failure; never runs more than ~25 s.
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -43,8 +45,8 @@ const cleanup = () => { for (const f of cleanups.splice(0)) { try { f(); } catch
 const toolPath = path.join(root, 'build/noise/noise_tool');
 fs.mkdirSync(path.dirname(toolPath), { recursive: true });
 execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude',
-    '-Ibuild/gen', 't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbcheck.cpp', '-o', toolPath,
-    'build/libwaproto.a', '-lprotobuf-lite', '-lssl', '-lcrypto'],
+    '-Ibuild/gen', 't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbcheck.cpp', 'src/core/xeddsa.cpp', '-o', toolPath,
+    'build/libwaproto.a', '-lprotobuf-lite', '-lsignal-protocol-c', '-lssl', '-lcrypto'],
     { cwd: root, stdio: 'inherit', timeout: 20000 });
 
 const hex = b => Buffer.from(b).toString('hex');
@@ -72,17 +74,15 @@ function startTool () {
     const nextLine = () => withTimeout(lines.length ? Promise.resolve(lines.shift())
         : new Promise(res => { waiter = () => res(lines.shift()); }), 5000, 'noise_tool answer');
     const tool = {
+        // Each XEdDSA check the C++ side made: its verdict (ok, from wa::xeddsa_verify) and libsignal's JS one.
         verified: [],
-        verifier: (pub, msg, sig) => xeddsaVerify(pub, msg, sig),
         async cmd (line) {
             proc.stdin.write(line + '\n');
             for (;;) {
                 const l = await nextLine();
-                if (!l.startsWith('verify ')) return l;
-                const [, pub, msg, sig] = l.split(' ');
-                const ok = tool.verifier(unhex(pub), unhex(msg), unhex(sig));
-                tool.verified.push({ pub, msg, sig, ok });
-                proc.stdin.write(ok ? '1\n' : '0\n');
+                if (!l.startsWith('verified ')) return l;
+                const [, pub, msg, sig, verdict] = l.split(' ');
+                tool.verified.push({ pub, msg, sig, ok: verdict === '1', js: xeddsaVerify(unhex(pub), unhex(msg), unhex(sig)) });
             }
         },
         close () { proc.stdin.end(); }
@@ -128,8 +128,8 @@ try {
         check('A server hello accepted, server static decrypted', sh === 'ok ' + hex(serverKeys.serverStatic.public), sh);
         const chain = B.proto.CertChain.decode(certChain);
         const v = tool.verified;
-        check('A two XEdDSA checks (root->intermediate, intermediate->leaf), both verified by libsignal',
-            v.length === 2 && v.every(x => x.ok) &&
+        check('A two XEdDSA checks (root->intermediate, intermediate->leaf), both passed by wa::xeddsa_verify in C++ and by libsignal JS',
+            v.length === 2 && v.every(x => x.ok && x.js) &&
             v[0].pub === hex(serverKeys.root.public) && v[0].msg === hex(chain.intermediate.details) && v[0].sig === hex(chain.intermediate.signature) &&
             v[1].pub === hex(serverKeys.intermediate.public) && v[1].msg === hex(chain.leaf.details) && v[1].sig === hex(chain.leaf.signature), JSON.stringify(v));
         const flipped = Buffer.from(chain.leaf.signature); flipped[10] ^= 1;
@@ -180,15 +180,31 @@ try {
         check('A tampered transport frame rejected', (await tool.cmd('recv ' + hex(bad))).startsWith('err frame decryption failed'));
 
         // C. rejections, same server keys
-        const reject = async (name, { rootPub = serverKeys.root.public, now = nowS(), tamper = null, expect }) => {
-            const r2 = new N.NoiseResponder({ serverStatic: serverKeys.serverStatic, certChain });
+        const reject = async (name, { rootPub = serverKeys.root.public, now = nowS(), tamper = null, chain = certChain, expect }) => {
+            const r2 = new N.NoiseResponder({ serverStatic: serverKeys.serverStatic, certChain: chain });
+            tool.verified.length = 0;
             await tool.cmd(`init ${hex(noiseKey.private)} - ${hex(rootPub)} ${now}`);
             const h = (await tool.cmd('hello')).replace(/^out /, '');
             const s = Buffer.from(r2.onClientHello(frameBody(unhex(h), true)));
             if (tamper !== null) s[tamper < 0 ? s.length + tamper : tamper] ^= 1;
             const ans = await tool.cmd('server ' + hex(s));
             check('C ' + name, ans === 'err ' + expect, ans);
+            return tool.verified.slice();
         };
+        // A chain with one signature bit flipped: only the C++ verdict decides, and it must be "invalid".
+        const flippedChain = (part) => {
+            const c = B.proto.CertChain.decode(certChain);
+            c[part].signature = Buffer.from(c[part].signature);
+            c[part].signature[10] ^= 1;
+            return B.proto.CertChain.encode(c).finish();
+        };
+        for (const part of ['intermediate', 'leaf']) {
+            const v2 = await reject(`flipped bit in the ${part} signature -> rejected by wa::xeddsa_verify (C++)`,
+                { chain: flippedChain(part), expect: `${part} certificate signature invalid` });
+            const last = v2[v2.length - 1];
+            check(`C ${part}: the C++ verdict was "invalid", and libsignal JS agrees`, !!last && !last.ok && !last.js &&
+                (part === 'leaf' ? v2.length === 2 && v2[0].ok : v2.length === 1), JSON.stringify(v2));
+        }
         await reject('root key not the simulator\'s -> intermediate signature invalid (real XEdDSA)',
             { rootPub: keyFromSeed('other root').public, expect: 'intermediate certificate signature invalid' });
         await reject('WhatsApp\'s real root key rejects the test chain',
@@ -220,8 +236,8 @@ try {
         ws.send(unhex((await tool.cmd('hello')).replace(/^out /, '')));
         const shFrame = await next();
         const sh = await tool.cmd('server ' + hex(frameBody(shFrame, false)));
-        check('B simulator server hello + certificate chain accepted (2 real XEdDSA checks against the printed root)',
-            sh.startsWith('ok ') && tool.verified.length === 2 && tool.verified.every(x => x.ok) && tool.verified[0].pub === hex(rootKey), sh);
+        check('B simulator server hello + certificate chain accepted (2 XEdDSA checks by wa::xeddsa_verify against the printed root, libsignal JS agrees)',
+            sh.startsWith('ok ') && tool.verified.length === 2 && tool.verified.every(x => x.ok && x.js) && tool.verified[0].pub === hex(rootKey), sh);
         const payload = B.proto.ClientPayload.encode(B.generateRegistrationNode(creds, config)).finish();
         ws.send(unhex((await tool.cmd('finish ' + hex(payload))).replace(/^out /, '')));
         check('B split', (await tool.cmd('split')) === 'ok');

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 #include <jansson.h>
+#include <string>
+#include <vector>
 
 #include "wa/api.hpp"
 
@@ -194,4 +196,75 @@ TEST(ErrorJson, Shape) {
     Response r = error(409, "not_connected", "session is not connected");
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.body, R"({"success":false,"error":"session is not connected","code":"not_connected"})");
+}
+
+// The send rate limit sits right after the organization id: invalid sends count, malformed ones do not.
+TEST(Commands, GateRunsAfterTheOrganizationIdAndBeforeTheRest) {
+    std::vector<std::string> seen;
+    OrgGate refuse = [&seen](const std::string& org, Response& err) {
+        seen.push_back(org);
+        err = error(429, "rate_limited", "slow down");
+        return false;
+    };
+    Command cmd;
+    Response err;
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7","phone":"abc"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(err.status, 429);
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":8})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(err.status, 429);
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"a.b"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "invalid_organization_id");
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"phone":"3001234567"})", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "missing_field");
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7")", "CO", "", cmd, err, refuse));
+    EXPECT_EQ(code_of(err), "invalid_json");
+    EXPECT_EQ(seen, (std::vector<std::string>{"7", "8"}));
+
+    OrgGate pass = [](const std::string&, Response&) { return true; };
+    EXPECT_FALSE(parse_command(RouteId::SendMessage, R"({"organization_id":"7","phone":"abc","message":"x"})", "CO", "",
+                               cmd, err, pass));
+    EXPECT_EQ(code_of(err), "invalid_phone");
+}
+
+TEST(Paging, LimitAndCursor) {
+    PageQuery q;
+    Response err;
+    ASSERT_TRUE(parse_page_query("", q, err));
+    EXPECT_EQ(q.limit, 100u);
+    EXPECT_EQ(q.cursor, "");
+    ASSERT_TRUE(parse_page_query("limit=1000&cursor=org-7&x=y", q, err));
+    EXPECT_EQ(q.limit, 1000u);
+    EXPECT_EQ(q.cursor, "org-7");
+    for (const char* bad : {"limit=0", "limit=1001", "limit=", "limit", "limit=1e3", "limit=-1", "limit=+5",
+                            "limit=00001", "cursor=a.b", "cursor=a%2Fb", "cursor=../x"}) {
+        PageQuery p;
+        Response e;
+        EXPECT_FALSE(parse_page_query(bad, p, e)) << bad;
+        EXPECT_EQ(e.status, 400) << bad;
+        EXPECT_EQ(code_of(e), "invalid_parameter") << bad;
+    }
+}
+
+TEST(Paging, ConnectionsBody) {
+    StatusView v;
+    v.org = "23";
+    Parsed last(connections_json({v}, "", 1, 0));
+    EXPECT_TRUE(json_is_null(last["next_cursor"]));
+    EXPECT_EQ(json_array_size(last["items"]), 1u);
+    EXPECT_EQ(json_integer_value(last["total"]), 1);
+    Parsed more(connections_json({v}, "23", 5, 0));
+    EXPECT_EQ(more.str("next_cursor"), "23");
+}
+
+TEST(Errors, NginxStatusesGetTheContractsShape) {
+    Response r = error_for_status(413);
+    EXPECT_EQ(r.status, 413);
+    EXPECT_EQ(code_of(r), "body_too_large");
+    Parsed p(r.body);
+    EXPECT_TRUE(json_is_false(p["success"]));
+    EXPECT_FALSE(p.str("error").empty());
+    EXPECT_EQ(code_of(error_for_status(400)), "bad_request");
+    EXPECT_EQ(code_of(error_for_status(403)), "forbidden");
+    EXPECT_EQ(code_of(error_for_status(405)), "method_not_allowed");
+    EXPECT_EQ(code_of(error_for_status(418)), "http_418");
 }

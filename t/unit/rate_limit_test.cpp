@@ -26,3 +26,32 @@ TEST(TokenBucket, RefillsUpToBurstOnly) {
     EXPECT_TRUE(b.take(3600000, &retry));
     EXPECT_FALSE(b.take(3600000, &retry));
 }
+
+TEST(RateLimit, SharedBucketNeverRunsTimeBackwards) {
+    // Two workers with slightly different cached clocks take from the same bucket.
+    wa::RateLimit limit{60, 1};
+    wa::BucketState b;
+    uint64_t retry = 0;
+    EXPECT_TRUE(limit.take(b, 10000, &retry));
+    EXPECT_FALSE(limit.take(b, 9990, &retry));   // the other worker's clock is 10 ms behind
+    EXPECT_FALSE(limit.take(b, 10500, &retry));  // 500 ms after the take: half a token, not more
+    EXPECT_EQ(retry, 500u);
+    EXPECT_TRUE(limit.take(b, 11000, &retry));
+}
+
+TEST(RateLimit, RefillTimeIsWhenABucketIsFullAgain) {
+    wa::RateLimit limit{120, 3};  // 2 per second
+    EXPECT_EQ(limit.refill_ms(), 1500u);
+    wa::BucketState b;
+    uint64_t retry = 0;
+    for (int i = 0; i < 3; i++) EXPECT_TRUE(limit.take(b, 0, &retry));
+    EXPECT_FALSE(limit.take(b, 0, &retry));
+    wa::BucketState fresh;
+    // After refill_ms the used bucket behaves exactly like a fresh one: dropping it loses nothing.
+    for (int i = 0; i < 3; i++) {
+        EXPECT_TRUE(limit.take(b, 1500, &retry));
+        EXPECT_TRUE(limit.take(fresh, 1500, &retry));
+    }
+    EXPECT_FALSE(limit.take(b, 1500, &retry));
+    EXPECT_FALSE(limit.take(fresh, 1500, &retry));
+}

@@ -11,6 +11,8 @@
 #include "wa/crypto/keys.hpp"
 #include "wa/jid.hpp"
 #include "wa/noise.hpp"
+#include <set>
+
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
 #include "wa/xeddsa.hpp"
@@ -276,6 +278,39 @@ TEST(DisconnectTable, EveryRow) {
 }
 
 // ---- the state machine ----------------------------------------------------------------------------------
+
+// With min == max the nominal delay never changes, so any difference between retries is the jitter. No
+// `random` is injected: the session's own generator is used, as in the helper.
+TEST(Backoff, JitterVariesWithTheRealRandomSource) {
+    wa::SessionConfig c;
+    c.backoff.base_ms = c.backoff.cap_ms = 10000;
+    std::set<uint64_t> one_session, many_sessions;
+    Session s(c);
+    uint64_t now = 0;
+    s.start(now, 100);
+    for (int i = 0; i < 20; i++) {
+        wa::Actions failed = s.on_transport_error(now, 100, "refused");
+        const Action* t = find(failed, Action::SetTimer);
+        ASSERT_NE(t, nullptr);
+        uint64_t delay = t->at_ms - now;
+        EXPECT_GE(delay, 8000u);
+        EXPECT_LE(delay, 12000u);
+        one_session.insert(delay);
+        now = t->at_ms;
+        ASSERT_TRUE(has(s.on_timer(now, 100), Action::Connect));
+    }
+    for (int i = 0; i < 20; i++) {
+        Session other(c);
+        other.start(0, 100);
+        wa::Actions failed = other.on_transport_error(0, 100, "refused");
+        const Action* t = find(failed, Action::SetTimer);
+        ASSERT_NE(t, nullptr);
+        many_sessions.insert(t->at_ms);
+    }
+    // 20 draws from 4001 values: all but a handful distinct unless the jitter is broken.
+    EXPECT_GE(one_session.size(), 15u) << "20 retries of one session";
+    EXPECT_GE(many_sessions.size(), 15u) << "first retries of 20 sessions";
+}
 
 TEST(Session, StartConnectsAndIsIdempotent) {
     Session s(cfg());

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
+#include <vector>
 
 namespace {
 
@@ -41,6 +43,30 @@ TEST(ConstantTimeEqual, Basics) {
     // A shorter string that matches the longer one padded with NULs must not compare equal.
     EXPECT_FALSE(wa::constant_time_equal("abc", std::string("abc\0", 4)));
     EXPECT_TRUE(wa::constant_time_equal(std::string("a\0b", 3), std::string("a\0b", 3)));
+}
+
+// Keys are compared as SHA-256 digests of a fixed size, so the work done never depends on the configured
+// key's length (only on the length the client sent, which it knows).
+TEST(KeyDigest, FixedSizeWhateverTheKeyLength) {
+    static_assert(std::tuple_size<wa::KeyDigest>::value == 32, "SHA-256");
+    wa::KeyDigest short_key = wa::key_digest("12345678");
+    wa::KeyDigest long_key = wa::key_digest(std::string(256, 'k'));
+    EXPECT_EQ(short_key.size(), long_key.size());
+    EXPECT_NE(short_key, long_key);
+    // SHA-256("abc"), FIPS 180-2 appendix B.1: the digest is the real one, not a home-made hash.
+    wa::KeyDigest abc = wa::key_digest("abc");
+    EXPECT_EQ(abc[0], 0xba);
+    EXPECT_EQ(abc[31], 0xad);
+}
+
+TEST(KeyDigest, MatchesAnyConfiguredKeyOnly) {
+    std::vector<wa::KeyDigest> keys = {wa::key_digest("first-key-123"), wa::key_digest("second-key-456")};
+    EXPECT_TRUE(wa::key_matches(wa::key_digest("first-key-123"), keys.data(), keys.size()));
+    EXPECT_TRUE(wa::key_matches(wa::key_digest("second-key-456"), keys.data(), keys.size()));
+    EXPECT_FALSE(wa::key_matches(wa::key_digest("first-key-12"), keys.data(), keys.size()));
+    EXPECT_FALSE(wa::key_matches(wa::key_digest("first-key-1234"), keys.data(), keys.size()));
+    EXPECT_FALSE(wa::key_matches(wa::key_digest(""), keys.data(), keys.size()));
+    EXPECT_FALSE(wa::key_matches(wa::key_digest("first-key-123"), keys.data(), 0));
 }
 
 }  // namespace
