@@ -1121,18 +1121,18 @@ export class Sim {
             if (!this.phoneInboxKeys.has(`${account.phone}|${id}`)) {
               this.phoneInboxKeys.add(`${account.phone}|${id}`)
               this.phoneInbox.push({
+                ...meta,
                 retry_count: retryCount,
                 account: account.phone,
                 id,
-                to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
+                to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to, // the chat (what the phone shows)
+                stanza_to: msg.attrs.to, // the raw `to` of the stanza
                 text,
                 dsm: !!m.deviceSentMessage,
                 protocol: m.protocolMessage?.type ?? null,
                 t: now(),
                 type: enc.attrs.type,
                 sender_device: senderDevice,
-                ...meta,
-                stanza_to: msg.attrs.to,
                 to_jid: jid,
                 retries: this.retryCounts.get(rkey) || 0
               })
