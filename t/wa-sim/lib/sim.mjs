@@ -707,7 +707,7 @@ export class Sim {
       case 'w:mex': {
         const q = getBinaryNodeChild(iq, 'query')
         if (q?.attrs.query_id === REACHOUT_QUERY_ID && conn.account) {
-          // Baileys asks this after an ack 463 (fetchAccountReachoutTimelock)
+          // Baileys' fetchAccountReachoutTimelock (its 463 handling does not reach it in rc14, NOTES.md §5)
           const tl = this.activeTimelock(conn.account)
           const data = { xwa2_fetch_account_reachout_timelock: tl
             ? { is_active: true, time_enforcement_ends: String(tl.ends), enforcement_type: tl.type }
