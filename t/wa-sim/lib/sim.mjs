@@ -707,7 +707,7 @@ export class Sim {
       case 'w:mex': {
         const q = getBinaryNodeChild(iq, 'query')
         if (q?.attrs.query_id === REACHOUT_QUERY_ID && conn.account) {
-          // Baileys asks this after an ack 463 (fetchAccountReachoutTimelock)
+          // Baileys' fetchAccountReachoutTimelock (its 463 handling does not reach it in rc14, NOTES.md §5)
           const tl = this.activeTimelock(conn.account)
           const data = { xwa2_fetch_account_reachout_timelock: tl
             ? { is_active: true, time_enforcement_ends: String(tl.ends), enforcement_type: tl.type }
@@ -1121,18 +1121,18 @@ export class Sim {
             if (!this.phoneInboxKeys.has(`${account.phone}|${id}`)) {
               this.phoneInboxKeys.add(`${account.phone}|${id}`)
               this.phoneInbox.push({
+                ...meta,
                 retry_count: retryCount,
                 account: account.phone,
                 id,
-                to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to,
+                to: m.deviceSentMessage?.destinationJid ?? msg.attrs.to, // the chat (what the phone shows)
+                stanza_to: msg.attrs.to, // the raw `to` of the stanza
                 text,
                 dsm: !!m.deviceSentMessage,
                 protocol: m.protocolMessage?.type ?? null,
                 t: now(),
                 type: enc.attrs.type,
                 sender_device: senderDevice,
-                ...meta,
-                stanza_to: msg.attrs.to,
                 to_jid: jid,
                 retries: this.retryCounts.get(rkey) || 0
               })

@@ -79,6 +79,9 @@ test('LID-addressed send (whatsmeow style): ack, inbox addressing, device identi
   assert.equal(ph.addressing, 'lid')
   assert.equal(ph.to_jid, ownLid)
   assert.equal(ph.to, clid) // destinationJid of the deviceSentMessage
+  assert.equal(ph.stanza_to, clid)
+  assert.equal(ph.peer_recipient_pn, `${C}@s.whatsapp.net`)
+  assert.equal(ph.device_identity_ok, true)
   // receipts come from the contact's LID with its PN as sender_pn
   const dr = await rc.waitFor(n => n.tag === 'receipt' && n.attrs.id === m.attrs.id && !n.attrs.type, 3000, 'delivery receipt')
   assert.equal(dr.attrs.from, clid)
