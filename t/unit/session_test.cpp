@@ -289,7 +289,7 @@ TEST(Backoff, JitterVariesWithTheRealRandomSource) {
     uint64_t now = 0;
     s.start(now, 100);
     for (int i = 0; i < 20; i++) {
-        wa::Actions failed = s.on_transport_error(now, 100, "refused");
+        wa::Actions failed = s.on_transport_error(now, 100, transport_error("refused"));
         const Action* t = find(failed, Action::SetTimer);
         ASSERT_NE(t, nullptr);
         uint64_t delay = t->at_ms - now;
@@ -302,7 +302,7 @@ TEST(Backoff, JitterVariesWithTheRealRandomSource) {
     for (int i = 0; i < 20; i++) {
         Session other(c);
         other.start(0, 100);
-        wa::Actions failed = other.on_transport_error(0, 100, "refused");
+        wa::Actions failed = other.on_transport_error(0, 100, transport_error("refused"));
         const Action* t = find(failed, Action::SetTimer);
         ASSERT_NE(t, nullptr);
         many_sessions.insert(t->at_ms);
