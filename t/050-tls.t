@@ -53,7 +53,7 @@ sub wait_status {
     like($hd->{'sec-websocket-key'} // '', qr{^[A-Za-z0-9+/]{22}==$}, 'Sec-WebSocket-Key is 16 random bytes in base64');
     # The WhatsApp Noise handshake runs inside TLS: the simulator's certificate chain is verified and the
     # registration gets its QR refs.
-    my $s = wait_status($t, 'tls1', 'qr_ready', 5);
+    $s = wait_status($t, 'tls1', 'qr_ready', 5);
     ok($s, sprintf('qr_ready over wss:// %.2f s after the upgrade', time - $opened));
     like($s->{qr} // '', qr{^data:image/png;base64,}, 'with a QR code');
     is($s->{last_error}, undef, 'no last_error');

@@ -406,6 +406,8 @@ sub org_row {
     my ($self, $org) = @_;
     die "bad org id" unless $org =~ /^[A-Za-z0-9_-]+$/;
     return $self->db("SELECT * FROM orgs WHERE org = '$org' AND cleared_at IS NULL")->[0];
+}
+
 # Every organization of /api/connections, following next_cursor page by page; () if a page fails.
 sub connections {
     my ($self, %o) = @_;
