@@ -71,10 +71,10 @@ is($n->{retry_count}, $rc + 1, 'retry_count keeps counting') if $n;
 my $sd = $t->{state_dir};
 for my $case ([ 'pend-lo', '/api/logout', 'logged_out' ], [ 'pend-cl', '/api/clear-session', 'disconnected' ]) {
     my ($org, $path, $want) = @$case;
-    my $attempts = sub { my @l = $t->error_log =~ /whatsapp org "\Q$org\E": connect\(\) to /g; scalar @l };
+    my $attempts = sub { my @l = $t->error_log =~ /whatsapp org=\Q$org\E: connect\(\) to /g; scalar @l };
     $t->api(POST => '/api/start-session', body => { organization_id => $org });
     ok(wait_until(sub { ($t->status($org)->{retry_count} // 0) == 1 }, 3, 0.02), "$org failed once, a retry is pending");
-    ok(-e "$sd/$org/session.json", "$org has stored state");
+    ok($t->org_row($org), "$org has stored state");
     my $before = $attempts->();
     my $t0 = time;
     ($st, undef, $j) = $t->api(POST => $path, body => { organization_id => $org });
@@ -86,7 +86,8 @@ for my $case ([ 'pend-lo', '/api/logout', 'logged_out' ], [ 'pend-cl', '/api/cle
         push @bad, sprintf('%.2f s: %s retry_count %s next_retry_in %s', time - $t0, $s->{status} // '?',
             $s->{retry_count} // '?', $s->{next_retry_in} // 'null')
             unless ($s->{status} // '') eq $want && ($s->{retry_count} // -1) == 0 && !defined $s->{next_retry_in};
-        push @bad, sprintf('%.2f s: state recreated', time - $t0) if -e "$sd/$org";
+        my $row = $t->org_row($org);
+        push @bad, sprintf('%.2f s: wanted again in the store', time - $t0) if $row && $row->{wanted};
         sleep 0.05;
     }
     is(scalar @bad, 0, "$org stays $want, retry_count 0, no state, for 2.5 s ($n samples)") or diag join "\n", @bad[0 .. 4];

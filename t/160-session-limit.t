@@ -66,7 +66,7 @@ my $closed = free_port();
         push @hold, $s;
     }
     my $t0 = time;
-    my $failures = sub { $t->error_log =~ /whatsapp org "starved": connect\(\) to \S+ failed: ([^\n]*)/g };
+    my $failures = sub { $t->error_log =~ /whatsapp org=starved: connect\(\) to \S+ failed: ([^\n]*)/g };
     my $seen = wait_until(sub { (grep { /free connection/ } $failures->())[0] }, 5, 0.1);
     close $_ for @hold;
     ok($seen, sprintf('a retry without a free connection is reported as such (%.1f s): %s', time - $t0, $seen // 'not seen'));

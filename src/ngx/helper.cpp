@@ -115,9 +115,13 @@ struct HelperOrg : WaTransport::Listener {
         // The transport is still on the call stack of its own fail(): free it at the end of the pass.
         drop_transport();
         guarded("disconnect", [this, &why] { return session.on_transport_error(ngx_current_msec, ngx_time(), why); });
-        // One line per change of state, not per retry (10,000 organizations against a dead server).
-        if (before != wa::State::Reconnecting || session.status().retry_count <= 1)
-            ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org=%s: %s", id.c_str(), wa::describe(why).c_str());
+        // A warning per change of state, not per retry (10,000 organizations against a dead server): later
+        // retries of a session already reconnecting are logged at info.
+        bool first = before != wa::State::Reconnecting || session.status().retry_count <= 1;
+        ngx_uint_t level = first ? NGX_LOG_WARN : NGX_LOG_INFO;
+        ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(),
+                      why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text.c_str()
+                                                                                                   : wa::describe(why).c_str());
     }
 
     void drop_transport() {

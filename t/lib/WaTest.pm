@@ -441,7 +441,7 @@ sub error_log   { slurp("$_[0]{dir}/error.log") }
 sub ws_port_history {
     my ($self, $server_port) = @_;
     my ($log, %p) = ($self->error_log);
-    while ($log =~ m{whatsapp org "([^"]+)": WebSocket to wss?://[^/\s]+:(\d+)/\S* open \(local port (\d+)\)}g) {
+    while ($log =~ m{whatsapp org=(\S+): WebSocket to wss?://[^/\s]+:(\d+)/\S* open \(local port (\d+)\)}g) {
         push @{ $p{$3} }, $1 if $2 == $server_port;
     }
     return \%p;

@@ -62,7 +62,7 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
     if (!store_ || !status_.linked || !creds_ || status_.state == State::LoggedOut ||
         status_.state == State::Conflict || !status_.wanted) {
         complete(command_id, 409,
-                 error_json("not_connected", std::string("the session is not connected (status: ") +
+                 error_json("not_connected", "the session of organization " + org_ + " is not connected (status: " +
                                                  state_name(status_.state) + ")"),
                  out);
         return finish(std::move(out), now_ms);
@@ -432,7 +432,7 @@ Actions Session::contact_info(uint64_t now_ms, int64_t unix_s, const std::string
     (void)unix_s;
     Actions out;
     if (phase_ != Phase::Online || !ctx_) {
-        complete(command_id, 409, error_json("not_connected", std::string("the session is not connected (status: ") +
+        complete(command_id, 409, error_json("not_connected", "the session of organization " + org_ + " is not connected (status: " +
                                                                   state_name(status_.state) + ")"),
                  out);
         return finish(std::move(out), now_ms);
