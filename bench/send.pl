@@ -46,7 +46,7 @@ sub warm {
 }
 
 # ---------------------------------------------------------------------------------------------- the module
-$t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+$t->write_conf(http => ($ENV{STORE_SYNC} ? "whatsapp_store_sync $ENV{STORE_SYNC};\n    " : '') . "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_send_rate 1000000r/s burst=1000000;", workers => 1, level => 'warn', connections => 1024);
 $t->start;
 $t->api(POST => '/api/start-session', body => { organization_id => 'bench' });

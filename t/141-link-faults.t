@@ -11,7 +11,7 @@ use WaTest qw(wait_until);
 my $t = WaTest->new;
 my $sim = WaTest::Sim->start($t->{dir});
 my $base = "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
-    . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_keepalive 1s 1s 1s;";
+    . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_keepalive 1s 1s 1s;\n    whatsapp_store_sync full;";
 $t->write_conf(http => $base);
 $t->start;
 my $phone_seq = 573001000000;

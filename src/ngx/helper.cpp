@@ -651,6 +651,8 @@ bool open_store() {
                       err.c_str());
         return false;
     }
+    if (H.conf->store_sync_full && !H.store->set_synchronous(true, &err))
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: whatsapp_store_sync full: %s", err.c_str());
     wa::store::MigrationReport report;
     if (!wa::store::migrate_session_files(*H.store, dir, report, &err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: migrating session.json files failed: %s", err.c_str());

@@ -55,6 +55,9 @@ static void wa_exit_process(ngx_cycle_t* cycle);
 #define MAIN NGX_HTTP_MAIN_CONF
 #define MAIN_OFF(f) offsetof(wa_main_conf_t, f)
 
+// whatsapp_store_sync normal | full;  (see Store::set_synchronous)
+static ngx_conf_enum_t wa_store_sync_modes[] = {{ngx_string("normal"), 0}, {ngx_string("full"), 1}, {ngx_null_string, 0}};
+
 static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_zone"), MAIN | NGX_CONF_TAKE2, wa_zone_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_state_dir"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -101,6 +104,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_message_retention"), MAIN | NGX_CONF_TAKE12, wa_retention_directive, NGX_HTTP_MAIN_CONF_OFFSET,
      0, NULL},
+    {ngx_string("whatsapp_store_sync"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_enum_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(store_sync_full), &wa_store_sync_modes},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -159,6 +164,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->qr_next = NGX_CONF_UNSET_MSEC;
     m->message_retention = NGX_CONF_UNSET;
     m->message_cap = NGX_CONF_UNSET_UINT;
+    m->store_sync_full = NGX_CONF_UNSET;
     m->helper_worker = -1;
     return m;
 }
@@ -551,6 +557,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->qr_next, 20000);
     ngx_conf_init_value(m->message_retention, 30 * 86400);
     ngx_conf_init_uint_value(m->message_cap, 100000);
+    ngx_conf_init_value(m->store_sync_full, 0);
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.

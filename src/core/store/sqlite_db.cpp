@@ -173,8 +173,10 @@ bool Db::configure(bool full_check, std::string& err) {
         err = path_ + ": cannot use write-ahead logging (journal_mode is " + mode + ")";
         return false;
     }
-    // FULL: a commit is on disk when COMMIT returns. secure_delete: deleted keys (logout) are overwritten.
-    if (!exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON", err)) return false;
+    // NORMAL with WAL: every committed transaction survives a process crash; FULL (Store::set_synchronous) also
+    // survives a power loss at the price of an fsync per commit. secure_delete: deleted keys (logout) are
+    // overwritten.
+    if (!exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON", err)) return false;
     return migrate_schema(*this, err);
 }
 

@@ -455,6 +455,12 @@ public:
     bool commit(std::string* err) override;
     void rollback() override;
     bool in_transaction() const override { return group_; }
+    bool set_synchronous(bool full, std::string* err) override {
+        std::string e;
+        bool ok = db_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
+        if (!ok && err) *err = e;
+        return ok;
+    }
 
     bool load_orgs(std::vector<OrgRecord>& out, std::vector<std::pair<std::string, std::string>>& corrupt,
                    std::string* err) override;
