@@ -216,6 +216,16 @@ bool Db::exec(const char* sql, std::string& err) {
     return false;
 }
 
+bool Db::exec_cached(const char* sql, std::string& err) {
+    sqlite3_stmt* s = statement(sql, err);
+    if (!s) return false;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
+    err = last_error();
+    return false;
+}
+
 std::string Db::last_error() const {
     return std::string(sqlite3_errmsg(db_)) + " (sqlite code " + std::to_string(sqlite3_extended_errcode(db_)) + ")";
 }
