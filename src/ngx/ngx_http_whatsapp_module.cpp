@@ -591,7 +591,13 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         ngx_str_set(&m->browser_os, "Mac OS");
     }
     if (m->server.len == 0) {
-        ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");
+        // Copied into the pool: the resolver lowercases the host in place (ngx_resolve_name_locked), and a
+        // string literal is read-only memory (the helper died of SIGSEGV at its first start-session).
+        static const char def[] = "wss://web.whatsapp.com/ws/chat";
+        m->server.len = sizeof def - 1;
+        m->server.data = static_cast<u_char*>(ngx_pnalloc(cf->pool, m->server.len));
+        if (m->server.data == NULL) return (char*)NGX_CONF_ERROR;
+        ngx_memcpy(m->server.data, def, m->server.len);
     }
     if (m->default_region.len == 0) {
         ngx_str_set(&m->default_region, "CO");
