@@ -296,6 +296,7 @@ void detach(Stream* s) {
 void close_stream(Stream* s, ngx_int_t rc) {
     ngx_http_request_t* r = s->r;
     detach(s);
+    r->keepalive = 0;  // the connection ends with the stream (EventSource opens a new one)
     if (rc == NGX_OK) rc = ngx_http_send_special(r, NGX_HTTP_LAST);
     ngx_http_finalize_request(r, rc);
 }

@@ -60,7 +60,7 @@ sub _pump {
     if ($self->{chunked}) {
         while ($self->{buf} =~ /^([0-9a-fA-F]+)[^\r]*\r\n/) {
             my ($hdr, $len) = (length($&), hex $1);
-            if ($len == 0) { $self->{last_chunk} = 1; $self->{buf} = ''; last }
+            if ($len == 0) { $self->{last_chunk} = 1; $self->{buf} = ''; $self->{eof} = 1; $self->{eof_at} = time; last }
             last if length($self->{buf}) < $hdr + $len + 2;
             $self->{body} .= substr($self->{buf}, $hdr, $len);
             substr($self->{buf}, 0, $hdr + $len + 2) = '';
