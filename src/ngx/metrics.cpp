@@ -215,7 +215,7 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
     line(out, "whatsapp_helper_up", "", active ? 1 : 0);
     head(out, "whatsapp_helper_uptime_seconds", "gauge", "Seconds since the active helper took ownership.");
     line(out, "whatsapp_helper_uptime_seconds", "", active && snap.helper_since ? now - snap.helper_since : 0);
-    head(out, "whatsapp_helper_generation", "counter", "Helpers that took ownership since nginx started.");
+    head(out, "whatsapp_helper_generation", "gauge", "Helpers that took ownership since nginx started.");
     line(out, "whatsapp_helper_generation", "", static_cast<double>(snap.generation));
     head(out, "whatsapp_event_loop_lag_seconds", "gauge", "Lateness of the helper's last 100 ms probe timer.");
     line(out, "whatsapp_event_loop_lag_seconds", "", snap.loop_lag_last_us / 1e6);
