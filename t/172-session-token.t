@@ -160,4 +160,30 @@ ok(index($access, $qtok) >= 0, 'a token sent in the query string does reach acce
 my ($mac) = $tok =~ /\.([^.]+)$/;
 ok(index($err, $mac) < 0 && index($access, $mac) < 0, 'nor does any MAC of a cookie token');
 $t->check_log;
+
+# ---------------------------------------------------------------------------------------------- directives
+{
+    my $c = WaTest->new;
+    for my $case (
+        [ 'location /x/ { whatsapp_api /x token_only; }', 0, 'whatsapp_api prefix token_only' ],
+        [ 'location /x/ { whatsapp_api token_only /x; }', 0, 'whatsapp_api token_only prefix' ],
+        [ 'location /x/ { whatsapp_api /x /y; }', 1, 'two prefixes', qr/takes a prefix and "token_only"/ ],
+        [ 'location /x/ { whatsapp_api token_only token_only; }', 1, 'token_only twice', qr/token_only twice/ ],
+        [ 'location /m { whatsapp_api; whatsapp_metrics; }', 1, 'metrics in an API location', qr/cannot share a location/ ],
+        [ 'location /m { whatsapp_metrics; whatsapp_api; }', 1, 'an API location with metrics', qr/cannot share a location/ ],
+        [ 'location /m { whatsapp_metrics; }', 0, 'whatsapp_metrics' ],
+    ) {
+        my ($loc, $fails, $name, $re) = @$case;
+        $c->write_conf(locations => $loc);
+        my ($rc, $out) = $c->test_config;
+        is($rc ? 1 : 0, $fails, "nginx -t: $name " . ($fails ? 'fails' : 'passes')) or diag $out;
+        like($out, $re, "naming the problem") if $re;
+    }
+    $c->write_conf(http => 'whatsapp_events_heartbeat 10ms;');
+    my ($rc, $out) = $c->test_config;
+    like($out, qr/whatsapp_events_heartbeat must be at least 100ms/, 'nginx -t: whatsapp_events_heartbeat below 100ms fails');
+    $c->write_conf(http => "whatsapp_events_max 10;\n    whatsapp_events_heartbeat 5s;");
+    ($rc, $out) = $c->test_config;
+    is($rc, 0, 'nginx -t: whatsapp_events_max, whatsapp_events_heartbeat') or diag $out;
+}
 done_testing;

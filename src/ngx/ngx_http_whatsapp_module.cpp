@@ -332,6 +332,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     if (l->api != NGX_CONF_UNSET) return (char*)"is duplicate";
     l->api = 1;
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (clcf->handler == wa_metrics_handler) return (char*)"cannot share a location with whatsapp_metrics";
     clcf->handler = wa_api_handler;
     l->clcf = clcf;
     ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
