@@ -243,13 +243,19 @@ void stream_writer(ngx_http_request_t* r) {
     watch_send_timeout(r);
 }
 
+// Writes to the stream; on failure ends it (the request is freed when the connection's posted requests run, so
+// the caller runs them and does not touch `s` after a false). An empty `data` writes nothing.
+bool send_or_end(Stream* s, const std::string& data) {
+    if (!s->attached) return false;
+    if (data.empty()) return true;
+    if (write_raw(s, data) == NGX_OK) return true;
+    close_stream(s, NGX_ERROR);
+    return false;
+}
+
 void send_or_close(Stream* s, const std::string& data) {
-    if (!s->attached || data.empty()) return;
     ngx_connection_t* c = s->r->connection;
-    if (write_raw(s, data) != NGX_OK) {
-        close_stream(s, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
-    }
+    if (!send_or_end(s, data)) ngx_http_run_posted_requests(c);
 }
 
 void timer_handler(ngx_event_t* ev) {
@@ -257,13 +263,13 @@ void timer_handler(ngx_event_t* ev) {
     ngx_connection_t* c = s->r->connection;
     if (s->token_expires && ngx_time() >= s->token_expires) {
         // The session token ran out: the stream ends (the page asks its application for a new token).
-        send_or_close(s, "event: expired\ndata: {\"success\":false,\"code\":\"token_expired\"}\n\n");
-        if (s->attached) close_stream(s, NGX_OK);
+        if (send_or_end(s, "event: expired\ndata: {\"success\":false,\"code\":\"token_expired\"}\n\n"))
+            close_stream(s, NGX_OK);
         ngx_http_run_posted_requests(c);
         return;
     }
-    send_or_close(s, ": heartbeat\n\n");
-    if (s->attached) arm_timer(s);
+    if (send_or_end(s, ": heartbeat\n\n")) arm_timer(s);
+    ngx_http_run_posted_requests(c);
 }
 
 void cleanup(void* data) {
