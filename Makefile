@@ -36,9 +36,12 @@ CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
-  perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3
+  perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3 \
+  python3 python3-prometheus-client python3-yaml
+# (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
+# installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench clean asan
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench clean asan stress
 all: $(MODULE)
 
 deps:
@@ -93,7 +96,7 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEA
 
 asan: $(ASAN_MODULE) $(NODE_DEPS)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 WA_ASAN=1 \
-	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t
+	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t t/170-events.t t/172-session-token.t
 
 # WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
 # -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.
@@ -160,6 +163,10 @@ test: deps $(MODULE)
 	$(MAKE) signaltest
 	$(MAKE) simtest
 	$(MAKE) prove
+
+# Heavier versions of tests that make test runs at a smaller scale: 5,000 event streams on one worker.
+stress: $(MODULE) $(NODE_DEPS)
+	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
 
 run: deps $(MODULE)
 	@bash conf/run.sh

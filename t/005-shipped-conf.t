@@ -41,6 +41,8 @@ $prod =~ s/^http \{/http {\n    $temps/m;
 like($prod, qr{location /whatsapp/ \{\s*allow 127\.0\.0\.1;.*deny all;\s*whatsapp_api;}s,
      'the API is mounted under /whatsapp/, loopback only');
 like($prod, qr{proxy_pass http://django;}, 'Django is proxied');
+like($prod, qr{location /whatsapp-live/ \{\s*whatsapp_api token_only;\s*\}}, 'browsers get the token-only live routes');
+like($prod, qr{location = /whatsapp-metrics \{\s*allow 127\.0\.0\.1;.*deny all;\s*whatsapp_metrics;}s, 'metrics, loopback only');
 my ($rc, $out) = nginx_t($prod, 'prod.conf');
 is($rc, 0, 'conf/nginx.conf passes nginx -t') or diag $out;
 like($out, qr/syntax is ok/, 'syntax is ok');

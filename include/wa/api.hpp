@@ -14,7 +14,8 @@ namespace wa::api {
 
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
-    PairingCode, Purge, Messages, Contact
+    PairingCode, Purge, Messages, Contact,
+    Events, EventsAll, SessionToken  // live push and browser tokens (issue 10)
 };
 
 struct Route {
@@ -25,6 +26,7 @@ struct Route {
     bool has_body = false;     // POST routes carry a JSON body
     std::string org;           // :organization_id from the path (not yet validated)
     std::string message_id;    // :message_id
+    bool token_ok = false;     // also accepts the organization's session token (cookie wa_token): status, qr, events
 };
 
 // `path` is the request path relative to the location's mount prefix, without the query string,
@@ -95,6 +97,9 @@ struct StatusView {
 std::string iso8601(int64_t unix_s);  // "2026-01-14T10:00:00Z"; "" for 0
 std::string status_json(const StatusView& v, int64_t now);
 std::string qr_json(const StatusView& v, int64_t now);
+// The same documents with "organization_id" added (events of GET /api/events, which carries every organization).
+std::string status_json_with_org(const StatusView& v, int64_t now);
+std::string qr_json_with_org(const StatusView& v, int64_t now);
 std::string ok_status_json(State s);  // {"success":true,"status":"..."}
 std::string health_json();            // {"status":"ok"}
 
@@ -104,6 +109,7 @@ struct HelperInfo {
     int64_t started_at = 0;
     uint64_t generation = 0;
     std::string role;  // "active", "standby", "draining", "none"
+    int64_t loop_lag_max_ms = -1;  // the helper's worst event-loop lateness since it started (-1: not measured)
 };
 struct ZoneUse {
     uint64_t size = 0, used = 0;

@@ -6,6 +6,7 @@
 // → a dispatch on tag into one file per concern: link (handshake, ClientPayload), pair (QR, pairing code,
 // pair-success), login (success/failure, prekeys, passive), keepalive, iq (ids and deadlines).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -161,6 +162,10 @@ public:
     struct Stats {
         uint64_t frames_in = 0, frames_out = 0, pings = 0, prekeys_uploaded = 0;
         uint64_t messages_sent = 0, messages_received = 0, receipts_in = 0, retry_receipts_sent = 0;
+        // For the metrics (issue 10); the helper copies the deltas into shared memory.
+        uint64_t messages_delivered = 0, messages_read = 0;          // receipts that advanced a message
+        std::map<std::string, uint64_t> messages_failed;             // by error code ("463") or failure code
+        std::array<uint64_t, kDisconnectKinds> reconnects{};         // links ended and retried, by kind
     };
     const Stats& stats() const { return stats_; }
 

@@ -71,11 +71,14 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
         else if (p[1] == "pairing-code") route(RouteId::PairingCode, "POST", true);
         else if (p[1] == "purge") route(RouteId::Purge, "POST", true);
+        else if (p[1] == "events") route(RouteId::EventsAll, "GET", false);
+        else if (p[1] == "session-token") route(RouteId::SessionToken, "POST", true);
         return r;
     }
-    if (p.size() == 3 && (p[1] == "status" || p[1] == "qr")) {
-        route(p[1] == "status" ? RouteId::Status : RouteId::Qr, "GET", false);
+    if (p.size() == 3 && (p[1] == "status" || p[1] == "qr" || p[1] == "events")) {
+        route(p[1] == "status" ? RouteId::Status : p[1] == "qr" ? RouteId::Qr : RouteId::Events, "GET", false);
         r.org.assign(p[2]);
+        r.token_ok = true;
         return r;
     }
     if (p.size() == 3 && p[1] == "messages") {
@@ -495,6 +498,19 @@ std::string qr_json(const StatusView& v, int64_t now) {
     return dump(j.get());
 }
 
+std::string status_json_with_org(const StatusView& v, int64_t now) {
+    Json j(status_object(v, now, false));
+    json_object_set_new(j.get(), "organization_id", json_stringn(v.org.data(), v.org.size()));
+    return dump(j.get());
+}
+
+std::string qr_json_with_org(const StatusView& v, int64_t now) {
+    Json j(json_loads(qr_json(v, now).c_str(), 0, nullptr));
+    if (!j) return "{}";
+    json_object_set_new(j.get(), "organization_id", json_stringn(v.org.data(), v.org.size()));
+    return dump(j.get());
+}
+
 std::string ok_status_json(State s) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
@@ -525,6 +541,7 @@ std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, co
     json_object_set_new(helper, "pid", h.pid ? json_integer(h.pid) : json_null());
     json_object_set_new(helper, "uptime_s", h.started_at ? json_integer(now - h.started_at) : json_null());
     json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
+    json_object_set_new(helper, "loop_lag_max_ms", h.loop_lag_max_ms >= 0 ? json_integer(h.loop_lag_max_ms) : json_null());
     json_object_set_new(j.get(), "helper", helper);
     json_t* by_state = json_object();
     for (size_t i = 0; i < kStateCount; i++)

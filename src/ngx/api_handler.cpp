@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "wa/api.hpp"
+#include "wa/session_token.hpp"
 #include "wa/validate.hpp"
 #include "wa_module.hpp"
 
@@ -71,6 +72,8 @@ static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
     return ngx_http_output_filter(r, &out);
 }
 
+ngx_int_t wa_send_response(ngx_http_request_t* r, const api::Response& resp) { return wa_send(r, resp); }
+
 static api::Response wa_ok(std::string body) { return api::Response{200, std::move(body), {}, {}}; }
 
 // The first header called `name`; `count`, when given, receives how many there are.
@@ -105,6 +108,47 @@ static bool wa_authorized(ngx_http_request_t* r, wa_main_conf_t* m) {
     if (n != 1 || m->api_keys == NULL) return false;
     wa::KeyDigest given = wa::key_digest(std::string_view(reinterpret_cast<const char*>(h->value.data), h->value.len));
     return wa::key_matches(given, static_cast<wa::KeyDigest*>(m->api_keys->elts), m->api_keys->nelts);
+}
+
+// The organization's session token from the cookie wa_token (never the query string): its expiry, or 0 when no
+// valid one was sent. Tokens are never logged, whatever is wrong with them.
+static int64_t wa_token_expiry(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& org) {
+    namespace st = wa::session_token;
+    std::vector<std::string_view> values;
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) break;
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+        }
+        if (h[i].key.len == 6 && ngx_strncasecmp(h[i].key.data, (u_char*)"Cookie", 6) == 0)
+            st::cookie_values(std::string_view(reinterpret_cast<const char*>(h[i].value.data), h[i].value.len),
+                              st::kCookie, values);
+    }
+    if (values.empty() || !wa::valid_org_id(org)) return 0;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    const uint8_t(&key)[st::kKeySize] = z->sh->token_key;  // written once, when the zone was made
+    for (size_t i = 0; i < values.size() && i < 4; i++) {
+        int64_t exp = 0;
+        if (st::verify(key, values[i], org, ngx_time(), &exp) == st::Check::Ok) return exp;
+    }
+    return 0;
+}
+
+// POST /api/session-token (API key): minted here, in the worker, with the zone's key.
+static api::Response wa_session_token(wa_main_conf_t* m, const std::string& body) {
+    namespace st = wa::session_token;
+    std::string org;
+    int64_t ttl = 0;
+    api::Response err;
+    if (!st::parse_request(body, org, ttl, err)) return err;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    const uint8_t(&key)[st::kKeySize] = z->sh->token_key;
+    int64_t exp = ngx_time() + ttl;
+    return wa_ok(st::response_json(st::mint(key, org, exp), org, exp, ttl));
 }
 
 static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {
@@ -217,6 +261,7 @@ static api::Response wa_read_health(wa_main_conf_t* m) {
     h.pid = z->sh->helper_pid;
     h.started_at = z->sh->helper_since;
     h.generation = z->sh->generation;
+    if (z->sh->helper_since) h.loop_lag_max_ms = static_cast<int64_t>(z->sh->loop_lag_max_us / 1000);
     uint8_t role = z->sh->helper_role;
     zu.queue_len = z->sh->pending_count;
     zu.organizations = z->sh->org_count;
@@ -291,7 +336,16 @@ static void wa_req_timeout(ngx_event_t* ev) {
 }
 
 void wa_worker_doorbell_handler(ngx_event_t* ev) {
-    wa_doorbell_drain(static_cast<ngx_connection_t*>(ev->data));
+    auto* dc = static_cast<ngx_connection_t*>(ev->data);
+    if (dc->close) {
+        // Graceful shutdown (reload, quit): ngx_close_idle_connections() marks the doorbell and calls this once.
+        // It stays open for the answers of suspended commands; event streams end so that clients reconnect.
+        dc->close = 0;
+        dc->idle = 0;
+    }
+    wa_doorbell_drain(dc);
+    if (ngx_exiting) wa_events_shutdown();
+    else wa_events_wake();
     if (!wa_waiting_init) return;
     wa_zone_ctx_t* z = wa_zone((ngx_cycle_t*)ngx_cycle);
     ngx_queue_t* q = ngx_queue_head(&wa_waiting);
@@ -467,6 +521,10 @@ static void wa_body_handler(ngx_http_request_t* r) {
         return;
     }
     auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
+    if (*route_id == api::RouteId::SessionToken) {
+        ngx_http_finalize_request(r, wa_send(r, wa_session_token(m, body)));
+        return;
+    }
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
                                    : std::string_view();
@@ -507,12 +565,24 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         // request on a keep-alive connection.
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
-        if (!wa_authorized(r, m)) return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
+        if (!l->token_only && !wa_authorized(r, m))
+            return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
         return wa_send(r, api::error(404, "not_found", "unknown route"));
     }
-    if (route.needs_auth && !wa_authorized(r, m)) {
+    // Session tokens: accepted by the organization's read-only routes only, from the cookie wa_token. A
+    // `whatsapp_api token_only` location accepts nothing else (no API key, no other route).
+    int64_t token_expires = 0;
+    bool authorized = !l->token_only && (!route.needs_auth || wa_authorized(r, m));
+    if (!authorized && route.token_ok) {
+        token_expires = wa_token_expiry(r, m, route.org);
+        authorized = token_expires > 0;
+    }
+    if (!authorized) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return wa_send(r, api::error(401, "unauthorized", "missing or invalid X-API-Key"));
+        return wa_send(r, api::error(401, "unauthorized",
+                                     l->token_only ? "this location serves status, qr and events with a session token (cookie wa_token)"
+                                     : route.token_ok ? "missing or invalid X-API-Key or session token"
+                                                      : "missing or invalid X-API-Key"));
     }
     if (!route.method_ok) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -527,6 +597,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     if (!route.has_body) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
+        if (route.id == api::RouteId::Events || route.id == api::RouteId::EventsAll)
+            return wa_events_start(r, m, route, token_expires);
         if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact)
             return wa_helper_read(r, m, route);
         return wa_send(r, wa_read_route(r, m, route));
@@ -632,7 +704,11 @@ ngx_int_t wa_worker_init_process(ngx_cycle_t* cycle) {
         ngx_queue_init(&wa_waiting);
         wa_waiting_init = true;
     }
-    return wa_doorbell_open(cycle, wa_worker_doorbell_handler, false);
+    // Marked idle: a graceful shutdown calls its handler, which ends the event streams (clients reconnect).
+    return wa_doorbell_open(cycle, wa_worker_doorbell_handler, true);
 }
 
-void wa_worker_exit_process(ngx_cycle_t*) { wa_doorbell_close(); }
+void wa_worker_exit_process(ngx_cycle_t*) {
+    wa_events_exit();
+    wa_doorbell_close();
+}

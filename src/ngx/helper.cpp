@@ -72,6 +72,7 @@ struct HelperOrg : WaTransport::Listener {
     ngx_event_t timer;
     bool quarantined = false;
     std::string rendered_qr;  // the QR text whose PNG is in shm (rendered once per ref)
+    wa::Session::Stats counted;  // the session's statistics already added to the shm counters (metrics)
 
     HelperOrg(std::string org, wa::SessionConfig cfg) : id(org), session(std::move(cfg), org, H.store.get()) {
         ngx_memzero(&timer, sizeof(timer));
@@ -160,7 +161,27 @@ struct HelperOrg : WaTransport::Listener {
     std::vector<std::string> held;  // frames waiting for the pass's commit
 
     void run(const wa::Actions& actions);
+    void count_metrics();
 };
+
+// Adds what the session counted since the last call to the organization's counters in shm (metrics.cpp).
+void HelperOrg::count_metrics() {
+    const wa::Session::Stats& s = session.stats();
+    wa_metrics_delta_t d;
+    d.sent = s.messages_sent - counted.messages_sent;
+    d.delivered = s.messages_delivered - counted.messages_delivered;
+    d.read = s.messages_read - counted.messages_read;
+    d.received = s.messages_received - counted.messages_received;
+    for (size_t k = 0; k < WA_RECONNECT_KINDS; k++) d.reconnects[k] = s.reconnects[k] - counted.reconnects[k];
+    for (const auto& [code, n] : s.messages_failed) {
+        auto it = counted.messages_failed.find(code);
+        uint64_t before = it == counted.messages_failed.end() ? 0 : it->second;
+        if (n > before) d.failed.emplace_back(code, n - before);
+    }
+    if (d.empty()) return;
+    wa_metrics_apply(H.zone, id, d);
+    counted = s;
+}
 
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* o);
 
@@ -213,6 +234,7 @@ void HelperOrg::run(const wa::Actions& actions) {
         }
         }
     }
+    count_metrics();
 }
 
 wa::SessionConfig session_config() {
@@ -263,6 +285,16 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
     wa_shm_org_t* o = wa_shm_org_find(z, p, id.size());
     if (o == NULL) o = wa_shm_org_create(z, p, id.size());
     if (o) {
+        // Live push: the organization's version and the zone's change sequence; the QR's own sequence when it
+        // appears, changes or goes (workers send a qr event then).
+        bool qr_before = o->state == static_cast<uint8_t>(wa::State::QrReady) && o->qr_text_len;
+        bool qr_now = s.state == wa::State::QrReady && !s.qr_text.empty();
+        bool qr_moved = qr_before != qr_now ||
+                        (qr_now && (s.qr_text.size() != o->qr_text_len ||
+                                    ngx_memcmp(o->qr_text, s.qr_text.data(), o->qr_text_len) != 0));
+        o->version++;
+        o->change_seq = ++z->sh->events_seq;
+        if (qr_moved) o->qr_seq = o->change_seq;
         o->state = static_cast<uint8_t>(s.state);
         o->wanted = s.wanted;
         o->retry_count = s.retry_count;
@@ -281,9 +313,12 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, qr_url) && org) org->rendered_qr.clear();
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
-    if (o == NULL)
+    if (o == NULL) {
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: whatsapp_zone is full, status not published",
                       id.c_str());
+    } else {
+        wa_events_published(z);  // rings the workers with event streams once, at the end of this pass
+    }
 }
 
 // Finds or creates the organization's status record in shared memory.
@@ -371,7 +406,9 @@ bool commit_pass() {
     bool stored = true;
     if (H.store && H.store->in_transaction()) {
         std::string err;
+        uint64_t t0 = wa_monotonic_us();
         stored = H.store->commit(&err);
+        wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
         if (!stored) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
     }
     std::vector<std::string> holding;
@@ -895,6 +932,7 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     H.rng.seed(std::random_device{}() ^ (static_cast<uint64_t>(ngx_pid) << 32) ^ ngx_current_msec);
     if (ngx_process == NGX_PROCESS_WORKER) ngx_add_timer(&H.title_timer, 0);
     ngx_add_timer(&H.sweep_timer, 1000);
+    wa_metrics_helper_start(cycle);
 
     std::string path = wa_str(H.conf->state_dir) + "/owner.lock";
     H.lock_fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -917,6 +955,7 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
 
 void wa_helper_exit_process(ngx_cycle_t*) {
     if (H.zone == NULL) return;
+    wa_metrics_helper_stop();
     drain("exiting");
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();

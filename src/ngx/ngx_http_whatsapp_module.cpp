@@ -38,6 +38,7 @@ static char* wa_browser_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf
 static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_metrics_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
@@ -106,8 +107,14 @@ static ngx_command_t wa_commands[] = {
      0, NULL},
     {ngx_string("whatsapp_store_sync"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_enum_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(store_sync_full), &wa_store_sync_modes},
-    {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
+    {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_events_max"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(events_max), NULL},
+    {ngx_string("whatsapp_events_heartbeat"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(events_heartbeat), NULL},
+    {ngx_string("whatsapp_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, wa_metrics_directive, NGX_HTTP_LOC_CONF_OFFSET,
+     0, NULL},
     ngx_null_command};
 
 static ngx_int_t wa_postconfiguration(ngx_conf_t*) { return wa_install_error_filters(); }
@@ -165,6 +172,8 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->message_retention = NGX_CONF_UNSET;
     m->message_cap = NGX_CONF_UNSET_UINT;
     m->store_sync_full = NGX_CONF_UNSET;
+    m->events_max = NGX_CONF_UNSET_UINT;
+    m->events_heartbeat = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
     return m;
 }
@@ -329,11 +338,25 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     if (l->api != NGX_CONF_UNSET) return (char*)"is duplicate";
     l->api = 1;
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (clcf->handler == wa_metrics_handler) return (char*)"cannot share a location with whatsapp_metrics";
     clcf->handler = wa_api_handler;
     l->clcf = clcf;
     ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
-    if (cf->args->nelts == 2) {
-        l->prefix = v[1];
+    // whatsapp_api [prefix] [token_only]: token_only serves status, qr and events with a session token, nothing else.
+    ngx_str_t* prefix = NULL;
+    for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
+        if (v[i].len == 10 && ngx_strncmp(v[i].data, "token_only", 10) == 0) {
+            if (l->token_only) return (char*)"has token_only twice";
+            l->token_only = 1;
+        } else if (prefix == NULL) {
+            prefix = &v[i];
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_api takes a prefix and \"token_only\", got \"%V\"", &v[i]);
+            return (char*)NGX_CONF_ERROR;
+        }
+    }
+    if (prefix) {
+        l->prefix = *prefix;
         l->prefix_set = 1;
         if (l->prefix.len && l->prefix.data[l->prefix.len - 1] == '/') l->prefix.len--;
         return NGX_CONF_OK;
@@ -558,6 +581,12 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_value(m->message_retention, 30 * 86400);
     ngx_conf_init_uint_value(m->message_cap, 100000);
     ngx_conf_init_value(m->store_sync_full, 0);
+    ngx_conf_init_uint_value(m->events_max, 1024);
+    ngx_conf_init_msec_value(m->events_heartbeat, 15000);
+    if (m->events_heartbeat < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_events_heartbeat must be at least 100ms");
+        return (char*)NGX_CONF_ERROR;
+    }
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.
@@ -570,7 +599,13 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         ngx_str_set(&m->browser_os, "Mac OS");
     }
     if (m->server.len == 0) {
-        ngx_str_set(&m->server, "wss://web.whatsapp.com/ws/chat");
+        // Copied into the pool: the resolver lowercases the host in place (ngx_resolve_name_locked), and a
+        // string literal is read-only memory (the helper died of SIGSEGV at its first start-session).
+        static const char def[] = "wss://web.whatsapp.com/ws/chat";
+        m->server.len = sizeof def - 1;
+        m->server.data = static_cast<u_char*>(ngx_pnalloc(cf->pool, m->server.len));
+        if (m->server.data == NULL) return (char*)NGX_CONF_ERROR;
+        ngx_memcpy(m->server.data, def, m->server.len);
     }
     if (m->default_region.len == 0) {
         ngx_str_set(&m->default_region, "CO");
@@ -771,5 +806,13 @@ static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) 
         }
         m->message_cap = static_cast<ngx_uint_t>(n);
     }
+    return NGX_CONF_OK;
+}
+
+// whatsapp_metrics;  Prometheus text format (metrics.cpp). Protect the location (allow/deny): it names organizations.
+static char* wa_metrics_directive(ngx_conf_t* cf, ngx_command_t*, void*) {
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (clcf->handler == wa_api_handler) return (char*)"cannot share a location with whatsapp_api";
+    clcf->handler = wa_metrics_handler;
     return NGX_CONF_OK;
 }

@@ -30,6 +30,8 @@ ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data) {
     if (RAND_bytes(rnd, sizeof rnd) != 1) return NGX_ERROR;
     ngx_hex_dump(sh->token, rnd, sizeof rnd);
     sh->token[16] = '\0';
+    // Session tokens are signed with this key: every token dies with the zone (an nginx restart, a new size).
+    if (RAND_bytes(sh->token_key, sizeof sh->token_key) != 1) return NGX_ERROR;
     ngx_rbtree_init(&sh->org_tree, &sh->org_sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&sh->orgs);
     ngx_queue_init(&sh->pending);

@@ -70,10 +70,13 @@ struct wa_main_conf_t {
     ngx_flag_t max_sessions_set;   // whatsapp_max_sessions was given
     ngx_int_t helper_worker;       // ngx_worker index of the helper, -1 = none
     ngx_flag_t enabled;            // a zone is configured
+    ngx_uint_t events_max;         // whatsapp_events_max: event streams per worker
+    ngx_msec_t events_heartbeat;   // whatsapp_events_heartbeat
 };
 
 struct wa_loc_conf_t {
     ngx_flag_t api;
+    ngx_flag_t token_only;  // whatsapp_api token_only: only status, qr and events with a session token
     ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
@@ -83,11 +86,16 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 2
+#define WA_SHM_LAYOUT 3
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
 #define WA_SHM_RESERVE_PAGES 16  // kept free for commands and results when organizations fill the zone
+#define WA_FAIL_SLOTS 8          // distinct failure codes counted per organization (then "other")
+#define WA_RECONNECT_KINDS 11    // wa::kDisconnectKinds (checked in metrics.cpp)
+#define WA_EVENT_WORKERS 256     // workers (all generations) that may have event streams open at once
+#define WA_COMMIT_BUCKETS 12     // store commit latency histogram: 11 bounds and +Inf (metrics.cpp)
+#define WA_TOKEN_KEY_SIZE 32     // wa::session_token::kKeySize
 
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
@@ -106,6 +114,20 @@ struct wa_shm_org_t {
     u_char qr_text[WA_QRTEXT_MAX];
     u_char* qr_url;            // slab; "data:image/png;base64,..."
     uint32_t qr_url_len;
+    // Appended by issue 10 (live push, metrics).
+    uint64_t version;          // +1 on every publish: the id of this organization's events
+    uint64_t change_seq;       // sh->events_seq at the last publish (orders changes across organizations)
+    uint64_t qr_seq;           // sh->events_seq when the QR (or its absence) last changed
+    struct {                   // counters, added by the helper (wa_metrics_apply); they outlive helper restarts
+        uint64_t sent, delivered, read, received;
+        uint64_t reconnects[WA_RECONNECT_KINDS];  // by wa::Disconnect::Kind
+        struct {
+            u_char code[23];
+            uint8_t len;
+            uint64_t n;
+        } failed[WA_FAIL_SLOTS];
+        uint64_t failed_other;
+    } metrics;
 };
 
 struct wa_shm_cmd_t {
@@ -158,6 +180,13 @@ struct wa_shm_t {
     ngx_rbtree_node_t rate_sentinel;
     ngx_queue_t rate_lru;
     ngx_uint_t rate_buckets;
+    // Appended by issue 10 (live push, session tokens, metrics).
+    uint64_t events_seq;                        // +1 on every publish of any organization
+    ngx_pid_t event_pids[WA_EVENT_WORKERS];     // workers with event streams open: the helper rings them
+    uint32_t event_streams[WA_EVENT_WORKERS];   // ... and how many each has
+    u_char token_key[WA_TOKEN_KEY_SIZE];        // HMAC key of session tokens, random per zone
+    uint64_t loop_lag_last_us, loop_lag_max_us; // the helper's event-loop lateness (max since it started)
+    uint64_t commit_count, commit_sum_us, commit_buckets[WA_COMMIT_BUCKETS];  // store commits
 };
 
 struct wa_zone_ctx_t {
@@ -203,5 +232,42 @@ void wa_worker_exit_process(ngx_cycle_t* cycle);
 ngx_int_t wa_api_handler(ngx_http_request_t* r);
 ngx_int_t wa_install_error_filters();  // postconfiguration: JSON for errors nginx raises in API locations
 void wa_worker_doorbell_handler(ngx_event_t* ev);
+
+// ---------------------------------------------------------------------------------------------------------
+// Live push (events.cpp): server-sent events served by the workers. The helper bumps an organization's
+// version when it publishes and, once per event-loop pass, rings every worker registered in shm as having
+// streams open; such a worker compares versions and writes to its streams. No timer polls anything.
+
+namespace wa::api {
+struct Route;
+struct Response;
+}
+// The contract's JSON answer (api_handler.cpp); marks the request as answered by the module.
+ngx_int_t wa_send_response(ngx_http_request_t* r, const wa::api::Response& resp);
+// GET /api/events/:org (token_expires: the session token's expiry, 0 with an API key) and GET /api/events.
+ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const wa::api::Route& route, int64_t token_expires);
+void wa_events_wake();              // worker: the doorbell rang
+void wa_events_shutdown();          // worker: graceful shutdown, end every stream so that clients reconnect
+void wa_events_exit();              // worker: exiting
+void wa_events_published(wa_zone_ctx_t* z);  // helper: a status record changed (rings at the end of the pass)
+uint64_t wa_events_open_total(wa_zone_ctx_t* z);  // every worker's open streams (lock held)
+
+// ---------------------------------------------------------------------------------------------------------
+// Metrics (metrics.cpp): counters in shm, `whatsapp_metrics;` serves them in Prometheus text format.
+
+struct wa_metrics_delta_t {
+    uint64_t sent = 0, delivered = 0, read = 0, received = 0;
+    uint64_t reconnects[WA_RECONNECT_KINDS] = {};
+    std::vector<std::pair<std::string, uint64_t>> failed;  // by code
+    bool empty() const;
+};
+// Adds to the organization's counters (the record must exist; nothing is created). Takes the lock.
+void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d);
+void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n);  // "sent", ...
+void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us);  // one store commit took `us`
+uint64_t wa_monotonic_us();
+void wa_metrics_helper_start(ngx_cycle_t* cycle);  // the helper's 100 ms event-loop lag probe
+void wa_metrics_helper_stop();
+ngx_int_t wa_metrics_handler(ngx_http_request_t* r);
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

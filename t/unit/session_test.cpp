@@ -339,6 +339,10 @@ TEST(Session, TransportErrorBacksOffThenRetries) {
     EXPECT_EQ(s.status().state, State::Connecting);
     s.on_transport_error(2020, 102, transport_error("refused"));
     EXPECT_EQ(s.status().retry_count, 2u);
+    // The metrics count both retried link ends under their kind.
+    EXPECT_EQ(s.stats().reconnects[wa::Disconnect::Transport], 2u);
+    EXPECT_STREQ(wa::kind_name(wa::Disconnect::Transport), "transport");
+    EXPECT_STREQ(wa::kind_name(wa::Disconnect::Protocol), "protocol");
 }
 
 TEST(Session, LateErrorsAndTimersAreIgnored) {

@@ -48,4 +48,8 @@ DisconnectPolicy decide(const Disconnect& d, bool linked);
 // "stream error 503", "login failure 405", ... for logs and last_error.
 std::string describe(const Disconnect& d);
 
+// The kinds as metric labels: "transport", "timeout", "stream_error", ...
+constexpr size_t kDisconnectKinds = static_cast<size_t>(Disconnect::Protocol) + 1;
+const char* kind_name(Disconnect::Kind k);
+
 }  // namespace wa

@@ -78,6 +78,13 @@ std::string describe(const Disconnect& d) {
     return s;
 }
 
+const char* kind_name(Disconnect::Kind k) {
+    static const char* const names[kDisconnectKinds] = {"transport", "timeout", "upgrade_refused", "ws_close",
+                                                        "noise", "stream_error", "stream_end", "login_failure",
+                                                        "qr_timeout", "passkey_required", "protocol"};
+    return static_cast<size_t>(k) < kDisconnectKinds ? names[k] : "unknown";
+}
+
 DisconnectPolicy decide(const Disconnect& d, bool linked) {
     switch (d.kind) {
     case Disconnect::LoginFailure: return on_login_failure(d);

@@ -73,6 +73,8 @@ void Session::on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions
         bool changed = false;
         store_->advance_message_status(org_, id, status, unix_s * 1000, 0, {}, changed, &err);
         if (changed) stats_.receipts_in++;
+        if (changed && status == "delivered") stats_.messages_delivered++;
+        if (changed && status != "delivered") stats_.messages_read++;  // read, read-self, played
     }
 }
 

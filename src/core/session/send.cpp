@@ -314,6 +314,7 @@ void Session::fail_job(const std::string& id, int http, const std::string& code,
     std::string err;
     bool changed = false;
     if (store_) store_->advance_message_status(org_, id, "failed", 0, error_code, why, changed, &err);
+    stats_.messages_failed[error_code ? std::to_string(error_code) : code]++;
     for (uint64_t c : it->second->commands) complete(c, http, error_json(code, why, id, error_code), out);
     jobs_.erase(it);
 }

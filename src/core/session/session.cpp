@@ -329,6 +329,9 @@ void Session::schedule_retry(uint64_t now_ms, int64_t unix_s, std::string_view w
 
 void Session::end_link(uint64_t now_ms, int64_t unix_s, const Disconnect& why, Actions& out) {
     DisconnectPolicy p = decide(why, status_.linked);
+    if (p.next == DisconnectPolicy::ReconnectNow || p.next == DisconnectPolicy::Backoff ||
+        p.next == DisconnectPolicy::RetryAt)
+        stats_.reconnects[why.kind < kDisconnectKinds ? why.kind : 0]++;
     bool pairing_restart = ctx_ && ctx_->paired;
     uint64_t pending_code = ctx_ && ctx_->link_code ? ctx_->link_code->command_id : 0;
     out.push_back({Action::Close, static_cast<uint16_t>(p.next == DisconnectPolicy::ReconnectNow ? 1000 : 1000)});
