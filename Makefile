@@ -41,7 +41,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
 # (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
 # installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench bench-link bench-send clean asan stress
 all: $(MODULE)
 
 deps:
@@ -173,6 +173,14 @@ run: deps $(MODULE)
 
 bench: deps $(MODULE)
 	bash bench/status.sh
+
+# Linking at scale (RSS per organization, link 100, relink 1,000, event-loop stalls): bench/out/link.md
+bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
+	perl bench/link.pl
+
+# Sending through the module and through the seed server on the same simulator: bench/out/send.md
+bench-send: deps $(MODULE)
+	perl bench/send.pl
 
 clean:
 	rm -rf $(BUILD) objs

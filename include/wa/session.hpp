@@ -67,6 +67,9 @@ struct SessionConfig {
     uint32_t prekey_batch = 50;             // 50 per top-up,
     uint32_t min_prekeys = 5;               // when the server holds fewer than 5
     uint32_t prekeys_per_slice = 100;       // generated per event-loop turn (≈4 ms), never stalling the loop
+    // How many of `want` keys this event-loop turn still allows, across every session of the process (the host
+    // resets it each turn), so 100 organizations linking at once do not stall the others. Empty: no limit.
+    std::function<uint32_t(uint32_t want)> work_budget;
     Backoff backoff;
     std::function<double()> random;         // [0,1) for jitter; tests inject a fixed one
     noise::Verify verify;                   // XEdDSA verify (wa::xeddsa_verify); tests may inject

@@ -252,6 +252,18 @@ wa::SessionConfig session_config() {
     cfg.keepalive_max_ms = H.conf->keepalive_max;
     cfg.ping_timeout_ms = H.conf->ping_timeout;
     cfg.qr_first_ms = H.conf->qr_first;
+    cfg.work_budget = [](uint32_t want) -> uint32_t {
+        // At most 200 prekeys (about 7 ms of X25519) per event-loop turn over all sessions.
+        static ngx_msec_t turn = 0;
+        static uint32_t used = 0;
+        if (turn != ngx_current_msec) {
+            turn = ngx_current_msec;
+            used = 0;
+        }
+        uint32_t n = want < 200 - used ? want : 200 - used;
+        used += n;
+        return n;
+    };
     cfg.qr_next_ms = H.conf->qr_next;
     return cfg;
 }

@@ -547,6 +547,7 @@ struct LoggedIn : ::testing::Test {
     void settle() {
         size_t answered = 0;
         for (int turn = 0; turn < 50; turn++) {
+            l->now += 1;
             l->pump(l->s->on_timer(l->now, kNow));
             while (answered < l->srv.received.size()) {
                 Node q = l->srv.received[answered++];
@@ -584,6 +585,7 @@ TEST_F(LoggedIn, LoginPayloadThenSuccessCountUploadPassive) {
     // 812 keys are generated in slices of 100: one per timer turn, never all in one event.
     int turns = 0;
     while (!l->last_received("iq")->child("list") && turns < 20) {
+        l->now += 1;  // a later event-loop turn
         l->pump(l->s->on_timer(l->now, kNow));
         turns++;
     }

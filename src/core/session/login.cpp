@@ -93,14 +93,20 @@ void Session::continue_prekey_upload(uint64_t now_ms, Actions& out) {
     if (store_) store_->load_unuploaded_prekeys(org_, ctx_->prekeys_wanted, pending, &err);
     if (pending.size() < ctx_->prekeys_wanted) {
         uint32_t missing = ctx_->prekeys_wanted - static_cast<uint32_t>(pending.size());
+        uint32_t slice = std::min(missing, cfg_.prekeys_per_slice);
+        if (cfg_.work_budget) slice = cfg_.work_budget(slice);
+        if (slice == 0) {  // this turn's budget is spent by other sessions: the next turn
+            deadlines_.set(Deadlines::Work, now_ms + 1);
+            return;
+        }
         std::vector<store::PreKey> fresh;
-        login::generate_prekeys(*creds_, std::min(missing, cfg_.prekeys_per_slice), fresh);
+        login::generate_prekeys(*creds_, slice, fresh);
         if (store_) {
             store_->put_prekeys(org_, fresh, &err);
             store_->put_credentials(org_, *creds_, &err);
         }
-        if (store_ && missing > cfg_.prekeys_per_slice) {
-            deadlines_.set(Deadlines::Work, now_ms);  // next slice on the next turn
+        if (store_ && missing > slice) {
+            deadlines_.set(Deadlines::Work, now_ms + 1);  // the next slice on a later turn, after other events
             return;
         }
         if (!store_) pending.insert(pending.end(), fresh.begin(), fresh.end());
