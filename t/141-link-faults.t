@@ -11,7 +11,7 @@ use WaTest qw(wait_until);
 my $t = WaTest->new;
 my $sim = WaTest::Sim->start($t->{dir});
 my $base = "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
-    . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_keepalive 1s 1s 1s;";
+    . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_keepalive 1s 1s 1s;\n    whatsapp_store_sync full;";
 $t->write_conf(http => $base);
 $t->start;
 my $phone_seq = 573001000000;
@@ -135,7 +135,7 @@ sub creds_of { scalar @{ $t->db("SELECT org FROM credentials WHERE org = '$_[0]'
     fault($p, { type => 'stream_error', code => 401 });
     $s = wait_state('d1', 'logged_out', 3);
     ok($s, 'stream error 401 device_removed: logged_out');
-    is(creds_of('d1'), 0, 'credentials deleted');
+    ok(wait_until(sub { creds_of('d1') == 0 }, 2), 'credentials deleted');
     sleep 1.5;
     is($t->status('d1')->{status}, 'logged_out', 'no retry after logged_out');
 }
@@ -147,7 +147,7 @@ for my $row ([401, 'logged_out'], [403, 'logged_out'], [406, 'logged_out']) {
     fault($p, { type => 'drop' });
     my $s = wait_state($org, $want, 6);
     ok($s, "login failure $code: $want") or diag explain $t->status($org);
-    is(creds_of($org), 0, "login failure $code: credentials deleted");
+    ok(wait_until(sub { creds_of($org) == 0 }, 2), "login failure $code: credentials deleted");
 }
 for my $code (500, 503) {
     my $org = "g$code";
@@ -164,7 +164,7 @@ for my $code (500, 503) {
     my ($st) = $sim->control(POST => "/accounts/$p/unlink", body => { device => 1 });
     is($st, 200, 'the phone unlinked the device');
     ok(wait_state('u1', 'logged_out', 5), 'unlinked from the phone: logged_out');
-    is(creds_of('u1'), 0, 'credentials gone');
+    ok(wait_until(sub { creds_of('u1') == 0 }, 2), 'credentials gone');
 }
 
 # ---------------------------------------------------------------------------------------------- logout unlinks on the server
@@ -177,7 +177,7 @@ for my $code (500, 503) {
     my (undef, undef, $acct) = $sim->control(GET => "/accounts/$p");
     my ($dev) = grep { $_->{id} == 1 } @{ $acct->{devices} // [] };
     ok($dev && $dev->{removed}, 'the simulator removed the companion device') or diag explain $acct;
-    is(creds_of('lo1'), 0, 'credentials deleted');
+    ok(wait_until(sub { creds_of('lo1') == 0 }, 2), 'credentials deleted');
 
     # purge: after logout, nothing of the organization is left in any table (cleared generations included)
     link_org('pu1');

@@ -134,6 +134,29 @@ is($st, 404, 'an unknown message id: 404');
     ok($sim->stats->{retry_receipts_received} >= 1, 'the simulator got our retry receipt');
 }
 
+# ---------------------------------------------------------------------------------------------- retry receipts from a recipient
+{
+    # the contact's device 1 refuses the next message twice (counts 1 and 2, <keys> on 2): we resend to it alone
+    my ($fs, undef, $fj) = $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'retry_request', target => 'contact', device => 1, times => 2 });
+    is($fs, 200, 'the contact device 1 will ask for two retries') or diag explain $fj;
+    my ($a, undef, $x) = send_msg(phone => $C1, message => 'reintento');
+    is($a, 200, 'send: 200');
+    my $e = wait_until(sub { my ($m) = grep { $_->{id} eq ($x->{message_id} // '') && $_->{device} == 1 } @{ inbox($C1) }; $m }, 8);
+    ok($e, 'after two retry receipts, device 1 decrypted our resend') or diag explain inbox($C1);
+    is($e->{text}, 'reintento', 'with the text') if $e;
+    my (undef, undef, $c) = $sim->control(GET => "/contacts/$C1");
+    ok(($sim->stats->{retry_receipts_sent} // 0) >= 2, 'the simulator sent the retry receipts');
+}
+
+# ---------------------------------------------------------------------------------------------- prekey top-up
+{
+    my (undef, undef, $a0) = $sim->control(GET => "/accounts/$ACCOUNT");
+    my ($fs) = $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'drain_prekeys', keep => 2 });
+    is($fs, 200, 'the server says our prekey stock is low (2 left)');
+    my $n = wait_until(sub { my (undef, undef, $a) = $sim->control(GET => "/accounts/$ACCOUNT"); my ($d) = grep { $_->{id} == 1 } @{ $a->{devices} }; ($d->{prekeys} // 0) >= 52 ? $d->{prekeys} : undef }, 5);
+    is($n, 52, 'we uploaded 50 more (whatsmeow prekeys.go WantedPreKeyCount)');
+}
+
 # ---------------------------------------------------------------------------------------------- restart reuses sessions
 {
     my $stock = sub { my (undef, undef, $c) = $sim->control(GET => "/contacts/$C1"); join ',', map { $_->{prekeys} } @{ $c->{devices} // [] } };

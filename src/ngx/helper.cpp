@@ -50,6 +50,7 @@ struct Helper {
     std::map<uint64_t, wa_shm_cmd_t*> waiting;  // commands a session will complete later (logout, pairing code)
     // Answers held until the pass's store transaction is committed: "done" is said only of what is on disk.
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
+    std::vector<std::string> holding;  // organizations with frames held for the commit
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
 };
@@ -62,6 +63,7 @@ std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) +
 void complete(wa_shm_cmd_t* c, const api::Response& resp);
 void answer(wa_shm_cmd_t* c, api::Response resp);
 void store_begin();
+void commit_and_flush();
 
 struct HelperOrg : WaTransport::Listener {
     std::string id;
@@ -132,20 +134,31 @@ struct HelperOrg : WaTransport::Listener {
         }
     }
 
+    // What a frame promises (a device identity, a prekey upload, a message's pending record and ratchet state, a
+    // receipt for a stored message) must be on disk before it leaves: such frames wait for the pass's commit
+    // (group commit: one fsync for every send and receipt of the pass). Frames after a held one wait too, since
+    // Noise numbers them in order.
     void write(const wa::Action& a) {
         if (!transport) return;
-        // What this frame promises (a device identity, a prekey upload) must be on disk first.
-        if (a.durable && H.store) {
-            std::string err;
-            uint64_t t0 = wa_monotonic_us();
-            bool ok = H.store->commit(&err);
-            wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
-            if (!ok)
-                ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: store commit failed: %s", id.c_str(),
-                              err.c_str());
+        if ((a.durable && H.store) || !held.empty()) {
+            if (held.empty()) H.holding.push_back(id);
+            held.push_back(a.bytes);
+            if (!H.pass_end.posted) {
+                ngx_post_event(&H.pass_end, &ngx_posted_events);
+            }
+            return;
         }
         transport->send_binary(a.bytes);
     }
+
+    void flush_held() {
+        std::vector<std::string> frames;
+        frames.swap(held);
+        for (const std::string& f : frames)
+            if (transport) transport->send_binary(f);
+    }
+
+    std::vector<std::string> held;  // frames waiting for the pass's commit
 
     void run(const wa::Actions& actions);
     void count_metrics();
@@ -182,9 +195,11 @@ void HelperOrg::run(const wa::Actions& actions) {
             break;
         case wa::Action::Close:
             if (transport) {
+                if (!held.empty()) commit_and_flush();  // what was promised goes out before the close
                 transport->close(a.code);
                 drop_transport();
             }
+            held.clear();
             break;
         case wa::Action::Write: write(a); break;
         case wa::Action::SetTimer: {
@@ -385,7 +400,9 @@ void store_begin() {
     }
 }
 
-void pass_end_handler(ngx_event_t*) {
+// Commits the pass's transaction, then lets out the frames that waited for it. False when the commit failed:
+// held frames are then dropped (they promised what is not on disk; the session recovers by resending).
+bool commit_pass() {
     bool stored = true;
     if (H.store && H.store->in_transaction()) {
         std::string err;
@@ -394,6 +411,21 @@ void pass_end_handler(ngx_event_t*) {
         wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
         if (!stored) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
     }
+    std::vector<std::string> holding;
+    holding.swap(H.holding);
+    for (const std::string& id : holding) {
+        auto it = H.orgs.find(id);
+        if (it == H.orgs.end()) continue;
+        if (stored) it->second->flush_held();
+        else it->second->held.clear();
+    }
+    return stored;
+}
+
+void commit_and_flush() { commit_pass(); }
+
+void pass_end_handler(ngx_event_t*) {
+    bool stored = commit_pass();
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     answers.swap(H.answers);
     for (auto& [c, resp] : answers) {
@@ -656,6 +688,8 @@ bool open_store() {
                       err.c_str());
         return false;
     }
+    if (H.conf->store_sync_full && !H.store->set_synchronous(true, &err))
+        ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: whatsapp_store_sync full: %s", err.c_str());
     wa::store::MigrationReport report;
     if (!wa::store::migrate_session_files(*H.store, dir, report, &err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: migrating session.json files failed: %s", err.c_str());

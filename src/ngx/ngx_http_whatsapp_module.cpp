@@ -56,6 +56,9 @@ static void wa_exit_process(ngx_cycle_t* cycle);
 #define MAIN NGX_HTTP_MAIN_CONF
 #define MAIN_OFF(f) offsetof(wa_main_conf_t, f)
 
+// whatsapp_store_sync normal | full;  (see Store::set_synchronous)
+static ngx_conf_enum_t wa_store_sync_modes[] = {{ngx_string("normal"), 0}, {ngx_string("full"), 1}, {ngx_null_string, 0}};
+
 static ngx_command_t wa_commands[] = {
     {ngx_string("whatsapp_zone"), MAIN | NGX_CONF_TAKE2, wa_zone_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_state_dir"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_str_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -102,6 +105,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_message_retention"), MAIN | NGX_CONF_TAKE12, wa_retention_directive, NGX_HTTP_MAIN_CONF_OFFSET,
      0, NULL},
+    {ngx_string("whatsapp_store_sync"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_enum_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(store_sync_full), &wa_store_sync_modes},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_events_max"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -166,6 +171,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->qr_next = NGX_CONF_UNSET_MSEC;
     m->message_retention = NGX_CONF_UNSET;
     m->message_cap = NGX_CONF_UNSET_UINT;
+    m->store_sync_full = NGX_CONF_UNSET;
     m->events_max = NGX_CONF_UNSET_UINT;
     m->events_heartbeat = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
@@ -574,6 +580,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->qr_next, 20000);
     ngx_conf_init_value(m->message_retention, 30 * 86400);
     ngx_conf_init_uint_value(m->message_cap, 100000);
+    ngx_conf_init_value(m->store_sync_full, 0);
     ngx_conf_init_uint_value(m->events_max, 1024);
     ngx_conf_init_msec_value(m->events_heartbeat, 15000);
     if (m->events_heartbeat < 100) {

@@ -122,6 +122,7 @@ sub spawn {
         open(STDERR, '>>', $o{stderr} // '/dev/null') or POSIX::_exit(127);
         open(STDIN, '<', '/dev/null');
         chdir $o{chdir} if $o{chdir};
+        @ENV{ keys %{ $o{env} } } = values %{ $o{env} } if $o{env};
         exec { $o{argv}[0] } @{ $o{argv} } or POSIX::_exit(127);
     }
     setpgid($pid, $pid);

@@ -357,6 +357,7 @@ public:
     bool commit(std::string* e) override { return s_.commit(e); }
     void rollback() override { s_.rollback(); }
     bool in_transaction() const override { return s_.in_transaction(); }
+    bool set_synchronous(bool f, std::string* e) override { return s_.set_synchronous(f, e); }
     bool load_orgs(std::vector<wa::store::OrgRecord>& o, std::vector<std::pair<std::string, std::string>>& c,
                    std::string* e) override {
         return s_.load_orgs(o, c, e);

@@ -98,6 +98,10 @@ public:
     virtual bool commit(std::string* err) = 0;  // no-op (true) when none is open
     virtual void rollback() = 0;
     virtual bool in_transaction() const = 0;
+    // full: a commit is on disk when it returns (an fsync per commit, which stalls the caller's loop);
+    // normal (the default): committed transactions survive any process crash, a power loss may lose the last
+    // ones (SQLite's recommended setting with write-ahead logging).
+    virtual bool set_synchronous(bool full, std::string* err) = 0;
 
     // ---- organizations ----
     // Every organization that is not cleared or purged. Rows that fail to decode are returned in

@@ -173,8 +173,10 @@ bool Db::configure(bool full_check, std::string& err) {
         err = path_ + ": cannot use write-ahead logging (journal_mode is " + mode + ")";
         return false;
     }
-    // FULL: a commit is on disk when COMMIT returns. secure_delete: deleted keys (logout) are overwritten.
-    if (!exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON", err)) return false;
+    // NORMAL with WAL: every committed transaction survives a process crash; FULL (Store::set_synchronous) also
+    // survives a power loss at the price of an fsync per commit. secure_delete: deleted keys (logout) are
+    // overwritten.
+    if (!exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON", err)) return false;
     return migrate_schema(*this, err);
 }
 
@@ -210,6 +212,16 @@ sqlite3_stmt* Db::statement(const char* sql, std::string& err) {
 
 bool Db::exec(const char* sql, std::string& err) {
     if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) == SQLITE_OK) return true;
+    err = last_error();
+    return false;
+}
+
+bool Db::exec_cached(const char* sql, std::string& err) {
+    sqlite3_stmt* s = statement(sql, err);
+    if (!s) return false;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
     err = last_error();
     return false;
 }

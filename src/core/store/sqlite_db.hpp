@@ -31,6 +31,8 @@ public:
     sqlite3_stmt* statement(const char* sql, std::string& err);
     // Runs constant SQL without parameters (transaction control, pragmas, migrations).
     bool exec(const char* sql, std::string& err);
+    // The same for one statement run often (transaction control): prepared once, kept in the statement cache.
+    bool exec_cached(const char* sql, std::string& err);
     bool autocommit() const { return sqlite3_get_autocommit(db_) != 0; }
     // SQLite's message for the last failure, with its extended code; never contains bound values.
     std::string last_error() const;

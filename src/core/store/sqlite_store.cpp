@@ -455,6 +455,12 @@ public:
     bool commit(std::string* err) override;
     void rollback() override;
     bool in_transaction() const override { return group_; }
+    bool set_synchronous(bool full, std::string* err) override {
+        std::string e;
+        bool ok = db_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
+        if (!ok && err) *err = e;
+        return ok;
+    }
 
     bool load_orgs(std::vector<OrgRecord>& out, std::vector<std::pair<std::string, std::string>>& corrupt,
                    std::string* err) override;
@@ -579,11 +585,11 @@ bool SqliteStore::read(const char* what, std::string* err, F&& body) noexcept {
 bool SqliteStore::open_unit(bool& outer, std::string& e) {
     if (!group_lost_.empty()) return fail(e, group_lost_);
     outer = db_->autocommit();
-    return db_->exec(outer ? "BEGIN IMMEDIATE" : "SAVEPOINT store_unit", e);
+    return db_->exec_cached(outer ? "BEGIN IMMEDIATE" : "SAVEPOINT store_unit", e);
 }
 
 bool SqliteStore::close_unit(bool outer, std::string& e) {
-    return db_->exec(outer ? "COMMIT" : "RELEASE store_unit", e);
+    return db_->exec_cached(outer ? "COMMIT" : "RELEASE store_unit", e);
 }
 
 // Undoes a failed unit, without allocating. Inside the group transaction only the unit's own writes go.
@@ -619,7 +625,7 @@ bool SqliteStore::report(const char* what, bool ok, const std::string& e, std::s
 bool SqliteStore::begin(std::string* err) {
     if (group_) return true;
     std::string e;
-    bool ok = guarded(e, [&] { return db_->exec("BEGIN IMMEDIATE", e); });
+    bool ok = guarded(e, [&] { return db_->exec_cached("BEGIN IMMEDIATE", e); });
     if (ok) {
         group_ = true;
         group_lost_.clear();
@@ -633,7 +639,7 @@ bool SqliteStore::commit(std::string* err) {
     bool ok = guarded(e, [&] {
         if (!group_lost_.empty()) return fail(e, group_lost_);
         if (db_->autocommit()) return fail(e, "the transaction was rolled back after an error");
-        return db_->exec("COMMIT", e);
+        return db_->exec_cached("COMMIT", e);
     });
     if (!ok) abandon_unit(true);  // a transaction that could not commit is not left open
     group_ = false;

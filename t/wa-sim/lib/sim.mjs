@@ -1018,7 +1018,14 @@ export class Sim {
       this.log(`message ${id}: client phash ${clientPhash} != server ${serverPhash}`)
     }
     if (serverPhash && (this.ackPhash === 'always' || (this.ackPhash === 'client' && clientPhash !== null))) ackAttrs.phash = serverPhash
-    conn.send(node('ack', ackAttrs))
+    // fault no_ack: the message is relayed but its ack never comes (a server that went away after taking it)
+    const withheld = this.useFault(conn.deviceKey, 'no_ack')
+    if (withheld) {
+      this.stats.acks_withheld = (this.stats.acks_withheld || 0) + 1
+      this.log(`conn ${conn.id}: message ${id}: ack withheld (fault no_ack)`)
+    } else {
+      conn.send(node('ack', ackAttrs))
+    }
 
     // <device-identity> is required when any enc is a pkmsg (wa-protocol.md §7)
     const hasPkmsg = items.some(i => i.enc.attrs.type === 'pkmsg')
@@ -1159,6 +1166,8 @@ export class Sim {
     if (benchBad) this.stats.bench_text_errors++
     if (delivered.size) this.stats.messages_relayed++
     // contacts: delivery, then read receipts; from the contact's LID (with its PN as sender_pn) in a LID chat
+    // no_ack: the server took the message and went quiet: no receipts for it either
+    if (withheld) return
     for (const c of delivered.values()) {
       const from = addressing === 'lid' ? lidJid(c.lid) : pnJid(c.phone)
       const alt = addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {}
@@ -1716,6 +1725,7 @@ export class Sim {
     }
     switch (type) {
       case 'ack_error':
+      case 'no_ack':
       case 'bad_ciphertext':
       case 'retry_request': {
         const times = Number(b.times ?? 1)
@@ -1765,7 +1775,7 @@ export class Sim {
         return { ok: true, prekeys: dev.preKeys.size }
       }
       default:
-        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|bad_ciphertext|retry_request|drain_prekeys|reachout_timelock')
+        throw httpError(400, 'type must be stream_error|xmlstreamend|failure|drop|stall|garbage|ack_error|no_ack|bad_ciphertext|retry_request|drain_prekeys|reachout_timelock')
     }
   }
 }

@@ -71,6 +71,19 @@ for (const code of [479, 463]) {
   })
 }
 
+test('no_ack: the message reaches the contact but Baileys never sees the server ack (nor receipts)', { timeout: 20000 }, async () => {
+  const r = await fault({ type: 'no_ack' })
+  assert.equal(r.status, 200)
+  const s0 = (await sim.ctl('GET', '/stats')).body
+  const m = await acct.h.sock.sendMessage(`${CONTACT}@s.whatsapp.net`, { text: 'sin ack' })
+  await waitFor(async () => (await sim.ctl('GET', `/contacts/${CONTACT}/inbox`)).body.find(e => e.id === m.key.id && e.text === 'sin ack'), { what: 'relayed' })
+  await sleep(800)  // past the delivery (250 ms) and read (300 ms) receipts a normal message would get
+  const acked = acct.h.msgUpdates.some(u => u.key.id === m.key.id && (u.update.status ?? 0) >= proto.WebMessageInfo.Status.SERVER_ACK) ||
+    acct.h.upserts.some(u => u.key.id === m.key.id && (u.status ?? 0) >= proto.WebMessageInfo.Status.SERVER_ACK)
+  assert.equal(acked, false, 'no server ack, delivery or read status reached Baileys')
+  assert.equal((await sim.ctl('GET', '/stats')).body.acks_withheld, (s0.acks_withheld || 0) + 1)
+})
+
 test('bad_ciphertext: Baileys sends a retry receipt, the contact resends, Baileys decrypts', { timeout: 30000 }, async () => {
   // establish the contact->client session first, then corrupt a 'msg'
   const first = await sim.ctl('POST', `/contacts/${CONTACT}/send`, { to: PHONE, text: 'primero' })

@@ -1,0 +1,104 @@
+#!/usr/bin/env perl
+# Benchmark (not a test): POST /api/send-message through the module and through the Node/Express/Baileys seed
+# server (../shared/anchors/seed-server), each linked to the same simulator, same load: wrk, 16 connections,
+# DURATION seconds, rotating over 20 one-device contacts whose sessions exist already. The simulator runs in
+# bench mode (contacts decrypt 1 message in 50 and ack the rest; no read receipts), since a Node simulator
+# spends ~1 ms of CPU per decrypt. Prints messages/s, latency p50/p99, CPU per message of the process that
+# owns the WhatsApp connection (helper / node, from /proc), and the ratios; writes bench/out/send.md.
+#   DURATION=10 perl bench/send.pl          SEED=0 skips the seed server
+# The module answers after WhatsApp's server acked the message; the seed server answers when Baileys'
+# sendMessage resolves (after writing the stanza, before any ack): the module does strictly more per answer.
+use strict;
+use warnings;
+use FindBin qw($Bin);
+use lib "$Bin/../t/lib";
+use Time::HiRes qw(time sleep);
+use MIME::Base64 qw(decode_base64);
+use WaTest qw(wait_until);
+
+my $DURATION = $ENV{DURATION} || 10;
+my $root = "$Bin/..";
+my $t = WaTest->new;
+my $sim = WaTest::Sim->start($t->{dir}, args => ['--bench-sample', '50', '--no-read-receipts']);
+my @contacts = map { 573007770000 + $_ } 1 .. 20;
+$sim->control(POST => '/contacts', body => { phone => "$_", devices => 1 }) for @contacts;
+my $CONTACTS = join ',', @contacts;
+
+sub cpu_ticks { my ($pid) = @_; open(my $f, '<', "/proc/$pid/stat") or return 0; my @f = split ' ', <$f>; return $f[13] + $f[14] }
+sub rss_kib { my ($pid) = @_; open(my $f, '<', "/proc/$pid/status") or return 0; while (<$f>) { return $1 if /^VmRSS:\s+(\d+)/ } 0 }
+my $HZ = `getconf CLK_TCK` + 0 || 100;
+
+sub wrk {
+    my ($port, $key, $org) = @_;
+    local $ENV{WA_CONTACTS} = $CONTACTS;
+    local $ENV{WA_KEY} = $key;
+    local $ENV{WA_ORG} = $org;
+    my $out = `wrk -t2 -c16 -d${DURATION}s --timeout 10s -s $Bin/send.lua http://127.0.0.1:$port/ 2>&1`;
+    my ($req, $dur, $es, $et, $p50, $p99) = $out =~ /RESULT requests=(\d+) duration_us=(\d+) errors_status=(\d+) errors_timeout=(\d+) p50_us=(\d+) p99_us=(\d+)/
+        or die "wrk: $out";
+    return { rps => $req / ($dur / 1e6), n => $req, bad => $es + $et, p50 => $p50 / 1000, p99 => $p99 / 1000 };
+}
+
+sub warm {
+    my ($send) = @_;
+    $send->($_) for @contacts;    # first message per contact: prekey bundle, pkmsg
+    sleep 1;
+}
+
+# ---------------------------------------------------------------------------------------------- the module
+$t->write_conf(http => ($ENV{STORE_SYNC} ? "whatsapp_store_sync $ENV{STORE_SYNC};\n    " : '') . "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+    . "    whatsapp_send_rate 1000000r/s burst=1000000;", workers => 1, level => 'warn', connections => 1024);
+$t->start;
+$t->api(POST => '/api/start-session', body => { organization_id => 'bench' });
+my $qr = wait_until(sub { my (undef, undef, $q) = $t->api(GET => '/api/qr/bench'); $q && $q->{success} ? $q : undef }, 10) or die 'no QR';
+$sim->control(POST => '/scan', body => { qr => $qr->{qr_text}, phone => '573006660001' });
+wait_until(sub { ($t->status('bench')->{status} // '') eq 'connected' }, 10) or die 'not connected';
+sleep 2;
+warm(sub { $t->api(POST => '/api/send-message', body => { organization_id => 'bench', phone => "$_[0]", message => 'hola' }) });
+my ($hp) = $t->helper_pids;
+my $c0 = cpu_ticks($hp);
+my $m = wrk($t->{port}, $t->{key}, 'bench');
+$m->{cpu_us} = (cpu_ticks($hp) - $c0) / $HZ * 1e6 / ($m->{n} || 1);
+$m->{rss} = rss_kib($hp);
+$t->stop;
+
+# ---------------------------------------------------------------------------------------------- the seed server
+my $s;
+if (($ENV{SEED} // 1) && -d "$root/../shared/anchors/seed-server") {
+    my $dir = "$t->{dir}/seed-server";
+    system("cp -r $root/../shared/anchors/seed-server $dir && cd $dir && npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1") == 0
+        or die 'seed server: npm install failed';
+    my $port = WaTest::free_port();
+    my $pid = WaTest::spawn(argv => ['node', 'server.mjs'], chdir => $dir, stdout => "$t->{dir}/seed.log", stderr => "$t->{dir}/seed.log",
+        env => { PORT => $port, API_KEY => 'bench-key-0123456789', WA_URL => $sim->{ws_url}, WA_ROOT_KEY => $sim->{root_key},
+                 AUTH_DIR => "$t->{dir}/auth", LOG_LEVEL => 'silent' });
+    my $api = sub { WaTest::http_request($port, $_[0], $_[1], headers => { 'X-API-Key' => 'bench-key-0123456789' }, body => $_[2], timeout => 10) };
+    wait_until(sub { my ($st) = WaTest::http_request($port, GET => '/health'); ($st // 0) == 200 }, 20) or die 'seed server did not start';
+    $api->(POST => '/api/start-session', { organization_id => 'bench' });
+    my $url = wait_until(sub { my (undef, undef, $q) = $api->(GET => '/api/qr/bench'); $q && $q->{qr} }, 20) or die 'seed: no QR';
+    my ($png) = $url =~ m{base64,(.+)$};
+    WaTest::spew("$t->{dir}/seed-qr.png", decode_base64($png));
+    chomp(my $text = `zbarimg --raw -q $t->{dir}/seed-qr.png`);
+    $sim->control(POST => '/scan', body => { qr => $text, phone => '573006660002' });
+    # Baileys closes with 515 after pairing and the seed server reconnects
+    wait_until(sub { my (undef, undef, $x) = $api->(GET => '/api/status/bench'); ($x->{status} // '') eq 'connected' }, 30) or die 'seed not connected';
+    sleep 3;
+    warm(sub { $api->(POST => '/api/send-message', { organization_id => 'bench', phone => "$_[0]", message => 'hola' }) });
+    my $c1 = cpu_ticks($pid);
+    $s = wrk($port, 'bench-key-0123456789', 'bench');
+    $s->{cpu_us} = (cpu_ticks($pid) - $c1) / $HZ * 1e6 / ($s->{n} || 1);
+    $s->{rss} = rss_kib($pid);
+    WaTest::kill_group($pid, 3);
+}
+
+my $md = "| server | messages/s | p50 | p99 | CPU per message | RSS | failed |\n|---|---|---|---|---|---|---|\n";
+$md .= sprintf("| ngx_whatsapp (answers after the server ack) | %.0f | %.2f ms | %.2f ms | %.0f µs (helper) | %d MiB (helper) | %d |\n",
+    $m->{rps}, $m->{p50}, $m->{p99}, $m->{cpu_us}, $m->{rss} / 1024, $m->{bad});
+$md .= sprintf("| seed server (Express + Baileys; answers before any ack) | %.0f | %.2f ms | %.2f ms | %.0f µs (node) | %d MiB | %d |\n",
+    $s->{rps}, $s->{p50}, $s->{p99}, $s->{cpu_us}, $s->{rss} / 1024, $s->{bad}) if $s;
+$md .= sprintf("\nmodule / seed server: throughput **%.1f×**, p99 %.2f×, CPU per message %.1f× less\n",
+    $m->{rps} / $s->{rps}, $s->{p99} / $m->{p99}, $s->{cpu_us} / ($m->{cpu_us} || 1)) if $s && $s->{rps};
+print $md;
+mkdir "$root/bench/out";
+WaTest::spew("$root/bench/out/send.md", $md);
+Test::More::done_testing();
