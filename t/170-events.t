@@ -132,7 +132,10 @@ ok(!grep({ $seen{$_}++ } @ids), 'no status id twice');
     ok(wait_until(sub { !grep { WaTest::alive($_) } @w0 }, 10), 'the old workers exit (nothing holds them)');
     my $again = sse('/api/events/org1');
     my $ev = $again->next(2);
-    is($ev->{json}{status}, 'connected', 'a reconnect gets the current state from a new worker');
+    is($ev->{event}, 'status', "a reconnect gets the current state from a new worker at once ($ev->{json}{status})");
+    # The new helper reconnects the session after the reload: connected, now or in a moment, on the same stream.
+    ok($ev->{json}{status} eq 'connected' || $again->wait_for(sub { ($_[0]{json}{status} // '') eq 'connected' }, 10),
+        'and connected (the session resumed under the new helper)');
     $again->close;
 }
 

@@ -122,6 +122,7 @@ void wa_metrics_helper_start(ngx_cycle_t* cycle) {
     ngx_shmtx_unlock(&wa_lag_zone->shpool->mutex);
     ngx_memzero(&wa_lag_timer, sizeof wa_lag_timer);
     wa_lag_timer.handler = wa_lag_handler;
+    wa_lag_timer.data = &wa_lag_timer;  // never NULL: nginx's debug log reads the event's data as a connection
     wa_lag_timer.log = cycle->log;
     wa_lag_timer.cancelable = 1;  // never keeps a quitting helper alive
     wa_lag_arm();

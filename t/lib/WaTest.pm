@@ -347,8 +347,10 @@ sub start {
     }, 10);
     croak "nginx did not start:\n" . slurp("$d/stderr.log") . $self->error_log unless $ok;
     if ($o{wait_helper} // 1) {
+        # Active in /api/health (set while the helper initializes) and titled (set on its first event-loop turn).
+        my $master = ($self->{conf_opts}{master} // 'on') eq 'on' && !defined $self->{conf_opts}{text};
         croak "the whatsapp helper did not become active:\n" . $self->error_log
-            unless wait_until(sub { ($self->health->{helper}{state} // '') eq 'active' }, 10);
+            unless wait_until(sub { ($self->health->{helper}{state} // '') eq 'active' && (!$master || $self->helper_pids) }, 10);
     }
     return $self;
 }
