@@ -10,6 +10,7 @@ use warnings;
 use FindBin qw($Bin);
 use lib "$Bin/../t/lib";
 use Time::HiRes qw(time sleep);
+use POSIX ();
 use WaTest qw(wait_until);
 
 my $ORGS = $ENV{ORGS} || 1000;
@@ -48,7 +49,17 @@ wait_until(sub {
     }
     keys(%qr) == $LINK;
 }, 60);
-for my $i (1 .. $LINK) { $sim->control(POST => '/scan', body => { qr => $qr{$i}, phone => 573200000000 + $i }) }
+# 100 phones scanning at once: the scans go to the simulator from 10 processes in parallel.
+my @kids;
+for my $k (0 .. 9) {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        for (my $i = 1 + $k; $i <= $LINK; $i += 10) { $sim->control(POST => '/scan', body => { qr => $qr{$i}, phone => 573200000000 + $i }, timeout => 60) }
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+waitpid($_, 0) for @kids;
 wait_until(sub { connected() >= $LINK }, 120) or die "only " . connected() . " linked";
 $r{link_s} = time - $t0;
 $r{link_lag} = lag();
