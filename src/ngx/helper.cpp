@@ -16,6 +16,7 @@
 #include <random>
 
 #include "transport.hpp"
+#include "webhooks.hpp"
 #include "wa/api.hpp"
 #include "wa/base64.hpp"
 #include "wa/fsutil.hpp"
@@ -231,6 +232,7 @@ wa::SessionConfig session_config() {
     cfg.ping_timeout_ms = H.conf->ping_timeout;
     cfg.qr_first_ms = H.conf->qr_first;
     cfg.qr_next_ms = H.conf->qr_next;
+    cfg.webhooks = wa_webhooks_router(H.conf);
     return cfg;
 }
 
@@ -389,6 +391,7 @@ void commit_and_flush() { commit_pass(); }
 
 void pass_end_handler(ngx_event_t*) {
     bool stored = commit_pass();
+    if (stored) wa_webhooks_kick();  // events committed in this pass go out now
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     answers.swap(H.answers);
     for (auto& [c, resp] : answers) {
@@ -732,7 +735,10 @@ void activate() {
     }
     ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P owns the sessions (previous owner %s)", ngx_pid,
                   clean ? "released cleanly" : "died");
-    if (open_store()) load_sessions();
+    if (open_store()) {
+        load_sessions();
+        wa_webhooks_start(H.conf, H.store.get(), H.log, [] { store_begin(); });
+    }
     // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
     // device would earn a "conflict". Give it a moment.
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
@@ -789,6 +795,7 @@ void drain(const char* why) {
     H.orgs.clear();
     H.resume_queue.clear();
     pass_end_handler(nullptr);  // commit what the shutdown wrote, free the closed transports
+    wa_webhooks_stop();
     H.store.reset();            // closed before the lock is released: the next owner opens it
     ngx_shmtx_lock(&z->shpool->mutex);
     if (z->sh->helper_pid == ngx_pid) {
