@@ -20,8 +20,8 @@ WaTest::spew("$dir/hook.secret", "$SECRET\n");
 # A receiver: one request per connection, each logged as a JSON line (time, headers, body); the first
 # $fail requests are answered 500.
 sub receiver {
-    my ($name, $fail) = @_;
-    my $port = WaTest::free_port();
+    my ($name, $fail, $port) = @_;
+    $port //= WaTest::free_port();
     my $log = "$dir/$name.log";
     WaTest::background(sub {
         my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 64, ReuseAddr => 1)
@@ -144,6 +144,26 @@ if ($dead) {
 }
 like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to http:\/\/127\.0\.0\.1:$dead_port\/gone is dead/,
      'a clear log line for the dead event');
+# ------------------------------------------------------------------------------------- dead list, replay
+{
+    my ($s, undef, $j) = $t->api(GET => '/api/webhooks/dead?organization_id=o1&limit=10');
+    is($s, 200, 'GET /api/webhooks/dead: 200');
+    my ($item) = grep { ($_->{target} // '') =~ /:$dead_port\/gone$/ } @{ $j->{items} // [] };
+    ok($item, 'the dead event is listed with its target') or diag explain $j;
+    is($item->{event}{id}, $e->{id}, 'as the same event (id)') if $item;
+    like($item->{last_error} // '', qr/Connection refused/, 'with its last error') if $item;
+    unlike(WaTest::json_enc($j), qr/$SECRET/, 'the secret is never returned');
+    my (undef, $late_log) = receiver('late', 0, $dead_port);
+    sleep 0.3;
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks/replay', body => { organization_id => 'o1' });
+    is($s, 200, 'POST /api/webhooks/replay: 200');
+    is($j->{replayed}, 1, 'one event replayed');
+    my $late = wait_until(sub { my @x = @{ received($late_log) }; @x ? $x[0] : undef }, 5);
+    ok($late, 'the replayed event reached the URL once it listened');
+    is($late->{event_json}{id}, $e->{id}, 'with the same id') if $late;
+    is($late->{event_json}{data}{text}, $text, 'and the same data') if $late;
+}
+
 my $delivered = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = '$flaky_url' AND state = 'delivered'");
 is($delivered->[0]{n}, 1, 'the store marks the flaky delivery delivered');
 

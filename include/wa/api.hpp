@@ -14,7 +14,7 @@ namespace wa::api {
 
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
-    PairingCode, Purge, Messages, Contact
+    PairingCode, Purge, Messages, Contact, WebhooksDead, WebhooksReplay
 };
 
 struct Route {
@@ -49,11 +49,13 @@ Response error_for_status(int status);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {
-    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact } type = Start;
+    enum Type : uint8_t {
+        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay
+    } type = Start;
     std::string org;
     std::string phone;            // E.164 digits (send, pairing-code, contact)
     std::string jid;              // send to a JID as given instead of a phone
-    std::string message;          // UTF-8 text (send); the message id (message_get)
+    std::string message;          // UTF-8 text (send); the message id (message_get); an event id (webhook_replay)
     std::string idempotency_key;  // optional (send)
     std::string direction;        // message_list: "in", "out" or ""
     std::string cursor;           // message_list

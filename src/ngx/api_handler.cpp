@@ -527,7 +527,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     if (!route.has_body) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
-        if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact)
+        if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact ||
+            route.id == api::RouteId::WebhooksDead)
             return wa_helper_read(r, m, route);
         return wa_send(r, wa_read_route(r, m, route));
     }

@@ -542,6 +542,11 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
     }
+    case api::Command::WebhookDead:
+    case api::Command::WebhookReplay:
+        resp = cmd.type == api::Command::WebhookDead ? wa_webhooks_dead(H.store.get(), cmd.org, cmd.cursor, cmd.limit)
+                                                     : wa_webhooks_replay(H.store.get(), cmd.org, cmd.message);
+        return true;
     case api::Command::MessageGet:
     case api::Command::MessageList:
     case api::Command::Contact: {

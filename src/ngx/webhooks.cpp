@@ -332,3 +332,48 @@ void wa_webhooks_stop() {
     E.inflight.clear();
     E.store = nullptr;
 }
+
+// ---- API ----
+
+wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& org, const std::string& cursor,
+                                   uint32_t limit) {
+    if (!store) return wa::api::error(503, "helper_unavailable", "the store is not open");
+    std::vector<wa::store::WebhookEvent> rows;
+    std::string err;
+    int64_t after = cursor.empty() ? 0 : std::stoll(cursor);
+    if (!store->list_dead_webhooks(org, after, limit + 1, rows, &err)) {
+        ngx_log_error(NGX_LOG_ERR, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %s", org.c_str(), err.c_str());
+        return wa::api::error(507, "storage_error", "dead webhook events could not be read");
+    }
+    std::string next;
+    if (rows.size() > limit) {
+        rows.resize(limit);
+        next = std::to_string(rows.back().n);
+    }
+    std::string body = "{\"success\":true,\"items\":[";
+    for (size_t i = 0; i < rows.size(); i++) {
+        const auto& e = rows[i];
+        if (i) body += ",";
+        std::string ev = wa::webhook::envelope(e);
+        // target and last_error are ours (a URL from the config, an error text without secrets)
+        body += "{\"event\":" + ev + ",\"target\":\"" + wa::webhook::json_escape(e.target) + "\",\"attempts\":" +
+                std::to_string(e.attempts) + ",\"last_error\":\"" + wa::webhook::json_escape(e.last_error) + "\"}";
+    }
+    body += "],\"next_cursor\":" + (next.empty() ? std::string("null") : "\"" + next + "\"") + "}";
+    return wa::api::Response{200, body, {}, {}};
+}
+
+wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id) {
+    if (!store) return wa::api::error(503, "helper_unavailable", "the store is not open");
+    uint64_t n = 0;
+    std::string err;
+    std::vector<std::string> ids;
+    if (!id.empty()) ids.push_back(id);
+    if (!store->replay_webhooks(org, ids, now_ms(), n, &err)) {
+        ngx_log_error(NGX_LOG_ERR, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %s", org.c_str(), err.c_str());
+        return wa::api::error(507, "storage_error", "dead webhook events could not be replayed");
+    }
+    if (n) ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %uL dead webhook events replayed",
+                         org.c_str(), n);
+    return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + "}", {}, {}};
+}

@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 
+#include "wa/api.hpp"
 #include "wa/store/store.hpp"
 #include "wa/webhook/events.hpp"
 #include "wa_module.hpp"
@@ -22,3 +23,7 @@ wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m);
 void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* log, std::function<void()> begin_write);
 void wa_webhooks_kick();
 void wa_webhooks_stop();
+// GET /api/webhooks/dead (paged by row number) and POST /api/webhooks/replay, answered from the store.
+wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& org, const std::string& cursor,
+                                   uint32_t limit);
+wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id);

@@ -52,6 +52,9 @@ std::string restricted_data(int64_t until, const std::string& reason, int error_
 // {"id","type","organization_id","timestamp","seq","data"}.
 std::string envelope(const store::WebhookEvent& e);
 
+// A JSON string's inside (quotes, backslashes, control characters escaped).
+std::string json_escape(std::string_view s);
+
 // X-WhatsApp-Signature: "t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
 std::string signature(std::string_view secret, int64_t t, std::string_view body);
 

@@ -124,6 +124,15 @@ std::string envelope(const store::WebhookEvent& e) {
     return head + ",\"data\":" + (e.data.empty() ? std::string("{}") : e.data) + "}";
 }
 
+std::string json_escape(std::string_view s) {
+    Json j(json_stringn(s.data(), s.size()));
+    if (!j) return {};
+    char* d = json_dumps(j.get(), JSON_ENCODE_ANY);
+    std::string out = d ? d : "\"\"";
+    free(d);
+    return out.size() >= 2 ? out.substr(1, out.size() - 2) : std::string();
+}
+
 std::string signature(std::string_view secret, int64_t t, std::string_view body) {
     std::string msg = std::to_string(t) + "." + std::string(body);
     unsigned char mac[EVP_MAX_MD_SIZE];
