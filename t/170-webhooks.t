@@ -164,6 +164,27 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     is($late->{event_json}{data}{text}, $text, 'and the same data') if $late;
 }
 
+# ------------------------------------------------------------------------------------- per-organization URL
+{
+    my ($own_url, $own_log) = receiver('own', 0);
+    my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => 'ftp://x', events => [] });
+    is($s, 400, 'POST /api/webhooks: a bad URL is refused');
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => 'http://127.0.0.1:1/', events => ['nope'] });
+    is($s, 400, 'POST /api/webhooks: an unknown event type is refused');
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => $own_url, events => ['message.received'] });
+    is($s, 200, 'POST /api/webhooks: the organization gets its own URL') or diag explain $j;
+    unlike(WaTest::json_enc($j), qr/$SECRET/, 'the secret is not returned');
+    my $before = grep { ($_->{event} // '') eq 'message.received' } @{ received($good_log) };
+    my ($cs, undef, $cj2) = $sim->control(POST => "/contacts/$C1/send", body => { to => $ACCOUNT, text => 'segundo' });
+    my $own = wait_until(sub { my @x = @{ received($own_log) }; @x ? $x[0] : undef }, 5);
+    ok($own, 'the next message.received went to the organization\'s URL');
+    is($own->{event_json}{data}{text}, 'segundo', 'with its text') if $own;
+    ok(sig_ok($own), 'signed with the configured secret') if $own;
+    sleep 0.5;
+    is(scalar(grep { ($_->{event} // '') eq 'message.received' } @{ received($good_log) }), $before,
+       'and not to the configured URL');
+}
+
 my $delivered = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = '$flaky_url' AND state = 'delivered'");
 is($delivered->[0]{n}, 1, 'the store marks the flaky delivery delivered');
 

@@ -14,7 +14,7 @@ namespace wa::api {
 
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
-    PairingCode, Purge, Messages, Contact, WebhooksDead, WebhooksReplay
+    PairingCode, Purge, Messages, Contact, WebhooksDead, WebhooksReplay, WebhooksSet
 };
 
 struct Route {
@@ -50,7 +50,7 @@ Response error_for_status(int status);
 // A command for the helper, validated and normalized in the worker.
 struct Command {
     enum Type : uint8_t {
-        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay
+        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay, WebhookSet
     } type = Start;
     std::string org;
     std::string phone;            // E.164 digits (send, pairing-code, contact)
@@ -60,6 +60,7 @@ struct Command {
     std::string direction;        // message_list: "in", "out" or ""
     std::string cursor;           // message_list
     uint32_t limit = 100;         // message_list
+    std::string url, events;      // webhook_set: the organization's URL ("" = back to the config's), its types
 };
 
 // The request's meaning for idempotency: a reused key must come with the same recipient and text.

@@ -1,4 +1,6 @@
 #include "wa/api.hpp"
+#include "wa/webhook/events.hpp"
+#include "wa/webhook/http.hpp"
 #include "wa/jid.hpp"
 
 #include <openssl/sha.h>
@@ -71,6 +73,7 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
         else if (p[1] == "pairing-code") route(RouteId::PairingCode, "POST", true);
         else if (p[1] == "purge") route(RouteId::Purge, "POST", true);
+        else if (p[1] == "webhooks") route(RouteId::WebhooksSet, "POST", true);
         return r;
     }
     if (p.size() == 3 && p[1] == "webhooks" && (p[2] == "dead" || p[2] == "replay")) {
@@ -242,6 +245,38 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     case RouteId::Logout: cmd.type = Command::Logout; return true;
     case RouteId::ClearSession: cmd.type = Command::Clear; return true;
     case RouteId::Purge: cmd.type = Command::Purge; return true;
+    case RouteId::WebhooksSet: {
+        cmd.type = Command::WebhookSet;
+        json_t* url = json_object_get(root.get(), "url");
+        json_t* events = json_object_get(root.get(), "events");
+        if (url && !json_is_null(url)) {
+            wa::http::Url u;
+            std::string why;
+            if (!json_is_string(url) || json_string_length(url) > 2048 ||
+                !wa::http::parse_url(json_string_value(url), u, &why)) {
+                err = error(400, "invalid_field", "url: " + (why.empty() ? std::string("must be a string") : why));
+                return false;
+            }
+            cmd.url = json_string_value(url);
+        }
+        if (events && !json_is_null(events)) {
+            if (!json_is_array(events)) {
+                err = error(400, "invalid_field", "events must be an array of event types");
+                return false;
+            }
+            size_t i;
+            json_t* v;
+            json_array_foreach(events, i, v) {
+                if (!json_is_string(v) || !wa::webhook::known_type(json_string_value(v))) {
+                    err = error(400, "invalid_field", "events: unknown event type");
+                    return false;
+                }
+                if (!cmd.events.empty()) cmd.events += ",";
+                cmd.events += json_string_value(v);
+            }
+        }
+        return true;
+    }
     case RouteId::WebhooksReplay: {
         cmd.type = Command::WebhookReplay;
         json_t* id = json_object_get(root.get(), "id");
@@ -311,7 +346,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
 }
 
 static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge",
-                                         "message_get", "message_list", "contact", "webhook_dead", "webhook_replay"};
+                                         "message_get", "message_list", "contact", "webhook_dead", "webhook_replay", "webhook_set"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
@@ -325,6 +360,10 @@ std::string command_to_json(const Command& cmd) {
         json_object_set_new(j.get(), "direction", json_stringn(cmd.direction.data(), cmd.direction.size()));
         json_object_set_new(j.get(), "cursor", json_stringn(cmd.cursor.data(), cmd.cursor.size()));
         json_object_set_new(j.get(), "limit", json_integer(cmd.limit));
+    }
+    if (cmd.type == Command::WebhookSet) {
+        json_object_set_new(j.get(), "url", json_stringn(cmd.url.data(), cmd.url.size()));
+        json_object_set_new(j.get(), "events", json_stringn(cmd.events.data(), cmd.events.size()));
     }
     if (cmd.type == Command::Send && !cmd.jid.empty())
         json_object_set_new(j.get(), "jid", json_stringn(cmd.jid.data(), cmd.jid.size()));
@@ -369,6 +408,13 @@ bool command_from_json(std::string_view text, Command& cmd) {
         cmd.direction = d ? d : "";
         cmd.cursor = c ? c : "";
         cmd.limit = static_cast<uint32_t>(json_integer_value(json_object_get(j.get(), "limit")));
+    }
+    if (cmd.type == Command::WebhookSet) {
+        const char* u = json_string_value(json_object_get(j.get(), "url"));
+        const char* e = json_string_value(json_object_get(j.get(), "events"));
+        if (!u || !e) return false;
+        cmd.url = u;
+        cmd.events = e;
     }
     if (cmd.type == Command::Send) {
         json_t* m = json_object_get(j.get(), "message");

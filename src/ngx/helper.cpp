@@ -542,6 +542,9 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
     }
+    case api::Command::WebhookSet:
+        resp = wa_webhooks_set(H.store.get(), cmd.org, cmd.url, cmd.events);
+        return true;
     case api::Command::WebhookDead:
     case api::Command::WebhookReplay:
         resp = cmd.type == api::Command::WebhookDead ? wa_webhooks_dead(H.store.get(), cmd.org, cmd.cursor, cmd.limit)

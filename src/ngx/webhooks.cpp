@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 #include <random>
@@ -28,6 +29,11 @@ struct Conf {
     ngx_msec_t timeout = 10000;
     ngx_msec_t backoff_min = 1000, backoff_max = 600000;
     ngx_uint_t concurrency = 4;
+    ngx_ssl_t* default_ssl = nullptr;  // https URLs given through POST /api/webhooks
+};
+
+struct Override {
+    std::string url, events;
 };
 
 // Kept beside the main conf (one per cycle): keyed by the conf's address, so a reload gets a fresh one.
@@ -75,6 +81,8 @@ struct Engine {
     std::vector<std::unique_ptr<WaHttpClient>> clients;
     std::mt19937_64 rng{std::random_device{}()};
     bool running = false;
+    std::map<std::string, Override> overrides;  // org -> its own URL (POST /api/webhooks)
+    std::map<std::string, Target> dynamic;      // targets of the overrides, by URL (never erased: pointers stay)
     uint64_t delivered = 0, failed = 0, dead = 0;
 };
 Engine E;
@@ -251,7 +259,12 @@ char* wa_webhook_backoff_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
 bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
     Conf* c = conf_of(m, false);
     if (!c) return true;
-    for (Target& t : c->targets) {
+    Target def;
+    def.u.tls = true;
+    std::vector<Target*> all{&def};
+    for (Target& t : c->targets) all.push_back(&t);
+    for (Target* tp : all) {
+        Target& t = *tp;
         if (!t.u.tls) continue;
         t.ssl = static_cast<ngx_ssl_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t)));
         if (t.ssl == NULL) return false;
@@ -270,6 +283,7 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
         if (ngx_conf_full_name(cf->cycle, &ca, 1) != NGX_OK) return false;
         if (ngx_ssl_trusted_certificate(cf, t.ssl, &ca, 4) != NGX_OK) return false;
     }
+    c->default_ssl = def.ssl;
     return true;
 }
 
@@ -278,8 +292,13 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
 wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m) {
     Conf* c = conf_of(m, false);
     if (!c || c->targets.empty()) return {};
-    return [c](const std::string&, std::string_view type) {
+    return [c](const std::string& org, std::string_view type) {
         std::vector<std::string> out;
+        auto ov = E.overrides.find(org);
+        if (ov != E.overrides.end()) {
+            if (wa::webhook::events_match(ov->second.events, type)) out.push_back(ov->second.url);
+            return out;
+        }
         for (const Target& t : c->targets)
             if (wa::webhook::events_match(t.events, type)) out.push_back(t.url);
         return out;
@@ -295,6 +314,13 @@ void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* lo
     E.log = log;
     E.begin_write = std::move(begin_write);
     E.running = true;
+    std::vector<std::array<std::string, 3>> rows;
+    std::string err;
+    if (store->load_webhook_targets(rows, &err)) {
+        for (auto& r : rows) wa_webhooks_set(nullptr, r[0], r[1], r[2]);
+    } else {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "whatsapp: webhooks: %s", err.c_str());
+    }
     ngx_memzero(&E.timer, sizeof(E.timer));
     E.timer.handler = poll;
     E.timer.log = log;
@@ -308,7 +334,11 @@ void wa_webhooks_kick() {
     try {
         reap();
         int64_t now = now_ms();
-        for (const Target& t : E.conf->targets) {
+        std::vector<const Target*> all;
+        for (const Target& t : E.conf->targets) all.push_back(&t);
+        for (const auto& [url, t] : E.dynamic) all.push_back(&t);
+        for (const Target* tp : all) {
+            const Target& t = *tp;
             auto& rows = E.inflight[t.url];
             if (rows.size() >= E.conf->concurrency) continue;
             std::vector<wa::store::WebhookEvent> due;
@@ -376,4 +406,39 @@ wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string&
     if (n) ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %uL dead webhook events replayed",
                          org.c_str(), n);
     return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + "}", {}, {}};
+}
+
+wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& org, const std::string& url,
+                                  const std::string& events) {
+    if (!E.conf) return wa::api::error(409, "webhooks_off", "no whatsapp_webhook is configured");
+    if (store) {
+        std::string err;
+        bool ok = url.empty() ? store->delete_webhook_target(org, &err) : store->put_webhook_target(org, url, events, &err);
+        if (!ok) {
+            ngx_log_error(NGX_LOG_ERR, E.log, 0, "whatsapp org=%s: %s", org.c_str(), err.c_str());
+            return wa::api::error(507, "storage_error", "the webhook could not be stored");
+        }
+    }
+    if (url.empty()) {
+        E.overrides.erase(org);
+    } else {
+        E.overrides[org] = Override{url, events};
+        if (!E.dynamic.count(url)) {
+            bool configured = false;
+            for (const Target& t : E.conf->targets) configured = configured || t.url == url;
+            if (!configured) {
+                Target t;
+                t.url = url;
+                wa::http::parse_url(url, t.u, nullptr);
+                t.secret = E.conf->targets.empty() ? std::string() : E.conf->targets[0].secret;
+                t.ssl = E.conf->default_ssl;
+                E.dynamic.emplace(url, std::move(t));
+            }
+        }
+    }
+    if (store)
+        ngx_log_error(NGX_LOG_NOTICE, E.log, 0, "whatsapp org=%s: webhook %s", org.c_str(),
+                      url.empty() ? "override removed" : ("set to " + url).c_str());
+    return wa::api::Response{200, "{\"success\":true,\"url\":" + (url.empty() ? std::string("null") : "\"" +
+                             wa::webhook::json_escape(url) + "\"") + "}", {}, {}};
 }

@@ -26,4 +26,7 @@ void wa_webhooks_stop();
 // GET /api/webhooks/dead (paged by row number) and POST /api/webhooks/replay, answered from the store.
 wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& org, const std::string& cursor,
                                    uint32_t limit);
+// POST /api/webhooks: the organization's own URL (signed with the first whatsapp_webhook's secret), "" = none.
+wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& org, const std::string& url,
+                                  const std::string& events);
 wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id);
