@@ -15,7 +15,8 @@ namespace wa::api {
 enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
     PairingCode, Purge, Messages, Contact,
-    Events, EventsAll, SessionToken  // live push and browser tokens (issue 10)
+    Events, EventsAll, SessionToken,  // live push and browser tokens (issue 10)
+    WebhooksDead, WebhooksReplay, WebhooksSet  // webhooks (issue 11)
 };
 
 struct Route {
@@ -51,15 +52,18 @@ Response error_for_status(int status);
 
 // A command for the helper, validated and normalized in the worker.
 struct Command {
-    enum Type : uint8_t { Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact } type = Start;
+    enum Type : uint8_t {
+        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay, WebhookSet
+    } type = Start;
     std::string org;
     std::string phone;            // E.164 digits (send, pairing-code, contact)
     std::string jid;              // send to a JID as given instead of a phone
-    std::string message;          // UTF-8 text (send); the message id (message_get)
+    std::string message;          // UTF-8 text (send); the message id (message_get); an event id (webhook_replay)
     std::string idempotency_key;  // optional (send)
     std::string direction;        // message_list: "in", "out" or ""
     std::string cursor;           // message_list
     uint32_t limit = 100;         // message_list
+    std::string url, events;      // webhook_set: the organization's URL ("" = back to the config's), its types
 };
 
 // The request's meaning for idempotency: a reused key must come with the same recipient and text.

@@ -22,6 +22,7 @@
 #include "wa/session/deadlines.hpp"
 #include "wa/session/disconnect.hpp"
 #include "wa/store/store.hpp"
+#include "wa/webhook/events.hpp"
 
 namespace wa {
 
@@ -73,6 +74,7 @@ struct SessionConfig {
     Backoff backoff;
     std::function<double()> random;         // [0,1) for jitter; tests inject a fixed one
     noise::Verify verify;                   // XEdDSA verify (wa::xeddsa_verify); tests may inject
+    webhook::Router webhooks;               // empty: no webhook events are stored
 };
 
 // What the session asks its host to do. Each call returns the actions in order.
@@ -181,6 +183,7 @@ private:
     Actions finish(Actions out, uint64_t now_ms);  // arms the timer at the earliest deadline
     void set_state(State s, int64_t unix_s, Actions& out);
     void persist_org();
+    void emit(std::string_view type, const std::string& data, int64_t unix_s);  // a webhook event
     void end_link(uint64_t now_ms, int64_t unix_s, const Disconnect& why, Actions& out);
     void schedule_retry(uint64_t now_ms, int64_t unix_s, std::string_view why, uint64_t delay_ms, Actions& out);
     void reset_link();

@@ -1,4 +1,6 @@
 #include "wa/api.hpp"
+#include "wa/webhook/events.hpp"
+#include "wa/webhook/http.hpp"
 #include "wa/jid.hpp"
 
 #include <openssl/sha.h>
@@ -73,6 +75,12 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "purge") route(RouteId::Purge, "POST", true);
         else if (p[1] == "events") route(RouteId::EventsAll, "GET", false);
         else if (p[1] == "session-token") route(RouteId::SessionToken, "POST", true);
+        else if (p[1] == "webhooks") route(RouteId::WebhooksSet, "POST", true);
+        return r;
+    }
+    if (p.size() == 3 && p[1] == "webhooks" && (p[2] == "dead" || p[2] == "replay")) {
+        if (p[2] == "dead") route(RouteId::WebhooksDead, "GET", false);
+        else route(RouteId::WebhooksReplay, "POST", true);
         return r;
     }
     if (p.size() == 3 && (p[1] == "status" || p[1] == "qr" || p[1] == "events")) {
@@ -240,6 +248,50 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     case RouteId::Logout: cmd.type = Command::Logout; return true;
     case RouteId::ClearSession: cmd.type = Command::Clear; return true;
     case RouteId::Purge: cmd.type = Command::Purge; return true;
+    case RouteId::WebhooksSet: {
+        cmd.type = Command::WebhookSet;
+        json_t* url = json_object_get(root.get(), "url");
+        json_t* events = json_object_get(root.get(), "events");
+        if (url && !json_is_null(url)) {
+            wa::http::Url u;
+            std::string why;
+            if (!json_is_string(url) || json_string_length(url) > 2048 ||
+                !wa::http::parse_url(json_string_value(url), u, &why)) {
+                err = error(400, "invalid_field", "url: " + (why.empty() ? std::string("must be a string") : why));
+                return false;
+            }
+            cmd.url = json_string_value(url);
+        }
+        if (events && !json_is_null(events)) {
+            if (!json_is_array(events)) {
+                err = error(400, "invalid_field", "events must be an array of event types");
+                return false;
+            }
+            size_t i;
+            json_t* v;
+            json_array_foreach(events, i, v) {
+                if (!json_is_string(v) || !wa::webhook::known_type(json_string_value(v))) {
+                    err = error(400, "invalid_field", "events: unknown event type");
+                    return false;
+                }
+                if (!cmd.events.empty()) cmd.events += ",";
+                cmd.events += json_string_value(v);
+            }
+        }
+        return true;
+    }
+    case RouteId::WebhooksReplay: {
+        cmd.type = Command::WebhookReplay;
+        json_t* id = json_object_get(root.get(), "id");
+        if (id && !json_is_null(id)) {
+            if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 64) {
+                err = error(400, "invalid_field", "id must be an event id (\"evt_...\")");
+                return false;
+            }
+            cmd.message.assign(json_string_value(id), json_string_length(id));
+        }
+        return true;
+    }
     case RouteId::SendMessage: break;
     case RouteId::PairingCode: return parse_pairing_code(root.get(), default_region, cmd, err);
     default: err = error(404, "not_found", "unknown route"); return false;
@@ -297,7 +349,7 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
 }
 
 static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge",
-                                         "message_get", "message_list", "contact"};
+                                         "message_get", "message_list", "contact", "webhook_dead", "webhook_replay", "webhook_set"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
@@ -305,12 +357,16 @@ std::string command_to_json(const Command& cmd) {
     json_object_set_new(j.get(), "organization_id", json_stringn(cmd.org.data(), cmd.org.size()));
     if (cmd.type == Command::PairingCode || cmd.type == Command::Contact)
         json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
-    if (cmd.type == Command::MessageGet)
+    if (cmd.type == Command::MessageGet || cmd.type == Command::WebhookReplay)
         json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
-    if (cmd.type == Command::MessageList) {
+    if (cmd.type == Command::MessageList || cmd.type == Command::WebhookDead) {
         json_object_set_new(j.get(), "direction", json_stringn(cmd.direction.data(), cmd.direction.size()));
         json_object_set_new(j.get(), "cursor", json_stringn(cmd.cursor.data(), cmd.cursor.size()));
         json_object_set_new(j.get(), "limit", json_integer(cmd.limit));
+    }
+    if (cmd.type == Command::WebhookSet) {
+        json_object_set_new(j.get(), "url", json_stringn(cmd.url.data(), cmd.url.size()));
+        json_object_set_new(j.get(), "events", json_stringn(cmd.events.data(), cmd.events.size()));
     }
     if (cmd.type == Command::Send && !cmd.jid.empty())
         json_object_set_new(j.get(), "jid", json_stringn(cmd.jid.data(), cmd.jid.size()));
@@ -344,17 +400,24 @@ bool command_from_json(std::string_view text, Command& cmd) {
         if (!p) return false;
         cmd.phone = p;
     }
-    if (cmd.type == Command::MessageGet) {
+    if (cmd.type == Command::MessageGet || cmd.type == Command::WebhookReplay) {
         json_t* m = json_object_get(j.get(), "message");
         if (!json_is_string(m)) return false;
         cmd.message.assign(json_string_value(m), json_string_length(m));
     }
-    if (cmd.type == Command::MessageList) {
+    if (cmd.type == Command::MessageList || cmd.type == Command::WebhookDead) {
         const char* d = json_string_value(json_object_get(j.get(), "direction"));
         const char* c = json_string_value(json_object_get(j.get(), "cursor"));
         cmd.direction = d ? d : "";
         cmd.cursor = c ? c : "";
         cmd.limit = static_cast<uint32_t>(json_integer_value(json_object_get(j.get(), "limit")));
+    }
+    if (cmd.type == Command::WebhookSet) {
+        const char* u = json_string_value(json_object_get(j.get(), "url"));
+        const char* e = json_string_value(json_object_get(j.get(), "events"));
+        if (!u || !e) return false;
+        cmd.url = u;
+        cmd.events = e;
     }
     if (cmd.type == Command::Send) {
         json_t* m = json_object_get(j.get(), "message");
@@ -394,7 +457,7 @@ static std::string query_arg(std::string_view q, std::string_view name) {
 
 bool read_command(const Route& route, std::string_view query, std::string_view default_region, Command& cmd,
                   Response& err) {
-    cmd.org = route.org;
+    cmd.org = route.id == RouteId::WebhooksDead ? query_arg(query, "organization_id") : route.org;
     if (!valid_org_id(cmd.org)) {
         err = error(400, "invalid_organization_id", "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
         return false;
@@ -416,6 +479,22 @@ bool read_command(const Route& route, std::string_view query, std::string_view d
             return false;
         }
         cmd.phone = pr.digits;
+        return true;
+    }
+    if (route.id == RouteId::WebhooksDead) {
+        cmd.type = Command::WebhookDead;
+        cmd.cursor = query_arg(query, "cursor");
+        std::string limit = query_arg(query, "limit");
+        uint32_t n = 100;
+        if (!limit.empty() && (!parse_jid_number(limit, 1000, n) || n == 0)) {
+            err = error(400, "invalid_parameter", "limit must be a number from 1 to 1000");
+            return false;
+        }
+        cmd.limit = n;
+        if (cmd.cursor.size() > 20 || cmd.cursor.find_first_not_of("0123456789") != std::string::npos) {
+            err = error(400, "invalid_parameter", "cursor is not one of ours");
+            return false;
+        }
         return true;
     }
     cmd.type = Command::MessageList;

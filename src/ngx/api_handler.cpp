@@ -599,7 +599,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         if (rc != NGX_OK) return rc;
         if (route.id == api::RouteId::Events || route.id == api::RouteId::EventsAll)
             return wa_events_start(r, m, route, token_expires);
-        if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact)
+        if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact ||
+            route.id == api::RouteId::WebhooksDead)
             return wa_helper_read(r, m, route);
         return wa_send(r, wa_read_route(r, m, route));
     }

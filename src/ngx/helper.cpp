@@ -16,6 +16,7 @@
 #include <random>
 
 #include "transport.hpp"
+#include "webhooks.hpp"
 #include "wa/api.hpp"
 #include "wa/base64.hpp"
 #include "wa/fsutil.hpp"
@@ -265,6 +266,7 @@ wa::SessionConfig session_config() {
         return n;
     };
     cfg.qr_next_ms = H.conf->qr_next;
+    cfg.webhooks = wa_webhooks_router(H.conf);
     return cfg;
 }
 
@@ -438,6 +440,7 @@ void commit_and_flush() { commit_pass(); }
 
 void pass_end_handler(ngx_event_t*) {
     bool stored = commit_pass();
+    if (stored) wa_webhooks_kick();  // events committed in this pass go out now
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     answers.swap(H.answers);
     for (auto& [c, resp] : answers) {
@@ -588,6 +591,14 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
     }
+    case api::Command::WebhookSet:
+        resp = wa_webhooks_set(H.store.get(), cmd.org, cmd.url, cmd.events);
+        return true;
+    case api::Command::WebhookDead:
+    case api::Command::WebhookReplay:
+        resp = cmd.type == api::Command::WebhookDead ? wa_webhooks_dead(H.store.get(), cmd.org, cmd.cursor, cmd.limit)
+                                                     : wa_webhooks_replay(H.store.get(), cmd.org, cmd.message);
+        return true;
     case api::Command::MessageGet:
     case api::Command::MessageList:
     case api::Command::Contact: {
@@ -781,7 +792,10 @@ void activate() {
     }
     ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P owns the sessions (previous owner %s)", ngx_pid,
                   clean ? "released cleanly" : "died");
-    if (open_store()) load_sessions();
+    if (open_store()) {
+        load_sessions();
+        wa_webhooks_start(H.conf, H.store.get(), H.log, [] { store_begin(); });
+    }
     // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
     // device would earn a "conflict". Give it a moment.
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
@@ -838,6 +852,7 @@ void drain(const char* why) {
     H.orgs.clear();
     H.resume_queue.clear();
     pass_end_handler(nullptr);  // commit what the shutdown wrote, free the closed transports
+    wa_webhooks_stop();
     H.store.reset();            // closed before the lock is released: the next owner opens it
     ngx_shmtx_lock(&z->shpool->mutex);
     if (z->sh->helper_pid == ngx_pid) {
@@ -889,6 +904,8 @@ void expire_stored() {
     if (H.store->expire_idempotency(now_ms - 24LL * 3600 * 1000, n, &err)) total += n;
     H.store->expire_devices(now_ms - 24LL * 3600 * 1000, n, &err);
     H.store->expire_privacy_tokens(now - 28LL * 86400, n, &err);
+    // Delivered and dead webhook events, as long as messages are kept.
+    H.store->expire_webhooks(now_ms - int64_t(H.conf->message_retention) * 1000, n, &err);
     if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
 }
 

@@ -21,6 +21,7 @@
 #include "wa/limits.hpp"
 #include "wa/phone.hpp"
 #include "wa/validate.hpp"
+#include "webhooks.hpp"
 
 static void* wa_create_main_conf(ngx_conf_t* cf);
 static char* wa_init_main_conf(ngx_conf_t* cf, void* conf);
@@ -107,6 +108,15 @@ static ngx_command_t wa_commands[] = {
      0, NULL},
     {ngx_string("whatsapp_store_sync"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_enum_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(store_sync_full), &wa_store_sync_modes},
+    {ngx_string("whatsapp_webhook"), MAIN | NGX_CONF_1MORE, wa_webhook_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_webhook_retry_for"), MAIN | NGX_CONF_TAKE1, wa_webhook_retry_for_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_webhook_concurrency"), MAIN | NGX_CONF_TAKE1, wa_webhook_concurrency_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_webhook_backoff"), MAIN | NGX_CONF_TAKE2, wa_webhook_backoff_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_webhook_timeout"), MAIN | NGX_CONF_TAKE1, wa_webhook_timeout_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_events_max"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -617,6 +627,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         ngx_str_set(&m->trusted_certificate, "/etc/ssl/certs/ca-certificates.crt");
     }
 
+    if (!wa_webhooks_init_conf(cf, m)) return (char*)NGX_CONF_ERROR;
     if (m->queue_size < 1 || m->queue_size > 1000000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_queue_size must be between 1 and 1000000");
         return (char*)NGX_CONF_ERROR;

@@ -268,8 +268,8 @@ void create_schema1_database(const std::string& path) {
 // A database made by the release before messages (schema 1, rows written the way that release writes them):
 // opening it applies migration 2 alone, and every old row loads as before.
 TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
-    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 2);
-    ASSERT_EQ(wa::store::sqlite::migration_sql(3), nullptr);
+    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 3);
+    ASSERT_EQ(wa::store::sqlite::migration_sql(4), nullptr);
     create_schema1_database(db_path());
     std::string schema_before;
     {
@@ -332,7 +332,7 @@ TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
     EXPECT_TRUE(found);
 
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
     EXPECT_EQ(schema1_text(raw), schema_before) << "migration 2 changed a table of migration 1";
     EXPECT_EQ(raw.count("SELECT count(*) FROM orgs"), 3);
     EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE generation = 1"), 1);  // the cleared one, kept
@@ -354,7 +354,8 @@ TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
     {
         RawDb raw(db_path());
         raw.exec("DROP TABLE messages; DROP TABLE idempotency_keys; DROP TABLE device_lists; "
-                 "DROP TABLE privacy_tokens; PRAGMA user_version = 1");
+                 "DROP TABLE privacy_tokens; DROP TABLE webhook_events; DROP TABLE webhook_seq; "
+                 "DROP TABLE webhook_targets; PRAGMA user_version = 1");
         std::string reference_dir = dir_ + "/v1";
         ASSERT_EQ(mkdir(reference_dir.c_str(), 0700), 0);
         create_schema1_database(reference_dir + "/whatsapp.db");
@@ -375,7 +376,7 @@ TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
     ASSERT_TRUE(store().count_prekeys("acme", false, n, &err)) << err;
     EXPECT_EQ(n, 3u);
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
     EXPECT_EQ(raw.count("SELECT count(*) FROM orgs WHERE org = 'acme'"), 2);
     EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE org = 'acme'"), 6);
 }

@@ -9,6 +9,7 @@
 // No nginx types; only the helper's thread calls it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -79,6 +80,22 @@ struct PrivacyToken {
     int64_t t = 0;         // the token's "t" (unix seconds), 0 = none received
     int64_t sender_t = 0;  // when we last issued ours (unix seconds), 0 = never; its 7-day bucket is
                            // sender_t / 604800 (whatsmeow tctoken.go, tcTokenBucketDuration)
+};
+
+// One webhook event for one target URL (schema 3). `data` is the event's JSON "data" object; the envelope is
+// rebuilt from the other fields (wa::webhook::envelope), the same bytes on every attempt.
+struct WebhookEvent {
+    int64_t n = 0;                // row number: what the delivery marks
+    std::string org;
+    uint64_t seq = 0;             // per organization, from 1, without gaps
+    std::string id;               // unique, the same for every target and attempt
+    std::string type;
+    std::string target;           // the URL
+    std::string data;
+    int64_t created_at_ms = 0, next_attempt_at_ms = 0;
+    uint32_t attempts = 0;
+    std::string state;            // pending | delivered | dead
+    std::string last_error;
 };
 
 constexpr size_t kMaxMessageIdBytes = 128;
@@ -229,6 +246,38 @@ public:
     // whatsmeow's DeleteExpiredPrivacyTokens: rows whose token is older than cutoff_t (unix seconds), unless we
     // issued ours at or after cutoff_t. Every organization and generation.
     virtual bool expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) = 0;
+
+    // ---- webhook outbox (schema 3; store/sqlite_webhooks.inc) ----
+    // Default bodies fail: test doubles that do not store events need not implement them.
+    // Takes the organization's next seq and inserts one pending row per target (none: the seq is still used,
+    // so receivers never see a gap caused by a filter). `id` is set to the event's new id.
+    virtual bool enqueue_webhook(const std::string& org, const std::string& type, const std::string& data,
+                                 const std::vector<std::string>& targets, int64_t now_ms, std::string& id,
+                                 uint64_t& seq, std::string* err);
+    // Pending rows of `target` due at now_ms, oldest first, at most `limit`, skipping rows numbered in `skip`.
+    virtual bool due_webhooks(const std::string& target, int64_t now_ms, size_t limit, const std::vector<int64_t>& skip,
+                              std::vector<WebhookEvent>& out, std::string* err);
+    // Targets with pending rows due at now_ms.
+    virtual bool webhook_targets_due(int64_t now_ms, std::vector<std::string>& out, std::string* err);
+    // The outcome of an attempt: delivered, retry at next_ms (attempts + 1), or dead.
+    virtual bool webhook_delivered(int64_t n, std::string* err);
+    virtual bool webhook_retry(int64_t n, int64_t next_ms, const std::string& last_error, std::string* err);
+    virtual bool webhook_dead(int64_t n, const std::string& last_error, std::string* err);
+    // Dead rows of the organization's live generation by seq, `after_n` = 0 for the first page.
+    virtual bool list_dead_webhooks(const std::string& org, int64_t after_n, size_t limit,
+                                    std::vector<WebhookEvent>& out, std::string* err);
+    // Dead rows back to pending, due now: every one of the organization's (ids empty) or those with these ids.
+    virtual bool replay_webhooks(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                                 uint64_t& replayed, std::string* err);
+    virtual bool count_webhooks(const std::string& org, const std::string& state, uint64_t& n, std::string* err);
+    // POST /api/webhooks: the organization's own URL and event list (events "" = all) instead of the config's.
+    virtual bool put_webhook_target(const std::string& org, const std::string& url, const std::string& events,
+                                    std::string* err);
+    virtual bool delete_webhook_target(const std::string& org, std::string* err);
+    // Every live organization's override: (org, url, events).
+    virtual bool load_webhook_targets(std::vector<std::array<std::string, 3>>& out, std::string* err);
+    // Delivered rows created before older_than_ms, every organization and generation.
+    virtual bool expire_webhooks(int64_t older_than_ms, uint64_t& deleted, std::string* err);
 };
 
 // Opens (creating if needed) <dir>/whatsapp.db: WAL, synchronous=FULL, busy timeout, foreign keys, schema

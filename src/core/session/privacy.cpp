@@ -87,6 +87,7 @@ void Session::on_mex(int64_t unix_s, const Node& n, Actions& out) {
         int64_t until = ends ? std::strtoll(ends, nullptr, 10) : 0;
         status_.restricted_until = active ? (until > unix_s ? until : unix_s + 24 * 3600) : 0;
         out.push_back({Action::Publish});
+        if (active) emit(webhook::kAccountRestricted, webhook::restricted_data(status_.restricted_until, "reachout_timelock", 0), unix_s);
     }
     json_decref(root);
 }

@@ -72,7 +72,10 @@ void Session::on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions
     for (const std::string& id : ids) {
         bool changed = false;
         store_->advance_message_status(org_, id, status, unix_s * 1000, 0, {}, changed, &err);
-        if (changed) stats_.receipts_in++;
+        if (changed) {
+            stats_.receipts_in++;
+            emit(webhook::kMessageStatus, webhook::status_data(id, status, 0, {}), unix_s);
+        }
         if (changed && status == "delivered") stats_.messages_delivered++;
         if (changed && status != "delivered") stats_.messages_read++;  // read, read-self, played
     }
@@ -158,7 +161,30 @@ void Session::on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n
         m.created_at = unix_s * 1000;
         uint32_t t = 0;
         if (parse_jid_number(n.attr_or("t"), 0xFFFFFFFFu, t)) m.server_t = t;
+        // The event goes into the same transaction as the message, before the (durable) receipt.
+        bool fresh = true;
+        {
+            store::MessageRecord old;
+            bool found = false;
+            std::string e2;
+            if (store_->load_message(org_, id, old, found, &e2) && found && old.direction == "in") fresh = false;
+        }
         store_->put_message(org_, m, &err);
+        if (fresh) {
+            webhook::Received ev;
+            Jid sender_pn;
+            ev.from = from.is_pn() ? from.user
+                      : Jid::parse(n.attr_or("sender_pn"), sender_pn) ? sender_pn.user : from.user;
+            ev.from_jid = from.to_non_ad().to_string();
+            ev.chat_jid = m.chat_jid;
+            ev.id = id;
+            ev.type = m.type;
+            ev.text = m.text;
+            ev.push_name = std::string(n.attr_or("notify"));
+            ev.timestamp = m.server_t ? m.server_t : unix_s;
+            ev.from_me = rm.device_sent;
+            emit(webhook::kMessageReceived, webhook::received_data(ev), unix_s);
+        }
         stored = true;
         stats_.messages_received++;
     }

@@ -315,6 +315,7 @@ void Session::fail_job(const std::string& id, int http, const std::string& code,
     bool changed = false;
     if (store_) store_->advance_message_status(org_, id, "failed", 0, error_code, why, changed, &err);
     stats_.messages_failed[error_code ? std::to_string(error_code) : code]++;
+    if (changed) emit(webhook::kMessageStatus, webhook::status_data(id, "failed", error_code, why), 0);
     for (uint64_t c : it->second->commands) complete(c, http, error_json(code, why, id, error_code), out);
     jobs_.erase(it);
 }
@@ -333,6 +334,8 @@ void Session::on_message_ack(uint64_t now_ms, int64_t unix_s, const Node& ack, A
             // numbers restricted: stop new sends for a day (a timelock notice gives the exact end).
             status_.restricted_until = unix_s + 24 * 3600;
             out.push_back({Action::Publish});
+            emit(webhook::kAccountRestricted, webhook::restricted_data(status_.restricted_until, "reach_out_refused", 463),
+                 unix_s);
         }
         std::string why = code == 463 ? "WhatsApp refused: this number may not message this contact now (463)"
                           : code == 479 ? "WhatsApp rejected the message as invalid (479)"
@@ -343,6 +346,7 @@ void Session::on_message_ack(uint64_t now_ms, int64_t unix_s, const Node& ack, A
     std::string err;
     bool changed = false;
     store_->advance_message_status(org_, id, "sent", now_ms_wall(unix_s), 0, {}, changed, &err);
+    if (changed) emit(webhook::kMessageStatus, webhook::status_data(id, "sent", 0, {}), unix_s);
     std::string to = job.phone.empty() ? job.dest.to_string() : job.phone;
     for (uint64_t c : job.commands) complete(c, 200, sent_json(id, to, "sent"), out);
     Jid dest = job.dest;

@@ -1,6 +1,8 @@
 // The session router and its state machine: commands, transport events and deadlines in; actions out.
 // Protocol concerns live beside it: link.cpp (Noise, ClientPayload), pair.cpp (QR, code, pair-success),
 // login.cpp (success, prekeys, passive, keep-alive), disconnect.cpp (what each ending means).
+#include <ctime>
+
 #include "wa/session.hpp"
 
 #include <algorithm>
@@ -103,6 +105,14 @@ void Session::set_state(State s, int64_t unix_s, Actions& out) {
     out.push_back({Action::Publish});
     // Only what survives a restart is written: the state's kind, not every retry.
     if (changed && s != State::Reconnecting && s != State::Connecting && s != State::QrReady) persist_org();
+    if (changed && s != State::Connecting && s != State::QrReady)
+        emit(webhook::kSessionStatus, webhook::session_data(state_name(s), status_.last_error, status_.phone), unix_s);
+}
+
+void Session::emit(std::string_view type, const std::string& data, int64_t unix_s) {
+    std::string err;
+    if (unix_s == 0) unix_s = static_cast<int64_t>(std::time(nullptr));  // callers without a clock at hand
+    webhook::emit(store_, cfg_.webhooks, org_, type, data, unix_s * 1000, &err);
 }
 
 Actions Session::finish(Actions out, uint64_t now_ms) {

@@ -178,8 +178,52 @@ CREATE TABLE privacy_tokens (
 );
 )sql";
 
+// The webhook outbox (issue 11). One row per event and target URL: the event's id and seq are the same for
+// every target, its delivery state is per target, so one refusing URL never holds back another. Rows are
+// written in the same transaction as the change that caused them (an incoming message and its
+// message.received are one commit). seq counts per organization across generations (webhook_seq), so a
+// receiver sees it grow even after clear-session. body is the event's "data" object; the envelope (id, type,
+// organization_id, timestamp, seq) is rebuilt from the columns, byte for byte the same on every attempt.
+// state: pending | delivered | dead. webhook_targets: POST /api/webhooks overrides (url, events).
+const char* const kMigration3 = R"sql(
+CREATE TABLE webhook_events (
+    n               INTEGER PRIMARY KEY,
+    org             TEXT    NOT NULL,
+    generation      INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    id              TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    state           TEXT    NOT NULL DEFAULT 'pending',
+    last_error      TEXT    NOT NULL DEFAULT '',
+    UNIQUE (org, generation, seq, target),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+CREATE INDEX webhook_events_due ON webhook_events (target, next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_events_state ON webhook_events (org, generation, state, seq);
+
+CREATE TABLE webhook_seq (
+    org TEXT    NOT NULL PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+
+CREATE TABLE webhook_targets (
+    org        TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    url        TEXT    NOT NULL,
+    events     TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (org, generation),
+    FOREIGN KEY (org, generation) REFERENCES orgs (org, generation)
+);
+)sql";
+
 // Append migration N+1 here; never edit one that has shipped.
-const char* const kMigrations[] = {kMigration1, kMigration2};
+const char* const kMigrations[] = {kMigration1, kMigration2, kMigration3};
 constexpr int kMigrationCount = sizeof kMigrations / sizeof kMigrations[0];
 
 bool read_version(Db& db, int& version, std::string& err) {

@@ -8,11 +8,13 @@
 //
 // SQL text is constant; every value is a bound parameter.
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <climits>
 #include <ctime>
 #include <new>
+#include <stdexcept>
 
 #include "core/store/message_rules.hpp"
 #include "core/store/sqlite_db.hpp"
@@ -69,7 +71,9 @@ const char* const kPurgeStatements[] = {
     "DELETE FROM signal_sessions WHERE org = ?1",   "DELETE FROM signal_identities WHERE org = ?1",
     "DELETE FROM lid_map WHERE org = ?1",           "DELETE FROM messages WHERE org = ?1",
     "DELETE FROM idempotency_keys WHERE org = ?1",  "DELETE FROM device_lists WHERE org = ?1",
-    "DELETE FROM privacy_tokens WHERE org = ?1",    "DELETE FROM orgs WHERE org = ?1",
+    "DELETE FROM privacy_tokens WHERE org = ?1",    "DELETE FROM webhook_events WHERE org = ?1",
+    "DELETE FROM webhook_seq WHERE org = ?1",       "DELETE FROM webhook_targets WHERE org = ?1",
+    "DELETE FROM orgs WHERE org = ?1",
 };
 
 // ---- credentials ----
@@ -532,6 +536,10 @@ public:
     bool load_privacy_token(const std::string& org, const std::string& jid, PrivacyToken& out, bool& found,
                             std::string* err) override;
     bool expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) override;
+
+#define WA_SQLITE_WEBHOOK_DECLS
+#include "core/store/sqlite_webhooks.hpp"
+#undef WA_SQLITE_WEBHOOK_DECLS
 
 private:
     template <class F>
@@ -1264,5 +1272,7 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& dir, bool full_check
     }
     return store;
 }
+
+#include "core/store/sqlite_webhooks.hpp"
 
 }  // namespace wa::store

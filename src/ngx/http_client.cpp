@@ -1,0 +1,290 @@
+#include "http_client.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+namespace {
+
+bool ip_literal(const std::string& host) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+WaHttpClient::WaHttpClient(ngx_log_t* log, Done done) : log_(log), done_(std::move(done)) {
+    ngx_memzero(&pc_, sizeof(pc_));
+    ngx_memzero(&total_, sizeof(total_));
+    ngx_memzero(&addr_, sizeof(addr_));
+    total_.handler = total_timeout_handler;
+    total_.data = this;
+    total_.log = log_;
+    total_.cancelable = 1;
+}
+
+WaHttpClient::~WaHttpClient() {
+    teardown();
+    if (total_.timer_set) ngx_del_timer(&total_);
+}
+
+std::string WaHttpClient::peer() const { return req_.url.host_header; }
+
+void WaHttpClient::start(Request req) {
+    req_ = std::move(req);
+    parser_ = wa::http::ResponseParser(16384, req_.max_body);
+    name_.data = reinterpret_cast<u_char*>(&req_.url.host[0]);
+    name_.len = req_.url.host.size();
+    ngx_add_timer(&total_, req_.timeout);
+    if (req_.url.tls && req_.ssl == nullptr) return finish(0, "https without a TLS context");
+    const std::string& host = req_.url.host;
+    auto add = [this](const struct sockaddr* sa, socklen_t len) {
+        struct sockaddr_storage ss;
+        ngx_memzero(&ss, sizeof(ss));
+        ngx_memcpy(&ss, sa, len);
+        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&ss), req_.url.port);
+        addrs_.emplace_back(ss, len);
+    };
+    if (ip_literal(host) || host == "localhost") {
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+        ngx_memzero(&in4, sizeof(in4));
+        ngx_memzero(&in6, sizeof(in6));
+        in4.sin_family = AF_INET;
+        in6.sin6_family = AF_INET6;
+        if (host == "localhost") {
+            inet_pton(AF_INET, "127.0.0.1", &in4.sin_addr);
+            add(reinterpret_cast<struct sockaddr*>(&in4), sizeof(in4));
+            inet_pton(AF_INET6, "::1", &in6.sin6_addr);
+            add(reinterpret_cast<struct sockaddr*>(&in6), sizeof(in6));
+        } else if (inet_pton(AF_INET, host.c_str(), &in4.sin_addr) == 1) {
+            add(reinterpret_cast<struct sockaddr*>(&in4), sizeof(in4));
+        } else {
+            inet_pton(AF_INET6, host.c_str(), &in6.sin6_addr);
+            add(reinterpret_cast<struct sockaddr*>(&in6), sizeof(in6));
+        }
+        return connect_next("");
+    }
+    if (req_.resolver == nullptr) return finish(0, "cannot resolve " + host + ": no resolver configured");
+    ngx_resolver_ctx_t temp;
+    ngx_memzero(&temp, sizeof(temp));
+    temp.name = name_;
+    ngx_resolver_ctx_t* ctx = ngx_resolve_start(req_.resolver, &temp);
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) return finish(0, "cannot resolve " + host + ": no resolver available");
+    ctx->name = name_;
+    ctx->handler = resolve_handler;
+    ctx->data = this;
+    ctx->timeout = req_.resolver_timeout;
+    ctx->cancelable = 1;
+    resolve_ = ctx;
+    phase_ = Phase::Resolving;
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        resolve_ = nullptr;
+        finish(0, "cannot resolve " + host + ": resolver error");
+    }
+}
+
+void WaHttpClient::resolve_handler(ngx_resolver_ctx_t* ctx) {
+    auto* h = static_cast<WaHttpClient*>(ctx->data);
+    h->resolve_ = nullptr;
+    if (ctx->state || ctx->naddrs == 0) {
+        std::string why = "cannot resolve " + h->req_.url.host + ": " +
+                          (ctx->state ? ngx_resolver_strerror(ctx->state) : "no address");
+        ngx_resolve_name_done(ctx);
+        return h->finish(0, why);
+    }
+    for (ngx_uint_t i = 0; i < ctx->naddrs && i < 16; i++) {
+        struct sockaddr_storage ss;
+        ngx_memzero(&ss, sizeof(ss));
+        ngx_memcpy(&ss, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
+        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&ss), h->req_.url.port);
+        h->addrs_.emplace_back(ss, ctx->addrs[i].socklen);
+    }
+    ngx_resolve_name_done(ctx);
+    h->connect_next("");
+}
+
+void WaHttpClient::connect_next(const std::string& why) {
+    teardown();
+    if (next_addr_ >= addrs_.size()) return finish(0, why.empty() ? "no address to connect to" : why);
+    auto& a = addrs_[next_addr_++];
+    connect_to(reinterpret_cast<struct sockaddr*>(&a.first), a.second);
+}
+
+void WaHttpClient::connect_to(const struct sockaddr* sa, socklen_t len) {
+    ngx_memcpy(&addr_, sa, len);
+    ngx_memzero(&pc_, sizeof(pc_));
+    pc_.sockaddr = reinterpret_cast<struct sockaddr*>(&addr_);
+    pc_.socklen = len;
+    pc_.name = &name_;
+    pc_.get = ngx_event_get_peer;
+    pc_.log = log_;
+    pc_.log_error = NGX_ERROR_INFO;
+    phase_ = Phase::Connecting;
+    ngx_set_socket_errno(0);
+    ngx_int_t rc = ngx_event_connect_peer(&pc_);
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        int err = ngx_socket_errno;
+        if (pc_.connection) {
+            ngx_close_connection(pc_.connection);
+            pc_.connection = nullptr;
+        }
+        return connect_next("connect() to " + peer() + " failed: " +
+                            (ngx_cycle->free_connection_n == 0 ? "no free connection in the helper"
+                                                               : err ? strerror(err) : "unknown error"));
+    }
+    c_ = pc_.connection;
+    c_->data = this;
+    c_->pool = ngx_create_pool(1024, log_);
+    if (c_->pool == NULL) return finish(0, "out of memory");
+    c_->log = log_;
+    c_->read->log = log_;
+    c_->write->log = log_;
+    c_->read->handler = event_handler;
+    c_->write->handler = event_handler;
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c_->write, req_.connect_timeout);
+        return;
+    }
+    on_connected();
+}
+
+void WaHttpClient::event_handler(ngx_event_t* ev) {
+    auto* c = static_cast<ngx_connection_t*>(ev->data);
+    auto* h = static_cast<WaHttpClient*>(c->data);
+    if (ev->timedout) {
+        if (h->phase_ == Phase::Connecting) return h->connect_next("connect to " + h->peer() + " timed out");
+        return h->finish(0, "request to " + h->peer() + " timed out");
+    }
+    if (h->phase_ == Phase::Connecting) {
+        if (c->write->timer_set) ngx_del_timer(c->write);
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
+        if (err) return h->connect_next("connect() to " + h->peer() + " failed: " + strerror(err));
+        return h->on_connected();
+    }
+    if (ev->write) return h->on_write();
+    h->on_read();
+}
+
+void WaHttpClient::on_connected() {
+    if (!req_.url.tls) return on_tls_done();
+    phase_ = Phase::Tls;
+    if (ngx_ssl_create_connection(req_.ssl, c_, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK)
+        return finish(0, "TLS setup failed");
+    if (!ip_literal(req_.url.host)) SSL_set_tlsext_host_name(c_->ssl->connection, req_.url.host.c_str());
+    ngx_int_t rc = ngx_ssl_handshake(c_);
+    if (rc == NGX_AGAIN) {
+        if (!c_->write->timer_set) ngx_add_timer(c_->write, req_.connect_timeout);
+        c_->ssl->handler = ssl_handshake_handler;
+        return;
+    }
+    ssl_handshake_handler(c_);
+}
+
+void WaHttpClient::ssl_handshake_handler(ngx_connection_t* c) {
+    auto* h = static_cast<WaHttpClient*>(c->data);
+    if (c->write->timer_set) ngx_del_timer(c->write);
+    if (!c->ssl->handshaked) {
+        bool timedout = c->read->timedout || c->write->timedout;
+        return h->finish(0, "TLS handshake with " + h->peer() + (timedout ? " timed out" : " failed"));
+    }
+    long v = SSL_get_verify_result(c->ssl->connection);
+    if (v != X509_V_OK)
+        return h->finish(0, "TLS certificate of " + h->peer() + " not trusted: " + X509_verify_cert_error_string(v));
+    X509* cert = SSL_get_peer_certificate(c->ssl->connection);
+    const std::string& host = h->req_.url.host;
+    bool ok = false;
+    if (cert) {
+        ok = ip_literal(host) ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
+                              : X509_check_host(cert, host.data(), host.size(), 0, NULL) == 1;
+        X509_free(cert);
+    }
+    if (!ok) return h->finish(0, "TLS certificate of " + h->peer() + " does not match host " + host);
+    c->read->handler = event_handler;
+    c->write->handler = event_handler;
+    h->on_tls_done();
+}
+
+void WaHttpClient::on_tls_done() {
+    phase_ = Phase::Sending;
+    out_ = req_.bytes;
+    on_write();
+}
+
+void WaHttpClient::on_write() {
+    if (phase_ != Phase::Sending) return;
+    while (!out_.empty()) {
+        ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());
+        if (n > 0) {
+            out_.erase(0, static_cast<size_t>(n));
+            continue;
+        }
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c_->write, 0) != NGX_OK) finish(0, "cannot wait for the socket");
+            return;
+        }
+        return finish(0, "write to " + peer() + " failed");
+    }
+    phase_ = Phase::Reading;
+    if (ngx_handle_read_event(c_->read, 0) != NGX_OK) return finish(0, "cannot wait for the socket");
+    if (c_->read->ready) on_read();
+}
+
+void WaHttpClient::on_read() {
+    if (phase_ != Phase::Reading) {
+        // Readable before the request is out (an early answer or a close): read it once we are done sending.
+        if (phase_ == Phase::Sending) on_write();
+        return;
+    }
+    u_char buf[8192];
+    for (;;) {
+        ssize_t n = c_->recv(c_, buf, sizeof buf);
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c_->read, 0) != NGX_OK) finish(0, "cannot wait for the socket");
+            return;
+        }
+        if (n == 0) {
+            if (parser_.on_eof() == wa::http::ResponseParser::Result::Done) return finish(parser_.status(), "");
+            return finish(parser_.status(), parser_.error() + " (" + peer() + ")");
+        }
+        if (n < 0) return finish(0, "read from " + peer() + " failed");
+        auto r = parser_.feed(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
+        if (r == wa::http::ResponseParser::Result::Done) return finish(parser_.status(), "");
+        if (r == wa::http::ResponseParser::Result::Error)
+            return finish(parser_.status(), parser_.error() + " (" + peer() + ")");
+    }
+}
+
+void WaHttpClient::total_timeout_handler(ngx_event_t* ev) {
+    auto* h = static_cast<WaHttpClient*>(ev->data);
+    h->finish(0, "request to " + h->peer() + " timed out");
+}
+
+void WaHttpClient::teardown() {
+    if (resolve_) {
+        ngx_resolve_name_done(resolve_);
+        resolve_ = nullptr;
+    }
+    if (c_) {
+        if (c_->ssl) {
+            c_->ssl->no_wait_shutdown = 1;
+            c_->ssl->no_send_shutdown = 1;
+            ngx_ssl_shutdown(c_);
+        }
+        ngx_pool_t* pool = c_->pool;
+        ngx_close_connection(c_);
+        if (pool) ngx_destroy_pool(pool);
+        c_ = nullptr;
+    }
+}
+
+void WaHttpClient::finish(int status, const std::string& error) {
+    if (phase_ == Phase::Done) return;
+    phase_ = Phase::Done;
+    teardown();
+    if (total_.timer_set) ngx_del_timer(&total_);
+    Done d = std::move(done_);
+    if (d) d(status, error);
+}

@@ -1,0 +1,71 @@
+// One outbound HTTP/1.1 request on the helper's nginx event loop (webhooks; media uploads later):
+// resolve → TCP connect (every resolved address in turn) → TLS (chain verified against a CA file, host name
+// checked, SNI) → request → status and headers (wa::http::ResponseParser; the body is read and dropped up to
+// a cap). Timeouts: connect (per address) and the whole request. No threads, nothing blocks.
+//
+// The same steps as WaTransport's TLS connect, kept as a sibling rather than a shared base so the WhatsApp
+// link's code is untouched while others change it. One request per connection (Connection: close).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "wa/webhook/http.hpp"
+#include "wa_module.hpp"
+
+class WaHttpClient {
+public:
+    struct Request {
+        wa::http::Url url;
+        ngx_ssl_t* ssl = nullptr;            // required for https: a context with the trusted CAs loaded
+        ngx_resolver_t* resolver = nullptr;  // for host names; IP literals and "localhost" need none
+        ngx_msec_t resolver_timeout = 5000;
+        ngx_msec_t connect_timeout = 5000;
+        ngx_msec_t timeout = 10000;          // the whole request, from start() to the end of the response
+        std::string bytes;                   // the formatted request (wa::http::format_request)
+        size_t max_body = 65536;
+    };
+    // status 0 = no response (error says why). Called once; the client is closed then, and must not be
+    // deleted from inside the callback (the owner frees it later, e.g. in a posted event).
+    using Done = std::function<void(int status, const std::string& error)>;
+
+    WaHttpClient(ngx_log_t* log, Done done);
+    ~WaHttpClient();
+    WaHttpClient(const WaHttpClient&) = delete;
+    WaHttpClient& operator=(const WaHttpClient&) = delete;
+
+    void start(Request req);
+    bool finished() const { return phase_ == Phase::Done; }
+    const wa::http::ResponseParser& response() const { return parser_; }
+
+private:
+    enum class Phase { Idle, Resolving, Connecting, Tls, Sending, Reading, Done };
+    static void event_handler(ngx_event_t* ev);
+    static void total_timeout_handler(ngx_event_t* ev);
+    static void resolve_handler(ngx_resolver_ctx_t* ctx);
+    static void ssl_handshake_handler(ngx_connection_t* c);
+    void connect_next(const std::string& why);
+    void connect_to(const struct sockaddr* sa, socklen_t len);
+    void on_connected();
+    void on_tls_done();
+    void on_write();
+    void on_read();
+    void finish(int status, const std::string& error);
+    void teardown();
+    std::string peer() const;
+
+    ngx_log_t* log_;
+    Done done_;
+    Request req_;
+    Phase phase_ = Phase::Idle;
+    ngx_resolver_ctx_t* resolve_ = nullptr;
+    ngx_peer_connection_t pc_;
+    ngx_connection_t* c_ = nullptr;
+    ngx_str_t name_;
+    ngx_event_t total_;
+    struct sockaddr_storage addr_;
+    std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;
+    size_t next_addr_ = 0;
+    std::string out_;
+    wa::http::ResponseParser parser_;
+};
