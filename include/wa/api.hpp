@@ -104,6 +104,7 @@ struct HelperInfo {
     int64_t started_at = 0;
     uint64_t generation = 0;
     std::string role;  // "active", "standby", "draining", "none"
+    std::string reason;  // why no helper owns the sessions, or why the owner cannot use its store; "" = none
 };
 struct ZoneUse {
     uint64_t size = 0, used = 0;

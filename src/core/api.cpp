@@ -519,12 +519,13 @@ std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, co
                             const SessionLimits& limits, int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
-    json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
+    json_object_set_new(j.get(), "status", json_string(h.active && h.reason.empty() ? "ok" : "degraded"));
     json_t* helper = json_object();
     json_object_set_new(helper, "state", json_string(h.role.c_str()));
     json_object_set_new(helper, "pid", h.pid ? json_integer(h.pid) : json_null());
     json_object_set_new(helper, "uptime_s", h.started_at ? json_integer(now - h.started_at) : json_null());
     json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
+    json_object_set_new(helper, "reason", h.reason.empty() ? json_null() : json_string(h.reason.c_str()));
     json_object_set_new(j.get(), "helper", helper);
     json_t* by_state = json_object();
     for (size_t i = 0; i < kStateCount; i++)

@@ -218,6 +218,7 @@ static api::Response wa_read_health(wa_main_conf_t* m) {
     h.started_at = z->sh->helper_since;
     h.generation = z->sh->generation;
     uint8_t role = z->sh->helper_role;
+    h.reason.assign(reinterpret_cast<const char*>(z->sh->reason), z->sh->reason_len);
     zu.queue_len = z->sh->pending_count;
     zu.organizations = z->sh->org_count;
     zu.size = z->shpool->end - z->shpool->start;
@@ -355,6 +356,7 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
         }
     }
     bool alive = wa_process_alive(active) || wa_process_alive(standby) || wa_handover(z->sh);
+    std::string reason(reinterpret_cast<const char*>(z->sh->reason), alive ? 0 : z->sh->reason_len);
     if (c && alive) {
         c->id = z->sh->next_cmd_id++;
         c->state = WA_CMD_NEW;
@@ -373,7 +375,9 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (!alive) {
-        err = wa_unavailable("helper_unavailable", "the WhatsApp helper process is not running; retry shortly");
+        err = wa_unavailable("helper_unavailable", reason.empty()
+                                                       ? "the WhatsApp helper process is not running; retry shortly"
+                                                       : ("no WhatsApp helper owns the sessions: " + reason).c_str());
         return false;
     }
     if (c == NULL) {

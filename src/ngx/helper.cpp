@@ -8,9 +8,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -44,17 +46,67 @@ struct Helper {
     ngx_event_t title_timer;   // the worker cycle sets its title after init_process
     ngx_event_t resume_timer;  // start the sessions that were running before
     ngx_event_t pass_end;      // posted: commit the store's transaction and free dead transports once per pass
+    ngx_event_t store_timer;   // ACTIVE without a usable store: retry opening it
+    ngx_msec_t lock_retry_ms = 0;   // backoff while owner.lock cannot be opened (0: not failing)
+    ngx_msec_t store_retry_ms = 0;  // backoff while the store cannot be opened
+    ngx_msec_t resume_at = 0;       // no reconnection before (1.5 s after a crash)
+    std::string lock_path;
     std::map<std::string, std::unique_ptr<HelperOrg>> orgs;
     std::vector<std::string> resume_queue;  // organizations still to reconnect after a start, spread over time
     std::unique_ptr<wa::store::Store> store;
     std::map<uint64_t, wa_shm_cmd_t*> waiting;  // commands a session will complete later (logout, pairing code)
     // Answers held until the pass's store transaction is committed: "done" is said only of what is on disk.
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
+    // Organizations this pass created for a start-session: if the commit fails, nothing was done, so they go.
+    std::vector<std::string> started;
+    uint64_t commit_failures = 0;  // in a row
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
 };
 
 Helper H;
+
+// A condition that lasts (a full disk, an owner.lock that cannot be opened) is logged when it starts or
+// changes, then at most once a minute with how often it happened since, never per retry.
+struct LogOnce {
+    int64_t last = 0;
+    uint64_t repeats = 0;
+    std::string text;
+    void operator()(ngx_uint_t level, const std::string& msg) {
+        int64_t now = ngx_time();
+        if (msg == text && now - last < 60) {
+            repeats++;
+            return;
+        }
+        if (repeats) {
+            ngx_log_error(level, H.log, 0, "%s (%uL more times in the last %T s)", msg.c_str(), repeats,
+                          (time_t)(now - last));
+        } else {
+            ngx_log_error(level, H.log, 0, "%s", msg.c_str());
+        }
+        text = msg;
+        last = now;
+        repeats = 0;
+    }
+    void reset() {
+        text.clear();
+        repeats = 0;
+    }
+};
+LogOnce g_commit_log, g_lock_log, g_store_log;
+
+// Sets (or, with "", clears) why no helper owns the sessions: /api/health, and 503 answers while nobody does.
+void set_reason(const std::string& why) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    size_t n = std::min(why.size(), sizeof(z->sh->reason));
+    for (size_t i = 0; i < n; i++) {  // printable ASCII only: it goes into JSON and logs
+        u_char c = static_cast<u_char>(why[i]);
+        z->sh->reason[i] = c >= 0x20 && c < 0x7f ? c : '?';
+    }
+    z->sh->reason_len = static_cast<uint16_t>(n);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
 
 std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) + "/" + org; }
 
@@ -132,23 +184,39 @@ struct HelperOrg : WaTransport::Listener {
     }
 
     void write(const wa::Action& a) {
-        if (!transport) return;
-        // What this frame promises (a device identity, a prekey upload) must be on disk first.
+        if (!transport || store_failed) return;
+        // What this frame promises (a device identity, a prekey upload, a receipt) must be on disk first;
+        // if it cannot be, the frame is not sent and the link ends (run() below), as after a transport error.
         if (a.durable && H.store) {
             std::string err;
-            if (!H.store->commit(&err))
-                ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: store commit failed: %s", id.c_str(),
-                              err.c_str());
+            if (!H.store->commit(&err)) {
+                g_commit_log(NGX_LOG_ERR, "whatsapp: store commit failed: " + err);
+                H.commit_failures++;
+                store_failed = true;
+                return;
+            }
         }
         transport->send_binary(a.bytes);
     }
+    bool store_failed = false;  // a durable write could not be committed in this run()
 
     void run(const wa::Actions& actions);
+    void run_actions(const wa::Actions& actions);
 };
 
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* o);
 
 void HelperOrg::run(const wa::Actions& actions) {
+    run_actions(actions);
+    if (store_failed && transport) {
+        store_failed = false;
+        transport->close(1011);
+        on_transport_error(wa::Disconnect{wa::Disconnect::Transport, 0, {}, 0, "the state store could not be written"});
+    }
+    store_failed = false;
+}
+
+void HelperOrg::run_actions(const wa::Actions& actions) {
     for (const wa::Action& a : actions) {
         switch (a.kind) {
         case wa::Action::Connect:
@@ -291,11 +359,13 @@ bool shm_org_known(const std::string& id) {
 // so no whatsapp_max_sessions slot; no status record), or made-up ids would lock real organizations out.
 // What is stored for it is still forgotten (logout) or set aside (clear), and a record left by an earlier
 // helper shows the outcome.
-void remove_legacy_dir(const std::string& org, bool move_aside);
+bool remove_legacy_dir(const std::string& org, bool move_aside);
 
 api::Response forget_unknown(const api::Command& cmd) {
     bool logout = cmd.type == api::Command::Logout;
     std::string err;
+    if (!remove_legacy_dir(cmd.org, !logout))
+        return api::error(507, "storage_error", "the organization's stored state could not be changed");
     bool ok = logout ? H.store->forget_credentials(cmd.org, &err) : H.store->clear_org(cmd.org, &err);
     if (!ok) {
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s its stored state: %s", cmd.org.c_str(),
@@ -315,7 +385,6 @@ api::Response forget_unknown(const api::Command& cmd) {
             for (const auto& x : rows) exists = exists || x.org == cmd.org;
         if (exists) H.store->put_org(r, &err);
     }
-    remove_legacy_dir(cmd.org, !logout);
     wa::SessionStatus st;
     st.state = logout ? wa::State::LoggedOut : wa::State::Disconnected;
     st.state_since = ngx_time();
@@ -347,13 +416,40 @@ void store_begin() {
     }
 }
 
+// A start-session that created an organization whose row could not be committed: nothing was done (507), so
+// the session does not run on in memory only (a second start-session would find it running and say 200).
+void undo_start(const std::string& id) {
+    auto it = H.orgs.find(id);
+    if (it == H.orgs.end()) return;
+    HelperOrg* o = it->second.get();
+    o->run(o->session.shutdown(ngx_current_msec, ngx_time()));
+    H.orgs.erase(it);
+    wa::SessionStatus st;
+    st.state_since = ngx_time();
+    st.last_error = "start-session could not be stored (507 storage_error)";
+    publish(id, st, nullptr);
+}
+
 void pass_end_handler(ngx_event_t*) {
     bool stored = true;
     if (H.store && H.store->in_transaction()) {
         std::string err;
         stored = H.store->commit(&err);
-        if (!stored) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
+        if (!stored) {
+            g_commit_log(NGX_LOG_ERR, "whatsapp: store commit failed: " + err);
+            H.commit_failures++;
+        }
     }
+    if (stored && H.commit_failures && !H.answers.empty()) {
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: the store accepts writes again (after %uL failed commits)",
+                      H.commit_failures);
+        H.commit_failures = 0;
+        g_commit_log.reset();
+    }
+    std::vector<std::string> started;
+    started.swap(H.started);
+    if (!stored)
+        for (const std::string& id : started) undo_start(id);
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     answers.swap(H.answers);
     for (auto& [c, resp] : answers) {
@@ -374,13 +470,15 @@ void answer(wa_shm_cmd_t* c, api::Response resp) {
 
 // A foundation-era <state_dir>/<org>/ left behind (a session.json that did not parse stays there, quarantined):
 // clear-session moves it to .trash for inspection, logout deletes it, so neither comes back at the next start.
-void remove_legacy_dir(const std::string& org, bool move_aside) {
+// false (logged) when that failed: the command then answers 507, since the state would come back.
+bool remove_legacy_dir(const std::string& org, bool move_aside) {
     std::string err, moved;
     bool ok = move_aside ? wa::move_aside(org_dir(org), wa_str(H.conf->state_dir) + "/.trash", org, &moved, &err)
                          : wa::remove_tree(org_dir(org), &err);
     if (!ok)
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s the old state directory: %s", org.c_str(),
                       move_aside ? "move aside" : "delete", err.c_str());
+    return ok;
 }
 
 // Message queries for an organization the helper does not run: answered from the store directly.
@@ -413,7 +511,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
     uint64_t now = ngx_current_msec;
     int64_t unix_s = ngx_time();
     if (!H.store) {
-        resp = api::error(507, "storage_error", "the WhatsApp state store cannot be opened; see the error log");
+        resp = api::error(507, "storage_error", "the WhatsApp state store cannot be used; see /api/health");
         return true;
     }
     store_begin();
@@ -443,7 +541,9 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             o->run(o->session.pairing_code(now, unix_s, cmd.phone, command_id));
             return false;
         }
+        if (is_new) H.started.push_back(cmd.org);
         o->run(o->session.start(now, unix_s));
+        if (!is_new) o->session.save();
         resp = api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
         return true;
     }
@@ -454,7 +554,10 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = forget_unknown(cmd);
             return true;
         }
-        remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear);
+        if (!remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear)) {
+            resp = api::error(507, "storage_error", "the organization's stored state could not be changed");
+            return true;
+        }
         if (cmd.type == api::Command::Clear) {
             o->run(o->session.clear(now, unix_s));
             o->quarantined = false;
@@ -475,12 +578,15 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             return true;
         }
         std::string err;
+        if (!remove_legacy_dir(cmd.org, false)) {
+            resp = api::error(507, "storage_error", "the organization's old state directory could not be deleted");
+            return true;
+        }
         if (!H.store->purge_org(cmd.org, &err)) {
             ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: purge failed: %s", cmd.org.c_str(), err.c_str());
             resp = api::error(507, "storage_error", "the organization's data could not be deleted");
             return true;
         }
-        remove_legacy_dir(cmd.org, false);
         if (it != H.orgs.end()) H.orgs.erase(it);
         if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
@@ -607,15 +713,50 @@ void quarantine(const std::string& id, const std::string& why) {
     publish(id, st, o);
 }
 
+// Every status record says that nobody runs the sessions, and why: left as they were, they would show the
+// states of a helper that is gone (a crash) as if it still ran them.
+void mark_unowned(const std::string& why) {
+    std::string text = "no helper owns the sessions: " + why;
+    wa_zone_ctx_t* z = H.zone;
+    int64_t now = ngx_time();
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (ngx_queue_t* q = ngx_queue_head(&z->sh->orgs); q != ngx_queue_sentinel(&z->sh->orgs); q = ngx_queue_next(q)) {
+        wa_shm_org_t* o = ngx_queue_data(q, wa_shm_org_t, link);
+        auto st = static_cast<wa::State>(o->state);
+        if (st != wa::State::LoggedOut && st != wa::State::Conflict) {
+            if (st != wa::State::Disconnected) o->state_since = now;
+            o->state = static_cast<uint8_t>(wa::State::Disconnected);
+        }
+        o->next_retry_at = 0;
+        o->qr_expires_at = 0;
+        o->qr_text_len = 0;
+        wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
+        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), text);
+        o->updated_at = now;
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+// Opens the store when this helper becomes the owner. A store that cannot be used (a FIFO or a symlink named
+// whatsapp.db or -wal/-shm, a database that fails its integrity check, a directory SQLite cannot write) is never
+// reset: the helper says why (log once a minute, /api/health), answers commands 507 storage_error and retries
+// with backoff (store_timer_handler) until an operator has fixed it.
 bool open_store() {
     std::string dir = wa_str(H.conf->state_dir), err;
     H.store = wa::store::open_sqlite_store(dir, false, &err);
     if (!H.store) {
-        // Never reset a database that fails its checks: an operator must look at it.
-        ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp: the state store in \"%s\" cannot be used: %s", dir.c_str(),
-                      err.c_str());
+        g_store_log(NGX_LOG_ALERT, "whatsapp: the state store in \"" + dir + "\" cannot be used: " + err +
+                                       "; no session runs until it can (retrying)");
+        set_reason("the state store cannot be used: " + err);
+        mark_unowned("the state store cannot be used (see /api/health)");
         return false;
     }
+    if (H.store_retry_ms)
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: the state store in \"%s\" opened; loading the sessions",
+                      dir.c_str());
+    H.store_retry_ms = 0;
+    g_store_log.reset();
+    set_reason("");
     wa::store::MigrationReport report;
     if (!wa::store::migrate_session_files(*H.store, dir, report, &err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: migrating session.json files failed: %s", err.c_str());
@@ -624,6 +765,22 @@ bool open_store() {
                       report.migrated.size());
     for (auto& [id, why] : report.corrupt) quarantine(id, why);
     return true;
+}
+
+void take_commands();
+void load_sessions();
+
+void store_timer_handler(ngx_event_t* ev) {
+    if (H.role != WA_HELPER_ACTIVE || H.store || ngx_exiting || ngx_quit || ngx_terminate) return;
+    if (!open_store()) {
+        H.store_retry_ms = std::min<ngx_msec_t>(H.store_retry_ms * 2, 5000);
+        ngx_add_timer(ev, H.store_retry_ms);
+        return;
+    }
+    load_sessions();
+    ngx_msec_int_t wait = static_cast<ngx_msec_int_t>(H.resume_at - ngx_current_msec);
+    ngx_add_timer(&H.resume_timer, wait > 0 ? static_cast<ngx_msec_t>(wait) : 0);
+    take_commands();
 }
 
 void load_sessions() {
@@ -695,9 +852,15 @@ void activate() {
     }
     ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P owns the sessions (previous owner %s)", ngx_pid,
                   clean ? "released cleanly" : "died");
-    if (open_store()) load_sessions();
     // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
     // device would earn a "conflict". Give it a moment.
+    H.resume_at = ngx_current_msec + (clean ? 0 : 1500);
+    if (open_store()) {
+        load_sessions();
+    } else {
+        H.store_retry_ms = 200;
+        ngx_add_timer(&H.store_timer, H.store_retry_ms);
+    }
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
     take_commands();
 }
@@ -712,8 +875,62 @@ bool try_lock() {
     return fcntl(H.lock_fd, F_OFD_SETLK, &fl) == 0;
 }
 
+// Opens <state_dir>/owner.lock (a regular file, never through a symlink). A failure (EROFS, EACCES, ELOOP, ...)
+// does not end the helper: it says why (log once a minute, /api/health, the 503 answers and, when no other
+// helper runs them, the status records) and retries with backoff up to 5 s.
+bool open_lock() {
+    int fd = open(H.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int err = fd == -1 ? ngx_errno : 0;
+    struct stat st;
+    if (fd != -1 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd != -1) {
+        H.lock_fd = fd;
+        if (H.lock_retry_ms) {
+            ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper: \"%s\" opened", H.lock_path.c_str());
+            set_reason("");
+        }
+        H.lock_retry_ms = 0;
+        g_lock_log.reset();
+        return true;
+    }
+    std::string why = "cannot open " + H.lock_path + ": " +
+                      (err == 0 ? std::string("not a regular file")
+                                : err == ELOOP ? std::string("it is a symbolic link") : std::string(strerror(err)));
+    g_lock_log(NGX_LOG_ALERT, "whatsapp helper: " + why + "; no helper owns the sessions (retrying)");
+    set_reason(why);
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    ngx_pid_t owner = z->sh->helper_role != WA_HELPER_NONE ? z->sh->helper_pid : 0;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (!wa_process_alive(owner) || owner == ngx_pid) mark_unowned(why);
+    H.lock_retry_ms = H.lock_retry_ms ? std::min<ngx_msec_t>(H.lock_retry_ms * 2, 5000) : 200;
+    ngx_add_timer(&H.lock_timer, H.lock_retry_ms);
+    return false;
+}
+
+// With owner.lock open: owns the sessions at once, or waits (STANDBY) for the previous owner to let go.
+void acquire() {
+    if (try_lock()) {
+        activate();
+        return;
+    }
+    H.role = WA_HELPER_STANDBY;
+    ngx_shmtx_lock(&H.zone->shpool->mutex);
+    H.zone->sh->standby_pid = ngx_pid;
+    ngx_shmtx_unlock(&H.zone->shpool->mutex);
+    ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P waits for the previous owner to let go", ngx_pid);
+    ngx_add_timer(&H.lock_timer, 100);
+}
+
 void lock_timer_handler(ngx_event_t* ev) {
     if (ngx_exiting || ngx_quit || ngx_terminate) return;
+    if (H.lock_fd == -1) {
+        if (open_lock()) acquire();
+        return;
+    }
     if (try_lock()) {
         activate();
         return;
@@ -728,6 +945,7 @@ void drain(const char* why) {
     H.role = WA_HELPER_DRAINING;
     if (H.lock_timer.timer_set) ngx_del_timer(&H.lock_timer);
     if (H.resume_timer.timer_set) ngx_del_timer(&H.resume_timer);
+    if (H.store_timer.timer_set) ngx_del_timer(&H.store_timer);
     wa_zone_ctx_t* z = H.zone;
     if (owner) {
         ngx_shmtx_lock(&z->shpool->mutex);
@@ -855,26 +1073,13 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     init_timer(&H.title_timer, title_handler);
     init_timer(&H.resume_timer, resume_sessions);
     init_timer(&H.pass_end, pass_end_handler);
+    init_timer(&H.store_timer, store_timer_handler);
     H.rng.seed(std::random_device{}() ^ (static_cast<uint64_t>(ngx_pid) << 32) ^ ngx_current_msec);
     if (ngx_process == NGX_PROCESS_WORKER) ngx_add_timer(&H.title_timer, 0);
     ngx_add_timer(&H.sweep_timer, 1000);
 
-    std::string path = wa_str(H.conf->state_dir) + "/owner.lock";
-    H.lock_fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (H.lock_fd == -1) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno, "whatsapp helper: open(\"%s\") failed", path.c_str());
-        return NGX_ERROR;
-    }
-    if (try_lock()) {
-        activate();
-        return NGX_OK;
-    }
-    H.role = WA_HELPER_STANDBY;
-    ngx_shmtx_lock(&H.zone->shpool->mutex);
-    H.zone->sh->standby_pid = ngx_pid;
-    ngx_shmtx_unlock(&H.zone->shpool->mutex);
-    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "whatsapp helper %P waits for the previous owner to let go", ngx_pid);
-    ngx_add_timer(&H.lock_timer, 100);
+    H.lock_path = wa_str(H.conf->state_dir) + "/owner.lock";
+    if (open_lock()) acquire();
     return NGX_OK;
 }
 

@@ -82,11 +82,12 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 2
+#define WA_SHM_LAYOUT 3
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
 #define WA_SHM_RESERVE_PAGES 16  // kept free for commands and results when organizations fill the zone
+#define WA_REASON_MAX 256
 
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
@@ -157,6 +158,10 @@ struct wa_shm_t {
     ngx_rbtree_node_t rate_sentinel;
     ngx_queue_t rate_lru;
     ngx_uint_t rate_buckets;
+    // Why no helper owns the sessions (owner.lock cannot be opened), or why the owner cannot use its store:
+    // /api/health's helper.reason and the message of 503 helper_unavailable. Empty while all is well.
+    u_char reason[WA_REASON_MAX];
+    uint16_t reason_len;
 };
 
 struct wa_zone_ctx_t {
