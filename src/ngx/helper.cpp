@@ -763,6 +763,9 @@ bool open_store() {
     if (!report.migrated.empty())
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: migrated %uz session.json files into whatsapp.db",
                       report.migrated.size());
+    if (report.temps_removed)
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: removed %uz temporary session.json files left by a crash",
+                      report.temps_removed);
     for (auto& [id, why] : report.corrupt) quarantine(id, why);
     return true;
 }

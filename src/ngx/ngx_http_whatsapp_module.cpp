@@ -627,7 +627,14 @@ static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
         ccf->worker_processes++;
     }
     std::string dir = wa_str(m->state_dir);
-    if (mkdir(dir.c_str(), 0700) == -1 && errno != EEXIST) {
+    if (mkdir(dir.c_str(), 0700) == 0) {
+        // A new directory is durable only once its parent is: fsync the parent.
+        std::string parent = dir.substr(0, dir.find_last_of('/') == 0 ? 1 : dir.find_last_of('/'));
+        int pfd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd == -1 || fsync(pfd) == -1)
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno, "whatsapp_state_dir: fsync(\"%s\") failed", parent.c_str());
+        if (pfd != -1) close(pfd);
+    } else if (errno != EEXIST) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "whatsapp_state_dir \"%V\": mkdir() failed", &m->state_dir);
         return NGX_ERROR;
     }
@@ -635,6 +642,18 @@ static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
     if (lstat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "whatsapp_state_dir \"%V\" is not a directory", &m->state_dir);
         return NGX_ERROR;
+    }
+    // Keys and credentials live here: nobody but the owner may even list it, whatever mode it was made with
+    // (mkdir's umask, an administrator's mkdir). 0500 (read-only on purpose) is left alone.
+    if ((st.st_mode & 077) != 0) {
+        char modes[32];  // (ngx_sprintf has no octal)
+        std::snprintf(modes, sizeof modes, "0%o, now 0%o", (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 0700));
+        if (chmod(dir.c_str(), st.st_mode & 0700) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "whatsapp_state_dir \"%V\": chmod() failed (was %s)",
+                          &m->state_dir, modes);
+            return NGX_ERROR;
+        }
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "whatsapp_state_dir \"%V\" was %s", &m->state_dir, modes);
     }
     if (geteuid() == 0 && ccf->user != (ngx_uid_t)NGX_CONF_UNSET_UINT && st.st_uid != ccf->user) {
         if (chown(dir.c_str(), ccf->user, ccf->group) == -1) {
