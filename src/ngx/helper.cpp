@@ -122,6 +122,7 @@ struct HelperOrg : WaTransport::Listener {
     ngx_event_t timer;
     bool quarantined = false;
     std::string rendered_qr;  // the QR text whose PNG is in shm (rendered once per ref)
+    std::string qr_url;       // and its data URL, for the status documents
 
     HelperOrg(std::string org, wa::SessionConfig cfg) : id(org), session(std::move(cfg), org, H.store.get()) {
         ngx_memzero(&timer, sizeof(timer));
@@ -296,17 +297,36 @@ std::string qr_url_for(const wa::SessionStatus& s, HelperOrg* org, bool* changed
     if (s.state != wa::State::QrReady || s.qr_text.empty()) {
         if (org && !org->rendered_qr.empty()) *changed = true;
         if (org) org->rendered_qr.clear();
+        if (org) org->qr_url.clear();
         return {};
     }
-    if (org && org->rendered_qr == s.qr_text) return {};
+    if (org && org->rendered_qr == s.qr_text) return org->qr_url;
     *changed = true;
+    std::string url = wa::qr_png_data_url(s.qr_text);
     if (org) org->rendered_qr = s.qr_text;
-    return wa::qr_png_data_url(s.qr_text);
+    if (org) org->qr_url = url;
+    return url;
+}
+
+// The record's documents (GET /api/status and /api/qr), rendered here once per change so that a worker's read
+// is a copy: set under the zone lock, NULL when the zone has no room (workers then fall back to the fields).
+void set_docs(wa_zone_ctx_t* z, wa_shm_org_t* o, const std::string& status_head, const std::string& qr_head) {
+    if (!wa_shm_set_bytes(z, &o->status_doc, &o->status_doc_len, status_head)) o->status_doc = NULL;
+    if (!wa_shm_set_bytes(z, &o->qr_doc, &o->qr_doc_len, qr_head)) o->qr_doc = NULL;
+    o->version++;
 }
 
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) {
     bool qr_changed = false;
-    std::string qr_url = qr_url_for(s, org, &qr_changed);
+    api::StatusView v;
+    v.org = id;
+    v.status = s;
+    v.qr_data_url = qr_url_for(s, org, &qr_changed);
+    // Deadlines are monotonic in the core; workers compute expires_in from wall-clock seconds.
+    v.qr_expires_at = s.qr_expires_ms > ngx_current_msec
+                          ? ngx_time() + static_cast<int64_t>((s.qr_expires_ms - ngx_current_msec + 500) / 1000)
+                          : 0;
+    std::string status_head = api::status_json_head(v), qr_head = api::qr_json_head(v);
     wa_zone_ctx_t* z = H.zone;
     ngx_shmtx_lock(&z->shpool->mutex);
     const auto* p = reinterpret_cast<const u_char*>(id.data());
@@ -324,11 +344,12 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
         copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
         copy_bounded(o->qr_text, &o->qr_text_len, sizeof(o->qr_text), s.qr_text);
-        // Deadlines are monotonic in the core; workers compute expires_in from wall-clock seconds.
-        o->qr_expires_at = s.qr_expires_ms > ngx_current_msec
-                               ? ngx_time() + static_cast<int64_t>((s.qr_expires_ms - ngx_current_msec + 500) / 1000)
-                               : 0;
-        if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, qr_url) && org) org->rendered_qr.clear();
+        o->qr_expires_at = v.qr_expires_at;
+        if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, v.qr_data_url) && org) {
+            org->rendered_qr.clear();
+            org->qr_url.clear();
+        }
+        set_docs(z, o, status_head, qr_head);
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (o == NULL)
@@ -733,6 +754,16 @@ void mark_unowned(const std::string& why) {
         wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
         copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), text);
         o->updated_at = now;
+        api::StatusView v;  // (rendered under the lock: a rare path, a few microseconds per record)
+        v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
+        v.status.state = static_cast<wa::State>(o->state);
+        v.status.retry_count = o->retry_count;
+        v.status.connected_at = o->connected_at;
+        v.status.state_since = o->state_since;
+        v.status.restricted_until = o->restricted_until;
+        v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
+        v.status.last_error = text;
+        set_docs(z, o, api::status_json_head(v), std::string());
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
 }

@@ -106,6 +106,14 @@ struct wa_shm_org_t {
     u_char qr_text[WA_QRTEXT_MAX];
     u_char* qr_url;            // slab; "data:image/png;base64,..."
     uint32_t qr_url_len;
+    uint64_t version;          // +1 on every publish: a reader can tell a change from a repeat (live push)
+    // The answers of GET /api/status and /api/qr, rendered by the helper when the record changes (slab, NULL
+    // when the zone had no room: workers then build them from the fields above). Clock-dependent parts come
+    // last and are written by the worker (wa::api::status_json_tail, qr_json_tail).
+    u_char* status_doc;        // up to and including "next_retry_in":
+    uint32_t status_doc_len;
+    u_char* qr_doc;            // up to and including "expires_in":, only while a QR is shown
+    uint32_t qr_doc_len;
 };
 
 struct wa_shm_cmd_t {
