@@ -348,6 +348,9 @@ sub start {
     if ($o{wait_helper} // 1) {
         croak "the whatsapp helper did not become active:\n" . $self->error_log
             unless wait_until(sub { ($self->health->{helper}{state} // '') eq 'active' }, 10);
+        # The helper names itself on its first event-loop turn, after it became active (nginx titles a worker
+        # after its init_process): wait for the title too, or helper_pids may not find it yet on a busy machine.
+        wait_until(sub { scalar(my @h = $self->helper_pids) }, 5) if ($self->{conf_opts}{master} // 'on') ne 'off';
     }
     return $self;
 }
