@@ -60,6 +60,8 @@ struct Helper {
     // Organizations this pass created for a start-session: if the commit fails, nothing was done, so they go.
     std::vector<std::string> started;
     uint64_t commit_failures = 0;  // in a row
+    uint64_t failed_retries = 0;   // reconnects that failed again since the last summary
+    ngx_msec_t summary_at = 0;     // next summary line
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
 };
@@ -164,18 +166,21 @@ struct HelperOrg : WaTransport::Listener {
         guarded("message", [this, payload] { return session.on_message(ngx_current_msec, ngx_time(), payload); });
     }
     void on_transport_error(const wa::Disconnect& why) override {
-        wa::State before = session.status().state;
         // The transport is still on the call stack of its own fail(): free it at the end of the pass.
         drop_transport();
         guarded("disconnect", [this, &why] { return session.on_transport_error(ngx_current_msec, ngx_time(), why); });
-        // A warning per change of state, not per retry (10,000 organizations against a dead server): later
-        // retries of a session already reconnecting are logged at info.
-        bool first = before != wa::State::Reconnecting || session.status().retry_count <= 1;
-        ngx_uint_t level = first ? NGX_LOG_WARN : NGX_LOG_INFO;
+        // A warning when the session goes into reconnecting (its first failure) or anything else; further failures
+        // of a session already retrying are counted for the periodic summary (whatsapp_status_summary) and
+        // logged at debug only: 10,000 organizations against a dead server must not write a line per retry.
+        bool repeat = retrying && session.status().state == wa::State::Reconnecting;
+        retrying = session.status().state == wa::State::Reconnecting;
+        if (repeat) H.failed_retries++;
+        ngx_uint_t level = repeat ? NGX_LOG_DEBUG : NGX_LOG_WARN;
         ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(),
                       why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text.c_str()
                                                                                                    : wa::describe(why).c_str());
     }
+    bool retrying = false;  // reconnecting since a failure that was logged; reset by any other state (publish)
 
     void drop_transport() {
         if (transport) g_dead.push_back(transport.release());
@@ -317,6 +322,7 @@ void set_docs(wa_zone_ctx_t* z, wa_shm_org_t* o, const std::string& status_head,
 }
 
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) {
+    if (org && s.state != wa::State::Reconnecting && s.state != wa::State::Connecting) org->retrying = false;
     bool qr_changed = false;
     api::StatusView v;
     v.org = id;
@@ -1058,6 +1064,30 @@ void expire_stored() {
     if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
 }
 
+// Every whatsapp_status_summary, while organizations are reconnecting or failed to since the last one: how many
+// are in each state and how many reconnects failed. It replaces a line per retry.
+void log_summary() {
+    if (H.role != WA_HELPER_ACTIVE || H.conf->status_summary == 0) return;
+    if (H.summary_at == 0) H.summary_at = ngx_current_msec + H.conf->status_summary;
+    if (static_cast<ngx_msec_int_t>(ngx_current_msec - H.summary_at) < 0) return;
+    H.summary_at = ngx_current_msec + H.conf->status_summary;
+    api::StateCounts n{};
+    for (auto& [id, o] : H.orgs) {
+        size_t st = static_cast<size_t>(o->session.status().state);
+        if (st < n.size()) n[st]++;
+    }
+    auto at = [&n](wa::State s) { return n[static_cast<size_t>(s)]; };
+    uint64_t failed = H.failed_retries;
+    H.failed_retries = 0;
+    if (at(wa::State::Reconnecting) == 0 && failed == 0) return;
+    ngx_log_error(NGX_LOG_WARN, H.log, 0,
+                  "whatsapp: %uz organizations: %uL connected, %uL reconnecting, %uL connecting, %uL qr_ready, "
+                  "%uL disconnected, %uL logged_out, %uL conflict; %uL failed reconnects in the last %M s",
+                  H.orgs.size(), at(wa::State::Connected), at(wa::State::Reconnecting), at(wa::State::Connecting),
+                  at(wa::State::QrReady), at(wa::State::Disconnected), at(wa::State::LoggedOut), at(wa::State::Conflict),
+                  failed, H.conf->status_summary / 1000);
+}
+
 void sweep_handler(ngx_event_t* ev) {
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
@@ -1073,6 +1103,7 @@ void sweep_handler(ngx_event_t* ev) {
     take_commands();
     sweep_results();
     expire_stored();
+    log_summary();
     ngx_add_timer(ev, 1000);
 }
 

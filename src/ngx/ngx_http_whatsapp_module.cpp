@@ -101,6 +101,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_message_retention"), MAIN | NGX_CONF_TAKE12, wa_retention_directive, NGX_HTTP_MAIN_CONF_OFFSET,
      0, NULL},
+    {ngx_string("whatsapp_status_summary"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(status_summary), NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
@@ -159,6 +161,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->qr_next = NGX_CONF_UNSET_MSEC;
     m->message_retention = NGX_CONF_UNSET;
     m->message_cap = NGX_CONF_UNSET_UINT;
+    m->status_summary = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
     return m;
 }
@@ -551,6 +554,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->qr_next, 20000);
     ngx_conf_init_value(m->message_retention, 30 * 86400);
     ngx_conf_init_uint_value(m->message_cap, 100000);
+    ngx_conf_init_msec_value(m->status_summary, 60000);
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.

@@ -62,6 +62,7 @@ struct wa_main_conf_t {
     ngx_msec_t qr_first, qr_next;  // whatsapp_qr_refresh
     time_t message_retention;      // whatsapp_message_retention (seconds)
     ngx_uint_t message_cap;        // ... max=N messages per organization
+    ngx_msec_t status_summary;     // whatsapp_status_summary: the helper's periodic summary line (0: none)
     ngx_uint_t max_sessions;       // effective: whatsapp_max_sessions, or what the helper can hold
     ngx_uint_t session_capacity;   // what the helper can hold (wa::session_limit), 0 = not known yet
     ngx_uint_t worker_connections; // and what it was derived from, for /api/health
