@@ -3,6 +3,7 @@
 #   make        build objs/ngx_http_whatsapp_module.so against Debian's nginx-dev tree
 #   make run    build and run nginx in the foreground with conf/ (port 8080, state in ./var)
 #   make test   unit tests (GoogleTest), simulator conformance (real Baileys), nginx integration (prove)
+#   make stress 10,000 organizations: reload, kill -9, QUIT, retries (not part of make test)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -38,7 +39,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench clean asan
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench stress clean asan
 all: $(MODULE)
 
 deps:
@@ -166,6 +167,12 @@ run: deps $(MODULE)
 
 bench: deps $(MODULE)
 	bash bench/status.sh
+
+# Not part of `make test`: 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t,
+# which t/170-scale.t runs with 500): load, reconnections spread over time, retries that write nothing, a reload and
+# a kill -9 with a command every 50 ms, QUIT. Prints its figures (WA_SCALE_ORGS=N for another count).
+stress: $(MODULE) $(BUILD)/tools/wa_import
+	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
 
 clean:
 	rm -rf $(BUILD) objs
