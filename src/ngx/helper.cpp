@@ -169,18 +169,21 @@ struct HelperOrg : WaTransport::Listener {
         // The transport is still on the call stack of its own fail(): free it at the end of the pass.
         drop_transport();
         guarded("disconnect", [this, &why] { return session.on_transport_error(ngx_current_msec, ngx_time(), why); });
-        // A warning when the session goes into reconnecting (its first failure) or anything else; further failures
-        // of a session already retrying are counted for the periodic summary (whatsapp_status_summary) and
-        // logged at debug only: 10,000 organizations against a dead server must not write a line per retry.
-        bool repeat = retrying && session.status().state == wa::State::Reconnecting;
+        // A warning when the session goes into reconnecting (its first failure), when the cause changes (no free
+        // connection after refused ones) or anything else; further failures of a session already retrying for the
+        // same cause are counted for the periodic summary (whatsapp_status_summary) and logged at debug only:
+        // 10,000 organizations against a dead server must not write a line per retry.
+        std::string text = why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text
+                                                                                                        : wa::describe(why);
+        bool repeat = retrying && session.status().state == wa::State::Reconnecting && text == last_failure;
         retrying = session.status().state == wa::State::Reconnecting;
+        last_failure = text;
         if (repeat) H.failed_retries++;
         ngx_uint_t level = repeat ? NGX_LOG_DEBUG : NGX_LOG_WARN;
-        ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(),
-                      why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text.c_str()
-                                                                                                   : wa::describe(why).c_str());
+        ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(), text.c_str());
     }
     bool retrying = false;  // reconnecting since a failure that was logged; reset by any other state (publish)
+    std::string last_failure;
 
     void drop_transport() {
         if (transport) g_dead.push_back(transport.release());
