@@ -3,6 +3,7 @@
 #   make        build objs/ngx_http_whatsapp_module.so against Debian's nginx-dev tree
 #   make run    build and run nginx in the foreground with conf/ (port 8080, state in ./var)
 #   make test   unit tests (GoogleTest), simulator conformance (real Baileys), nginx integration (prove)
+#   make stress 10,000 organizations: reload, kill -9, QUIT, retries (not part of make test)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -181,6 +182,12 @@ bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
 # Sending through the module and through the seed server on the same simulator: bench/out/send.md
 bench-send: deps $(MODULE)
 	perl bench/send.pl
+
+# Not part of `make test`: 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t,
+# which t/174-scale.t runs with 500): load, reconnections spread over time, retries that write nothing, a reload and
+# a kill -9 with a command every 50 ms, QUIT. Prints its figures (WA_SCALE_ORGS=N for another count).
+stress: $(MODULE) $(BUILD)/tools/wa_import
+	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
 
 clean:
 	rm -rf $(BUILD) objs

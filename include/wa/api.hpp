@@ -105,6 +105,19 @@ std::string qr_json(const StatusView& v, int64_t now);
 std::string status_json_with_org(const StatusView& v, int64_t now);
 std::string qr_json_with_org(const StatusView& v, int64_t now);
 std::string ok_status_json(State s);  // {"success":true,"status":"..."}
+
+// The same documents rendered once per change (by the helper, into shared memory) and completed at read time
+// without allocating: everything that depends on the clock comes last. For every view and time,
+//   status_json_head(v) + tail written by status_json_tail(v.status.next_retry_at, v.status.restricted_until, now)
+//   == status_json(v, now)
+// and, while v shows a QR (qr_json_head(v) not empty), qr_json_head(v) + qr_json_tail(v.qr_expires_at, now)
+// == qr_json(v, now). Without a QR, qr_json(v, now) does not depend on the time.
+std::string status_json_head(const StatusView& v);  // up to and including "next_retry_in":
+constexpr size_t kStatusTailMax = 96;
+size_t status_json_tail(char* out, int64_t next_retry_at, int64_t restricted_until, int64_t now);
+std::string qr_json_head(const StatusView& v);  // up to and including "expires_in":, or "" without a QR
+constexpr size_t kQrTailMax = 48;
+size_t qr_json_tail(char* out, int64_t qr_expires_at, int64_t now);
 std::string health_json();            // {"status":"ok"}
 
 struct HelperInfo {
@@ -114,6 +127,7 @@ struct HelperInfo {
     uint64_t generation = 0;
     std::string role;  // "active", "standby", "draining", "none"
     int64_t loop_lag_max_ms = -1;  // the helper's worst event-loop lateness since it started (-1: not measured)
+    std::string reason;  // why no helper owns the sessions, or why the owner cannot use its store; "" = none
 };
 struct ZoneUse {
     uint64_t size = 0, used = 0;

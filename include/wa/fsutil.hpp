@@ -19,8 +19,9 @@ bool write_file_atomic(const std::string& path, std::string_view data, unsigned 
 // corrupted or hostile state file cannot exhaust memory.
 bool read_file(const std::string& path, std::string& out, size_t max_bytes, std::string* err);
 
-// Creates `path` (and missing parents) with `mode`; succeeds only if it ends up
-// a real directory, not a symlink to one.
+// Creates `path` (and missing parents) with `mode`, each new directory made
+// durable (fsync of its parent); succeeds only if it ends up a real directory,
+// not a symlink to one.
 bool ensure_dir(const std::string& path, unsigned mode, std::string* err);
 
 // Renames directory `dir` to trash_dir/<name_prefix>.<YYYYmmddTHHMMSSZ>.<4 hex>

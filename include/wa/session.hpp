@@ -161,6 +161,9 @@ public:
     // After a restart: the stored org row (wanted, phone) and credentials if any.
     void restore(const store::OrgRecord& rec);
     bool busy() const { return phase_ != Phase::Idle && phase_ != Phase::BackingOff; }
+    // Writes the organization's row now, changed or not: a start-session's answer says the session is stored,
+    // and an earlier one whose commit failed (507) must not make a later one skip the write.
+    void save() { persist_org(); }
 
     // Test seams.
     const store::Credentials* credentials() const { return creds_.get(); }

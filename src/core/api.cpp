@@ -590,6 +590,72 @@ std::string qr_json_with_org(const StatusView& v, int64_t now) {
     return dump(j.get());
 }
 
+namespace {
+
+// Everything before `suffix` in `doc`, which must end with it ("" otherwise: the caller's layout is wrong).
+std::string head_before(const std::string& doc, std::string_view suffix) {
+    if (doc.size() < suffix.size() || doc.compare(doc.size() - suffix.size(), suffix.size(), suffix) != 0) return {};
+    return doc.substr(0, doc.size() - suffix.size());
+}
+
+char* put(char* out, std::string_view s) {
+    std::memcpy(out, s.data(), s.size());
+    return out + s.size();
+}
+
+char* put_int(char* out, int64_t v) {
+    char digits[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
+    do {
+        digits[n++] = static_cast<char>('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *out++ = '-';
+    while (n) *out++ = digits[--n];
+    return out;
+}
+
+}  // namespace
+
+std::string status_json_head(const StatusView& v) {
+    StatusView fixed = v;
+    fixed.status.next_retry_at = 0;
+    fixed.status.restricted_until = 0;
+    return head_before(status_json(fixed, 0), "null}");
+}
+
+size_t status_json_tail(char* out, int64_t next_retry_at, int64_t restricted_until, int64_t now) {
+    char* p = out;
+    if (next_retry_at > 0) p = put_int(p, next_retry_at > now ? next_retry_at - now : 0);
+    else p = put(p, "null");
+    if (restricted_until > now) {
+        time_t t = static_cast<time_t>(restricted_until);
+        struct tm tm;
+        char iso[32];
+        gmtime_r(&t, &tm);
+        size_t n = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        p = put(p, ",\"restricted_until\":\"");
+        p = put(p, std::string_view(iso, n));
+        p = put(p, "\"");
+    }
+    *p++ = '}';
+    return static_cast<size_t>(p - out);
+}
+
+std::string qr_json_head(const StatusView& v) {
+    if (v.status.state != State::QrReady || v.qr_data_url.empty()) return {};
+    StatusView fixed = v;
+    fixed.qr_expires_at = 0;
+    return head_before(qr_json(fixed, 0), "0,\"status\":\"qr_ready\"}");
+}
+
+size_t qr_json_tail(char* out, int64_t qr_expires_at, int64_t now) {
+    char* p = put_int(out, qr_expires_at > now ? qr_expires_at - now : 0);
+    p = put(p, ",\"status\":\"qr_ready\"}");
+    return static_cast<size_t>(p - out);
+}
+
 std::string ok_status_json(State s) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
@@ -614,13 +680,14 @@ std::string api_health_json(const HelperInfo& h, const StateCounts& sessions, co
                             const SessionLimits& limits, int64_t now) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
-    json_object_set_new(j.get(), "status", json_string(h.active ? "ok" : "degraded"));
+    json_object_set_new(j.get(), "status", json_string(h.active && h.reason.empty() ? "ok" : "degraded"));
     json_t* helper = json_object();
     json_object_set_new(helper, "state", json_string(h.role.c_str()));
     json_object_set_new(helper, "pid", h.pid ? json_integer(h.pid) : json_null());
     json_object_set_new(helper, "uptime_s", h.started_at ? json_integer(now - h.started_at) : json_null());
     json_object_set_new(helper, "generation", json_integer(static_cast<json_int_t>(h.generation)));
     json_object_set_new(helper, "loop_lag_max_ms", h.loop_lag_max_ms >= 0 ? json_integer(h.loop_lag_max_ms) : json_null());
+    json_object_set_new(helper, "reason", h.reason.empty() ? json_null() : json_string(h.reason.c_str()));
     json_object_set_new(j.get(), "helper", helper);
     json_t* by_state = json_object();
     for (size_t i = 0; i < kStateCount; i++)

@@ -271,6 +271,8 @@ bool ensure_dir(const std::string& path, unsigned mode, std::string* err) {
                     set_err(err, "chmod", prefix, errno);
                     return false;
                 }
+                // The new entry is durable only once its parent directory is.
+                if (!fsync_dir(dir_of(prefix), err)) return false;
             } else if (errno != EEXIST) {
                 set_err(err, "mkdir", prefix, errno);
                 return false;

@@ -40,36 +40,44 @@ static wa_http_ctx_t* wa_ctx(ngx_http_request_t* r) {
     return ctx;
 }
 
-static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
+// Sends `b` (the whole body) with the module's headers.
+static ngx_int_t wa_send_buf(ngx_http_request_t* r, ngx_uint_t status, ngx_buf_t* b, const api::Response* extra) {
     if (wa_http_ctx_t* ctx = wa_ctx(r)) ctx->answered = true;
-    r->headers_out.status = resp.status;
+    r->headers_out.status = status;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = resp.body.size() + 1;
-    auto add_header = [r](const char* name, const std::string& value) {
+    r->headers_out.content_length_n = b->last - b->pos;
+    auto add_header = [r](const char* name, size_t name_len, const u_char* value, size_t len) {
         ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
         if (h == NULL) return;
         h->hash = 1;
         h->key.data = (u_char*)name;
-        h->key.len = ngx_strlen(name);
-        h->value.len = value.size();
-        h->value.data = static_cast<u_char*>(ngx_pnalloc(r->pool, value.size()));
-        if (h->value.data) ngx_memcpy(h->value.data, value.data(), value.size());
+        h->key.len = name_len;
+        h->value.len = len;
+        h->value.data = static_cast<u_char*>(ngx_pnalloc(r->pool, len));
+        if (h->value.data) ngx_memcpy(h->value.data, value, len);
     };
-    if (!resp.retry_after.empty()) add_header("Retry-After", resp.retry_after);
-    if (!resp.allow.empty()) add_header("Allow", resp.allow);
-    add_header("Cache-Control", "no-store");
+    auto add = [&](const char* name, const std::string& v) {
+        add_header(name, ngx_strlen(name), reinterpret_cast<const u_char*>(v.data()), v.size());
+    };
+    if (extra && !extra->retry_after.empty()) add("Retry-After", extra->retry_after);
+    if (extra && !extra->allow.empty()) add("Allow", extra->allow);
+    add_header("Cache-Control", sizeof("Cache-Control") - 1, (const u_char*)"no-store", sizeof("no-store") - 1);
     if (r->method == NGX_HTTP_HEAD) r->header_only = 1;
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
-    ngx_buf_t* b = ngx_create_temp_buf(r->pool, resp.body.size() + 1);
-    if (b == NULL) return NGX_ERROR;
-    b->last = ngx_cpymem(b->last, resp.body.data(), resp.body.size());
-    *b->last++ = '\n';
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
     ngx_chain_t out = {b, NULL};
     return ngx_http_output_filter(r, &out);
+}
+
+static ngx_int_t wa_send(ngx_http_request_t* r, const api::Response& resp) {
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, resp.body.size() + 1);
+    if (b == NULL) return NGX_ERROR;
+    b->last = ngx_cpymem(b->last, resp.body.data(), resp.body.size());
+    *b->last++ = '\n';
+    return wa_send_buf(r, resp.status, b, &resp);
 }
 
 ngx_int_t wa_send_response(ngx_http_request_t* r, const api::Response& resp) { return wa_send(r, resp); }
@@ -165,6 +173,87 @@ static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_
     v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
     v.qr_expires_at = o->qr_expires_at;
     if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
+}
+
+// GET /api/status/:org and /api/qr/:org, the routes read thousands of times per change: the helper rendered the
+// document when the record changed; the worker copies it under the zone lock (memcpy into the request's pool)
+// and writes the clock-dependent end itself. NGX_DECLINED when there is no rendered document (the zone had no
+// room for it): the caller builds the answer from the record's fields instead.
+static ngx_int_t wa_send_doc(ngx_http_request_t* r, wa_main_conf_t* m, std::string_view org, bool qr) {
+    static std::string unknown_status, no_qr[api::kStateCount];  // documents that never change
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    ngx_buf_t* b = NULL;
+    int64_t next_retry_at = 0, restricted_until = 0, qr_expires_at = 0;
+    uint8_t state = 0;
+    bool known = false, rendered = false;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(org.data()), org.size());
+    if (o) {
+        known = true;
+        state = o->state;
+        const u_char* doc = qr ? o->qr_doc : o->status_doc;
+        size_t len = qr ? o->qr_doc_len : o->status_doc_len;
+        rendered = o->status_doc != NULL;
+        if (doc) b = ngx_create_temp_buf(r->pool, len + (qr ? api::kQrTailMax : api::kStatusTailMax) + 1);
+        if (b) {
+            b->last = ngx_cpymem(b->last, doc, len);
+            next_retry_at = o->next_retry_at;
+            restricted_until = o->restricted_until;
+            qr_expires_at = o->qr_expires_at;
+        }
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (b) {
+        char* tail = reinterpret_cast<char*>(b->last);
+        b->last += qr ? api::qr_json_tail(tail, qr_expires_at, ngx_time())
+                      : api::status_json_tail(tail, next_retry_at, restricted_until, ngx_time());
+        *b->last++ = '\n';
+        return wa_send_buf(r, 200, b, NULL);
+    }
+    // A record without its documents (the zone had no room for them), or a QR without its document.
+    if (known && (!rendered || !qr || state == static_cast<uint8_t>(wa::State::QrReady))) return NGX_DECLINED;
+    // Never seen, or no QR shown: a document that depends on the state alone.
+    const std::string* body;
+    if (!known && !qr) {
+        if (unknown_status.empty()) unknown_status = api::status_json(api::StatusView{}, 0) + "\n";
+        body = &unknown_status;
+    } else {
+        if (state >= api::kStateCount) return NGX_DECLINED;
+        std::string& doc = no_qr[state];
+        if (doc.empty()) {
+            api::StatusView v;
+            v.status.state = static_cast<wa::State>(state);
+            doc = api::qr_json(v, 0) + "\n";
+        }
+        body = &doc;
+    }
+    b = static_cast<ngx_buf_t*>(ngx_calloc_buf(r->pool));
+    if (b == NULL) return NGX_ERROR;
+    b->pos = reinterpret_cast<u_char*>(const_cast<char*>(body->data()));
+    b->last = b->pos + body->size();
+    b->memory = 1;
+    return wa_send_buf(r, 200, b, NULL);
+}
+
+// The organization id of /api/status/:org or /api/qr/:org exactly as api::match would route it, for the fast
+// path above; false for anything else (which takes the general path).
+static bool wa_doc_route(ngx_http_request_t* r, wa_loc_conf_t* l, std::string_view& org, bool& qr) {
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return false;
+    std::string_view uri(reinterpret_cast<const char*>(r->uri.data), r->uri.len);
+    std::string_view prefix(reinterpret_cast<const char*>(l->prefix.data), l->prefix.len);
+    if (uri.substr(0, prefix.size()) != prefix) return false;
+    uri.remove_prefix(prefix.size());
+    static constexpr std::string_view kStatus = "/api/status/", kQr = "/api/qr/";
+    if (uri.substr(0, kStatus.size()) == kStatus) {
+        org = uri.substr(kStatus.size());
+        qr = false;
+    } else if (uri.substr(0, kQr.size()) == kQr) {
+        org = uri.substr(kQr.size());
+        qr = true;
+    } else {
+        return false;
+    }
+    return wa::valid_org_id(org);
 }
 
 static api::Response wa_read_org(wa_main_conf_t* m, const api::Route& route) {
@@ -263,6 +352,7 @@ static api::Response wa_read_health(wa_main_conf_t* m) {
     h.generation = z->sh->generation;
     if (z->sh->helper_since) h.loop_lag_max_ms = static_cast<int64_t>(z->sh->loop_lag_max_us / 1000);
     uint8_t role = z->sh->helper_role;
+    h.reason.assign(reinterpret_cast<const char*>(z->sh->reason), z->sh->reason_len);
     zu.queue_len = z->sh->pending_count;
     zu.organizations = z->sh->org_count;
     zu.size = z->shpool->end - z->shpool->start;
@@ -409,6 +499,7 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
         }
     }
     bool alive = wa_process_alive(active) || wa_process_alive(standby) || wa_handover(z->sh);
+    std::string reason(reinterpret_cast<const char*>(z->sh->reason), alive ? 0 : z->sh->reason_len);
     if (c && alive) {
         c->id = z->sh->next_cmd_id++;
         c->state = WA_CMD_NEW;
@@ -427,7 +518,9 @@ static bool wa_submit(ngx_http_request_t* r, wa_main_conf_t* m, const api::Comma
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (!alive) {
-        err = wa_unavailable("helper_unavailable", "the WhatsApp helper process is not running; retry shortly");
+        err = wa_unavailable("helper_unavailable", reason.empty()
+                                                       ? "the WhatsApp helper process is not running; retry shortly"
+                                                       : ("no WhatsApp helper owns the sessions: " + reason).c_str());
         return false;
     }
     if (c == NULL) {
@@ -558,6 +651,13 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
         return wa_send(r, api::error(500, "internal_error", "whatsapp_api needs whatsapp_zone in the http block"));
+    }
+    std::string_view doc_org;
+    bool doc_qr = false;
+    if (wa_doc_route(r, l, doc_org, doc_qr) && wa_authorized(r, m)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_int_t rc = wa_send_doc(r, m, doc_org, doc_qr);
+        if (rc != NGX_DECLINED) return rc;
     }
     api::Route route = wa_route(r, l);
     if (route.id == api::RouteId::Unknown) {

@@ -8,9 +8,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -45,6 +47,11 @@ struct Helper {
     ngx_event_t title_timer;   // the worker cycle sets its title after init_process
     ngx_event_t resume_timer;  // start the sessions that were running before
     ngx_event_t pass_end;      // posted: commit the store's transaction and free dead transports once per pass
+    ngx_event_t store_timer;   // ACTIVE without a usable store: retry opening it
+    ngx_msec_t lock_retry_ms = 0;   // backoff while owner.lock cannot be opened (0: not failing)
+    ngx_msec_t store_retry_ms = 0;  // backoff while the store cannot be opened
+    ngx_msec_t resume_at = 0;       // no reconnection before (1.5 s after a crash)
+    std::string lock_path;
     std::map<std::string, std::unique_ptr<HelperOrg>> orgs;
     std::vector<std::string> resume_queue;  // organizations still to reconnect after a start, spread over time
     std::unique_ptr<wa::store::Store> store;
@@ -52,11 +59,58 @@ struct Helper {
     // Answers held until the pass's store transaction is committed: "done" is said only of what is on disk.
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     std::vector<std::string> holding;  // organizations with frames held for the commit
+    // Organizations this pass created for a start-session: if the commit fails, nothing was done, so they go.
+    std::vector<std::string> started;
+    uint64_t commit_failures = 0;  // in a row
+    uint64_t failed_retries = 0;   // reconnects that failed again since the last summary
+    ngx_msec_t summary_at = 0;     // next summary line
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
 };
 
 Helper H;
+
+// A condition that lasts (a full disk, an owner.lock that cannot be opened) is logged when it starts or
+// changes, then at most once a minute with how often it happened since, never per retry.
+struct LogOnce {
+    int64_t last = 0;
+    uint64_t repeats = 0;
+    std::string text;
+    void operator()(ngx_uint_t level, const std::string& msg) {
+        int64_t now = ngx_time();
+        if (msg == text && now - last < 60) {
+            repeats++;
+            return;
+        }
+        if (repeats) {
+            ngx_log_error(level, H.log, 0, "%s (%uL more times in the last %T s)", msg.c_str(), repeats,
+                          (time_t)(now - last));
+        } else {
+            ngx_log_error(level, H.log, 0, "%s", msg.c_str());
+        }
+        text = msg;
+        last = now;
+        repeats = 0;
+    }
+    void reset() {
+        text.clear();
+        repeats = 0;
+    }
+};
+LogOnce g_commit_log, g_lock_log, g_store_log;
+
+// Sets (or, with "", clears) why no helper owns the sessions: /api/health, and 503 answers while nobody does.
+void set_reason(const std::string& why) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    size_t n = std::min(why.size(), sizeof(z->sh->reason));
+    for (size_t i = 0; i < n; i++) {  // printable ASCII only: it goes into JSON and logs
+        u_char c = static_cast<u_char>(why[i]);
+        z->sh->reason[i] = c >= 0x20 && c < 0x7f ? c : '?';
+    }
+    z->sh->reason_len = static_cast<uint16_t>(n);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
 
 std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) + "/" + org; }
 
@@ -74,6 +128,7 @@ struct HelperOrg : WaTransport::Listener {
     bool quarantined = false;
     std::string rendered_qr;  // the QR text whose PNG is in shm (rendered once per ref)
     wa::Session::Stats counted;  // the session's statistics already added to the shm counters (metrics)
+    std::string qr_url;       // and its data URL, for the status documents
 
     HelperOrg(std::string org, wa::SessionConfig cfg) : id(org), session(std::move(cfg), org, H.store.get()) {
         ngx_memzero(&timer, sizeof(timer));
@@ -115,18 +170,24 @@ struct HelperOrg : WaTransport::Listener {
         guarded("message", [this, payload] { return session.on_message(ngx_current_msec, ngx_time(), payload); });
     }
     void on_transport_error(const wa::Disconnect& why) override {
-        wa::State before = session.status().state;
         // The transport is still on the call stack of its own fail(): free it at the end of the pass.
         drop_transport();
         guarded("disconnect", [this, &why] { return session.on_transport_error(ngx_current_msec, ngx_time(), why); });
-        // A warning per change of state, not per retry (10,000 organizations against a dead server): later
-        // retries of a session already reconnecting are logged at info.
-        bool first = before != wa::State::Reconnecting || session.status().retry_count <= 1;
-        ngx_uint_t level = first ? NGX_LOG_WARN : NGX_LOG_INFO;
-        ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(),
-                      why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text.c_str()
-                                                                                                   : wa::describe(why).c_str());
+        // A warning when the session goes into reconnecting (its first failure), when the cause changes (no free
+        // connection after refused ones) or anything else; further failures of a session already retrying for the
+        // same cause are counted for the periodic summary (whatsapp_status_summary) and logged at debug only:
+        // 10,000 organizations against a dead server must not write a line per retry.
+        std::string text = why.kind == wa::Disconnect::Transport || why.kind == wa::Disconnect::Timeout ? why.text
+                                                                                                        : wa::describe(why);
+        bool repeat = retrying && session.status().state == wa::State::Reconnecting && text == last_failure;
+        retrying = session.status().state == wa::State::Reconnecting;
+        last_failure = text;
+        if (repeat) H.failed_retries++;
+        ngx_uint_t level = repeat ? NGX_LOG_DEBUG : NGX_LOG_WARN;
+        ngx_log_error(level, H.log, 0, "whatsapp org=%s: %s", id.c_str(), text.c_str());
     }
+    bool retrying = false;  // reconnecting since a failure that was logged; reset by any other state (publish)
+    std::string last_failure;
 
     void drop_transport() {
         if (transport) g_dead.push_back(transport.release());
@@ -151,6 +212,7 @@ struct HelperOrg : WaTransport::Listener {
         }
         transport->send_binary(a.bytes);
     }
+    bool store_failed = false;  // a durable write could not be committed in this run()
 
     void flush_held() {
         std::vector<std::string> frames;
@@ -163,6 +225,7 @@ struct HelperOrg : WaTransport::Listener {
 
     void run(const wa::Actions& actions);
     void count_metrics();
+    void run_actions(const wa::Actions& actions);
 };
 
 // Adds what the session counted since the last call to the organization's counters in shm (metrics.cpp).
@@ -187,6 +250,16 @@ void HelperOrg::count_metrics() {
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* o);
 
 void HelperOrg::run(const wa::Actions& actions) {
+    run_actions(actions);
+    if (store_failed && transport) {
+        store_failed = false;
+        transport->close(1011);
+        on_transport_error(wa::Disconnect{wa::Disconnect::Transport, 0, {}, 0, "the state store could not be written"});
+    }
+    store_failed = false;
+}
+
+void HelperOrg::run_actions(const wa::Actions& actions) {
     for (const wa::Action& a : actions) {
         switch (a.kind) {
         case wa::Action::Connect:
@@ -282,17 +355,36 @@ std::string qr_url_for(const wa::SessionStatus& s, HelperOrg* org, bool* changed
     if (s.state != wa::State::QrReady || s.qr_text.empty()) {
         if (org && !org->rendered_qr.empty()) *changed = true;
         if (org) org->rendered_qr.clear();
+        if (org) org->qr_url.clear();
         return {};
     }
-    if (org && org->rendered_qr == s.qr_text) return {};
+    if (org && org->rendered_qr == s.qr_text) return org->qr_url;
     *changed = true;
+    std::string url = wa::qr_png_data_url(s.qr_text);
     if (org) org->rendered_qr = s.qr_text;
-    return wa::qr_png_data_url(s.qr_text);
+    if (org) org->qr_url = url;
+    return url;
+}
+
+// The record's documents (GET /api/status and /api/qr), rendered here once per change so that a worker's read
+// is a copy: set under the zone lock, NULL when the zone has no room (workers then fall back to the fields).
+void set_docs(wa_zone_ctx_t* z, wa_shm_org_t* o, const std::string& status_head, const std::string& qr_head) {
+    if (!wa_shm_set_bytes(z, &o->status_doc, &o->status_doc_len, status_head)) o->status_doc = NULL;
+    if (!wa_shm_set_bytes(z, &o->qr_doc, &o->qr_doc_len, qr_head)) o->qr_doc = NULL;
 }
 
 void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) {
+    if (org && s.state != wa::State::Reconnecting && s.state != wa::State::Connecting) org->retrying = false;
     bool qr_changed = false;
-    std::string qr_url = qr_url_for(s, org, &qr_changed);
+    api::StatusView v;
+    v.org = id;
+    v.status = s;
+    v.qr_data_url = qr_url_for(s, org, &qr_changed);
+    // Deadlines are monotonic in the core; workers compute expires_in from wall-clock seconds.
+    v.qr_expires_at = s.qr_expires_ms > ngx_current_msec
+                          ? ngx_time() + static_cast<int64_t>((s.qr_expires_ms - ngx_current_msec + 500) / 1000)
+                          : 0;
+    std::string status_head = api::status_json_head(v), qr_head = api::qr_json_head(v);
     wa_zone_ctx_t* z = H.zone;
     ngx_shmtx_lock(&z->shpool->mutex);
     const auto* p = reinterpret_cast<const u_char*>(id.data());
@@ -320,11 +412,12 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
         copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
         copy_bounded(o->qr_text, &o->qr_text_len, sizeof(o->qr_text), s.qr_text);
-        // Deadlines are monotonic in the core; workers compute expires_in from wall-clock seconds.
-        o->qr_expires_at = s.qr_expires_ms > ngx_current_msec
-                               ? ngx_time() + static_cast<int64_t>((s.qr_expires_ms - ngx_current_msec + 500) / 1000)
-                               : 0;
-        if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, qr_url) && org) org->rendered_qr.clear();
+        o->qr_expires_at = v.qr_expires_at;
+        if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, v.qr_data_url) && org) {
+            org->rendered_qr.clear();
+            org->qr_url.clear();
+        }
+        set_docs(z, o, status_head, qr_head);
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (o == NULL) {
@@ -358,11 +451,13 @@ bool shm_org_known(const std::string& id) {
 // so no whatsapp_max_sessions slot; no status record), or made-up ids would lock real organizations out.
 // What is stored for it is still forgotten (logout) or set aside (clear), and a record left by an earlier
 // helper shows the outcome.
-void remove_legacy_dir(const std::string& org, bool move_aside);
+bool remove_legacy_dir(const std::string& org, bool move_aside);
 
 api::Response forget_unknown(const api::Command& cmd) {
     bool logout = cmd.type == api::Command::Logout;
     std::string err;
+    if (!remove_legacy_dir(cmd.org, !logout))
+        return api::error(507, "storage_error", "the organization's stored state could not be changed");
     bool ok = logout ? H.store->forget_credentials(cmd.org, &err) : H.store->clear_org(cmd.org, &err);
     if (!ok) {
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s its stored state: %s", cmd.org.c_str(),
@@ -382,7 +477,6 @@ api::Response forget_unknown(const api::Command& cmd) {
             for (const auto& x : rows) exists = exists || x.org == cmd.org;
         if (exists) H.store->put_org(r, &err);
     }
-    remove_legacy_dir(cmd.org, !logout);
     wa::SessionStatus st;
     st.state = logout ? wa::State::LoggedOut : wa::State::Disconnected;
     st.state_since = ngx_time();
@@ -414,6 +508,20 @@ void store_begin() {
     }
 }
 
+// A start-session that created an organization whose row could not be committed: nothing was done (507), so
+// the session does not run on in memory only (a second start-session would find it running and say 200).
+void undo_start(const std::string& id) {
+    auto it = H.orgs.find(id);
+    if (it == H.orgs.end()) return;
+    HelperOrg* o = it->second.get();
+    o->run(o->session.shutdown(ngx_current_msec, ngx_time()));
+    H.orgs.erase(it);
+    wa::SessionStatus st;
+    st.state_since = ngx_time();
+    st.last_error = "start-session could not be stored (507 storage_error)";
+    publish(id, st, nullptr);
+}
+
 // Commits the pass's transaction, then lets out the frames that waited for it. False when the commit failed:
 // held frames are then dropped (they promised what is not on disk; the session recovers by resending).
 bool commit_pass() {
@@ -423,15 +531,38 @@ bool commit_pass() {
         uint64_t t0 = wa_monotonic_us();
         stored = H.store->commit(&err);
         wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
-        if (!stored) ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: store commit failed: %s", err.c_str());
+        if (!stored) {
+            g_commit_log(NGX_LOG_ERR, "whatsapp: store commit failed: " + err);
+            H.commit_failures++;
+        }
     }
+    if (stored && H.commit_failures && !H.answers.empty()) {
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: the store accepts writes again (after %uL failed commits)",
+                      H.commit_failures);
+        H.commit_failures = 0;
+        g_commit_log.reset();
+    }
+    std::vector<std::string> started;
+    started.swap(H.started);
+    if (!stored)
+        for (const std::string& id : started) undo_start(id);
     std::vector<std::string> holding;
     holding.swap(H.holding);
     for (const std::string& id : holding) {
         auto it = H.orgs.find(id);
         if (it == H.orgs.end()) continue;
-        if (stored) it->second->flush_held();
-        else it->second->held.clear();
+        if (stored) {
+            it->second->flush_held();
+        } else {
+            // What the frames promised is not on disk: they never leave, and the link ends as after a
+            // transport error (the session resends what is pending once it is back).
+            HelperOrg* o = it->second.get();
+            o->held.clear();
+            if (o->transport) {
+                o->transport->close(1011);
+                o->on_transport_error(wa::Disconnect{wa::Disconnect::Transport, 0, {}, 0, "the state store could not be written"});
+            }
+        }
     }
     return stored;
 }
@@ -461,13 +592,15 @@ void answer(wa_shm_cmd_t* c, api::Response resp) {
 
 // A foundation-era <state_dir>/<org>/ left behind (a session.json that did not parse stays there, quarantined):
 // clear-session moves it to .trash for inspection, logout deletes it, so neither comes back at the next start.
-void remove_legacy_dir(const std::string& org, bool move_aside) {
+// false (logged) when that failed: the command then answers 507, since the state would come back.
+bool remove_legacy_dir(const std::string& org, bool move_aside) {
     std::string err, moved;
     bool ok = move_aside ? wa::move_aside(org_dir(org), wa_str(H.conf->state_dir) + "/.trash", org, &moved, &err)
                          : wa::remove_tree(org_dir(org), &err);
     if (!ok)
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot %s the old state directory: %s", org.c_str(),
                       move_aside ? "move aside" : "delete", err.c_str());
+    return ok;
 }
 
 // Message queries for an organization the helper does not run: answered from the store directly.
@@ -500,7 +633,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
     uint64_t now = ngx_current_msec;
     int64_t unix_s = ngx_time();
     if (!H.store) {
-        resp = api::error(507, "storage_error", "the WhatsApp state store cannot be opened; see the error log");
+        resp = api::error(507, "storage_error", "the WhatsApp state store cannot be used; see /api/health");
         return true;
     }
     store_begin();
@@ -530,7 +663,9 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             o->run(o->session.pairing_code(now, unix_s, cmd.phone, command_id));
             return false;
         }
+        if (is_new) H.started.push_back(cmd.org);
         o->run(o->session.start(now, unix_s));
+        if (!is_new) o->session.save();
         resp = api::Response{200, api::ok_status_json(o->session.status().state), {}, {}};
         return true;
     }
@@ -541,7 +676,10 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = forget_unknown(cmd);
             return true;
         }
-        remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear);
+        if (!remove_legacy_dir(cmd.org, cmd.type == api::Command::Clear)) {
+            resp = api::error(507, "storage_error", "the organization's stored state could not be changed");
+            return true;
+        }
         if (cmd.type == api::Command::Clear) {
             o->run(o->session.clear(now, unix_s));
             o->quarantined = false;
@@ -562,12 +700,15 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             return true;
         }
         std::string err;
+        if (!remove_legacy_dir(cmd.org, false)) {
+            resp = api::error(507, "storage_error", "the organization's old state directory could not be deleted");
+            return true;
+        }
         if (!H.store->purge_org(cmd.org, &err)) {
             ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: purge failed: %s", cmd.org.c_str(), err.c_str());
             resp = api::error(507, "storage_error", "the organization's data could not be deleted");
             return true;
         }
-        remove_legacy_dir(cmd.org, false);
         if (it != H.orgs.end()) H.orgs.erase(it);
         if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
@@ -702,25 +843,90 @@ void quarantine(const std::string& id, const std::string& why) {
     publish(id, st, o);
 }
 
+// Every status record says that nobody runs the sessions, and why: left as they were, they would show the
+// states of a helper that is gone (a crash) as if it still ran them.
+void mark_unowned(const std::string& why) {
+    std::string text = "no helper owns the sessions: " + why;
+    wa_zone_ctx_t* z = H.zone;
+    int64_t now = ngx_time();
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (ngx_queue_t* q = ngx_queue_head(&z->sh->orgs); q != ngx_queue_sentinel(&z->sh->orgs); q = ngx_queue_next(q)) {
+        wa_shm_org_t* o = ngx_queue_data(q, wa_shm_org_t, link);
+        auto st = static_cast<wa::State>(o->state);
+        if (st != wa::State::LoggedOut && st != wa::State::Conflict) {
+            if (st != wa::State::Disconnected) o->state_since = now;
+            o->state = static_cast<uint8_t>(wa::State::Disconnected);
+        }
+        o->next_retry_at = 0;
+        o->qr_expires_at = 0;
+        o->qr_text_len = 0;
+        wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
+        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), text);
+        o->updated_at = now;
+        api::StatusView v;  // (rendered under the lock: a rare path, a few microseconds per record)
+        v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
+        v.status.state = static_cast<wa::State>(o->state);
+        v.status.retry_count = o->retry_count;
+        v.status.connected_at = o->connected_at;
+        v.status.state_since = o->state_since;
+        v.status.restricted_until = o->restricted_until;
+        v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
+        v.status.last_error = text;
+        set_docs(z, o, api::status_json_head(v), std::string());
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+// Opens the store when this helper becomes the owner. A store that cannot be used (a FIFO or a symlink named
+// whatsapp.db or -wal/-shm, a database that fails its integrity check, a directory SQLite cannot write) is never
+// reset: the helper says why (log once a minute, /api/health), answers commands 507 storage_error and retries
+// with backoff (store_timer_handler) until an operator has fixed it.
 bool open_store() {
     std::string dir = wa_str(H.conf->state_dir), err;
     H.store = wa::store::open_sqlite_store(dir, false, &err);
     if (!H.store) {
-        // Never reset a database that fails its checks: an operator must look at it.
-        ngx_log_error(NGX_LOG_ALERT, H.log, 0, "whatsapp: the state store in \"%s\" cannot be used: %s", dir.c_str(),
-                      err.c_str());
+        g_store_log(NGX_LOG_ALERT, "whatsapp: the state store in \"" + dir + "\" cannot be used: " + err +
+                                       "; no session runs until it can (retrying)");
+        set_reason("the state store cannot be used: " + err);
+        mark_unowned("the state store cannot be used (see /api/health)");
         return false;
     }
     if (H.conf->store_sync_full && !H.store->set_synchronous(true, &err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: whatsapp_store_sync full: %s", err.c_str());
+    if (H.store_retry_ms)
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: the state store in \"%s\" opened; loading the sessions",
+                      dir.c_str());
+    H.store_retry_ms = 0;
+    g_store_log.reset();
+    set_reason("");
     wa::store::MigrationReport report;
     if (!wa::store::migrate_session_files(*H.store, dir, report, &err))
         ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp: migrating session.json files failed: %s", err.c_str());
     if (!report.migrated.empty())
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: migrated %uz session.json files into whatsapp.db",
                       report.migrated.size());
+    if (report.temps_removed)
+        ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: removed %uz temporary session.json files left by a crash",
+                      report.temps_removed);
     for (auto& [id, why] : report.corrupt) quarantine(id, why);
     return true;
+}
+
+void take_commands();
+void load_sessions();
+
+void store_timer_handler(ngx_event_t* ev) {
+    if (H.role != WA_HELPER_ACTIVE || H.store || ngx_exiting || ngx_quit || ngx_terminate) return;
+    if (!open_store()) {
+        H.store_retry_ms = std::min<ngx_msec_t>(H.store_retry_ms * 2, 5000);
+        ngx_add_timer(ev, H.store_retry_ms);
+        return;
+    }
+    load_sessions();
+    wa_webhooks_start(H.conf, H.store.get(), H.log, [] { store_begin(); });
+    ngx_msec_int_t wait = static_cast<ngx_msec_int_t>(H.resume_at - ngx_current_msec);
+    ngx_add_timer(&H.resume_timer, wait > 0 ? static_cast<ngx_msec_t>(wait) : 0);
+    take_commands();
 }
 
 void load_sessions() {
@@ -792,12 +998,16 @@ void activate() {
     }
     ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P owns the sessions (previous owner %s)", ngx_pid,
                   clean ? "released cleanly" : "died");
+    // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
+    // device would earn a "conflict". Give it a moment.
+    H.resume_at = ngx_current_msec + (clean ? 0 : 1500);
     if (open_store()) {
         load_sessions();
         wa_webhooks_start(H.conf, H.store.get(), H.log, [] { store_begin(); });
+    } else {
+        H.store_retry_ms = 200;
+        ngx_add_timer(&H.store_timer, H.store_retry_ms);
     }
-    // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
-    // device would earn a "conflict". Give it a moment.
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
     take_commands();
 }
@@ -812,8 +1022,62 @@ bool try_lock() {
     return fcntl(H.lock_fd, F_OFD_SETLK, &fl) == 0;
 }
 
+// Opens <state_dir>/owner.lock (a regular file, never through a symlink). A failure (EROFS, EACCES, ELOOP, ...)
+// does not end the helper: it says why (log once a minute, /api/health, the 503 answers and, when no other
+// helper runs them, the status records) and retries with backoff up to 5 s.
+bool open_lock() {
+    int fd = open(H.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int err = fd == -1 ? ngx_errno : 0;
+    struct stat st;
+    if (fd != -1 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd != -1) {
+        H.lock_fd = fd;
+        if (H.lock_retry_ms) {
+            ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper: \"%s\" opened", H.lock_path.c_str());
+            set_reason("");
+        }
+        H.lock_retry_ms = 0;
+        g_lock_log.reset();
+        return true;
+    }
+    std::string why = "cannot open " + H.lock_path + ": " +
+                      (err == 0 ? std::string("not a regular file")
+                                : err == ELOOP ? std::string("it is a symbolic link") : std::string(strerror(err)));
+    g_lock_log(NGX_LOG_ALERT, "whatsapp helper: " + why + "; no helper owns the sessions (retrying)");
+    set_reason(why);
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    ngx_pid_t owner = z->sh->helper_role != WA_HELPER_NONE ? z->sh->helper_pid : 0;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (!wa_process_alive(owner) || owner == ngx_pid) mark_unowned(why);
+    H.lock_retry_ms = H.lock_retry_ms ? std::min<ngx_msec_t>(H.lock_retry_ms * 2, 5000) : 200;
+    ngx_add_timer(&H.lock_timer, H.lock_retry_ms);
+    return false;
+}
+
+// With owner.lock open: owns the sessions at once, or waits (STANDBY) for the previous owner to let go.
+void acquire() {
+    if (try_lock()) {
+        activate();
+        return;
+    }
+    H.role = WA_HELPER_STANDBY;
+    ngx_shmtx_lock(&H.zone->shpool->mutex);
+    H.zone->sh->standby_pid = ngx_pid;
+    ngx_shmtx_unlock(&H.zone->shpool->mutex);
+    ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp helper %P waits for the previous owner to let go", ngx_pid);
+    ngx_add_timer(&H.lock_timer, 100);
+}
+
 void lock_timer_handler(ngx_event_t* ev) {
     if (ngx_exiting || ngx_quit || ngx_terminate) return;
+    if (H.lock_fd == -1) {
+        if (open_lock()) acquire();
+        return;
+    }
     if (try_lock()) {
         activate();
         return;
@@ -828,6 +1092,7 @@ void drain(const char* why) {
     H.role = WA_HELPER_DRAINING;
     if (H.lock_timer.timer_set) ngx_del_timer(&H.lock_timer);
     if (H.resume_timer.timer_set) ngx_del_timer(&H.resume_timer);
+    if (H.store_timer.timer_set) ngx_del_timer(&H.store_timer);
     wa_zone_ctx_t* z = H.zone;
     if (owner) {
         ngx_shmtx_lock(&z->shpool->mutex);
@@ -909,6 +1174,30 @@ void expire_stored() {
     if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
 }
 
+// Every whatsapp_status_summary, while organizations are reconnecting or failed to since the last one: how many
+// are in each state and how many reconnects failed. It replaces a line per retry.
+void log_summary() {
+    if (H.role != WA_HELPER_ACTIVE || H.conf->status_summary == 0) return;
+    if (H.summary_at == 0) H.summary_at = ngx_current_msec + H.conf->status_summary;
+    if (static_cast<ngx_msec_int_t>(ngx_current_msec - H.summary_at) < 0) return;
+    H.summary_at = ngx_current_msec + H.conf->status_summary;
+    api::StateCounts n{};
+    for (auto& [id, o] : H.orgs) {
+        size_t st = static_cast<size_t>(o->session.status().state);
+        if (st < n.size()) n[st]++;
+    }
+    auto at = [&n](wa::State s) { return n[static_cast<size_t>(s)]; };
+    uint64_t failed = H.failed_retries;
+    H.failed_retries = 0;
+    if (at(wa::State::Reconnecting) == 0 && failed == 0) return;
+    ngx_log_error(NGX_LOG_WARN, H.log, 0,
+                  "whatsapp: %uz organizations: %uL connected, %uL reconnecting, %uL connecting, %uL qr_ready, "
+                  "%uL disconnected, %uL logged_out, %uL conflict; %uL failed reconnects in the last %M s",
+                  H.orgs.size(), at(wa::State::Connected), at(wa::State::Reconnecting), at(wa::State::Connecting),
+                  at(wa::State::QrReady), at(wa::State::Disconnected), at(wa::State::LoggedOut), at(wa::State::Conflict),
+                  failed, H.conf->status_summary / 1000);
+}
+
 void sweep_handler(ngx_event_t* ev) {
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
@@ -924,6 +1213,7 @@ void sweep_handler(ngx_event_t* ev) {
     take_commands();
     sweep_results();
     expire_stored();
+    log_summary();
     ngx_add_timer(ev, 1000);
 }
 
@@ -958,27 +1248,14 @@ ngx_int_t wa_helper_init_process(ngx_cycle_t* cycle) {
     init_timer(&H.title_timer, title_handler);
     init_timer(&H.resume_timer, resume_sessions);
     init_timer(&H.pass_end, pass_end_handler);
+    init_timer(&H.store_timer, store_timer_handler);
     H.rng.seed(std::random_device{}() ^ (static_cast<uint64_t>(ngx_pid) << 32) ^ ngx_current_msec);
     if (ngx_process == NGX_PROCESS_WORKER) ngx_add_timer(&H.title_timer, 0);
     ngx_add_timer(&H.sweep_timer, 1000);
     wa_metrics_helper_start(cycle);
 
-    std::string path = wa_str(H.conf->state_dir) + "/owner.lock";
-    H.lock_fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (H.lock_fd == -1) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno, "whatsapp helper: open(\"%s\") failed", path.c_str());
-        return NGX_ERROR;
-    }
-    if (try_lock()) {
-        activate();
-        return NGX_OK;
-    }
-    H.role = WA_HELPER_STANDBY;
-    ngx_shmtx_lock(&H.zone->shpool->mutex);
-    H.zone->sh->standby_pid = ngx_pid;
-    ngx_shmtx_unlock(&H.zone->shpool->mutex);
-    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "whatsapp helper %P waits for the previous owner to let go", ngx_pid);
-    ngx_add_timer(&H.lock_timer, 100);
+    H.lock_path = wa_str(H.conf->state_dir) + "/owner.lock";
+    if (open_lock()) acquire();
     return NGX_OK;
 }
 

@@ -117,6 +117,8 @@ static ngx_command_t wa_commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_webhook_timeout"), MAIN | NGX_CONF_TAKE1, wa_webhook_timeout_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_status_summary"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(status_summary), NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12, wa_api_directive,
      NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_events_max"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -184,6 +186,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->store_sync_full = NGX_CONF_UNSET;
     m->events_max = NGX_CONF_UNSET_UINT;
     m->events_heartbeat = NGX_CONF_UNSET_MSEC;
+    m->status_summary = NGX_CONF_UNSET_MSEC;
     m->helper_worker = -1;
     return m;
 }
@@ -597,6 +600,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_events_heartbeat must be at least 100ms");
         return (char*)NGX_CONF_ERROR;
     }
+    ngx_conf_init_msec_value(m->status_summary, 60000);
     if (m->client_version[0] == 0) {
         // The newest WhatsApp Web version whatsmeow advertised (wa-protocol-2026.md); a 405 login failure
         // means it is outdated: raise whatsapp_client_version and reload.
@@ -680,7 +684,14 @@ static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
         ccf->worker_processes++;
     }
     std::string dir = wa_str(m->state_dir);
-    if (mkdir(dir.c_str(), 0700) == -1 && errno != EEXIST) {
+    if (mkdir(dir.c_str(), 0700) == 0) {
+        // A new directory is durable only once its parent is: fsync the parent.
+        std::string parent = dir.substr(0, dir.find_last_of('/') == 0 ? 1 : dir.find_last_of('/'));
+        int pfd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd == -1 || fsync(pfd) == -1)
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno, "whatsapp_state_dir: fsync(\"%s\") failed", parent.c_str());
+        if (pfd != -1) close(pfd);
+    } else if (errno != EEXIST) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "whatsapp_state_dir \"%V\": mkdir() failed", &m->state_dir);
         return NGX_ERROR;
     }
@@ -688,6 +699,18 @@ static ngx_int_t wa_init_module(ngx_cycle_t* cycle) {
     if (lstat(dir.c_str(), &st) == -1 || !S_ISDIR(st.st_mode)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "whatsapp_state_dir \"%V\" is not a directory", &m->state_dir);
         return NGX_ERROR;
+    }
+    // Keys and credentials live here: nobody but the owner may even list it, whatever mode it was made with
+    // (mkdir's umask, an administrator's mkdir). 0500 (read-only on purpose) is left alone.
+    if ((st.st_mode & 077) != 0) {
+        char modes[32];  // (ngx_sprintf has no octal)
+        std::snprintf(modes, sizeof modes, "0%o, now 0%o", (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 0700));
+        if (chmod(dir.c_str(), st.st_mode & 0700) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "whatsapp_state_dir \"%V\": chmod() failed (was %s)",
+                          &m->state_dir, modes);
+            return NGX_ERROR;
+        }
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "whatsapp_state_dir \"%V\" was %s", &m->state_dir, modes);
     }
     if (geteuid() == 0 && ccf->user != (ngx_uid_t)NGX_CONF_UNSET_UINT && st.st_uid != ccf->user) {
         if (chown(dir.c_str(), ccf->user, ccf->group) == -1) {

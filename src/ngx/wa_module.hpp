@@ -63,6 +63,7 @@ struct wa_main_conf_t {
     time_t message_retention;      // whatsapp_message_retention (seconds)
     ngx_uint_t message_cap;        // ... max=N messages per organization
     ngx_flag_t store_sync_full;    // whatsapp_store_sync full
+    ngx_msec_t status_summary;     // whatsapp_status_summary: the helper's periodic summary line (0: none)
     ngx_uint_t max_sessions;       // effective: whatsapp_max_sessions, or what the helper can hold
     ngx_uint_t session_capacity;   // what the helper can hold (wa::session_limit), 0 = not known yet
     ngx_uint_t worker_connections; // and what it was derived from, for /api/health
@@ -96,6 +97,7 @@ struct wa_loc_conf_t {
 #define WA_EVENT_WORKERS 256     // workers (all generations) that may have event streams open at once
 #define WA_COMMIT_BUCKETS 12     // store commit latency histogram: 11 bounds and +Inf (metrics.cpp)
 #define WA_TOKEN_KEY_SIZE 32     // wa::session_token::kKeySize
+#define WA_REASON_MAX 256
 
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
@@ -128,6 +130,13 @@ struct wa_shm_org_t {
         } failed[WA_FAIL_SLOTS];
         uint64_t failed_other;
     } metrics;
+    // The answers of GET /api/status and /api/qr, rendered by the helper when the record changes (slab, NULL
+    // when the zone had no room: workers then build them from the fields above). Clock-dependent parts come
+    // last and are written by the worker (wa::api::status_json_tail, qr_json_tail).
+    u_char* status_doc;        // up to and including "next_retry_in":
+    uint32_t status_doc_len;
+    u_char* qr_doc;            // up to and including "expires_in":, only while a QR is shown
+    uint32_t qr_doc_len;
 };
 
 struct wa_shm_cmd_t {
@@ -187,6 +196,10 @@ struct wa_shm_t {
     u_char token_key[WA_TOKEN_KEY_SIZE];        // HMAC key of session tokens, random per zone
     uint64_t loop_lag_last_us, loop_lag_max_us; // the helper's event-loop lateness (max since it started)
     uint64_t commit_count, commit_sum_us, commit_buckets[WA_COMMIT_BUCKETS];  // store commits
+    // Why no helper owns the sessions (owner.lock cannot be opened), or why the owner cannot use its store:
+    // /api/health's helper.reason and the message of 503 helper_unavailable. Empty while all is well.
+    u_char reason[WA_REASON_MAX];
+    uint16_t reason_len;
 };
 
 struct wa_zone_ctx_t {

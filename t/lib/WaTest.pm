@@ -351,6 +351,9 @@ sub start {
         my $master = ($self->{conf_opts}{master} // 'on') eq 'on' && !defined $self->{conf_opts}{text};
         croak "the whatsapp helper did not become active:\n" . $self->error_log
             unless wait_until(sub { ($self->health->{helper}{state} // '') eq 'active' && (!$master || $self->helper_pids) }, 10);
+        # The helper names itself on its first event-loop turn, after it became active (nginx titles a worker
+        # after its init_process): wait for the title too, or helper_pids may not find it yet on a busy machine.
+        wait_until(sub { scalar(my @h = $self->helper_pids) }, 5) if ($self->{conf_opts}{master} // 'on') ne 'off';
     }
     return $self;
 }
@@ -598,12 +601,28 @@ sub start {
             }
             for my $c (values %c) {
                 next unless $c->{up} == 1;
-                my $is_close = length $c->{buf} && (ord($c->{buf}) & 0x0f) == 8;
-                if ($is_close) {    # masked client close frame: code in the first two payload bytes
-                    my ($b1, $mask, $p) = (ord(substr($c->{buf}, 1, 1)), substr($c->{buf}, 2, 4), '');
-                    my $len = $b1 & 0x7f;
-                    $p = substr($c->{buf}, 6, $len) ^ substr($mask x 32, 0, $len) if $b1 & 0x80;
-                    $codes{ $len >= 2 ? unpack('n', $p) : 1005 }++;
+                # Walk the frames that arrived (a data frame may come in the same read as the close frame); a
+                # frame cut short stays in buf for the next round.
+                my ($buf, $close) = ($c->{buf});
+                while (length $buf >= 2) {
+                    my ($b0, $b1) = (ord($buf), ord(substr($buf, 1, 1)));
+                    my ($len, $off) = ($b1 & 0x7f, 2);
+                    if ($len == 126) { last if length $buf < 4; ($len, $off) = (unpack('n', substr($buf, 2, 2)), 4) }
+                    elsif ($len == 127) { last if length $buf < 10; ($len, $off) = (unpack('Q>', substr($buf, 2, 8)), 10) }
+                    my $mask = $b1 & 0x80 ? substr($buf, $off, 4) : '';
+                    $off += 4 if $b1 & 0x80;
+                    last if length $buf < $off + $len;
+                    if (($b0 & 0x0f) == 8) {    # close frame: the code in the first two payload bytes
+                        $close = substr($buf, $off, $len);
+                        $close ^= substr($mask x (int($len / 4) + 1), 0, $len) if length $mask;
+                        last;
+                    }
+                    $buf = substr($buf, $off + $len);
+                }
+                $c->{buf} = $buf;
+                my $is_close = defined $close;
+                if ($is_close) {
+                    $codes{ length $close >= 2 ? unpack('n', $close) : 1005 }++;
                 } elsif (grep { $_ == $c } @eof) {
                     $codes{none}++;    # closed without a close frame
                 }
@@ -621,13 +640,14 @@ sub start {
                 syswrite($c->{s}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     . "Sec-WebSocket-Accept: $acc\r\n\r\n");
                 $c->{up} = 1;
+                $c->{buf} =~ s/^.*?\r\n\r\n//s;    # frames start after the upgrade request
                 print $ev "open $c->{port}\n";
                 $open++;
                 $total++;
                 $max = $open if $open > $max;
                 $changed = 1;
             }
-            $_->{up} and $_->{buf} = '' for values %c;
+            $_->{up} == 2 and $_->{buf} = '' for values %c;
             for my $c (@eof) { delete $c{ fileno $c->{s} }; close $c->{s} }
             if (grep { $_ == $l } @r) {
                 my $n = $l->accept;

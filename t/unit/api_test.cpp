@@ -192,6 +192,53 @@ TEST(StatusJson, ConnectedAndQrReady) {
     EXPECT_EQ(none.str("status"), "connected");
 }
 
+// The documents the helper renders once per change, completed by the workers at read time: byte for byte what
+// status_json / qr_json give at that time, for every state, deadline and restriction.
+TEST(StatusJson, RenderedOnceCompletedAtReadTime) {
+    std::vector<StatusView> views;
+    StatusView v;
+    views.push_back(v);  // never seen
+    v.org = "23";
+    v.status.state = wa::State::Reconnecting;
+    v.status.retry_count = 7;
+    v.status.last_error = "connect() to 127.0.0.1:9 failed: Connection refused \"quoted\" \xc3\xb1";
+    v.status.state_since = 1768384800;
+    v.status.next_retry_at = 1768384830;
+    views.push_back(v);
+    v.status.restricted_until = 1768388400;
+    views.push_back(v);
+    v.status.state = wa::State::Connected;
+    v.status.next_retry_at = 0;
+    v.status.phone = "573126809496";
+    v.status.connected_at = 1768384800;
+    views.push_back(v);
+    v.status.state = wa::State::QrReady;
+    v.status.restricted_until = 0;
+    v.status.qr_text = "2@abc,def,ghi,jkl,1";
+    v.qr_data_url = "data:image/png;base64,AAAA/+==";
+    v.qr_expires_at = 1768384860;
+    views.push_back(v);
+    for (size_t i = 0; i < views.size(); i++) {
+        const StatusView& x = views[i];
+        std::string head = status_json_head(x);
+        ASSERT_FALSE(head.empty()) << i;
+        std::string qr_head = qr_json_head(x);
+        EXPECT_EQ(qr_head.empty(), x.status.state != wa::State::QrReady) << i;
+        for (int64_t now : {int64_t(1000), int64_t(1768384800), int64_t(1768384829), int64_t(1768384830),
+                            int64_t(1768384900), int64_t(1768390000)}) {
+            char tail[kStatusTailMax];
+            size_t n = status_json_tail(tail, x.status.next_retry_at, x.status.restricted_until, now);
+            ASSERT_LE(n, kStatusTailMax);
+            EXPECT_EQ(head + std::string(tail, n), status_json(x, now)) << i << " at " << now;
+            if (qr_head.empty()) continue;
+            char qtail[kQrTailMax];
+            size_t q = qr_json_tail(qtail, x.qr_expires_at, now);
+            ASSERT_LE(q, kQrTailMax);
+            EXPECT_EQ(qr_head + std::string(qtail, q), qr_json(x, now)) << i << " at " << now;
+        }
+    }
+}
+
 TEST(ErrorJson, Shape) {
     Response r = error(409, "not_connected", "session is not connected");
     EXPECT_EQ(r.status, 409);

@@ -973,6 +973,36 @@ TEST_F(StoreTest, SessionFilesMoveIntoTheStore) {
     EXPECT_EQ(orgs().size(), 3u);
 }
 
+// The foundation's atomic write went through session.json.tmp.<pid>.<hex>: a kill -9 left those behind.
+TEST_F(StoreTest, FoundationTempFilesAreRemoved) {
+    std::string err;
+    std::string state = dir_ + "/state";
+    const std::string tmp = "/session.json.tmp.4242.0123456789abcdef";
+    write_session(state, "alpha", status(wa::State::Connected, true, "573001234567"));
+    std::ofstream(state + "/alpha" + tmp) << "{\"half\":";
+    ASSERT_TRUE(wa::ensure_dir(state + "/beta", 0700, &err));  // only a temp file: the directory goes too
+    std::ofstream(state + "/beta" + tmp) << "x";
+    std::ofstream(state + "/beta/session.json.tmp.1.2") << "y";
+    ASSERT_TRUE(wa::ensure_dir(state + "/gamma", 0700, &err));  // something else stays, and its directory
+    std::ofstream(state + "/gamma" + tmp) << "x";
+    std::ofstream(state + "/gamma/keep.txt") << "not ours";
+    ASSERT_TRUE(wa::ensure_dir(state + "/delta" + tmp, 0700, &err));  // a directory of that name is not ours
+    write_session(dir_ + "/outside", "eps", status(wa::State::Connected, true, "333"));
+    std::ofstream(dir_ + "/outside/eps" + tmp) << "x";
+    ASSERT_EQ(symlink((dir_ + "/outside/eps").c_str(), (state + "/eps").c_str()), 0);
+
+    wa::store::MigrationReport report;
+    ASSERT_TRUE(wa::store::migrate_session_files(store(), state, report, &err)) << err;
+    EXPECT_EQ(report.temps_removed, 4u);
+    EXPECT_EQ(report.migrated, (std::vector<std::string>{"alpha"}));
+    EXPECT_FALSE(exists(state + "/alpha"));
+    EXPECT_FALSE(exists(state + "/beta"));
+    EXPECT_FALSE(exists(state + "/gamma" + tmp));
+    EXPECT_TRUE(exists(state + "/gamma/keep.txt"));
+    EXPECT_TRUE(exists(state + "/delta" + tmp));
+    EXPECT_TRUE(exists(dir_ + "/outside/eps" + tmp));  // never through a symlink
+}
+
 TEST_F(StoreTest, SessionFilesStayWhenTheMigrationCannotCommit) {
     std::string err;
     std::string state = dir_ + "/state";

@@ -290,6 +290,7 @@ struct MigrationReport {
     std::vector<std::string> migrated;                             // inserted; session.json removed
     std::vector<std::pair<std::string, std::string>> corrupt;      // org id, reason; files left in place
     std::vector<std::pair<std::string, std::string>> left_alone;   // org id, reason (e.g. already in the store)
+    size_t temps_removed = 0;  // the foundation's session.json.tmp.<pid>.<hex> files a kill -9 left behind
 };
 
 // Moves the foundation's <state_dir>/<org>/session.json files into `store`: one orgs row each (wanted,
@@ -299,6 +300,8 @@ struct MigrationReport {
 // left where they are and listed in report.corrupt. Idempotent: an organization already in the store is
 // never overwritten (its file is left alone and listed in report.left_alone). false with *err only when
 // the state directory cannot be read or the transaction fails (then no file is touched).
+// First, the temporary files the foundation's atomic writes left when killed (<org>/session.json.tmp.*, never
+// renamed into place, so never state) are deleted, and an organization directory they leave empty with them.
 bool migrate_session_files(Store& store, const std::string& state_dir, MigrationReport& report, std::string* err);
 
 }  // namespace wa::store

@@ -119,6 +119,45 @@ Found read_session_json(int dir_fd, std::string& text, std::string& why) {
     return Found::Yes;
 }
 
+// The foundation wrote session.json as session.json.tmp.<pid>.<hex>, then renamed it into place: a kill -9 in
+// between left the temporary file. It never was state; it is deleted, and the organization's directory with it
+// when nothing else is left (each removal made durable).
+void remove_foundation_temps(int state_fd, const std::vector<std::string>& ids, MigrationReport& report) {
+    static const char kPrefix[] = "session.json.tmp.";
+    for (const std::string& org : ids) {
+        int raw_dir_fd = -1;
+        std::string why;
+        if (open_org_dir(state_fd, org, raw_dir_fd, why) != Found::Yes) continue;
+        Fd dir_fd(raw_dir_fd);
+        int list_fd = dup(dir_fd.get());
+        DIR* d = list_fd >= 0 ? fdopendir(list_fd) : nullptr;
+        if (!d) {
+            if (list_fd >= 0) close(list_fd);
+            continue;
+        }
+        std::vector<std::string> temps;
+        bool others = false;
+        while (struct dirent* e = readdir(d)) {
+            if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+            if (std::strncmp(e->d_name, kPrefix, sizeof(kPrefix) - 1) == 0) temps.emplace_back(e->d_name);
+            else others = true;
+        }
+        closedir(d);
+        size_t removed = 0;
+        for (const std::string& name : temps) {
+            struct stat st;
+            // never a directory (unlinkat without AT_REMOVEDIR refuses one anyway); a symlink is only unlinked
+            if (fstatat(dir_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+                unlinkat(dir_fd.get(), name.c_str(), 0) == 0)
+                removed++;
+        }
+        if (!removed) continue;
+        report.temps_removed += removed;
+        fsync(dir_fd.get());
+        if (!others && removed == temps.size() && unlinkat(state_fd, org.c_str(), AT_REMOVEDIR) == 0) fsync(state_fd);
+    }
+}
+
 OrgRecord record_of(const std::string& org, const wa::SessionStatus& s) {
     OrgRecord r;
     r.org = org;
@@ -132,9 +171,8 @@ OrgRecord record_of(const std::string& org, const wa::SessionStatus& s) {
 }
 
 // Reads and parses every organization's file; what cannot be used lands in report.corrupt.
-bool collect_files(int state_fd, std::vector<SessionFile>& files, MigrationReport& report, std::string& err) {
-    std::vector<std::string> ids;
-    if (!list_org_ids(state_fd, ids, err)) return false;
+void collect_files(int state_fd, const std::vector<std::string>& ids, std::vector<SessionFile>& files,
+                   MigrationReport& report) {
     for (const std::string& org : ids) {
         int raw_dir_fd = -1;
         std::string text, why;
@@ -146,7 +184,6 @@ bool collect_files(int state_fd, std::vector<SessionFile>& files, MigrationRepor
         if (found == Found::Refused) report.corrupt.emplace_back(org, why);
         if (found == Found::Yes) files.push_back(SessionFile{org, record_of(org, status)});
     }
-    return true;
 }
 
 // Inserts the organizations the store does not have yet, in one transaction.
@@ -188,8 +225,11 @@ bool migrate(Store& store, const std::string& state_dir, MigrationReport& report
         err = "state directory " + state_dir + ": " + std::strerror(errno);
         return false;
     }
+    std::vector<std::string> ids;
+    if (!list_org_ids(state_fd.get(), ids, err)) return false;
+    remove_foundation_temps(state_fd.get(), ids, report);
     std::vector<SessionFile> files;
-    if (!collect_files(state_fd.get(), files, report, err)) return false;
+    collect_files(state_fd.get(), ids, files, report);
     if (!insert_new(store, files, report, err)) {
         store.rollback();
         return false;
