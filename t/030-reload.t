@@ -225,6 +225,12 @@ is(scalar $t->helper_pids, 1, 'one helper');
     is($closed, $ctr->stats->{total} - $N, 'one close frame for every connection that was replaced');
 
     # Per organization, in the order the server saw openings and closings: never two at once, one open now.
+    # The server counts a WebSocket as open when it sends the 101; the helper logs it once it has read that
+    # answer, a moment later on a busy machine: wait until the log has caught up with every opening.
+    my $opens = sub { scalar grep { $_->[0] eq 'open' } $ctr->events };
+    my $logged = sub { my $h = $t->ws_port_history($ctr->{port}); my $n = 0; $n += @$_ for values %$h; $n };
+    ok(wait_until(sub { $logged->() >= $opens->() }, 5), 'the helper logged every WebSocket the server upgraded')
+        or diag sprintf('%d logged, %d upgraded', $logged->(), $opens->());
     my $history = $t->ws_port_history($ctr->{port});
     diag scalar(grep { @$_ > 1 } values %$history) . ' local ports carried more than one WebSocket (TIME_WAIT reuse on loopback)';
     my (%open, %max, %on_port, @unknown);
