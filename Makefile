@@ -165,10 +165,6 @@ test: deps $(MODULE)
 	$(MAKE) simtest
 	$(MAKE) prove
 
-# Heavier versions of tests that make test runs at a smaller scale: 5,000 event streams on one worker.
-stress: $(MODULE) $(NODE_DEPS)
-	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
-
 run: deps $(MODULE)
 	@bash conf/run.sh
 
@@ -183,11 +179,14 @@ bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
 bench-send: deps $(MODULE)
 	perl bench/send.pl
 
-# Not part of `make test`: 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t,
-# which t/174-scale.t runs with 500): load, reconnections spread over time, retries that write nothing, a reload and
-# a kill -9 with a command every 50 ms, QUIT. Prints its figures (WA_SCALE_ORGS=N for another count).
-stress: $(MODULE) $(BUILD)/tools/wa_import
+# Not part of `make test`, heavier versions of tests it runs at a smaller scale. Each prints its figures:
+# - 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t, which t/174-scale.t
+#   runs with 500): load, reconnections spread over time, retries that write nothing, a reload and a kill -9 with a
+#   command every 50 ms, QUIT (WA_SCALE_ORGS=N for another count);
+# - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer).
+stress: $(MODULE) $(NODE_DEPS) $(BUILD)/tools/wa_import
 	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
+	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
 
 clean:
 	rm -rf $(BUILD) objs

@@ -654,7 +654,8 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
     }
     std::string_view doc_org;
     bool doc_qr = false;
-    if (wa_doc_route(r, l, doc_org, doc_qr) && wa_authorized(r, m)) {
+    // The prebuilt status documents are for API-key reads; a token_only location never takes the API key.
+    if (!l->token_only && wa_doc_route(r, l, doc_org, doc_qr) && wa_authorized(r, m)) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         ngx_int_t rc = wa_send_doc(r, m, doc_org, doc_qr);
         if (rc != NGX_DECLINED) return rc;
