@@ -222,8 +222,18 @@ is($st, 404, 'an unknown message id: 404');
     ($a, undef, $x) = send_msg(phone => $C1, message => 'otro');
     is($a, 429, 'then the number is restricted: 429');
     is($x->{code}, 'account_restricted', 'account_restricted');
-    ok($t->status('o1')->{restricted_until}, 'restricted_until in the status');
+    my $until = $t->status('o1')->{restricted_until};
+    ok($until, 'restricted_until in the status');
+
+    # The restriction is stored: a helper killed and respawned still knows it, and still refuses the send.
+    my ($hp) = $t->helper_pids;
+    kill 'KILL', $hp;
+    ok(wait_until(sub { my @p = $t->helper_pids; @p == 1 && $p[0] != $hp && $t->status('o1')->{status} eq 'connected' }, 15),
+        'after kill -9 of the helper, o1 is connected again');
+    is($t->status('o1')->{restricted_until}, $until, "restricted_until survived the restart ($until)");
+    ($a, undef, $x) = send_msg(phone => $C1, message => 'después del reinicio');
+    is($a, 429, 'and sends still answer 429 account_restricted');
 }
 
-$t->stop;
+$t->stop(allow => qr/worker process \d+ exited on signal 9/);
 done_testing;

@@ -268,8 +268,8 @@ void create_schema1_database(const std::string& path) {
 // A database made by the release before messages (schema 1, rows written the way that release writes them):
 // opening it applies migration 2 alone, and every old row loads as before.
 TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
-    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 3);
-    ASSERT_EQ(wa::store::sqlite::migration_sql(4), nullptr);
+    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 4);
+    ASSERT_EQ(wa::store::sqlite::migration_sql(5), nullptr);
     create_schema1_database(db_path());
     std::string schema_before;
     {
@@ -298,6 +298,7 @@ TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
     EXPECT_EQ(loaded[0].org, "acme");
     EXPECT_EQ(loaded[0].last_error, "x");
     EXPECT_EQ(loaded[0].state_since, 1700000100);
+    EXPECT_EQ(loaded[0].restricted_until, 0);  // migration 4's default
     EXPECT_EQ(loaded[1].org, "beta");
     EXPECT_EQ(loaded[1].last_error, "logged out");
     Credentials c;
@@ -332,8 +333,14 @@ TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
     EXPECT_TRUE(found);
 
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
-    EXPECT_EQ(schema1_text(raw), schema_before) << "migration 2 changed a table of migration 1";
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "4");
+    // Migration 4 adds one column to orgs (ALTER TABLE appends it to the stored SQL); nothing else may change.
+    std::string after = schema1_text(raw);
+    const std::string added = ", restricted_until INTEGER NOT NULL DEFAULT 0";
+    size_t at = after.find(added);
+    ASSERT_NE(at, std::string::npos) << after;
+    after.erase(at, added.size());
+    EXPECT_EQ(after, schema_before) << "a later migration changed a table of migration 1";
     EXPECT_EQ(raw.count("SELECT count(*) FROM orgs"), 3);
     EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE generation = 1"), 1);  // the cleared one, kept
     EXPECT_EQ(raw.count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
@@ -355,7 +362,7 @@ TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
         RawDb raw(db_path());
         raw.exec("DROP TABLE messages; DROP TABLE idempotency_keys; DROP TABLE device_lists; "
                  "DROP TABLE privacy_tokens; DROP TABLE webhook_events; DROP TABLE webhook_seq; "
-                 "DROP TABLE webhook_targets; PRAGMA user_version = 1");
+                 "DROP TABLE webhook_targets; ALTER TABLE orgs DROP COLUMN restricted_until; PRAGMA user_version = 1");
         std::string reference_dir = dir_ + "/v1";
         ASSERT_EQ(mkdir(reference_dir.c_str(), 0700), 0);
         create_schema1_database(reference_dir + "/whatsapp.db");
@@ -376,9 +383,24 @@ TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
     ASSERT_TRUE(store().count_prekeys("acme", false, n, &err)) << err;
     EXPECT_EQ(n, 3u);
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "4");
     EXPECT_EQ(raw.count("SELECT count(*) FROM orgs WHERE org = 'acme'"), 2);
     EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE org = 'acme'"), 6);
+}
+
+// A sending restriction's end (schema 4) is written with the organization and read back after a reopen.
+TEST_F(StoreTest, RestrictionSurvivesReopen) {
+    std::string err;
+    OrgRecord r = make_org("acme");
+    r.restricted_until = 1800000000;
+    ASSERT_TRUE(store().put_org(r, &err)) << err;
+    store_.reset();
+    auto loaded = orgs();
+    ASSERT_EQ(loaded.size(), 1u);
+    EXPECT_EQ(loaded[0].restricted_until, 1800000000);
+    r.restricted_until = 0;  // the restriction lifted
+    ASSERT_TRUE(store().put_org(r, &err)) << err;
+    EXPECT_EQ(orgs()[0].restricted_until, 0);
 }
 
 TEST_F(StoreTest, ExistingLooseModeIsTightenedTo0600) {

@@ -27,6 +27,7 @@ struct OrgRecord {
     std::string last_error;
     int64_t state_since = 0;    // unix seconds
     int64_t connected_at = 0;   // unix seconds, 0 = never
+    int64_t restricted_until = 0;  // unix seconds: WhatsApp restricts new sends until then (0 = not restricted)
 };
 
 // The device identity of a linked (or linking) organization. Raw 32-byte Curve25519 keys, no 0x05 prefix.

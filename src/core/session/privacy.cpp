@@ -86,6 +86,7 @@ void Session::on_mex(int64_t unix_s, const Node& n, Actions& out) {
         const char* ends = json_string_value(json_object_get(tl, "time_enforcement_ends"));
         int64_t until = ends ? std::strtoll(ends, nullptr, 10) : 0;
         status_.restricted_until = active ? (until > unix_s ? until : unix_s + 24 * 3600) : 0;
+        persist_org();  // a restart must not forget it
         out.push_back({Action::Publish});
         if (active) emit(webhook::kAccountRestricted, webhook::restricted_data(status_.restricted_until, "reachout_timelock", 0), unix_s);
     }

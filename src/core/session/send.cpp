@@ -333,6 +333,7 @@ void Session::on_message_ack(uint64_t now_ms, int64_t unix_s, const Node& ack, A
             // 463: this number may not reach this contact now (reach-out timelock); repeated sends into it get
             // numbers restricted: stop new sends for a day (a timelock notice gives the exact end).
             status_.restricted_until = unix_s + 24 * 3600;
+            persist_org();  // a restart must not forget it
             out.push_back({Action::Publish});
             emit(webhook::kAccountRestricted, webhook::restricted_data(status_.restricted_until, "reach_out_refused", 463),
                  unix_s);

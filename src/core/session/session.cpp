@@ -64,6 +64,7 @@ void Session::restore(const store::OrgRecord& rec) {
     status_.phone = rec.phone;
     status_.connected_at = rec.connected_at;
     status_.state_since = rec.state_since;
+    status_.restricted_until = rec.restricted_until;
     State st = static_cast<State>(rec.state);
     // A logged-out or conflicted session stays so until an operator acts; anything else was interrupted.
     status_.state = (st == State::LoggedOut || st == State::Conflict) ? st : State::Disconnected;
@@ -87,6 +88,7 @@ void Session::persist_org() {
     r.last_error = status_.last_error;
     r.state_since = status_.state_since;
     r.connected_at = status_.connected_at;
+    r.restricted_until = status_.restricted_until;
     std::string err;
     store_->put_org(r, &err);
 }

@@ -222,8 +222,14 @@ CREATE TABLE webhook_targets (
 );
 )sql";
 
+// Schema 4: the end of a WhatsApp sending restriction (463 reach-out refusal, reachout_timelock) survives a restart:
+// a helper that forgot it would send into the restriction and make it worse.
+const char* const kMigration4 = R"sql(
+ALTER TABLE orgs ADD COLUMN restricted_until INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Append migration N+1 here; never edit one that has shipped.
-const char* const kMigrations[] = {kMigration1, kMigration2, kMigration3};
+const char* const kMigrations[] = {kMigration1, kMigration2, kMigration3, kMigration4};
 constexpr int kMigrationCount = sizeof kMigrations / sizeof kMigrations[0];
 
 bool read_version(Db& db, int& version, std::string& err) {

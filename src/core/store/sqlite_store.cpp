@@ -38,17 +38,18 @@ const char* const kEnsureLive =
     "SELECT ?1, COALESCE((SELECT MAX(generation) FROM orgs WHERE org = ?1), 0) + 1, ?2 "
     "WHERE NOT EXISTS (SELECT 1 FROM orgs WHERE org = ?1 AND cleared_at IS NULL)";
 const char* const kPutOrg =
-    "INSERT INTO orgs (org, generation, wanted, state, phone, last_error, state_since, connected_at, created_at) "
-    "VALUES (?1, COALESCE((SELECT MAX(generation) FROM orgs WHERE org = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+    "INSERT INTO orgs (org, generation, wanted, state, phone, last_error, state_since, connected_at, created_at, "
+    "restricted_until) "
+    "VALUES (?1, COALESCE((SELECT MAX(generation) FROM orgs WHERE org = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
     "ON CONFLICT (org) WHERE cleared_at IS NULL DO UPDATE SET wanted = excluded.wanted, state = excluded.state, "
     "phone = excluded.phone, last_error = excluded.last_error, state_since = excluded.state_since, "
-    "connected_at = excluded.connected_at";
+    "connected_at = excluded.connected_at, restricted_until = excluded.restricted_until";
 #define WA_CREDENTIAL_COLUMNS                                                                                  \
     "c.noise_priv, c.noise_pub, c.identity_priv, c.identity_pub, c.registration_id, c.signed_prekey_id, "    \
     "c.signed_prekey_priv, c.signed_prekey_pub, c.signed_prekey_sig, c.adv_secret, c.me_jid, c.me_lid, "     \
     "c.platform, c.push_name, c.account, c.next_prekey_id, c.created_at"
 const char* const kLoadOrgs =
-    "SELECT o.org, o.wanted, o.state, o.phone, o.last_error, o.state_since, o.connected_at, "
+    "SELECT o.org, o.wanted, o.state, o.phone, o.last_error, o.state_since, o.connected_at, o.restricted_until, "
     "c.org IS NOT NULL, " WA_CREDENTIAL_COLUMNS " "
     "FROM orgs o LEFT JOIN credentials c ON c.org = o.org AND c.generation = o.generation "
     "WHERE o.cleared_at IS NULL ORDER BY o.org";
@@ -361,6 +362,7 @@ bool decode_org(const Query& q, OrgRecord& o, std::string& why) {
     r.text("org", o.org).flag("wanted", o.wanted).bounded("state", o.state, kMaxState);
     r.text("phone", o.phone).text("last_error", o.last_error);
     r.integer("state_since", o.state_since).integer("connected_at", o.connected_at);
+    r.integer("restricted_until", o.restricted_until);
     why = r.why();
     if (r.ok() && !wa::valid_org_id(o.org)) why = "invalid organization id";
     return why.empty();
@@ -687,8 +689,8 @@ bool SqliteStore::load_orgs(std::vector<OrgRecord>& out, std::vector<std::pair<s
             Credentials c;
             std::string why;
             bool ok = decode_org(q, o, why);
-            bool has_credentials = q.int_at(7) != 0;
-            if (ok && has_credentials && !decode_credentials(q, 8, c, why)) {
+            bool has_credentials = q.int_at(8) != 0;
+            if (ok && has_credentials && !decode_credentials(q, 9, c, why)) {
                 ok = false;
                 why = "credentials: " + why;
             }
@@ -705,7 +707,8 @@ bool SqliteStore::put_org(const OrgRecord& r, std::string* err) {
         if (r.state > kMaxState) return fail(e, "state " + std::to_string(r.state) + " is out of range");
         Query q(*db_, kPutOrg);
         q.text(1, r.org).integer(2, r.wanted ? 1 : 0).integer(3, r.state).text(4, r.phone).text(5, r.last_error);
-        return q.integer(6, r.state_since).integer(7, r.connected_at).integer(8, unix_now()).run(e);
+        q.integer(6, r.state_since).integer(7, r.connected_at).integer(8, unix_now());
+        return q.integer(9, r.restricted_until).run(e);
     });
 }
 
