@@ -218,11 +218,16 @@ is(scalar $t->helper_pids, 1, 'one helper');
     }
     is($dbl, 10, 'ten double reloads: one active helper, all sessions reconnected') or diag join "\n", @dbad;
     is($ctr->stats->{max_open}, $N, "still never more than $N WebSockets at once");
+    # A successor told to quit while its upgrade requests are out closes them before it reads the 101: no close
+    # frame may precede the 101, so those end without one. The helper logs each; anything else says 1001.
     my $cc = $ctr->stats->{close_codes};
-    is_deeply([ sort keys %$cc ], [1001], 'every WebSocket closed by a reload said 1001 (going away), none just dropped')
+    my $aborted = () = $t->error_log =~ /closed during its upgrade/g;
+    my $dropped = $cc->{none} // 0;
+    is_deeply([ grep { $_ ne 'none' } sort keys %$cc ], [1001], 'every WebSocket closed by a reload said 1001 (going away)')
         or diag explain $cc;
+    ok($dropped <= $aborted, "none just dropped, but the $dropped the helper logged as closed during their upgrade ($aborted logged)");
     my $closed = $cc->{1001} // 0;
-    is($closed, $ctr->stats->{total} - $N, 'one close frame for every connection that was replaced');
+    is($closed + $dropped, $ctr->stats->{total} - $N, 'one close for every connection that was replaced');
 
     # Per organization, in the order the server saw openings and closings: never two at once, one open now.
     # The server counts a WebSocket as open when it sends the 101; the helper logs it once it has read that
@@ -250,7 +255,8 @@ is(scalar $t->helper_pids, 1, 'one helper');
         or diag join ' ', map { "$_=" . ($open{$_} // 0) } @not_one;
     $t->stop(allow => qr/worker process \d+ exited on signal 9/);
     ok(wait_until(sub { $ctr->stats->{open} == 0 }, 3), 'after QUIT every WebSocket is closed');
-    is($ctr->stats->{close_codes}{1001}, $ctr->stats->{total}, "QUIT closed all $N with 1001 too: every connection ever made ended with a close frame");
+    is($ctr->stats->{close_codes}{1001}, $ctr->stats->{total} - $dropped,
+        "QUIT closed all $N with 1001 too: every connection that completed its upgrade ended with a close frame");
 }
 is($sim->stats->{ws_open}, 0, 'nothing open on the simulator');
 done_testing;

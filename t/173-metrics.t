@@ -136,7 +136,12 @@ ok(wait_until(sub { ($t->status('m1')->{status} // '') eq 'connected' }, 15), 't
 my ($m2) = scrape();
 is(v($m2, 'whatsapp_messages_sent_total{org=m1}'), 5, 'messages sent still 5 after the helper restart');
 is(v($m2, 'whatsapp_messages_failed_total{code=463,org=m1}'), 1, 'failures still counted');
+is(v($m2, 'whatsapp_session_restricted{org=m1}'), 1, 'the restriction is stored: still restricted after the restart');
+# The server lifts it (reach-out timelock notification, inactive); then sends go out again.
+$sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'reachout_timelock', active => JSON::PP::false });
+ok(wait_until(sub { !$t->status('m1')->{restricted_until} }, 5), 'lifted by the server');
 my ($st) = send_msg(phone => $C1, message => 'después');
+is($st, 200, 'a send after the restriction is lifted: 200');
 ($m2) = scrape();
 is(v($m2, 'whatsapp_messages_sent_total{org=m1}'), 6, 'and counting on from there: 6');
 cmp_ok(v($m2, 'whatsapp_helper_generation{}'), '>=', 2, 'whatsapp_helper_generation ' . v($m2, 'whatsapp_helper_generation{}'));

@@ -270,6 +270,10 @@ void HelperOrg::run_actions(const wa::Actions& actions) {
         case wa::Action::Close:
             if (transport) {
                 if (!held.empty()) commit_and_flush();  // what was promised goes out before the close
+                if (transport->upgrading())  // logged so that the server's view of the connection can be matched
+                    ngx_log_error(NGX_LOG_INFO, H.log, 0,
+                                  "whatsapp org=%s: WebSocket to %V closed during its upgrade (local port %d)",
+                                  id.c_str(), &H.conf->server, static_cast<int>(transport->local_port()));
                 transport->close(a.code);
                 drop_transport();
             }

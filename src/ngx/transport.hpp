@@ -30,6 +30,9 @@ public:
     bool send_binary(std::string_view payload);
     // Sends a WebSocket close frame if the link is up, then closes at once. No callback follows.
     void close(uint16_t code);
+    // The upgrade request went out and no answer was read yet: closing now ends the connection without a close
+    // frame (none may precede the 101), though the server may already count it as a WebSocket.
+    bool upgrading() const { return phase_ == Phase::Upgrading; }
 
     uint64_t messages_in() const { return messages_in_; }
     // The local TCP port, 0 when not connected: lets logs be matched with the server's view of a connection.

@@ -447,7 +447,8 @@ sub error_log   { slurp("$_[0]{dir}/error.log") }
 sub ws_port_history {
     my ($self, $server_port) = @_;
     my ($log, %p) = ($self->error_log);
-    while ($log =~ m{whatsapp org=(\S+): WebSocket to wss?://[^/\s]+:(\d+)/\S* open \(local port (\d+)\)}g) {
+    # "open", or "closed during its upgrade" for one the helper gave up before reading the server's 101
+    while ($log =~ m{whatsapp org=(\S+): WebSocket to wss?://[^/\s]+:(\d+)/\S* (?:open|closed during its upgrade) \(local port (\d+)\)}g) {
         push @{ $p{$3} }, $1 if $2 == $server_port;
     }
     return \%p;
@@ -635,6 +636,7 @@ sub start {
             }
             for my $c (values %c) {
                 next unless !$c->{up} && $c->{buf} =~ /\r\n\r\n/;
+                next if grep { $_ == $c } @eof;    # the client went away with its request: never a WebSocket
                 my ($key) = $c->{buf} =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
                 my $acc = encode_base64(sha1(($key // '') . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), '');
                 syswrite($c->{s}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
