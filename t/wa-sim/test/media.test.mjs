@@ -278,9 +278,14 @@ test('a contact\'s two devices and the own phone download, verify and decrypt a 
   rc.send(m3)
   const e3 = await waitFor(async () => { const e = (await inbox(C)).find(x => x.id === m3.attrs.id); return e?.media?.status === 'error' && e }, { what: 'corruption seen' })
   assert.equal(e3.media.error, 'fileEncSha256 mismatch')
+  // the right blob and hashes but another media key: the mac does not verify (whatsmeow ErrInvalidMediaHMAC)
+  const m4 = await rawTextMessage(rc, { to: cpn, devices: [cpn], message: { documentMessage: { ...doc, mediaKey: randomBytes(32) } }, mediatype: 'document' })
+  rc.send(m4)
+  const e4 = await waitFor(async () => { const e = (await inbox(C)).find(x => x.id === m4.attrs.id); return e?.media?.status === 'error' && e }, { what: 'mac mismatch seen' })
+  assert.equal(e4.media.error, 'media mac mismatch')
   const s = await stats()
   assert.ok(s.media_received >= 3)
-  assert.equal(s.media_receive_errors, 2)
+  assert.equal(s.media_receive_errors, 3)
 })
 
 test('a contact sends a document and an image: uploaded to the host, the raw client downloads and decrypts both', { timeout: 30000 }, async () => {
