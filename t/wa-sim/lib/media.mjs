@@ -9,7 +9,7 @@
 import https from 'node:https'
 import { execFileSync } from 'node:child_process'
 import { createHash, createHmac, createDecipheriv, randomBytes, timingSafeEqual } from 'node:crypto'
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs'
+import { createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs'
 import { unlink as unlinkAsync } from 'node:fs/promises'
 import path from 'node:path'
 import { getMediaKeys, encryptedStream } from 'baileys'
@@ -36,21 +36,47 @@ export function makeMediaCerts (dir) {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const run = (...a) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' })
   const ca = path.join(dir, 'ca.pem'); const caKey = path.join(dir, 'ca.key')
+  const tag = `${process.pid}.${randomBytes(4).toString('hex')}` // simulators may share a directory: own temp names
   if (!existsSync(ca) || !existsSync(caKey)) {
-    run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key.tmp', '-out', 'ca.pem.tmp',
-      '-days', '30', '-subj', '/CN=wa-sim media test CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
-    chmodSync(path.join(dir, 'ca.key.tmp'), 0o600)
-    renameSync(path.join(dir, 'ca.key.tmp'), caKey)
-    renameSync(path.join(dir, 'ca.pem.tmp'), ca)
+    // one process makes the CA (mkdir is the lock); the others wait for it
+    const lock = path.join(dir, 'ca.lock')
+    let mine = false
+    for (const end = Date.now() + 15000; !mine && !(existsSync(ca) && existsSync(caKey));) {
+      try { mkdirSync(lock); mine = true } catch (err) {
+        if (err.code !== 'EEXIST') throw err
+        try { if (Date.now() - statSync(lock).mtimeMs > 30000) rmdirSync(lock) } catch {} // left by a crash
+        if (Date.now() > end) throw new Error(`${lock} held for too long`)
+        execFileSync('sleep', ['0.05'])
+      }
+    }
+    if (mine) {
+      try {
+        if (!existsSync(ca) || !existsSync(caKey)) {
+          run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `ca.key.${tag}`, '-out', `ca.pem.${tag}`,
+            '-days', '30', '-subj', '/CN=wa-sim media test CA',
+            '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
+          chmodSync(path.join(dir, `ca.key.${tag}`), 0o600)
+          renameSync(path.join(dir, `ca.key.${tag}`), caKey)
+          renameSync(path.join(dir, `ca.pem.${tag}`), ca)
+        }
+      } finally { rmdirSync(lock) }
+    }
   }
-  writeFileSync(path.join(dir, 'server.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
+  writeFileSync(path.join(dir, `server.ext.${tag}`), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' +
     'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n')
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1')
-  chmodSync(path.join(dir, 'server.key'), 0o600)
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', '0x' + randomBytes(8).toString('hex'),
-    '-out', 'server.pem', '-days', '30', '-extfile', 'server.ext')
-  return { ca, cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') }
+  try {
+    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `server.key.${tag}`, '-out', `server.csr.${tag}`, '-subj', '/CN=127.0.0.1')
+    chmodSync(path.join(dir, `server.key.${tag}`), 0o600)
+    run('x509', '-req', '-in', `server.csr.${tag}`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', '0x' + randomBytes(8).toString('hex'),
+      '-out', `server.pem.${tag}`, '-days', '30', '-extfile', `server.ext.${tag}`)
+    const out = { cert: readFileSync(path.join(dir, `server.pem.${tag}`)), key: readFileSync(path.join(dir, `server.key.${tag}`)) }
+    // the newest server certificate is also left as server.pem / server.key (for inspection)
+    renameSync(path.join(dir, `server.key.${tag}`), path.join(dir, 'server.key'))
+    renameSync(path.join(dir, `server.pem.${tag}`), path.join(dir, 'server.pem'))
+    return { ca, ...out }
+  } finally {
+    for (const f of [`server.ext.${tag}`, `server.csr.${tag}`, `server.key.${tag}`, `server.pem.${tag}`]) { try { unlinkSync(path.join(dir, f)) } catch {} }
+  }
 }
 
 /** base64url with or without `=` padding (whatsmeow keeps it, Baileys strips it) -> Buffer, or null */
@@ -85,10 +111,14 @@ export class MediaHost {
     mkdirSync(path.join(this.dir, 'blobs'), { recursive: true })
     mkdirSync(path.join(this.dir, 'tmp'), { recursive: true })
     const secretFile = path.join(this.dir, 'host.secret') // signs direct paths (oh=); kept so they survive restarts
-    if (!existsSync(secretFile)) writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 })
+    if (!existsSync(secretFile)) { // created atomically: simulators sharing the directory must agree on it
+      const tmp = `${secretFile}.${process.pid}.${randomBytes(4).toString('hex')}`
+      writeFileSync(tmp, randomBytes(32).toString('hex'), { mode: 0o600 })
+      try { linkSync(tmp, secretFile) } catch (err) { if (err.code !== 'EEXIST') throw err } finally { unlinkSync(tmp) }
+    }
     this.secret = Buffer.from(readFileSync(secretFile, 'utf8').trim(), 'hex')
     this.agent = new https.Agent({ ca: this.caPem, keepAlive: false }) // the contacts' own client
-    this.srv = https.createServer({ cert: readFileSync(this.certs.cert), key: readFileSync(this.certs.key) }, (req, res) => {
+    this.srv = https.createServer({ cert: this.certs.cert, key: this.certs.key }, (req, res) => {
       this.onRequest(req, res).catch(err => {
         this.log(`media host ${req.method} ${req.url?.split('?')[0]}: ${err.stack}`)
         if (!res.headersSent) this.reply(res, 500, { error: 'internal' })
@@ -421,7 +451,6 @@ export class MediaHost {
     this.stalled.clear()
     this.srv.closeAllConnections?.()
     await new Promise(resolve => this.srv.close(() => resolve()))
-    for (const f of ['server.csr', 'server.ext']) { try { unlinkSync(path.join(this.dir, f)) } catch {} }
   }
 }
 

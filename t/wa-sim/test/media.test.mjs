@@ -331,3 +331,64 @@ test('a contact sends a document and an image: uploaded to the host, the raw cli
   }
   assert.equal((await stats()).media_sent, 2)
 })
+
+test('an upload cut off midway leaves no file; a chunked upload (no Content-Length) is accepted', { timeout: 20000 }, async () => {
+  const mc = await mediaConnParsed()
+  const enc = wmEncrypt(randomBytes(200000), 'WhatsApp Document Keys')
+  const t = b64url(enc.fileEncSha256)
+  const url = `https://${mc.hosts[0]}/mms/document/${t}?auth=${encodeURIComponent(mc.auth)}&token=${t}`
+  // the client (say, a helper killed with -9) goes away after 64 KiB of a declared 200 KiB
+  await new Promise((resolve) => {
+    const r = https.request(url, { method: 'POST', ca, agent: false, headers: { 'content-length': enc.body.length } })
+    r.on('error', () => resolve())
+    r.write(enc.body.subarray(0, 65536), () => setTimeout(() => { r.destroy(); resolve() }, 200))
+  })
+  const last = await waitFor(async () => {
+    const u = (await sim.ctl('GET', '/media')).body.uploads.at(-1)
+    return u?.error === 'upload aborted' && u
+  }, { what: 'aborted upload recorded' })
+  assert.equal(last.status, 0)
+  assert.deepEqual(readdirSync(path.join(dir, 'media', 'tmp')), [])
+  assert.ok(!existsSync(path.join(dir, 'media', 'blobs', enc.fileEncSha256.toString('hex'))))
+  // chunked transfer encoding, two writes
+  const r = await new Promise((resolve, reject) => {
+    const q = https.request(url, { method: 'POST', ca, agent: false }, (res) => {
+      const c = []; res.on('data', d => c.push(d)); res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(c) }))
+    })
+    q.on('error', reject)
+    q.write(enc.body.subarray(0, 100000))
+    q.end(enc.body.subarray(100000))
+  })
+  assert.equal(r.status, 200, r.body.toString())
+  assert.ok(existsSync(path.join(dir, 'media', 'blobs', enc.fileEncSha256.toString('hex'))))
+})
+
+test('a restart with the same --media-dir keeps the CA and the direct paths', { timeout: 20000 }, async () => {
+  const mc = await mediaConnParsed()
+  const enc = wmEncrypt(randomBytes(1000), 'WhatsApp Image Keys')
+  const up = json(await upload(mc, enc, { type: 'image' }))
+  const caBefore = readFileSync(sim.info.media_ca)
+  const certBefore = readFileSync(path.join(dir, 'media', 'server.pem'))
+  const sim2 = await startSim(['--media-dir', path.join(dir, 'media')])
+  try {
+    assert.equal(sim2.info.media_ca, sim.info.media_ca)
+    assert.deepEqual(readFileSync(sim2.info.media_ca), caBefore, 'the CA is kept')
+    assert.notDeepEqual(readFileSync(path.join(dir, 'media', 'server.pem')), certBefore, 'a new server certificate')
+    const r = await req('GET', `${sim2.info.media_url}${up.direct_path}`, { ca: caBefore })
+    assert.equal(r.status, 200)
+    assert.deepEqual(r.body, enc.body)
+  } finally { await sim2.stop() }
+})
+
+test('simulators started at once on one fresh --media-dir share one CA', { timeout: 30000 }, async () => {
+  const d = path.join(dir, 'shared')
+  const sims = await Promise.all([0, 1, 2].map(() => startSim(['--media-dir', d])))
+  try {
+    const caShared = readFileSync(path.join(d, 'ca.pem'))
+    for (const s of sims) {
+      assert.equal(s.info.media_ca, path.join(d, 'ca.pem'))
+      assert.equal((await req('GET', `${s.info.media_url}/nothing`, { ca: caShared })).status, 404) // TLS verified
+    }
+    assert.deepEqual(readdirSync(d).filter(f => !['ca.pem', 'ca.key', 'server.pem', 'server.key', 'host.secret', 'blobs', 'tmp'].includes(f)), [])
+  } finally { await Promise.all(sims.map(s => s.stop())) }
+})
