@@ -361,6 +361,11 @@ test('an upload cut off midway leaves no file; a chunked upload (no Content-Leng
   })
   assert.equal(r.status, 200, r.body.toString())
   assert.ok(existsSync(path.join(dir, 'media', 'blobs', enc.fileEncSha256.toString('hex'))))
+  // a refused 3 MB upload: the body is read first, so the client gets the status, not a reset
+  const big = wmEncrypt(randomBytes(3e6), 'WhatsApp Document Keys')
+  assert.equal((await upload(mc, big, { auth: 'wrong' })).status, 401)
+  await sim.ctl('POST', '/media/fault', { type: 'refuse', code: 503, times: 1 })
+  assert.equal((await upload(mc, big)).status, 503)
 })
 
 test('a restart with the same --media-dir keeps the CA and the direct paths', { timeout: 20000 }, async () => {
