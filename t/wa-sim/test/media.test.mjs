@@ -73,10 +73,10 @@ async function mediaConnParsed () {
   return { auth: mc.attrs.auth, ttl: Number(mc.attrs.ttl), hosts, node: mc }
 }
 /** whatsmeow rawUpload: POST https://<host>/mms/<type>/<token>?auth=&token=, token = base64.URLEncoding (padded) */
-async function upload (mc, enc, { type = 'document', token, auth = mc.auth, trust = ca } = {}) {
+async function upload (mc, enc, { type = 'document', token, auth = mc.auth, trust = ca, timeoutMs } = {}) {
   const t = token ?? Buffer.from(enc.fileEncSha256).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')
   const q = new URLSearchParams({ auth, token: t }).toString()
-  return req('POST', `https://${mc.hosts[0]}/mms/${type}/${t}?${q}`, { body: enc.body, ca: trust, headers: { 'content-length': enc.body.length } })
+  return req('POST', `https://${mc.hosts[0]}/mms/${type}/${t}?${q}`, { body: enc.body, ca: trust, timeoutMs, headers: { 'content-length': enc.body.length } })
 }
 
 before(async () => {
@@ -198,7 +198,7 @@ test('fault knobs: refuse, garbage JSON, stall, media_conn error, expired auth, 
   await fault({ type: 'stall' })
   const t0 = Date.now()
   await assert.rejects(upload(mc, enc, { timeoutMs: 1500 }), /timeout/)
-  assert.ok(Date.now() - t0 >= 1400)
+  assert.ok(Date.now() - t0 >= 1400 && Date.now() - t0 < 5000)
   const held = upload(mc, enc, { timeoutMs: 20000 }).then(() => null, (err) => err)
   await waitFor(async () => (await sim.ctl('GET', '/media')).body.stalled >= 1, { what: 'stalled request' })
   await fault({ type: 'clear' })
