@@ -50,17 +50,22 @@ ok(wait_until(sub { my ($s, undef, $j) = $t->http(GET => '/whatsapp/api/health',
    'nginx runs conf/demo.conf.in: the keyed API under /whatsapp/ is up');
 
 # ---------------------------------------------------------------------------------------------- Django under gunicorn
-my $gpid = WaTest::spawn(
-    argv => ['/usr/bin/python3', '/usr/bin/gunicorn', '--chdir', "$root/examples/django", '--bind', "127.0.0.1:$dport",
-             '--workers', '2', '--access-logfile', "$d/gunicorn-access.log", 'opticaapp.wsgi'],
-    stdout => "$d/gunicorn.log", stderr => "$d/gunicorn.log",
-    env => { %SYS_ENV, DJANGO_SECRET_KEY => join('', map { ('a'..'z', 0..9)[rand 36] } 1 .. 50),
-             DJANGO_ALLOWED_HOSTS => '127.0.0.1,localhost', WHATSAPP_SERVER_URL => "http://127.0.0.1:$port/whatsapp",
-             WHATSAPP_API_KEY_FILE => "$d/api.key" });
-END { local $?; WaTest::kill_group($gpid, 3) if $gpid }
+my $gpid;
+sub start_django {
+    my (%env) = @_;
+    $gpid = WaTest::spawn(
+        argv => ['/usr/bin/python3', '/usr/bin/gunicorn', '--chdir', "$root/examples/django", '--bind', "127.0.0.1:$dport",
+                 '--workers', '2', '--access-logfile', "$d/gunicorn-access.log", 'opticaapp.wsgi'],
+        stdout => "$d/gunicorn.log", stderr => "$d/gunicorn.log",
+        env => { %SYS_ENV, DJANGO_SECRET_KEY => join('', map { ('a'..'z', 0..9)[rand 36] } 1 .. 50),
+                 DJANGO_ALLOWED_HOSTS => '127.0.0.1,localhost', WHATSAPP_SERVER_URL => "http://127.0.0.1:$port/whatsapp",
+                 WHATSAPP_API_KEY_FILE => "$d/api.key", %env });
+    return wait_until(sub { my ($s) = $t->http(GET => '/organizacion/p1/whatsapp/'); ($s // 0) == 200 }, 15);
+}
+sub stop_django { WaTest::kill_group($gpid, 5) if $gpid; $gpid = undef }
+END { local $?; stop_django() }
 my $page = '/organizacion/o1/whatsapp/';
-ok(wait_until(sub { my ($s) = $t->http(GET => '/organizacion/p1/whatsapp/'); ($s // 0) == 200 }, 15),
-   'Django answers through nginx (gunicorn behind location /)') or diag WaTest::slurp("$d/gunicorn.log");
+ok(start_django(), 'Django answers through nginx (gunicorn behind location /)') or diag WaTest::slurp("$d/gunicorn.log");
 
 # ---------------------------------------------------------------------------------------------- without a browser
 {
@@ -88,23 +93,46 @@ ok(wait_until(sub { my ($s) = $t->http(GET => '/organizacion/p1/whatsapp/'); ($s
     is($s, 403, 'the page takes no POST (CSRF first)');
 }
 
+# ---------------------------------------------------------------------------------------------- the client module
+{
+    my ($rc, $out) = WaTest::run_cmd(['/usr/bin/env', '-i', (map { "$_=$SYS_ENV{$_}" } sort keys %SYS_ENV),
+        "PYTHONPATH=$root/examples/django", 'DJANGO_SETTINGS_MODULE=opticaapp.settings', 'DJANGO_SECRET_KEY=client-check',
+        "WHATSAPP_SERVER_URL=http://127.0.0.1:$port/whatsapp", "WHATSAPP_API_KEY_FILE=$d/api.key",
+        '/usr/bin/python3', "$root/t/django/client_check.py", 'c1'], 30, "$d/client.out");
+    my $c = json_dec((grep { /^\{/ } split /\n/, $out)[-1] // '') // {};
+    is($rc, 0, 'whatsapp_baileys_client against the gateway (t/django/client_check.py)') or diag $out;
+    is_deeply([ @{ $c->{status} // {} }{qw(success status connected)} ], [ JSON::PP::true, 'disconnected', JSON::PP::false ],
+              'get_status: success, disconnected, connected false');
+    is_deeply([ @{ $c->{qr} // {} }{qw(success qr)} ], [ JSON::PP::false, undef ], 'get_qr: success false, qr null (no QR)');
+    is_deeply($c->{send}, { http => 409, code => 'not_connected' }, 'send_message on a session not running: HTTPError 409 not_connected');
+    is_deeply($c->{send_bad_phone}, { http => 400, code => 'invalid_phone' }, 'a bad phone: HTTPError 400 invalid_phone');
+    is($c->{clear}{status}, 'disconnected', 'clear_session: disconnected');
+    ok($c->{logout}{success}, "logout: success ($c->{logout}{status})");
+    is($c->{bad_org}, 'InvalidOrganization', 'an organization id with ../ is refused before any request');
+    is_deeply([ @{ $c->{token} // {} }{qw(success expires_in cookie)} ], [ JSON::PP::true, 60, 'wa_token' ],
+              'session_token: 60 s, cookie wa_token') or diag explain $c->{token};
+    is_deeply($c->{wrong_key}, { http => 401, code => 'unauthorized' }, 'a wrong key: HTTPError 401 unauthorized');
+}
+
 # ---------------------------------------------------------------------------------------------- the browser
 my $ACCOUNT = '573001112233';
 my $CONTACT = '573009990001';
 my ($cs) = $sim->control(POST => '/contacts', body => { phone => $CONTACT, devices => 2, name => 'Ana' });
 is($cs, 200, 'the simulator has a contact with 2 devices');
 my $MESSAGE = "Su pedido está listo ✅ ¿Pasa mañana a recogerlo? Óptica Ñandú";
-WaTest::spew("$d/browser.json", json_enc({
-    url => "http://127.0.0.1:$port$page", api => "http://127.0.0.1:$port/whatsapp", org => 'o1', key => $KEY,
-    control => $sim->{control_url}, account => $ACCOUNT, contact => '300 999 0001', message => $MESSAGE,
-    artifacts => $ART, tmp => $d }), 0600);
-my $tb = time;
-my ($rc, $out) = WaTest::run_cmd(['/usr/bin/env', '-i', (map { "$_=$SYS_ENV{$_}" } sort keys %SYS_ENV),
-                                  '/usr/bin/python3', "$root/t/django/browser.py", "$d/browser.json"], 90, "$d/browser.out");
-my $browser_took = time - $tb;
-is($rc, 0, sprintf('t/django/browser.py ran (%.1f s)', $browser_took)) or diag $out;
 my %step;
-for (split /\n/, $out) { my $j = json_dec($_); $step{ $j->{step} } = $j if ref $j eq 'HASH' && $j->{step} }
+sub browser {
+    my ($conf, $name) = @_;
+    WaTest::spew("$d/$name.json", json_enc($conf), 0600);
+    my $tb = time;
+    my ($rc, $out) = WaTest::run_cmd(['/usr/bin/env', '-i', (map { "$_=$SYS_ENV{$_}" } sort keys %SYS_ENV),
+                                      '/usr/bin/python3', "$root/t/django/browser.py", "$d/$name.json"], 60, "$d/$name.out");
+    is($rc, 0, sprintf('t/django/browser.py (%s) ran: %.1f s', $name, time - $tb)) or diag $out;
+    for (split /\n/, $out) { my $j = json_dec($_); $step{ $j->{step} } = $j if ref $j eq 'HASH' && $j->{step} }
+}
+browser({ url => "http://127.0.0.1:$port$page", api => "http://127.0.0.1:$port/whatsapp", org => 'o1', key => $KEY,
+          control => $sim->{control_url}, account => $ACCOUNT, contact => '300 999 0001', message => $MESSAGE,
+          artifacts => $ART, tmp => $d }, 'browser');
 diag sprintf('chromium %s started in %.2f s', $step{browser}{version} // '?', $step{browser}{took} // 0);
 
 my $p = $step{page} // {};
@@ -168,10 +196,23 @@ is($sj->{status}, 'logged_out', 'the gateway logged the organization out');
 
 is_deeply($step{console}{errors}, [], 'no errors in the browser console (CSP violations included)') or diag explain $step{console};
 
+# ---------------------------------------------------------------------------------------------- a page open longer than its token
+# Django again, with 2 s tokens: the stream ends with `expired`, the page asks Django for a new cookie and opens a
+# new stream on its own, which still brings the QR.
+stop_django();
+ok(start_django(WHATSAPP_TOKEN_TTL => 2), 'Django restarted with WHATSAPP_TOKEN_TTL=2');
+delete $step{console};
+browser({ flow => 'renew', ttl => 2, url => "http://127.0.0.1:$port/organizacion/r1/whatsapp/", org => 'r1', key => $KEY,
+          artifacts => $ART, tmp => $d }, 'renew');
+my $r = $step{renew} // {};
+ok($r->{renewed}, sprintf('the page renewed its token and stream by itself (%d renewal(s), live again %.2f s after loading)',
+                          $r->{renewals} // 0, $r->{took} // 0));
+ok($r->{qr_shown} && $r->{qr_took} < 3, sprintf('then the QR still arrives live: %.3f s after the click', $r->{qr_took} // 99));
+is_deeply($step{console}{errors}, [], 'no errors in the browser console') or diag explain $step{console};
+
 # ---------------------------------------------------------------------------------------------- no polling, nothing leaked
 $t->quit;
-kill 'TERM', $gpid;
-WaTest::wait_exit($gpid, 5);
+stop_django();
 my $access = WaTest::slurp("$d/logs/access.log");
 my @o1 = grep { m{"[A-Z]+ [^ ]*/o1[/ ]} } split /\n/, $access;
 my $n = sub { my $re = shift; scalar grep { $_ =~ $re } @o1 };
@@ -181,6 +222,11 @@ is($n->(qr{"GET /organizacion/o1/whatsapp/ }), 3, 'Django served the page 3 time
 is($n->(qr{"POST /organizacion/o1/whatsapp/iniciar }), 1, 'one start-session');
 is($n->(qr{"POST /organizacion/o1/whatsapp/enviar }), 1, 'one send');
 is($n->(qr{"POST /organizacion/o1/whatsapp/token }), 0, 'no token renewal needed');
+my @r1 = grep { m{"[A-Z]+ [^ ]*/r1[/ ]} } split /\n/, $access;
+my $renewals = grep { m{"POST /organizacion/r1/whatsapp/token HTTP/1\.1" 200 } } @r1;
+my $streams = grep { m{"GET /whatsapp-live/api/events/r1 HTTP/1\.1" 200 } } @r1;
+ok($renewals >= 1 && ($streams == $renewals + 1 || $streams == $renewals), "r1: $renewals renewal(s) (POST token), $streams streams (one per token)");
+is(scalar(grep { m{/whatsapp-live/api/(status|qr)/r1} } @r1), 0, 'r1: no polling either');
 diag sprintf('requests about o1 through nginx: %d in all', scalar @o1);
 
 my @logs = grep { -f $_ && !/\.(png|json)$/ && !m{/api\.key$} && !m{/module\.so$} && !m{/state/} }

@@ -59,12 +59,9 @@ for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disabl
     opts.add_argument(a)
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 
-t_launch = time.monotonic()
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver", log_path=os.path.join(ART, "chromedriver.log")),
-                          options=opts)
-try:
-    emit("browser", version=driver.capabilities.get("browserVersion"), took=time.monotonic() - t_launch)
 
+def main_flow():
+    """Link, send, unlink: the optician's first day."""
     # ------------------------------------------------------------------ the page, before anything is linked
     t0 = time.monotonic()
     driver.get(cfg["url"])
@@ -160,6 +157,30 @@ try:
         emit("logout", took=time.monotonic() - t0, confirm=confirm_text, aviso=aviso, estado=text(driver, "#estado"),
              offline=bool(gone), conectar_visible=driver.find_element(By.ID, "conectar").is_displayed())
 
+
+def renew_flow():
+    """A page left open longer than its token: the stream says `expired`, the page gets a new cookie from Django and
+    opens a new stream, and still shows the QR when it comes."""
+    t0 = time.monotonic()
+    driver.get(cfg["url"])
+    renewed = wait(lambda: driver.execute_script("return window.waRenewals || 0") >= 1
+                   and "en vivo activa" in text(driver, "#vivo"), cfg.get("ttl", 2) + 6)
+    t_renew = time.monotonic() - t0
+    t0 = time.monotonic()
+    driver.find_element(By.ID, "conectar").click()
+    shown = wait(lambda: driver.find_element(By.ID, "qr").is_displayed()
+                 and (driver.find_element(By.ID, "qr").get_attribute("src") or "").startswith("data:image/png"), 5)
+    driver.save_screenshot(os.path.join(ART, "6-renovado-qr.png"))
+    emit("renew", renewed=bool(renewed), renewals=driver.execute_script("return window.waRenewals || 0"),
+         took=t_renew, qr_shown=bool(shown), qr_took=time.monotonic() - t0, estado=text(driver, "#estado"))
+
+
+t_launch = time.monotonic()
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver", log_path=os.path.join(ART, "chromedriver.log")),
+                          options=opts)
+try:
+    emit("browser", version=driver.capabilities.get("browserVersion"), took=time.monotonic() - t_launch)
+    renew_flow() if cfg.get("flow") == "renew" else main_flow()
     emit("console", errors=[e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"])
 finally:
     driver.quit()
