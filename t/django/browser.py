@@ -176,8 +176,8 @@ def renew_flow():
 
 
 t_launch = time.monotonic()
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver", log_path=os.path.join(ART, "chromedriver.log")),
-                          options=opts)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver", log_path=os.path.join(ART, "chromedriver.log"),
+                                         service_args=["--log-level=WARNING"]), options=opts)
 try:
     emit("browser", version=driver.capabilities.get("browserVersion"), took=time.monotonic() - t_launch)
     renew_flow() if cfg.get("flow") == "renew" else main_flow()
