@@ -10,12 +10,14 @@ use strict;
 use warnings;
 use utf8;
 use Test::More;
+use Encode ();
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use WaTest qw(wait_until free_port json_enc json_dec);
 
 my $T0 = time;
+sub uri_escape_utf8 { my $v = Encode::encode_utf8(shift); $v =~ s/([^A-Za-z0-9_.~-])/sprintf('%%%02X', ord $1)/ge; $v }
 my $root = $WaTest::ROOT;
 my @need = ('/usr/bin/python3', '/usr/bin/gunicorn', '/usr/bin/chromium', '/usr/bin/chromedriver', '/usr/bin/zbarimg');
 my @missing = grep { !-x $_ } @need;
@@ -91,6 +93,33 @@ ok(start_django(), 'Django answers through nginx (gunicorn behind location /)') 
     is($s, 404, 'an organization id the gateway would refuse: 404 from Django');
     ($s) = $t->http(POST => '/organizacion/p1/whatsapp/', body => '');
     is($s, 403, 'the page takes no POST (CSRF first)');
+
+    # The send form validates before anything reaches the gateway.
+    my ($csrf) = ($h->{'set-cookie'} // '') =~ /csrftoken=([^;]+)/;
+    my ($csrf_form) = $body =~ /name="csrfmiddlewaretoken" value="([^"]+)"/;
+    my ($clave) = $body =~ /name="clave" value="([0-9a-f-]{36})"/;
+    ok($csrf && $csrf_form && $clave, 'the form carries a CSRF token and a per-form idempotency key');
+    my $post = sub {
+        my (%f) = (csrfmiddlewaretoken => $csrf_form, clave => $clave, @_);
+        my $form = join '&', map { "$_=" . uri_escape_utf8($f{$_}) } sort keys %f;
+        my ($ps, undef, undef, $pb) = $t->http(POST => '/organizacion/p1/whatsapp/enviar', body => $form,
+            headers => { 'Content-Type' => 'application/x-www-form-urlencoded', Cookie => "csrftoken=$csrf" });
+        return ($ps, Encode::decode_utf8($pb // ''));
+    };
+    my $sends = sub { scalar grep { m{"POST /whatsapp/api/send-message } } split /\n/, WaTest::slurp("$d/logs/access.log") };
+    my $before = $sends->();
+    my ($ps, $pb) = $post->(telefono => 'abc', mensaje => 'hola');
+    is($ps, 400, 'a phone that is no phone: 400');
+    like($pb, qr/Escriba un número válido/, 'with the reason, in Spanish');
+    ($ps, $pb) = $post->(telefono => '3009990001', mensaje => "   \n ");
+    is($ps, 400, 'an empty message: 400');
+    ($ps, $pb) = $post->(telefono => '3009990001', mensaje => 'x' x 4097);
+    is($ps, 400, 'a message over 4,096 characters: 400');
+    ($ps, $pb) = $post->(telefono => '3009990001', mensaje => 'hola', clave => 'not-a-uuid');
+    is($ps, 400, 'a forged idempotency key: 400');
+    is($sends->(), $before, 'none of them reached the gateway');
+    ($ps, $pb) = $post->(telefono => '3009990001', mensaje => 'hola');
+    like($pb, qr/WhatsApp no está conectado/, 'a valid form for an organization not linked: the gateway\'s 409, said in Spanish');
 }
 
 # ---------------------------------------------------------------------------------------------- the client module
