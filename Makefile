@@ -2,6 +2,7 @@
 #   make deps   install every build and test dependency (Debian packages, npm ci), idempotently
 #   make        build objs/ngx_http_whatsapp_module.so against Debian's nginx-dev tree
 #   make run    build and run nginx in the foreground with conf/ (port 8080, state in ./var)
+#   make demo   nginx + the Django example (examples/django, gunicorn) + the test WhatsApp server; prints the URL
 #   make test   unit tests (GoogleTest), simulator conformance (real Baileys), nginx integration (prove)
 #   make stress 10,000 organizations: reload, kill -9, QUIT, retries (not part of make test)
 SHELL := /bin/bash
@@ -39,6 +40,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3 \
   python3 python3-prometheus-client python3-yaml
+DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver python3-selenium
 # (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
 # installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
 
@@ -167,6 +169,10 @@ test: deps $(MODULE)
 
 run: deps $(MODULE)
 	@bash conf/run.sh
+
+.PHONY: demo
+demo: deps $(MODULE)
+	@bash conf/demo.sh
 
 bench: deps $(MODULE)
 	bash bench/status.sh

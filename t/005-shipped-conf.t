@@ -1,5 +1,6 @@
 # The configurations we ship pass `nginx -t`: conf/nginx.conf (production shape) with its paths moved into a
-# temp dir, and conf/run.conf.in (make run) filled in the way conf/run.sh fills it.
+# temp dir, conf/run.conf.in (make run) filled in the way conf/run.sh fills it, conf/demo.conf.in (make demo) as
+# conf/demo.sh fills it.
 use strict;
 use warnings;
 use Test::More;
@@ -75,6 +76,21 @@ WaTest::spew("$d/api.key", "$WaTest::KEY\n", 0600);
 unlike($run, qr/\@\w+\@/, 'every placeholder of run.conf.in is filled');
 ($rc, $out) = nginx_t($run, 'run.conf');
 is($rc, 0, 'conf/run.conf.in passes nginx -t') or diag $out;
+
+# ---- conf/demo.conf.in (make demo) as conf/demo.sh fills it: the production shape of conf/nginx.conf on loopback.
+my $demo = WaTest::slurp("$root/conf/demo.conf.in");
+my %demo_fill = (MODULE => "$d/module.so", VAR => $d, PORT => free_port(), DJANGO_PORT => free_port(),
+                 SERVER => 'ws://127.0.0.1:9/ws/chat', ROOT_KEY => 'whatsapp_root_key ' . ('A' x 43) . '=;',
+                 USER => 'nobody nogroup');
+$demo =~ s/\@(\w+)\@/$demo_fill{$1} \/\/ "\@$1\@"/ge;
+unlike($demo, qr/\@\w+\@/, 'every placeholder of demo.conf.in is known to this test (conf/demo.sh fills the same)');
+my $demo_sh = WaTest::slurp("$root/conf/demo.sh");
+for my $ph (keys %demo_fill) { like($demo_sh, qr/\@$ph\@/, "conf/demo.sh fills \@$ph\@") }
+like($demo, qr{location / \{\s*proxy_pass http://django;}, 'demo: Django proxied at /');
+like($demo, qr{location /whatsapp/ \{\s*allow 127\.0\.0\.1;.*deny all;\s*whatsapp_api;}s, 'demo: the API under /whatsapp/, loopback only');
+like($demo, qr{location /whatsapp-live/ \{\s*whatsapp_api token_only;\s*\}}, 'demo: the token-only live routes');
+($rc, $out) = nginx_t($demo, 'demo.conf');
+is($rc, 0, 'conf/demo.conf.in passes nginx -t') or diag $out;
 
 unlike(WaTest::slurp("$d/error.log"), qr/\[(alert|emerg|crit)\]/, 'error.log has no [alert]/[emerg]/[crit]');
 done_testing;
