@@ -54,6 +54,10 @@ static void wa_metrics_fail(wa_shm_org_t* o, const std::string& code, uint64_t n
 
 void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d) {
     if (d.empty()) return;
+    uint64_t failed = 0;
+    for (const auto& [code, n] : d.failed) failed += n;
+    int64_t today = wa_local_day(ngx_time());
+    bool dash_changed = false;
     ngx_shmtx_lock(&z->shpool->mutex);
     wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(org.data()), org.size());
     if (o) {
@@ -63,8 +67,21 @@ void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics
         o->metrics.received += d.received;
         for (size_t i = 0; i < WA_RECONNECT_KINDS; i++) o->metrics.reconnects[i] += d.reconnects[i];
         for (const auto& [code, n] : d.failed) wa_metrics_fail(o, code, n);
+        // The dashboard's "today" counters start again at local midnight; a change reaches its streams (they
+        // follow dash_seq, which the API's event streams do not look at).
+        if (o->today != today) {
+            o->today = today;
+            o->sent_today = o->failed_today = 0;
+        }
+        if (d.sent || failed) {
+            o->sent_today += d.sent;
+            o->failed_today += failed;
+            o->dash_seq = ++z->sh->events_seq;
+            dash_changed = true;
+        }
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
+    if (dash_changed) wa_events_published(z);
 }
 
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n) {
