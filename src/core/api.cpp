@@ -590,6 +590,17 @@ std::string qr_json_with_org(const StatusView& v, int64_t now) {
     return dump(j.get());
 }
 
+std::string dashboard_json(const StatusView& v, uint64_t sent_today, uint64_t failed_today, int64_t now) {
+    Json j(status_object(v, now, true));
+    json_object_set_new(j.get(), "has_qr", json_boolean(v.status.state == State::QrReady));
+    json_object_set_new(j.get(), "wanted", json_boolean(v.status.wanted));
+    json_object_set_new(j.get(), "restricted_until",
+                        v.status.restricted_until > now ? time_or_null(v.status.restricted_until) : json_null());
+    json_object_set_new(j.get(), "sent_today", json_integer(static_cast<json_int_t>(sent_today)));
+    json_object_set_new(j.get(), "failed_today", json_integer(static_cast<json_int_t>(failed_today)));
+    return dump(j.get());
+}
+
 std::string ok_status_json(State s) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());
