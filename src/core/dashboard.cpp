@@ -405,15 +405,16 @@ header h1 { font-size: 1.3em; margin: 0; }
 .live.on::before { content: "● "; color: #6ee07a; }
 .live.off::before { content: "● "; color: #f2b84b; }
 main { display: flex; gap: 1.2em; padding: 1em 1.2em; align-items: flex-start; }
-#orgs-section { flex: 1 1 auto; min-width: 0; }
-#session { flex: 0 0 300px; position: sticky; top: 1em; background: #fff; border: 1px solid #d5dbd8; padding: .8em; border-radius: 6px; }
+#orgs-section { flex: 1 1 auto; min-width: 0; overflow-x: auto; }
+#session { flex: 0 0 290px; position: sticky; top: 1em; z-index: 1; background: #fff; border: 1px solid #d5dbd8; padding: .8em; border-radius: 6px; }
 h2 { font-size: 1.1em; margin: 0 0 .6em; }
 #filter { width: 22em; max-width: 100%; margin-bottom: .6em; padding: .3em; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: .25em .5em; border-bottom: 1px solid #e3e8e5; white-space: nowrap; }
 td.last_error { white-space: normal; max-width: 22em; overflow-wrap: anywhere; color: #8a2c1c; }
 td.retry_count, td.sent_today, td.failed_today { text-align: right; font-variant-numeric: tabular-nums; }
-thead th { position: sticky; top: 0; background: #e9efec; }
+thead th { background: #e9efec; }
+td.state { white-space: normal; min-width: 10em; }
 tr.failing td.failed_today { color: #b3261e; font-weight: bold; }
 .state[data-state="connected"], td.state[data-state="connected"] { color: #0a7d32; font-weight: bold; }
 .state[data-state="qr_ready"], td.state[data-state="qr_ready"] { color: #8a5a00; }
