@@ -390,7 +390,7 @@ const std::string& script_js() {
   $('logout').addEventListener('click', function () { act('logout', t.confirm_logout); });
   $('clear').addEventListener('click', function () { act('clear-session', t.confirm_clear); });
 
-  var h = decodeURIComponent(location.hash.slice(1));
+  var h = location.hash.slice(1);  // #org: ids need no percent-decoding (A-Z, a-z, 0-9, _ and -)
   if (ORG_RE.test(h)) select(h);
 })();
 )JS";

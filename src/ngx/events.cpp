@@ -44,6 +44,7 @@ struct Stream {
     ngx_chain_t* free;       // sent buffers (their memory is reused), and buffers still being sent
     ngx_chain_t* busy;
     bool attached;
+    size_t max_pending;      // kMaxPending, plus the size of the first write
 };
 
 struct Watch {
@@ -212,10 +213,13 @@ size_t pending_bytes(Stream* s) {
 }
 
 // Writes `data` as one flushed buffer. Buffers are malloc'ed and reused once sent, so a stream that lives for
-// hours does not grow its request pool. Returns NGX_ERROR when the stream must end.
-ngx_int_t write_raw(Stream* s, const std::string& data) {
+// hours does not grow its request pool. Returns NGX_ERROR when the stream must end. The first write (the snapshot
+// of every organization, which may pass kMaxPending with thousands of them) is always accepted, and the stream
+// may then hold that much more unsent.
+ngx_int_t write_raw(Stream* s, const std::string& data, bool first = false) {
     ngx_http_request_t* r = s->r;
-    if (pending_bytes(s) + data.size() > kMaxPending) {
+    if (first) s->max_pending = kMaxPending + data.size();
+    if (pending_bytes(s) + data.size() > s->max_pending) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "whatsapp: event stream dropped: the client does not read");
         return NGX_ERROR;
     }
@@ -428,7 +432,7 @@ ngx_int_t stream_head(ngx_http_request_t* r, wa_main_conf_t* m) {
 
 // The first write (retry and the snapshot), then the stream waits for the doorbell.
 ngx_int_t stream_go(ngx_http_request_t* r, Stream* s, const std::string& out) {
-    if (write_raw(s, out) != NGX_OK) {
+    if (write_raw(s, out, true) != NGX_OK) {
         detach(s);
         return NGX_ERROR;
     }
