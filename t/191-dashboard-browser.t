@@ -1,9 +1,10 @@
 # The operator dashboard in a real browser: Debian's chromium (headless, --no-sandbox) through chromium-driver and
 # python3-selenium (t/lib/dashboard_browser.py, run with Debian's /usr/bin/python3). 100 organizations against the
-# simulator, all listed; one organization's QR on screen decodes to its QR string; the simulator's scan turns its
-# row to "Conectado" without a reload; a logout from the page (same origin) shows; another origin's fetch and form
-# post are refused (403 forbidden_origin, nothing done). Timings asserted at 3x their 1 s target, figures printed;
-# screenshots kept under t/artifacts/191-dashboard/ (path printed).
+# simulator, all listed (in Spanish, for an es-CO browser); one organization's QR on screen decodes to its QR
+# string; the simulator's scan turns its row to "Conectado" without a reload; a message it sends shows in "Enviados
+# hoy"; a logout from the page (same origin) shows; another origin's fetch and form post are refused (403
+# forbidden_origin, nothing done). Timings asserted at 3x their 1 s target, figures printed; screenshots kept under
+# t/artifacts/191-dashboard/ (path printed).
 use strict;
 use warnings;
 use Test::More;
@@ -62,7 +63,7 @@ system('rm', '-rf', $art);
 my %cfg = (
     dashboard => "http://127.0.0.1:$port/dashboard/", api => "http://127.0.0.1:$port", key => $WaTest::KEY,
     sim => "http://127.0.0.1:$sim->{control_port}", evil => "http://127.0.0.1:$evil", n => $N, orgs => \@orgs,
-    scan_org => 'b042', logout_org => 'b007', phone => '573001112233',
+    scan_org => 'b042', logout_org => 'b007', phone => '573001112233', contact => '573009990001',
     artifacts => $art, profile => "$d/chrome-profile", driver_log => "$d/chromedriver.log",
 );
 $t0 = time;
@@ -94,7 +95,7 @@ for (@lines) {
     elsif (/^not ok (.*)/) { ok(0, $1) }
 }
 my ($done) = map { /^done (\d+)/ ? $1 : () } @lines;
-ok(defined $done && $done >= 17, sprintf('the browser script ran to its end (%s checks, %.1f s)', $done // 'no', $took))
+ok(defined $done && $done >= 21, sprintf('the browser script ran to its end (%s checks, %.1f s)', $done // 'no', $took))
     or diag WaTest::slurp("$d/browser.err");
 is($st, 0, 'and exited 0') or diag WaTest::slurp("$d/browser.err");
 diag("screenshots: $art/") if -d $art;

@@ -146,6 +146,17 @@ def main(driver):
     check(driver.execute_script("return window.__sameDocument;") == "still here", "the same document all along (no reload)")
     shot(driver, "dashboard-connected.png")
 
+    # ---------------------------------------------------------------------------------- a message counted today, live
+    wait(lambda: (http("GET", cfg["sim"] + "/accounts/" + cfg["phone"])[1] or {}).get("devices", [{}])[0].get("prekeys", 0) >= 812, 10, 0.2)
+    http("POST", cfg["sim"] + "/contacts", {"phone": cfg["contact"], "devices": 1, "name": "Ana"})
+    t0 = time.time()
+    st, sent = api("POST", "/api/send-message", {"organization_id": org, "phone": cfg["contact"], "message": "Hola desde el tablero"})
+    cell = wait(lambda: driver.execute_script(
+        "return document.querySelector('#orgs tbody tr[data-org=\"' + arguments[0] + '\"] td.sent_today').textContent;", org) == "1", 5)
+    took = time.time() - t0
+    check(st == 200 and cell and took < 3, "a message sent by %s shows as Enviados hoy 1 %.3f s after the send request "
+          "(answered after the server ack; target 1 s, asserted at 3 s)" % (org, took))
+
     # ---------------------------------------------------------------------------------- an action from the page
     other = cfg["logout_org"]
     box = driver.find_element(By.ID, "org")
