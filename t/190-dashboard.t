@@ -187,6 +187,14 @@ my $fail = $ds->wait_for(sub { $_[0]{event} eq 'org' && $_[0]{json}{organization
 $took = $fail ? $fail->{t} - $t0 : 99;
 ok($took < 3, sprintf('failed_today 1 on the stream %.3f s after the failure (target 1 s, asserted at 3 s)', $took));
 is($fail->{json}{sent_today}, 1, 'sent_today still 1');
+# WhatsApp restricts the number (an ack error 463): restricted_until shows, with the failure.
+$sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'ack_error', code => 463 });
+my (undef, undef, $x463) = $t->api(POST => '/api/send-message', body => { organization_id => 'd1', phone => $C1, message => 'otra' }, timeout => 15);
+is($x463->{error_code}, 463, 'an ack error 463');
+my $restr = $ds->wait_for(sub { $_[0]{event} eq 'org' && $_[0]{json}{organization_id} eq 'd1' && $_[0]{json}{restricted_until} }, 5);
+like($restr->{json}{restricted_until} // '', qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, "restricted_until on the stream ($restr->{json}{restricted_until})");
+ok($ds->wait_for(sub { $_[0]{event} eq 'org' && $_[0]{json}{organization_id} eq 'd1' && $_[0]{json}{failed_today} == 2 }, 5)
+    || ($restr->{json}{failed_today} // 0) == 2, 'failed_today 2 (the 463 left for the server, so sent_today counts it too)');
 my @ids = map { $_->{id} } grep { $_->{event} eq 'org' } $ds->events;
 is_deeply(\@ids, [sort { $a <=> $b } @ids], "ids rise (@ids)");
 
@@ -199,7 +207,7 @@ $res->close;
 my $fresh = WaSse->open($port, '/dashboard/events');
 my $f1 = $fresh->next(2);
 is($f1->{json}{organization_id}, 'd1', 'a new stream starts with every organization');
-is_deeply([@{ $f1->{json} }{qw(status sent_today failed_today)}], ['connected', 1, 1], 'as it is now');
+is_deeply([@{ $f1->{json} }{qw(status sent_today failed_today)}], ['connected', 2, 2], 'as it is now (2 sent, 2 failed)');
 $fresh->close;
 {
     my $c0 = $ds->comments;
