@@ -414,7 +414,7 @@ th, td { text-align: left; padding: .25em .5em; border-bottom: 1px solid #e3e8e5
 td.last_error { white-space: normal; max-width: 22em; overflow-wrap: anywhere; color: #8a2c1c; }
 td.retry_count, td.sent_today, td.failed_today { text-align: right; font-variant-numeric: tabular-nums; }
 thead th { background: #e9efec; }
-td.state { white-space: normal; min-width: 10em; }
+td.state { white-space: normal; min-width: 13em; }
 tr.failing td.failed_today { color: #b3261e; font-weight: bold; }
 .state[data-state="connected"], td.state[data-state="connected"] { color: #0a7d32; font-weight: bold; }
 .state[data-state="qr_ready"], td.state[data-state="qr_ready"] { color: #8a5a00; }
@@ -424,7 +424,7 @@ tr.failing td.failed_today { color: #b3261e; font-weight: bold; }
 #qr[hidden] { display: none; }
 .actions button { margin: .2em .2em .2em 0; }
 #result { min-height: 1.2em; }
-input:invalid { border-color: #b3261e; }
+input:user-invalid { border-color: #b3261e; }
 )CSS";
     return css;
 }
