@@ -282,6 +282,21 @@ is($cl, 200, 'POST /dashboard/clear-session: 200') or diag explain $clj;
 ok($ds->wait_for(sub { $_[0]{event} eq 'org' && $_[0]{json}{organization_id} eq 'd2' && $_[0]{json}{status} eq 'disconnected' }, 5),
     'd2 disconnected on the stream');
 
+# A reload ends the dashboard's streams cleanly (the old workers exit); a reconnect gets every organization again.
+{
+    my @w0 = $t->worker_pids;
+    $t->reload;
+    ok(wait_until(sub { $ds->pump(0.05); $one->pump(0.05); $ds->eof && $one->eof }, 10), 'a reload ends both streams');
+    ok($ds->{last_chunk} && $one->{last_chunk}, 'with the terminating chunk (EventSource reconnects)');
+    ok(wait_until(sub { !grep { WaTest::alive($_) } @w0 }, 10), 'the old workers exit');
+    my $again = WaSse->open($port, '/dashboard/events');
+    my @snap;
+    while (my $e = $again->next(1)) { push @snap, $e; last if $e->{event} eq 'ready' }
+    is_deeply([sort map { $_->{json}{organization_id} } grep { $_->{event} eq 'org' } @snap], [qw(d1 d2 d3)],
+        'a new stream from a new worker: every organization');
+    $again->close;
+}
+
 $ds->close;
 $one->close;
 $t->stop;
