@@ -203,6 +203,7 @@ my $res = WaSse->open($port, '/dashboard/events', headers => { 'Last-Event-ID' =
 my $r1 = $res->next(2);
 is($r1->{event}, 'ready', 'resumed after the last id: nothing missed, ready at once');
 is($r1->{json}{organizations}, 1, 'ready counts the organizations (1)');
+cmp_ok($r1->{id} // 0, '>=', $ids[-1], "ready carries the zone's change sequence as its id ($r1->{id})");
 $res->close;
 my $fresh = WaSse->open($port, '/dashboard/events');
 my $f1 = $fresh->next(2);

@@ -303,6 +303,7 @@ const std::string& script_js() {
     r.cells.sent_today.textContent = num(o.sent_today);
     r.cells.failed_today.textContent = num(o.failed_today);
     r.tr.classList.toggle('failing', typeof o.failed_today === 'number' && o.failed_today > 0);
+    applyFilter(r, id);
     summary();
   }
 

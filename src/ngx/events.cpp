@@ -519,7 +519,8 @@ ngx_int_t wa_dashboard_events_start(ngx_http_request_t* r, wa_main_conf_t* m) {
     if (g_count == 1) g_seen_seq = seq;
     std::string out = "retry: 1000\n\n";
     for (const Snapshot& sn : snaps) append_dash(out, sn);
-    out += "event: ready\ndata: {\"organizations\":" + std::to_string(total) + "}\n\n";
+    // Its id is the zone's change sequence: a reconnect resumes with exactly what changed after the snapshot.
+    out += "event: ready\nid: " + std::to_string(seq) + "\ndata: {\"organizations\":" + std::to_string(total) + "}\n\n";
     return stream_go(r, s, out);
 }
 
