@@ -38,7 +38,6 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
   libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3 \
   python3 python3-prometheus-client python3-yaml
-# The operator dashboard's browser test (t/191-dashboard-browser.t): headless chromium driven by Debian's python3.
 DEBIAN_PKGS += chromium chromium-driver python3-selenium
 # (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
 # installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
