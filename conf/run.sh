@@ -47,6 +47,7 @@ sed -e "s|@MODULE@|$MODULE|" -e "s|@VAR@|$VAR|g" -e "s|@PORT@|$PORT|" -e "s|@SER
 nginx -t -q -p "$VAR" -c "$VAR/nginx.conf" -e "$VAR/logs/error.log"
 cat <<MSG
 ngx_whatsapp is running: http://127.0.0.1:$PORT/api/  (health: http://127.0.0.1:$PORT/health)
+  operator dashboard: http://127.0.0.1:$PORT/dashboard/
   API key (X-API-Key): $KEY   (in $VAR/api.key)
   try: curl -s -H 'X-API-Key: $KEY' -H 'Content-Type: application/json' \\
          -d '{"organization_id":"23"}' http://127.0.0.1:$PORT/api/start-session

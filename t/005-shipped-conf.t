@@ -44,6 +44,8 @@ like($prod, qr{location /whatsapp/ \{\s*allow 127\.0\.0\.1;.*deny all;\s*whatsap
 like($prod, qr{proxy_pass http://django;}, 'Django is proxied');
 like($prod, qr{location /whatsapp-live/ \{\s*whatsapp_api token_only;\s*\}}, 'browsers get the token-only live routes');
 like($prod, qr{location = /whatsapp-metrics \{\s*allow 127\.0\.0\.1;.*deny all;\s*whatsapp_metrics;}s, 'metrics, loopback only');
+like($prod, qr{location /whatsapp-dashboard/ \{\s*allow 127\.0\.0\.1;[^\}]*deny all;\s*auth_basic "[^"]+";\s*auth_basic_user_file \S+;\s*whatsapp_dashboard;\s*\}},
+     'the operator dashboard, protected by allow/deny and auth_basic');
 my ($rc, $out) = nginx_t($prod, 'prod.conf');
 is($rc, 0, 'conf/nginx.conf passes nginx -t') or diag $out;
 like($out, qr/syntax is ok/, 'syntax is ok');

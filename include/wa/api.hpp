@@ -104,6 +104,9 @@ std::string qr_json(const StatusView& v, int64_t now);
 // The same documents with "organization_id" added (events of GET /api/events, which carries every organization).
 std::string status_json_with_org(const StatusView& v, int64_t now);
 std::string qr_json_with_org(const StatusView& v, int64_t now);
+// One organization as the operator dashboard shows it: status_json_with_org's fields (without the QR image),
+// "wanted", "restricted_until" always (null unless restricted now), and the messages sent and failed today.
+std::string dashboard_json(const StatusView& v, uint64_t sent_today, uint64_t failed_today, int64_t now);
 std::string ok_status_json(State s);  // {"success":true,"status":"..."}
 
 // The same documents rendered once per change (by the helper, into shared memory) and completed at read time

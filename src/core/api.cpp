@@ -656,6 +656,17 @@ size_t qr_json_tail(char* out, int64_t qr_expires_at, int64_t now) {
     return static_cast<size_t>(p - out);
 }
 
+std::string dashboard_json(const StatusView& v, uint64_t sent_today, uint64_t failed_today, int64_t now) {
+    Json j(status_object(v, now, true));
+    json_object_set_new(j.get(), "has_qr", json_boolean(v.status.state == State::QrReady));
+    json_object_set_new(j.get(), "wanted", json_boolean(v.status.wanted));
+    json_object_set_new(j.get(), "restricted_until",
+                        v.status.restricted_until > now ? time_or_null(v.status.restricted_until) : json_null());
+    json_object_set_new(j.get(), "sent_today", json_integer(static_cast<json_int_t>(sent_today)));
+    json_object_set_new(j.get(), "failed_today", json_integer(static_cast<json_int_t>(failed_today)));
+    return dump(j.get());
+}
+
 std::string ok_status_json(State s) {
     Json j(json_object());
     json_object_set_new(j.get(), "success", json_true());

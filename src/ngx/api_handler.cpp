@@ -26,6 +26,7 @@ static bool wa_waiting_init;
 // Per request, in every API location.
 struct wa_http_ctx_t {
     api::RouteId route;     // for the body handler
+    size_t max_body;        // the body limit (0: whatsapp_max_body)
     bool answered;          // the response is the module's own
     bool replacing;         // an error nginx raised is being answered with the contract's JSON instead
     bool replacement_sent;
@@ -608,12 +609,13 @@ static void wa_body_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     std::string body;
     api::Response err;
-    if (!wa_body_string(r, body, m->max_body)) {
+    auto* hctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    if (!wa_body_string(r, body, hctx->max_body ? hctx->max_body : m->max_body)) {
         err = api::error(413, "body_too_large", "request body is larger than whatsapp_max_body");
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
+    auto* route_id = &hctx->route;
     if (*route_id == api::RouteId::SessionToken) {
         ngx_http_finalize_request(r, wa_send(r, wa_session_token(m, body)));
         return;
@@ -631,6 +633,32 @@ static void wa_body_handler(ngx_http_request_t* r) {
         return;
     }
     // Suspended: the doorbell or the timer finalizes it. read_client_request_body took a reference already.
+}
+
+// A POST route's JSON body, read, checked and queued as the API does it (the dashboard's actions).
+static ngx_int_t wa_read_command(ngx_http_request_t* r, wa_main_conf_t* m, api::RouteId route, size_t max_body) {
+    ngx_table_elt_t* ct = r->headers_in.content_type;
+    if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
+    }
+    if (r->headers_in.content_length_n > (off_t)max_body) {
+        // As nginx does for client_max_body_size: drop the body as it arrives, answer, then close.
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        r->keepalive = 0;
+        return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
+    }
+    wa_http_ctx_t* ctx = wa_ctx(r);
+    if (ctx == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->route = route;
+    ctx->max_body = max_body;
+    ngx_int_t rc = ngx_http_read_client_request_body(r, wa_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
+    return NGX_DONE;
+}
+
+ngx_int_t wa_command_request(ngx_http_request_t* r, wa_main_conf_t* m, api::RouteId route, size_t max_body) {
+    return wa_read_command(r, m, route, max_body < m->max_body ? max_body : m->max_body);
 }
 
 // The route of the request, relative to the location's mount prefix.
@@ -705,23 +733,7 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
             return wa_helper_read(r, m, route);
         return wa_send(r, wa_read_route(r, m, route));
     }
-    ngx_table_elt_t* ct = r->headers_in.content_type;
-    if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
-    }
-    if (r->headers_in.content_length_n > (off_t)m->max_body) {
-        // As nginx does for client_max_body_size: drop the body as it arrives, answer, then close.
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        r->keepalive = 0;
-        return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
-    }
-    wa_http_ctx_t* ctx = wa_ctx(r);
-    if (ctx == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    ctx->route = route.id;
-    ngx_int_t rc = ngx_http_read_client_request_body(r, wa_body_handler);
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
-    return NGX_DONE;
+    return wa_read_command(r, m, route.id, m->max_body);
 }
 
 // ---------------------------------------------------------------------------------------------------------

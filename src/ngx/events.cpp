@@ -14,6 +14,10 @@
 // Last-Event-ID resumes with only what changed since) and `data:` = the JSON of /api/status (/api/qr). A
 // comment line `: heartbeat` every whatsapp_events_heartbeat. On a graceful shutdown (reload, quit) a worker ends
 // its streams with the terminating chunk; EventSource reconnects to a new worker and gets the current state.
+//
+// The operator dashboard's stream (GET <whatsapp_dashboard location>/events) is a third kind: every organization
+// as `event: org` (api::dashboard_json, with the day's sent and failed counters), following each record's
+// dash_seq, which the helper also moves when those counters change (metrics.cpp) without a publish.
 
 #include <string>
 #include <unordered_map>
@@ -31,14 +35,16 @@ struct Watch;
 
 struct Stream {
     ngx_http_request_t* r;
-    ngx_queue_t link;        // Watch::streams, or g_all
+    ngx_queue_t link;        // Watch::streams, g_all or g_dash
     Watch* watch;            // null: every organization
+    bool dash;               // the operator dashboard's stream (g_dash): its own documents, counters included
     uint64_t seq;            // the zone's change sequence this stream is up to date with
     int64_t token_expires;   // unix s; 0 with an API key
     ngx_event_t timer;       // heartbeat, and the token's expiry
     ngx_chain_t* free;       // sent buffers (their memory is reused), and buffers still being sent
     ngx_chain_t* busy;
     bool attached;
+    size_t max_pending;      // kMaxPending, plus the size of the first write
 };
 
 struct Watch {
@@ -49,6 +55,7 @@ struct Watch {
 
 std::unordered_map<std::string, Watch*> g_watches;
 ngx_queue_t g_all;
+ngx_queue_t g_dash;    // dashboard streams (every organization, wa_dashboard_events_start)
 bool g_init;
 ngx_uint_t g_count;    // this worker's open streams
 uint64_t g_seen_seq;   // the change sequence of the last wake-up
@@ -59,6 +66,7 @@ const size_t kMaxPending = 1024 * 1024;  // unsent bytes after which a stream is
 void init_lists() {
     if (g_init) return;
     ngx_queue_init(&g_all);
+    ngx_queue_init(&g_dash);
     g_init = true;
 }
 
@@ -110,6 +118,7 @@ void registration() {
 struct Snapshot {
     api::StatusView view;
     uint64_t version = 0, change_seq = 0, qr_seq = 0;
+    uint64_t dash_seq = 0, sent_today = 0, failed_today = 0;
     bool known = false;
 };
 
@@ -118,6 +127,11 @@ void copy_record(const wa_shm_org_t* o, Snapshot& s, bool with_qr) {
     s.version = o->version;
     s.change_seq = o->change_seq;
     s.qr_seq = o->qr_seq;
+    s.dash_seq = o->dash_seq;
+    if (o->today == wa_local_day(ngx_time())) {
+        s.sent_today = o->sent_today;
+        s.failed_today = o->failed_today;
+    }
     api::StatusView& v = s.view;
     v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
     v.status.state = static_cast<wa::State>(o->state);
@@ -161,6 +175,10 @@ void append_change(std::string& out, const Snapshot& s, uint64_t since, bool all
     append_status(out, s, all);
     if (wants_qr(s, since, snapshot)) append_qr(out, s, all);
 }
+// The dashboard's document of one organization, `id:` = its dash_seq (a Last-Event-ID resumes after it).
+void append_dash(std::string& out, const Snapshot& s) {
+    append_event(out, "org", s.dash_seq, api::dashboard_json(s.view, s.sent_today, s.failed_today, ngx_time()));
+}
 
 void detach(Stream* s);
 void close_stream(Stream* s, ngx_int_t rc);
@@ -195,10 +213,13 @@ size_t pending_bytes(Stream* s) {
 }
 
 // Writes `data` as one flushed buffer. Buffers are malloc'ed and reused once sent, so a stream that lives for
-// hours does not grow its request pool. Returns NGX_ERROR when the stream must end.
-ngx_int_t write_raw(Stream* s, const std::string& data) {
+// hours does not grow its request pool. Returns NGX_ERROR when the stream must end. The first write (the snapshot
+// of every organization, which may pass kMaxPending with thousands of them) is always accepted, and the stream
+// may then hold that much more unsent.
+ngx_int_t write_raw(Stream* s, const std::string& data, bool first = false) {
     ngx_http_request_t* r = s->r;
-    if (pending_bytes(s) + data.size() > kMaxPending) {
+    if (first) s->max_pending = kMaxPending + data.size();
+    if (pending_bytes(s) + data.size() > s->max_pending) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "whatsapp: event stream dropped: the client does not read");
         return NGX_ERROR;
     }
@@ -307,7 +328,7 @@ void close_stream(Stream* s, ngx_int_t rc) {
     ngx_http_finalize_request(r, rc);
 }
 
-Stream* attach(ngx_http_request_t* r, const std::string& org, int64_t token_expires) {
+Stream* attach(ngx_http_request_t* r, const std::string& org, int64_t token_expires, bool dash = false) {
     auto* s = static_cast<Stream*>(ngx_pcalloc(r->pool, sizeof(Stream)));
     ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, 0);
     if (s == NULL || cln == NULL) return NULL;
@@ -318,7 +339,10 @@ Stream* attach(ngx_http_request_t* r, const std::string& org, int64_t token_expi
     s->timer.data = s;
     s->timer.log = r->connection->log;
     s->timer.cancelable = 1;
-    if (org.empty()) {
+    s->dash = dash;
+    if (dash) {
+        ngx_queue_insert_tail(&g_dash, &s->link);
+    } else if (org.empty()) {
         ngx_queue_insert_tail(&g_all, &s->link);
     } else {
         Watch*& w = g_watches[org];
@@ -355,20 +379,8 @@ bool parse_u64(const ngx_str_t& v, uint64_t& out) {
     return true;
 }
 
-}  // namespace
-
-ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route, int64_t token_expires) {
-    bool all = route.id == api::RouteId::EventsAll;
-    if (!all && !wa::valid_org_id(route.org))
-        return wa_send_response(r, api::error(400, "invalid_organization_id",
-                                        "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
-    if (ngx_exiting || ngx_terminate)
-        return wa_send_response(r, unavailable("shutting_down", "this worker is shutting down; reconnect"));
-    if (g_count >= m->events_max)
-        return wa_send_response(r, unavailable("too_many_streams", "this worker holds whatsapp_events_max event streams"));
-    // Last-Event-ID: the state is sent at once whatever it says; on the all-organizations stream it names the
-    // change sequence to resume after (only what changed since is sent).
-    uint64_t last_id = 0;
+// Last-Event-ID, when it is a number.
+bool last_event_id(ngx_http_request_t* r, uint64_t& last_id) {
     bool resume = false;
     ngx_list_part_t* part = &r->headers_in.headers.part;
     auto* h = static_cast<ngx_table_elt_t*>(part->elts);
@@ -382,7 +394,18 @@ ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const api::R
         if (h[i].key.len == 13 && ngx_strncasecmp(h[i].key.data, (u_char*)"Last-Event-ID", 13) == 0)
             resume = parse_u64(h[i].value, last_id);
     }
+    return resume;
+}
 
+const ngx_int_t kHeadOnly = 1000;  // stream_head: a HEAD request, answered
+
+// The limits every stream is checked against, then the response head. NGX_OK: go on with the stream; kHeadOnly:
+// answered (HEAD); anything else is the handler's return value.
+ngx_int_t stream_head(ngx_http_request_t* r, wa_main_conf_t* m) {
+    if (ngx_exiting || ngx_terminate)
+        return wa_send_response(r, unavailable("shutting_down", "this worker is shutting down; reconnect"));
+    if (g_count >= m->events_max)
+        return wa_send_response(r, unavailable("too_many_streams", "this worker holds whatsapp_events_max event streams"));
     r->headers_out.status = NGX_HTTP_OK;
     ngx_str_set(&r->headers_out.content_type, "text/event-stream");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -399,10 +422,41 @@ ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const api::R
     }
     if (r->method == NGX_HTTP_HEAD) {
         r->header_only = 1;
-        return ngx_http_send_header(r);
+        ngx_int_t rc = ngx_http_send_header(r);
+        return rc == NGX_OK ? kHeadOnly : rc;
     }
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK) return rc;
+    return NGX_OK;
+}
+
+// The first write (retry and the snapshot), then the stream waits for the doorbell.
+ngx_int_t stream_go(ngx_http_request_t* r, Stream* s, const std::string& out) {
+    if (write_raw(s, out, true) != NGX_OK) {
+        detach(s);
+        return NGX_ERROR;
+    }
+    arm_timer(s);
+    r->read_event_handler = ngx_http_test_reading;  // the client leaving ends the request (499), then cleanup()
+    r->write_event_handler = stream_writer;
+    r->main->count++;
+    return NGX_DONE;
+}
+
+}  // namespace
+
+ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route, int64_t token_expires) {
+    bool all = route.id == api::RouteId::EventsAll;
+    if (!all && !wa::valid_org_id(route.org))
+        return wa_send_response(r, api::error(400, "invalid_organization_id",
+                                        "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+    // Last-Event-ID: the state is sent at once whatever it says; on the all-organizations stream it names the
+    // change sequence to resume after (only what changed since is sent).
+    uint64_t last_id = 0;
+    bool resume = last_event_id(r, last_id);
+    ngx_int_t rc = stream_head(r, m);
+    if (rc == kHeadOnly) return NGX_OK;
+    if (rc != NGX_OK) return rc;
 
     Stream* s = attach(r, all ? std::string() : route.org, token_expires);
     if (s == NULL) return NGX_ERROR;
@@ -433,15 +487,41 @@ ngx_int_t wa_events_start(ngx_http_request_t* r, wa_main_conf_t* m, const api::R
 
     std::string out = "retry: 1000\n\n";
     for (const Snapshot& sn : snaps) append_change(out, sn, last_id, all, !since);
-    if (write_raw(s, out) != NGX_OK) {
-        detach(s);
-        return NGX_ERROR;
+    return stream_go(r, s, out);
+}
+
+// GET <dashboard>/events: `event: org` per organization (api::dashboard_json, id = its dash_seq), first every
+// organization (or, with a Last-Event-ID, those that changed after it), then each change: a publish of the
+// helper or a change of the day's counters. `event: ready` ends the snapshot with the number of organizations.
+ngx_int_t wa_dashboard_events_start(ngx_http_request_t* r, wa_main_conf_t* m) {
+    uint64_t last_id = 0;
+    bool resume = last_event_id(r, last_id);
+    ngx_int_t rc = stream_head(r, m);
+    if (rc == kHeadOnly) return NGX_OK;
+    if (rc != NGX_OK) return rc;
+    Stream* s = attach(r, std::string(), 0, true);
+    if (s == NULL) return NGX_ERROR;
+    wa_zone_ctx_t* z = static_cast<wa_zone_ctx_t*>(m->zone->data);
+    std::vector<Snapshot> snaps;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    set_registration(z);
+    uint64_t seq = z->sh->events_seq;
+    uint64_t total = z->sh->org_count;
+    bool since = resume && last_id <= seq;
+    if (!since) snaps.reserve(total);
+    for (wa_shm_org_t* o = wa_shm_org_after(z, NULL, 0); o; o = wa_shm_org_next(z, o)) {
+        if (since && o->dash_seq <= last_id) continue;
+        snaps.emplace_back();
+        copy_record(o, snaps.back(), false);
     }
-    arm_timer(s);
-    r->read_event_handler = ngx_http_test_reading;  // the client leaving ends the request (499), then cleanup()
-    r->write_event_handler = stream_writer;
-    r->main->count++;
-    return NGX_DONE;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    s->seq = seq;
+    if (g_count == 1) g_seen_seq = seq;
+    std::string out = "retry: 1000\n\n";
+    for (const Snapshot& sn : snaps) append_dash(out, sn);
+    // Its id is the zone's change sequence: a reconnect resumes with exactly what changed after the snapshot.
+    out += "event: ready\nid: " + std::to_string(seq) + "\ndata: {\"organizations\":" + std::to_string(total) + "}\n\n";
+    return stream_go(r, s, out);
 }
 
 void wa_events_wake() {
@@ -450,13 +530,17 @@ void wa_events_wake() {
     if (z == NULL) return;
     // Per watched organization its record; for the all-organizations streams every record changed after the
     // oldest of them.
-    uint64_t min_all = UINT64_MAX;
+    uint64_t min_all = UINT64_MAX, min_dash = UINT64_MAX;
     for (ngx_queue_t* q = ngx_queue_head(&g_all); q != ngx_queue_sentinel(&g_all); q = ngx_queue_next(q)) {
         uint64_t sq = (ngx_queue_data(q, Stream, link))->seq;
         if (sq < min_all) min_all = sq;
     }
+    for (ngx_queue_t* q = ngx_queue_head(&g_dash); q != ngx_queue_sentinel(&g_dash); q = ngx_queue_next(q)) {
+        uint64_t sq = (ngx_queue_data(q, Stream, link))->seq;
+        if (sq < min_dash) min_dash = sq;
+    }
     std::vector<std::pair<Watch*, Snapshot>> changed;
-    std::vector<Snapshot> all_changed;
+    std::vector<Snapshot> all_changed, dash_changed;
     ngx_shmtx_lock(&z->shpool->mutex);
     uint64_t seq = z->sh->events_seq;
     if (seq == g_seen_seq) {
@@ -474,6 +558,13 @@ void wa_events_wake() {
             if (o->change_seq <= min_all) continue;
             all_changed.emplace_back();
             copy_record(o, all_changed.back(), true);
+        }
+    }
+    if (min_dash != UINT64_MAX && min_dash < seq) {
+        for (wa_shm_org_t* o = wa_shm_org_after(z, NULL, 0); o; o = wa_shm_org_next(z, o)) {
+            if (o->dash_seq <= min_dash) continue;
+            dash_changed.emplace_back();
+            copy_record(o, dash_changed.back(), false);
         }
     }
     g_seen_seq = seq;
@@ -507,6 +598,22 @@ void wa_events_wake() {
             send_or_close(s, out);
         }
     }
+    if (!dash_changed.empty()) {
+        std::vector<std::string> docs(dash_changed.size());  // rendered once, for the first stream that wants it
+        ngx_queue_t* q = ngx_queue_head(&g_dash);
+        while (q != ngx_queue_sentinel(&g_dash)) {
+            Stream* s = ngx_queue_data(q, Stream, link);
+            q = ngx_queue_next(q);
+            std::string out;
+            for (size_t i = 0; i < dash_changed.size(); i++) {
+                if (dash_changed[i].dash_seq <= s->seq) continue;
+                if (docs[i].empty()) append_dash(docs[i], dash_changed[i]);
+                out += docs[i];
+            }
+            s->seq = seq;
+            send_or_close(s, out);
+        }
+    }
     g_iterating = false;
     reap_watches();
 }
@@ -519,6 +626,8 @@ void wa_events_shutdown() {
         for (ngx_queue_t* q = ngx_queue_head(&w->streams); q != ngx_queue_sentinel(&w->streams); q = ngx_queue_next(q))
             all.push_back(ngx_queue_data(q, Stream, link));
     for (ngx_queue_t* q = ngx_queue_head(&g_all); q != ngx_queue_sentinel(&g_all); q = ngx_queue_next(q))
+        all.push_back(ngx_queue_data(q, Stream, link));
+    for (ngx_queue_t* q = ngx_queue_head(&g_dash); q != ngx_queue_sentinel(&g_dash); q = ngx_queue_next(q))
         all.push_back(ngx_queue_data(q, Stream, link));
     g_iterating = true;
     for (Stream* s : all) {

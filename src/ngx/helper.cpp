@@ -404,6 +404,7 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
                                     ngx_memcmp(o->qr_text, s.qr_text.data(), o->qr_text_len) != 0));
         o->version++;
         o->change_seq = ++z->sh->events_seq;
+        o->dash_seq = o->change_seq;
         if (qr_moved) o->qr_seq = o->change_seq;
         o->state = static_cast<uint8_t>(s.state);
         o->wanted = s.wanted;

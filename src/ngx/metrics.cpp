@@ -54,6 +54,10 @@ static void wa_metrics_fail(wa_shm_org_t* o, const std::string& code, uint64_t n
 
 void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d) {
     if (d.empty()) return;
+    uint64_t failed = 0;
+    for (const auto& [code, n] : d.failed) failed += n;
+    int64_t today = wa_local_day(ngx_time());
+    bool dash_changed = false;
     ngx_shmtx_lock(&z->shpool->mutex);
     wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(org.data()), org.size());
     if (o) {
@@ -63,8 +67,21 @@ void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics
         o->metrics.received += d.received;
         for (size_t i = 0; i < WA_RECONNECT_KINDS; i++) o->metrics.reconnects[i] += d.reconnects[i];
         for (const auto& [code, n] : d.failed) wa_metrics_fail(o, code, n);
+        // The dashboard's "today" counters start again at local midnight; a change reaches its streams (they
+        // follow dash_seq, which the API's event streams do not look at).
+        if (o->today != today) {
+            o->today = today;
+            o->sent_today = o->failed_today = 0;
+        }
+        if (d.sent || failed) {
+            o->sent_today += d.sent;
+            o->failed_today += failed;
+            o->dash_seq = ++z->sh->events_seq;
+            dash_changed = true;
+        }
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
+    if (dash_changed) wa_events_published(z);
 }
 
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n) {
@@ -113,6 +130,35 @@ static void wa_lag_handler(ngx_event_t*) {
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) wa_lag_arm();
 }
 
+// Local midnight: the dashboard's "today" counters of every organization that counted something start again at 0,
+// and its streams are told (an open page would otherwise show yesterday's figures until the next change).
+static ngx_event_t wa_midnight_timer;
+
+static void wa_midnight_arm() {
+    time_t now = ngx_time();
+    time_t local = now + static_cast<time_t>(ngx_cached_time->gmtoff) * 60;
+    time_t left = 86400 - local % 86400;  // seconds to the next local midnight
+    ngx_add_timer(&wa_midnight_timer, static_cast<ngx_msec_t>(left) * 1000 + 500);
+}
+
+static void wa_midnight_handler(ngx_event_t*) {
+    wa_zone_ctx_t* z = wa_lag_zone;
+    int64_t today = wa_local_day(ngx_time());
+    bool changed = false;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (wa_shm_org_t* o = wa_shm_org_after(z, NULL, 0); o; o = wa_shm_org_next(z, o)) {
+        if (o->today == today) continue;
+        o->today = today;
+        if (o->sent_today == 0 && o->failed_today == 0) continue;
+        o->sent_today = o->failed_today = 0;
+        o->dash_seq = ++z->sh->events_seq;
+        changed = true;
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (changed) wa_events_published(z);
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) wa_midnight_arm();
+}
+
 void wa_metrics_helper_start(ngx_cycle_t* cycle) {
     wa_lag_zone = wa_zone(cycle);
     if (wa_lag_zone == NULL) return;
@@ -126,10 +172,17 @@ void wa_metrics_helper_start(ngx_cycle_t* cycle) {
     wa_lag_timer.log = cycle->log;
     wa_lag_timer.cancelable = 1;  // never keeps a quitting helper alive
     wa_lag_arm();
+    ngx_memzero(&wa_midnight_timer, sizeof wa_midnight_timer);
+    wa_midnight_timer.handler = wa_midnight_handler;
+    wa_midnight_timer.data = &wa_midnight_timer;
+    wa_midnight_timer.log = cycle->log;
+    wa_midnight_timer.cancelable = 1;
+    wa_midnight_arm();
 }
 
 void wa_metrics_helper_stop() {
     if (wa_lag_timer.timer_set) ngx_del_timer(&wa_lag_timer);
+    if (wa_midnight_timer.timer_set) ngx_del_timer(&wa_midnight_timer);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ static char* wa_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* co
 static char* wa_qr_refresh_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_metrics_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+static char* wa_dashboard_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 static char* wa_check_region(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_root_key(ngx_conf_t* cf, void* post, void* data);
 static char* wa_check_server(ngx_conf_t* cf, void* post, void* data);
@@ -127,6 +128,8 @@ static ngx_command_t wa_commands[] = {
      MAIN_OFF(events_heartbeat), NULL},
     {ngx_string("whatsapp_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, wa_metrics_directive, NGX_HTTP_LOC_CONF_OFFSET,
      0, NULL},
+    {ngx_string("whatsapp_dashboard"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, wa_dashboard_directive,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
     ngx_null_command};
 
 static ngx_int_t wa_postconfiguration(ngx_conf_t*) { return wa_install_error_filters(); }
@@ -202,7 +205,10 @@ static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
     auto* prev = static_cast<wa_loc_conf_t*>(parent);
     auto* conf = static_cast<wa_loc_conf_t*>(child);
     ngx_conf_merge_value(conf->api, prev->api, 0);
-    if (conf->clcf) {
+    if (conf->clcf && conf->dashboard) {
+        // A dashboard action's body is {"organization_id": ...}: nginx refuses anything much larger as it arrives.
+        conf->clcf->client_max_body_size = 1024;
+    } else if (conf->clcf) {
         // nginx then refuses a larger body itself, while it arrives (chunked too) and before it is buffered,
         // and the error filters turn that refusal into the contract's 413 JSON. Left at nginx's 1m, bodies
         // between whatsapp_max_body and 1m would be read in full first, and larger ones get HTML.
@@ -352,6 +358,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     l->api = 1;
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     if (clcf->handler == wa_metrics_handler) return (char*)"cannot share a location with whatsapp_metrics";
+    if (clcf->handler == wa_dashboard_handler) return (char*)"cannot share a location with whatsapp_dashboard";
     clcf->handler = wa_api_handler;
     l->clcf = clcf;
     ngx_str_t* v = static_cast<ngx_str_t*>(cf->args->elts);
@@ -847,6 +854,29 @@ static char* wa_retention_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) 
 static char* wa_metrics_directive(ngx_conf_t* cf, ngx_command_t*, void*) {
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     if (clcf->handler == wa_api_handler) return (char*)"cannot share a location with whatsapp_api";
+    if (clcf->handler == wa_dashboard_handler) return (char*)"cannot share a location with whatsapp_dashboard";
     clcf->handler = wa_metrics_handler;
+    return NGX_CONF_OK;
+}
+
+// whatsapp_dashboard;  The operator dashboard (dashboard.cpp) in a prefix location, which nginx protects
+// (allow/deny, auth_basic): its page, its streams and its actions (same-origin POSTs) are all served under it.
+static char* wa_dashboard_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* l = static_cast<wa_loc_conf_t*>(conf);
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (l->dashboard) return (char*)"is duplicate";
+    if (clcf->handler == wa_api_handler) return (char*)"cannot share a location with whatsapp_api";
+    if (clcf->handler == wa_metrics_handler) return (char*)"cannot share a location with whatsapp_metrics";
+    bool prefix = !clcf->exact_match && !clcf->named && !clcf->noname;
+#if (NGX_PCRE)
+    prefix = prefix && clcf->regex == NULL;
+#endif
+    if (!prefix || clcf->name.len == 0 || clcf->name.data[0] != '/')
+        return (char*)"needs a prefix location, such as location /dashboard/ { whatsapp_dashboard; }";
+    clcf->handler = wa_dashboard_handler;
+    l->dashboard = 1;
+    l->clcf = clcf;
+    l->dash_prefix = clcf->name;
+    if (l->dash_prefix.data[l->dash_prefix.len - 1] == '/') l->dash_prefix.len--;
     return NGX_CONF_OK;
 }

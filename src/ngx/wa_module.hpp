@@ -77,6 +77,8 @@ struct wa_main_conf_t {
 
 struct wa_loc_conf_t {
     ngx_flag_t api;
+    ngx_flag_t dashboard;   // whatsapp_dashboard
+    ngx_str_t dash_prefix;  // the dashboard's location, without a trailing '/'
     ngx_flag_t token_only;  // whatsapp_api token_only: only status, qr and events with a session token
     ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
@@ -87,7 +89,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 3
+#define WA_SHM_LAYOUT 4
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -137,6 +139,10 @@ struct wa_shm_org_t {
     uint32_t status_doc_len;
     u_char* qr_doc;            // up to and including "expires_in":, only while a QR is shown
     uint32_t qr_doc_len;
+    // Appended by issue 12 (operator dashboard).
+    uint64_t dash_seq;         // sh->events_seq at the last publish or change of the counters below
+    int64_t today;             // the day (wa_local_day) that sent_today and failed_today count
+    uint64_t sent_today, failed_today;  // as metrics.sent and the sum of metrics.failed, since local midnight
 };
 
 struct wa_shm_cmd_t {
@@ -254,6 +260,7 @@ void wa_worker_doorbell_handler(ngx_event_t* ev);
 namespace wa::api {
 struct Route;
 struct Response;
+enum class RouteId : uint8_t;
 }
 // The contract's JSON answer (api_handler.cpp); marks the request as answered by the module.
 ngx_int_t wa_send_response(ngx_http_request_t* r, const wa::api::Response& resp);
@@ -282,5 +289,19 @@ uint64_t wa_monotonic_us();
 void wa_metrics_helper_start(ngx_cycle_t* cycle);  // the helper's 100 ms event-loop lag probe
 void wa_metrics_helper_stop();
 ngx_int_t wa_metrics_handler(ngx_http_request_t* r);
+
+// ---------------------------------------------------------------------------------------------------------
+// Operator dashboard (dashboard.cpp): `whatsapp_dashboard;` serves a page, its stream and its actions.
+
+ngx_int_t wa_dashboard_handler(ngx_http_request_t* r);
+// GET <dashboard>/events: every organization as the dashboard shows it (events.cpp).
+ngx_int_t wa_dashboard_events_start(ngx_http_request_t* r, wa_main_conf_t* m);
+// The JSON body of a dashboard action, then the same path as POST /api/start-session, /logout, /clear-session
+// (api_handler.cpp): validated, queued for the helper, answered with the helper's answer.
+ngx_int_t wa_command_request(ngx_http_request_t* r, wa_main_conf_t* m, wa::api::RouteId route, size_t max_body);
+// Days since the epoch in nginx's local time zone: "today" of the dashboard's counters.
+inline int64_t wa_local_day(time_t now) {
+    return static_cast<int64_t>(now + static_cast<time_t>(ngx_cached_time->gmtoff) * 60) / 86400;
+}
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Drives the Django example's WhatsApp page in a real browser (Debian's chromium + chromedriver, headless) for
-t/190-django.t, as an optician would: open the page, press «Conectar WhatsApp», read the QR off the screen (a
+t/192-django.t, as an optician would: open the page, press «Conectar WhatsApp», read the QR off the screen (a
 screenshot decoded by zbarimg) and let the simulator's phone scan it, watch the page turn to «Conectado», send a
 test message with the form. Prints one JSON object per step on stdout (what it saw, with timings); the .t file
 asserts on them and checks the other side (the gateway's API, the simulator's inbox, the logs) itself.

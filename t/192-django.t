@@ -5,7 +5,7 @@
 # GET /api/qr; the simulator's phone scans what the screen shows and the page turns to «Conectado» without a
 # reload; the form's message reaches the simulator's contact exactly; «Desvincular» logs out. Timings asserted at
 # 3x their 1 s target and printed. Nothing polls (access logs), the browser never holds the API key, the wa_token
-# cookie is HttpOnly and SameSite=Strict, and the key is in no log. Screenshots: build/test-artifacts/190-django/.
+# cookie is HttpOnly and SameSite=Strict, and the key is in no log. Screenshots: build/test-artifacts/192-django/.
 use strict;
 use warnings;
 use utf8;
@@ -26,7 +26,7 @@ my $py_ok = system('/usr/bin/python3', '-c', 'import django, requests, selenium'
 ok($py_ok, "Debian's python3 has django, requests and selenium") or diag 'run make deps';
 if (@missing || !$py_ok) { done_testing; exit 1 }
 
-my $ART = $ENV{WA_ARTIFACTS} // "$root/build/test-artifacts/190-django";
+my $ART = $ENV{WA_ARTIFACTS} // "$root/build/test-artifacts/192-django";
 remove_tree($ART);
 make_path($ART);
 
@@ -268,5 +268,5 @@ ok(!@bad, 'nginx error.log has no [alert]/[emerg]/[crit]') or diag join "\n", @b
 unlike(WaTest::slurp("$d/gunicorn.log"), qr/Traceback|\[ERROR\]/, 'gunicorn logged no error');
 
 diag "screenshots: $ART/";
-diag sprintf('t/190-django.t took %.1f s', time - $T0);
+diag sprintf('t/192-django.t took %.1f s', time - $T0);
 done_testing;
