@@ -89,7 +89,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 4
+#define WA_SHM_LAYOUT 5
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
