@@ -535,7 +535,8 @@ bool commit_pass() {
         std::string err;
         uint64_t t0 = wa_monotonic_us();
         stored = H.store->commit(&err);
-        wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
+        wa::store::Store::CheckpointCounts ck = H.store->checkpoints();
+        wa_metrics_commit(H.zone, wa_monotonic_us() - t0, ck.background, ck.inline_runs);
         if (!stored) {
             g_commit_log(NGX_LOG_ERR, "whatsapp: store commit failed: " + err);
             H.commit_failures++;

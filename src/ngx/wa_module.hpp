@@ -89,7 +89,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 5
+#define WA_SHM_LAYOUT 6
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -206,6 +206,8 @@ struct wa_shm_t {
     // /api/health's helper.reason and the message of 503 helper_unavailable. Empty while all is well.
     u_char reason[WA_REASON_MAX];
     uint16_t reason_len;
+    // WAL checkpoints of the current helper's store: by its checkpoint thread, or inside a commit (a stall)
+    uint64_t checkpoints_background, checkpoints_inline;
 };
 
 struct wa_zone_ctx_t {
@@ -284,7 +286,8 @@ struct wa_metrics_delta_t {
 // Adds to the organization's counters (the record must exist; nothing is created). Takes the lock.
 void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d);
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n);  // "sent", ...
-void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us);  // one store commit took `us`
+// One store commit took `us`; the store's WAL checkpoints so far (background thread, inside commits).
+void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline);
 uint64_t wa_monotonic_us();
 void wa_metrics_helper_start(ngx_cycle_t* cycle);  // the helper's 100 ms event-loop lag probe
 void wa_metrics_helper_stop();
