@@ -160,21 +160,6 @@ static api::Response wa_session_token(wa_main_conf_t* m, const std::string& body
     return wa_ok(st::response_json(st::mint(key, org, exp), org, exp, ttl));
 }
 
-static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {
-    v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
-    v.status.state = static_cast<wa::State>(o->state);
-    v.status.wanted = o->wanted;
-    v.status.retry_count = o->retry_count;
-    v.status.connected_at = o->connected_at;
-    v.status.state_since = o->state_since;
-    v.status.next_retry_at = o->next_retry_at;
-    v.status.restricted_until = o->restricted_until;
-    v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
-    v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
-    v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
-    v.qr_expires_at = o->qr_expires_at;
-    if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
-}
 
 // GET /api/status/:org and /api/qr/:org, the routes read thousands of times per change: the helper rendered the
 // document when the record changed; the worker copies it under the zone lock (memcpy into the request's pool)
@@ -266,7 +251,7 @@ static api::Response wa_read_org(wa_main_conf_t* m, const api::Route& route) {
     v.org = route.org;
     ngx_shmtx_lock(&z->shpool->mutex);
     wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
-    if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
+    if (o) wa_shm_org_view(o, v, route.id != api::RouteId::Message);
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, ngx_time()));
     if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, ngx_time()));
@@ -299,8 +284,8 @@ static void wa_copy_row(const wa_shm_org_t* o, wa_conn_row_t& row) {
     row.next_retry_at = o->next_retry_at;
     row.phone_len = o->phone_len;
     ngx_memcpy(row.phone, o->phone, o->phone_len);
-    row.last_error_len = o->last_error_len;
-    ngx_memcpy(row.last_error, o->last_error, o->last_error_len);
+    row.last_error_len = static_cast<uint16_t>(o->last_error ? o->last_error_len : 0);
+    if (row.last_error_len) ngx_memcpy(row.last_error, o->last_error, row.last_error_len);
 }
 
 static api::StatusView wa_row_view(const wa_conn_row_t& row) {

@@ -397,7 +397,7 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
     if (o) {
         // Live push: the organization's version and the zone's change sequence; the QR's own sequence when it
         // appears, changes or goes (workers send a qr event then).
-        bool qr_before = o->state == static_cast<uint8_t>(wa::State::QrReady) && o->qr_text_len;
+        bool qr_before = o->state == static_cast<uint8_t>(wa::State::QrReady) && o->qr_text;
         bool qr_now = s.state == wa::State::QrReady && !s.qr_text.empty();
         bool qr_moved = qr_before != qr_now ||
                         (qr_now && (s.qr_text.size() != o->qr_text_len ||
@@ -415,8 +415,8 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         o->restricted_until = s.restricted_until;
         o->updated_at = ngx_time();
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
-        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
-        copy_bounded(o->qr_text, &o->qr_text_len, sizeof(o->qr_text), s.qr_text);
+        wa_shm_set_text(z, &o->last_error, &o->last_error_len, s.last_error, WA_ERR_MAX);
+        wa_shm_set_text(z, &o->qr_text, &o->qr_text_len, s.qr_text, WA_QRTEXT_MAX);
         o->qr_expires_at = v.qr_expires_at;
         if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, v.qr_data_url) && org) {
             org->rendered_qr.clear();
@@ -442,6 +442,16 @@ bool shm_org_exists(const std::string& id) {
     if (o == NULL) o = wa_shm_org_create(z, p, id.size());
     ngx_shmtx_unlock(&z->shpool->mutex);
     return o != NULL;
+}
+
+// Purge: the record loses its texts, documents and counters (wa_shm_org_purge); streams hear "disconnected".
+void purge_shm_record(const std::string& id) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(id.data()), id.size());
+    if (o) wa_shm_org_purge(z, o);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (o) wa_events_published(z);
 }
 
 bool shm_org_known(const std::string& id) {
@@ -716,7 +726,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             return true;
         }
         if (it != H.orgs.end()) H.orgs.erase(it);
-        if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
+        purge_shm_record(cmd.org);
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
         resp = api::Response{200, R"({"success":true,"status":"purged"})", {}, {}};
         return true;
@@ -865,9 +875,9 @@ void mark_unowned(const std::string& why) {
         }
         o->next_retry_at = 0;
         o->qr_expires_at = 0;
-        o->qr_text_len = 0;
+        wa_shm_set_bytes(z, &o->qr_text, &o->qr_text_len, std::string());
         wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
-        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), text);
+        wa_shm_set_text(z, &o->last_error, &o->last_error_len, text, WA_ERR_MAX);
         o->updated_at = now;
         api::StatusView v;  // (rendered under the lock: a rare path, a few microseconds per record)
         v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);

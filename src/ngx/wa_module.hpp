@@ -89,7 +89,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 6
+#define WA_SHM_LAYOUT 7
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -104,18 +104,22 @@ struct wa_loc_conf_t {
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
 
+// One organization's status record. Sized at allocation (limit_req's shape): the id at the end, as long as it
+// is; the texts that change (last error, QR) in slab blocks sized to their content, freed when they empty.
+// A purged organization keeps only this fixed part (wa_shm_org_purge): its event ids must keep growing.
 struct wa_shm_org_t {
     ngx_str_node_t sn;         // rbtree node; key = crc32(id), str -> id
     ngx_queue_t link;          // sh->orgs, creation order
-    u_char id[WA_ID_MAX];
     uint8_t state;             // wa::State
     uint8_t wanted;
     uint32_t retry_count;
     int64_t created_at, updated_at, connected_at, state_since, next_retry_at, qr_expires_at, restricted_until;
-    uint16_t phone_len, last_error_len, qr_text_len;
+    uint16_t phone_len;
     u_char phone[24];
-    u_char last_error[WA_ERR_MAX];
-    u_char qr_text[WA_QRTEXT_MAX];
+    u_char* last_error;        // slab, at most WA_ERR_MAX bytes; NULL when empty
+    uint32_t last_error_len;
+    u_char* qr_text;           // slab, at most WA_QRTEXT_MAX bytes; NULL when no QR
+    uint32_t qr_text_len;
     u_char* qr_url;            // slab; "data:image/png;base64,..."
     uint32_t qr_url_len;
     // Appended by issue 10 (live push, metrics).
@@ -143,6 +147,7 @@ struct wa_shm_org_t {
     uint64_t dash_seq;         // sh->events_seq at the last publish or change of the counters below
     int64_t today;             // the day (wa_local_day) that sent_today and failed_today count
     uint64_t sent_today, failed_today;  // as metrics.sent and the sum of metrics.failed, since local midnight
+    u_char id[1];              // sized at allocation: offsetof(wa_shm_org_t, id) + the id's length
 };
 
 struct wa_shm_cmd_t {
@@ -227,6 +232,14 @@ wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len);
 wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o);
 void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
 bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
+// The same for a text of at most `cap` bytes (cut there), kept in place when it did not change.
+bool wa_shm_set_text(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v, size_t cap);
+// Data-protection purge of the organization's record (lock held): its texts, documents and counters go; the
+// fixed part stays, state disconnected, so that its event ids keep growing for streams that watch it.
+void wa_shm_org_purge(wa_zone_ctx_t* z, wa_shm_org_t* o);
+namespace wa::api { struct StatusView; }
+// The record as the API's StatusView (lock held); the QR data URL only when with_qr.
+void wa_shm_org_view(const wa_shm_org_t* o, wa::api::StatusView& v, bool with_qr);
 
 enum class wa_rate_result { allowed, limited, no_memory };
 // Takes one send from the organization's bucket, creating it on first use. Takes the lock itself.
