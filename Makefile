@@ -41,7 +41,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
 # (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
 # installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench bench-link bench-send clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send clean asan stress
 all: $(MODULE)
 
 deps:
@@ -148,6 +148,10 @@ noisetest: $(NODE_DEPS) $(PROTO_LIB)
 signaltest: $(NODE_DEPS) $(CORE_OBJS) $(PROTO_LIB)
 	node t/signal/crosscheck.mjs
 
+# Our media crypto (src/core/media, streamed by build/media/media_tool) against Baileys', both directions.
+mediatest: $(NODE_DEPS) $(PROTO_LIB)
+	node t/media/crosscheck.mjs
+
 # Our protobuf messages (build/libwaproto.a) against Baileys' encoder and decoder, both directions.
 prototest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/proto/crosscheck.mjs
@@ -161,6 +165,7 @@ test: deps $(MODULE)
 	$(MAKE) prototest
 	$(MAKE) noisetest
 	$(MAKE) signaltest
+	$(MAKE) mediatest
 	$(MAKE) simtest
 	$(MAKE) prove
 
