@@ -6,10 +6,12 @@ import { startWsServer } from '../lib/server.mjs'
 import { startControlServer } from '../lib/control.mjs'
 import { Sim } from '../lib/sim.mjs'
 import { genKeys, keysToJSON, keysFromJSON, makeCertChain } from '../lib/noise.mjs'
+import { MediaHost, DEFAULT_MAX_BYTES } from '../lib/media.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
        [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing]
-       [--bench-sample N] [--no-read-receipts] [--ack-phash client|always|never] [--verbose]`
+       [--bench-sample N] [--no-read-receipts] [--ack-phash client|always|never]
+       [--media-dir DIR [--media-listen HOST:PORT] [--media-max-bytes N]] [--verbose]`
 
 let args
 try {
@@ -28,6 +30,9 @@ try {
       'bench-sample': { type: 'string', default: '0' },
       'no-read-receipts': { type: 'boolean', default: false },
       'ack-phash': { type: 'string', default: 'client' },
+      'media-dir': { type: 'string' },
+      'media-listen': { type: 'string', default: '127.0.0.1:0' },
+      'media-max-bytes': { type: 'string', default: String(DEFAULT_MAX_BYTES) },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -101,8 +106,17 @@ if (args.tls) {
   tls = { cert, key }
 }
 
-let ws, ctl
+const mediaMax = Number(args['media-max-bytes'])
+if (!Number.isInteger(mediaMax) || mediaMax < 1) { process.stderr.write(`bad --media-max-bytes ${args['media-max-bytes']}\n${usage}\n`); process.exit(2) }
+const M = hostPort(args['media-listen'], 'media-listen')
+
+let ws, ctl, media
 try {
+  if (args['media-dir']) {
+    // the media host (media_conn, HTTPS upload/download, a test CA made at start in --media-dir)
+    media = await new MediaHost({ dir: args['media-dir'], maxBytes: mediaMax, log, stats: sim.stats }).start(M.host, M.port)
+    sim.attachMedia(media)
+  }
   ws = await startWsServer({ host: L.host, port: L.port, tls, keys, certChain, sim, log, verbose: args.verbose })
   sim.attach(ws)
   ctl = await startControlServer({ host: C.host, port: C.port, sim, log })
@@ -115,7 +129,8 @@ const fmtHost = (h) => h.includes(':') ? `[${h}]` : h
 process.stdout.write(JSON.stringify({
   ws_url: ws.url.replace(`//${L.host}:`, `//${fmtHost(L.host)}:`),
   control_url: `http://${fmtHost(C.host)}:${ctl.port}`,
-  root_key: keys.root.public.toString('base64')
+  root_key: keys.root.public.toString('base64'),
+  ...(media ? { media_url: media.url, media_host: media.hostname, media_ca: media.certs.ca } : {})
 }) + '\n')
 log(`ready: ws ${ws.url}, control port ${ctl.port}`)
 // stdout carries only the ready line: libsignal and friends log with console.*, send that to stderr
@@ -130,7 +145,7 @@ async function stop (sig) {
   t.unref()
   try {
     sim.shutdown()
-    await Promise.all([ws.close(), ctl.close()])
+    await Promise.all([ws.close(), ctl.close(), media?.close()])
   } catch (err) { log(`shutdown: ${err.message}`) }
   process.exit(0)
 }

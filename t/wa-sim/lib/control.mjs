@@ -7,14 +7,16 @@ class HttpError extends Error {
 export const httpError = (status, message) => new HttpError(status, message)
 
 const MAX_BODY = 1 << 20
+// POST /contacts/:phone/send may carry a file as base64 (media.data): 48 MiB of JSON, ~36 MiB of file
+const MAX_MEDIA_BODY = 48 << 20
 
-function readBody (req) {
+function readBody (req, limit = MAX_BODY) {
   return new Promise((resolve, reject) => {
     let size = 0
     const chunks = []
     req.on('data', (c) => {
       size += c.length
-      if (size > MAX_BODY) { reject(httpError(413, 'body too large')); req.destroy(); return }
+      if (size > limit) { reject(httpError(413, 'body too large')); req.destroy(); return }
       chunks.push(c)
     })
     req.on('end', () => {
@@ -27,6 +29,7 @@ function readBody (req) {
 }
 
 export async function startControlServer ({ host, port, sim, log }) {
+  const media = () => { if (!sim.media) throw httpError(404, 'media host not enabled (start with --media-dir)'); return sim.media }
   // [method, regex, handler(params, body)]
   const routes = [
     ['GET', /^\/stats$/, () => sim.getStats()],
@@ -46,6 +49,9 @@ export async function startControlServer ({ host, port, sim, log }) {
     ['POST', /^\/contacts\/([^/]+)\/send$/, (p, b) => sim.contactSend(p[1], b)],
     ['POST', /^\/contacts\/([^/]+)\/privacy-token$/, (p, b) => sim.privacyToken(p[1], b)],
     ['POST', /^\/devices\/([^/]+)\/fault$/, (p, b) => sim.fault(p[1], b)],
+    ['GET', /^\/media$/, () => media().view()],
+    ['POST', /^\/media\/config$/, (p, b) => media().setConfig(b)],
+    ['POST', /^\/media\/fault$/, (p, b) => media().fault(b)],
     ['GET', /^\/health$/, () => ({ ok: true })]
   ]
   const srv = http.createServer(async (req, res) => {
@@ -58,7 +64,7 @@ export async function startControlServer ({ host, port, sim, log }) {
       if (!matches.length) throw httpError(404, 'no such route')
       const route = matches.find(([m]) => m === req.method)
       if (!route) throw httpError(405, 'method not allowed')
-      const body = req.method === 'POST' ? await readBody(req) : {}
+      const body = req.method === 'POST' ? await readBody(req, /\/send$/.test(path) ? MAX_MEDIA_BODY : MAX_BODY) : {}
       out = await route[2](path.match(route[1]), body)
     } catch (err) {
       status = err.status || 500

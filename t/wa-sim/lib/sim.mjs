@@ -10,6 +10,7 @@ import { newStats, summarize } from './server.mjs'
 import { httpError } from './control.mjs'
 import { Store, S_WHATSAPP_NET, pnJid, lidJid, validPhone } from './accounts.mjs'
 import { peerAddress } from './signal-device.mjs'
+import { mediaOf } from './media.mjs'
 import libsignalCurve from 'libsignal/src/curve.js'
 
 const now = () => Math.floor(Date.now() / 1000)
@@ -47,7 +48,7 @@ export function parseVersion (v) {
 }
 /** What GET /contacts/:phone/inbox shows of an inbox entry (older state files lack the newer fields: null). */
 const INBOX_FIELDS = ['from', 'id', 'text', 'device', 't', 'type', 'sender_device', 'addressing', 'to', 'to_jid', 'peer_recipient_pn',
-  'device_identity_ok', 'tctoken', 'tctoken_valid', 'phash', 'retries', 'retry_count']
+  'device_identity_ok', 'tctoken', 'tctoken_valid', 'phash', 'retries', 'retry_count', 'media']
 const inboxView = (e) => Object.fromEntries(INBOX_FIELDS.map(k => [k, e[k] ?? null]))
 const ACK_PHASH_MODES = ['client', 'always', 'never']
 const REACHOUT_QUERY_ID = '23983697327930364' // Baileys QueryIds.REACHOUT_TIMELOCK (xwa2_fetch_account_reachout_timelock)
@@ -124,6 +125,7 @@ export class Sim {
 
   async load () { this.store.load() }
   attach (ws) { this.ws = ws }
+  attachMedia (media) { this.media = media } // lib/media.mjs MediaHost (--media-dir), or none
   shutdown () { try { this.store.save() } catch (err) { this.log(`save on shutdown failed: ${err.message}`) } }
   nextId (p = 'sim') { return `${p}-${++this.iqSeq}` }
 
@@ -716,6 +718,15 @@ export class Sim {
         }
         return conn.send(iqResult(iq))
       }
+      case 'w:m':
+        if (child?.tag === 'media_conn' && type === 'set') {
+          // whatsmeow mediaconn.go queryMediaConn / Baileys refreshMediaConn
+          if (!this.media) return conn.send(iqError(iq, 503, 'media host not enabled (start with --media-dir)'))
+          const r = this.media.mediaConn()
+          if (r.error) return conn.send(iqError(iq, r.error, 'fault media_conn_error'))
+          return conn.send(iqResult(iq, [r.node]))
+        }
+        return conn.send(iqResult(iq))
       case 'md':
         if (child?.tag === 'link_code_companion_reg') return this.onLinkCodeIq(conn, iq, child)
         if (child?.tag === 'remove-companion-device') return this.onRemoveCompanion(conn, iq, child)
@@ -1084,12 +1095,12 @@ export class Sim {
             continue
           }
           const text = textOf(m)
-          if (!this.benchTextOk(text)) benchBad = true
+          if (!mediaOf(m) && !this.benchTextOk(text)) benchBad = true
           // a resend of the same message (retry, or a resend to all devices) is recorded once
           c.inboxKeys ||= new Set(c.inbox.map(e => `${e.id}|${e.device}`))
           if (!c.inboxKeys.has(`${id}|${devNo}`)) {
             c.inboxKeys.add(`${id}|${devNo}`)
-            c.inbox.push({
+            const entry = {
               from: account.phone,
               id,
               text,
@@ -1101,7 +1112,9 @@ export class Sim {
               to_jid: jid,
               retries: this.retryCounts.get(rkey) || 0,
               retry_count: retryCount
-            })
+            }
+            c.inbox.push(entry)
+            this.receiveMedia(entry, m, `contact ${c.phone}.${devNo}`)
           }
           delivered.set(c.phone, c)
         } catch (err) {
@@ -1123,11 +1136,11 @@ export class Sim {
               continue
             }
             const text = textOf(m.deviceSentMessage?.message ?? m)
-            if (!this.benchTextOk(text)) benchBad = true
+            if (!mediaOf(m) && !this.benchTextOk(text)) benchBad = true
             this.phoneInboxKeys ||= new Set()
             if (!this.phoneInboxKeys.has(`${account.phone}|${id}`)) {
               this.phoneInboxKeys.add(`${account.phone}|${id}`)
-              this.phoneInbox.push({
+              const entry = {
                 ...meta,
                 retry_count: retryCount,
                 account: account.phone,
@@ -1142,7 +1155,9 @@ export class Sim {
                 sender_device: senderDevice,
                 to_jid: jid,
                 retries: this.retryCounts.get(rkey) || 0
-              })
+              }
+              this.phoneInbox.push(entry)
+              this.receiveMedia(entry, m, `phone ${account.phone}`)
             }
           } catch (err) {
             this.stats.decrypt_failures++
@@ -1183,6 +1198,46 @@ export class Sim {
         }, this.readDelayMs)
       }, this.deliveryDelayMs)
     }
+  }
+
+  /**
+   * A simulated device (contact device or the own phone) decrypted a message: when it carries a document or an image,
+   * record {type, filename, mimetype, caption, ...} in its inbox entry at once (`status: "downloading"`), then download
+   * it by direct path from the media host, check and decrypt it (lib/media.mjs downloadAndDecrypt) and add the
+   * plaintext's `sha256` and `size` (`status: "ok"`), or the reason it failed (`status: "error"`, `error`).
+   */
+  receiveMedia (entry, m, who) {
+    const md = mediaOf(m)
+    if (!md) return
+    const x = md.msg
+    const num = (v) => (v === null || v === undefined) ? null : typeof v === 'object' ? Number(v.toString()) : Number(v)
+    entry.media = {
+      type: md.kind,
+      filename: x.fileName ?? null,
+      mimetype: x.mimetype ?? null,
+      caption: x.caption ?? null,
+      sha256: null,
+      size: null,
+      status: 'downloading',
+      error: null,
+      declared_size: num(x.fileLength),
+      page_count: md.kind === 'document' ? num(x.pageCount) : null,
+      width: md.kind === 'image' ? num(x.width) : null,
+      height: md.kind === 'image' ? num(x.height) : null,
+      thumbnail_bytes: x.jpegThumbnail?.length ?? null,
+      direct_path: x.directPath ?? null,
+      url: x.url ?? null
+    }
+    const done = (fields, ok) => {
+      Object.assign(entry.media, fields)
+      if (ok) this.stats.media_received = (this.stats.media_received || 0) + 1
+      else this.stats.media_receive_errors = (this.stats.media_receive_errors || 0) + 1
+      this.store.saveSoon()
+    }
+    if (!this.media) return done({ status: 'error', error: 'media host not enabled (--media-dir)' }, false)
+    this.media.downloadAndDecrypt(x, md.mmsType).then(
+      (r) => done({ status: 'ok', sha256: r.sha256, size: r.size }, true),
+      (err) => { this.log(`${who}: ${md.kind} ${entry.id}: ${err.message}`); done({ status: 'error', error: err.message }, false) })
   }
 
   /** Bench mode: a sampled decrypt must yield a text (matching bench_text_pattern when set). */
@@ -1280,7 +1335,7 @@ export class Sim {
       devices: c.devices.map(d => ({ id: d.id, prekeys: d.signal.available.length })),
       privacy_tokens: Object.entries(c.tokensIssued || {}).flatMap(([to, list]) => list.map(x => ({ to, token: x.token, t: x.t }))),
       sent: [...this.sent.values()].filter(r => r.contact === c.phone).map(r => ({
-        id: r.id, to: r.to, text: r.text, addressing: r.addressing, delivered: r.delivered, read: r.read, retries: r.retries, enc_types: r.encTypes || {}
+        id: r.id, to: r.to, text: r.text, media: r.media ?? null, addressing: r.addressing, delivered: r.delivered, read: r.read, retries: r.retries, enc_types: r.encTypes || {}
       }))
     }
   }
@@ -1305,9 +1360,20 @@ export class Sim {
   async contactSend (phone, body) {
     const c = this.store.contacts.get(phone)
     if (!c) throw httpError(404, 'no such contact')
-    const { to, text } = body || {}
+    const { to, text, media } = body || {}
     const fromDevice = Number(body?.device || 0)
-    if (typeof text !== 'string') throw httpError(400, 'text missing')
+    if (media === undefined && typeof text !== 'string') throw httpError(400, 'text missing')
+    if (media !== undefined && text !== undefined) throw httpError(400, 'text and media are exclusive (use media.caption)')
+    let mediaIn = null
+    if (media !== undefined) {
+      const { type, data, mimetype, filename, caption } = media || {}
+      if (type !== 'document' && type !== 'image') throw httpError(400, 'media.type must be "document" or "image"')
+      if (typeof data !== 'string' || !data.length || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw httpError(400, 'media.data must be base64')
+      for (const [k, v] of Object.entries({ mimetype, filename, caption })) if (v !== undefined && typeof v !== 'string') throw httpError(400, `media.${k} must be a string`)
+      for (const k of ['width', 'height', 'page_count']) if (media[k] !== undefined && !(Number.isInteger(media[k]) && media[k] > 0)) throw httpError(400, `media.${k} must be a positive integer`)
+      if (!this.media) throw httpError(409, 'media host not enabled (start with --media-dir)')
+      mediaIn = { ...media, buf: Buffer.from(data, 'base64') }
+    }
     if (body.as !== undefined && body.as !== 'lid' && body.as !== 'pn') throw httpError(400, 'as must be "lid" or "pn"')
     const account = this.store.accounts.get(digits(to))
     if (!account) throw httpError(404, 'no such account')
@@ -1317,7 +1383,19 @@ export class Sim {
     if (!targets.length) throw httpError(409, 'account has no linked devices')
     const id = '3EB0' + randomBytes(9).toString('hex').toUpperCase()
     const addressing = body.as ?? (c.lidMode ? 'lid' : 'pn')
-    const rec = { id, contact: c.phone, contactDevice: fromDevice, to: account.phone, text, addressing, t: now(), delivered: [], read: [], retries: [], devices: [] }
+    const rec = { id, contact: c.phone, contactDevice: fromDevice, to: account.phone, text: text ?? null, addressing, t: now(), delivered: [], read: [], retries: [], devices: [] }
+    if (mediaIn) {
+      // encrypted with Baileys' encryptedStream and uploaded to the media host over HTTPS, like a real sender
+      const up = await this.media.encryptAndUpload(mediaIn.buf, mediaIn.type)
+      const common = { url: up.url, directPath: up.directPath, mediaKey: up.mediaKey, fileEncSha256: up.fileEncSha256, fileSha256: up.fileSha256, fileLength: up.fileLength, mediaKeyTimestamp: up.mediaKeyTimestamp }
+      if (mediaIn.type === 'document') {
+        const name = mediaIn.filename ?? 'file'
+        rec.message = { documentMessage: { ...common, mimetype: mediaIn.mimetype ?? 'application/octet-stream', title: name, fileName: name, ...(mediaIn.page_count ? { pageCount: mediaIn.page_count } : {}), ...(mediaIn.caption !== undefined ? { caption: mediaIn.caption } : {}) } }
+      } else {
+        rec.message = { imageMessage: { ...common, mimetype: mediaIn.mimetype ?? 'image/jpeg', ...(mediaIn.width ? { width: mediaIn.width, height: mediaIn.height ?? mediaIn.width } : {}), ...(mediaIn.caption !== undefined ? { caption: mediaIn.caption } : {}) } }
+      }
+      rec.media = { type: mediaIn.type, filename: mediaIn.filename ?? null, mimetype: rec.message[`${mediaIn.type}Message`].mimetype, caption: mediaIn.caption ?? null, sha256: up.fileSha256.toString('hex'), size: up.fileLength, direct_path: up.directPath, url: up.url, enc_sha256: up.fileEncSha256.toString('hex') }
+    }
     this.sent.set(id, rec)
     for (const dev of targets) {
       const n = await this.encryptToCompanion(c, cdev, account, dev, rec)
@@ -1327,7 +1405,7 @@ export class Sim {
       this.stats.messages_to_clients++
     }
     this.store.saveSoon()
-    return { id, devices: rec.devices, addressing }
+    return { id, devices: rec.devices, addressing, ...(rec.media ? { media: rec.media } : {}) }
   }
 
   async encryptToCompanion (c, cdev, account, dev, rec, count) {
@@ -1336,7 +1414,7 @@ export class Sim {
       if (!dev.skey) { this.log(`no keys uploaded by ${account.phone}:${dev.id}`); return null }
       await cdev.signal.initSession(addr, this.takeCompanionBundle(account, dev))
     }
-    const enc = await cdev.signal.encrypt(addr, { conversation: rec.text })
+    const enc = await cdev.signal.encrypt(addr, rec.message ?? { conversation: rec.text })
     rec.encTypes ||= {}
     ;(rec.encTypes[dev.id] ||= []).push(enc.type)
     if (this.useFault(`${account.phone}:${dev.id}`, 'bad_ciphertext')) {
@@ -1348,11 +1426,11 @@ export class Sim {
     return node('message', {
       from: lid ? lidJid(c.lid, cdev.id) : pnJid(c.phone, cdev.id),
       id: rec.id,
-      type: 'text',
+      type: rec.message ? 'media' : 'text',
       t: String(rec.t),
       notify: c.name,
       ...(lid ? { sender_pn: pnJid(c.phone) } : { sender_lid: lidJid(c.lid) })
-    }, [node('enc', { v: '2', type: enc.type, ...(count ? { count: String(count) } : {}) }, enc.ciphertext)])
+    }, [node('enc', { v: '2', type: enc.type, ...(count ? { count: String(count) } : {}), ...(rec.media ? { mediatype: rec.media.type } : {}) }, enc.ciphertext)])
   }
 
   /** The client asked for a retry of a contact's message: re-encrypt (new session if <keys> came along). */

@@ -398,24 +398,27 @@ export function phashV2 (jids) {
  * Build (not send) a 1:1 text message as whatsmeow does: `<message id to type="text" [peer_recipient_pn]
  * [phash]><participants><to jid><enc v="2" type/></to>…</participants><device-identity/>?<tctoken/>?</message>`;
  * own devices (same user as the raw device) get the deviceSentMessage. `devices`: device JIDs to encrypt for.
+ * `message`: send this proto.Message (e.g. `{documentMessage}`) instead of the text; `mediatype` then goes on every
+ * `<enc>` and the stanza's type is "media" (whatsmeow send.go getTypeFromMessage / getMediaTypeFromMessage).
  */
-export async function rawTextMessage (c, { to, devices, text, id, peerRecipientPn, phash, tctoken, deviceIdentity = 'auto', chat }) {
+export async function rawTextMessage (c, { to, devices, text, message: msgIn, mediatype, id, peerRecipientPn, phash, tctoken, deviceIdentity = 'auto', chat }) {
   const own = new Set([c.raw.phone, c.raw.lid])
   const participants = []
   let pk = false
   for (const jid of devices) {
     const isOwn = own.has(B.jidDecode(jid).user)
+    const inner = msgIn ?? { conversation: text }
     const message = isOwn
-      ? { deviceSentMessage: { destinationJid: chat || to, message: { conversation: text } } }
-      : { conversation: text }
+      ? { deviceSentMessage: { destinationJid: chat || to, message: inner } }
+      : inner
     const e = await c.raw.signal.encrypt(rawAddr(jid), message)
     if (e.type === 'pkmsg') pk = true
-    participants.push({ tag: 'to', attrs: { jid }, content: [{ tag: 'enc', attrs: { v: '2', type: e.type }, content: e.ciphertext }] })
+    participants.push({ tag: 'to', attrs: { jid }, content: [{ tag: 'enc', attrs: { v: '2', type: e.type, ...(mediatype ? { mediatype } : {}) }, content: e.ciphertext }] })
   }
   const content = [{ tag: 'participants', attrs: {}, content: participants }]
   if (deviceIdentity === true || (deviceIdentity === 'auto' && pk)) content.push({ tag: 'device-identity', attrs: {}, content: c.raw.deviceIdentity })
   if (tctoken) content.push({ tag: 'tctoken', attrs: {}, content: Buffer.from(tctoken, 'base64') })
-  const attrs = { id: id || '3EB0' + randomBytes(9).toString('hex').toUpperCase(), to, type: 'text' }
+  const attrs = { id: id || '3EB0' + randomBytes(9).toString('hex').toUpperCase(), to, type: msgIn ? 'media' : 'text' }
   if (peerRecipientPn) attrs.peer_recipient_pn = peerRecipientPn
   if (phash) attrs.phash = phash
   return { tag: 'message', attrs, content }
