@@ -2,10 +2,17 @@
 // memory; commands (start, send, logout, clear) are queued for the helper and the request is suspended
 // until the helper rings this worker's doorbell, or its timer answers 504. Nothing here blocks.
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
 #include <string>
 #include <vector>
 
 #include "wa/api.hpp"
+#include "wa/crypto/keys.hpp"
 #include "wa/session_token.hpp"
 #include "wa/validate.hpp"
 #include "wa_module.hpp"
@@ -511,16 +518,101 @@ static bool wa_send_rate_allows(wa_main_conf_t* m, const std::string& org, api::
     return false;
 }
 
+// Writes the decoded file of a send-media to <state_dir>/spool/<32 hex> (0600, created exclusively, written
+// under a ".part" name and renamed when complete, so the helper never sees half a file). Returns the name.
+static bool wa_spool_write(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& file, std::string& name) {
+    std::string dir = wa_str(m->state_dir) + "/" WA_SPOOL_DIR;
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create %s", dir.c_str());
+        return false;
+    }
+    static const char* hexd = "0123456789abcdef";
+    std::string rnd = wa::crypto::random_string(16);
+    if (rnd.size() != 16) return false;
+    name.clear();
+    for (unsigned char c : rnd) name += hexd[c >> 4], name += hexd[c & 15];
+    std::string path = dir + "/" + name, part = path + ".part";
+    int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create a spool file in %s", dir.c_str());
+        return false;
+    }
+    size_t off = 0;
+    while (off < file.size()) {
+        ssize_t n = write(fd, file.data() + off, file.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+    }
+    bool ok = off == file.size();
+    if (close(fd) != 0) ok = false;
+    if (!ok || rename(part.c_str(), path.c_str()) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot write spool file %s", part.c_str());
+        unlink(part.c_str());
+        return false;
+    }
+    return true;
+}
+
+static std::string wa_hex_sha256(const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+    static const char* hexd = "0123456789abcdef";
+    std::string s;
+    for (unsigned int i = 0; i < len; i++) s += hexd[md[i] >> 4], s += hexd[md[i] & 15];
+    return s;
+}
+
+static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& body) {
+    api::Response err;
+    ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
+    std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
+                                   : std::string_view();
+    ngx_table_elt_t* ct = r->headers_in.content_type;
+    std::string_view ctype = ct ? std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len)
+                                : std::string_view();
+    api::OrgGate rate_gate = [m](const std::string& org, api::Response& e) { return wa_send_rate_allows(m, org, e); };
+    api::Command cmd;
+    std::string file;
+    if (!api::parse_send_media(ctype, body, wa_str(m->default_region), idem_v, m->max_media, cmd, file, err, rate_gate)) {
+        ngx_http_finalize_request(r, wa_send(r, err));
+        return;
+    }
+    cmd.media_size = file.size();
+    cmd.media_sha256 = wa_hex_sha256(file);
+    if (cmd.media_sha256.empty() || !wa_spool_write(r, m, file, cmd.spool)) {
+        ngx_http_finalize_request(r, wa_send(r, api::error(507, "storage_error", "the file could not be spooled")));
+        return;
+    }
+    file.clear();
+    file.shrink_to_fit();
+    // From here the helper owns the spool file (it removes it when the send ends); not queued → ours to remove.
+    if (!wa_submit(r, m, cmd, err)) {
+        std::string path = wa_str(m->state_dir) + "/" WA_SPOOL_DIR "/" + cmd.spool;
+        unlink(path.c_str());
+        ngx_http_finalize_request(r, wa_send(r, err));
+    }
+}
+
 static void wa_body_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     std::string body;
     api::Response err;
+    auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
+    if (*route_id == api::RouteId::SendMedia) {
+        if (!wa_body_string(r, body, wa_media_body_limit(m))) {
+            ngx_http_finalize_request(r, wa_send(r, api::error(413, "media_too_large",
+                                                               "request body is larger than whatsapp_max_media_size allows")));
+            return;
+        }
+        return wa_send_media_body(r, m, body);
+    }
     if (!wa_body_string(r, body, m->max_body)) {
         err = api::error(413, "body_too_large", "request body is larger than whatsapp_max_body");
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    auto* route_id = &static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module))->route;
     if (*route_id == api::RouteId::SessionToken) {
         ngx_http_finalize_request(r, wa_send(r, wa_session_token(m, body)));
         return;
@@ -605,11 +697,22 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         return wa_send(r, wa_read_route(r, m, route));
     }
     ngx_table_elt_t* ct = r->headers_in.content_type;
-    if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
+    std::string_view ctype = ct ? std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len)
+                                : std::string_view();
+    std::string boundary;
+    bool media = route.id == api::RouteId::SendMedia;
+    if (!api::is_json_content_type(ctype) && !(media && api::multipart_boundary(ctype, boundary))) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
+        return wa_send(r, api::error(415, "unsupported_media_type",
+                                     media ? "request body must be application/json or multipart/form-data"
+                                           : "request body must be application/json"));
     }
-    if (r->headers_in.content_length_n > (off_t)m->max_body) {
+    if (media && r->headers_in.content_length_n > (off_t)wa_media_body_limit(m)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        r->keepalive = 0;
+        return wa_send(r, api::error(413, "media_too_large", "request body is larger than whatsapp_max_media_size allows"));
+    }
+    if (!media && r->headers_in.content_length_n > (off_t)m->max_body) {
         // As nginx does for client_max_body_size: drop the body as it arrives, answer, then close.
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         r->keepalive = 0;

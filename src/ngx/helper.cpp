@@ -10,11 +10,15 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <map>
+#include <set>
 #include <memory>
 #include <random>
 
+#include "media_upload.hpp"
 #include "transport.hpp"
 #include "webhooks.hpp"
 #include "wa/api.hpp"
@@ -54,6 +58,10 @@ struct Helper {
     std::vector<std::string> holding;  // organizations with frames held for the commit
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
+    // send-media: the spool file of each command (removed when the command is answered, whatever the answer),
+    // and the uploads running (finished ones are freed at the end of the pass, never inside their callbacks).
+    std::map<uint64_t, std::string> cmd_spool;
+    std::vector<std::unique_ptr<WaMediaUpload>> uploads;
 };
 
 Helper H;
@@ -63,6 +71,55 @@ std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) +
 
 void complete(wa_shm_cmd_t* c, const api::Response& resp);
 void answer(wa_shm_cmd_t* c, api::Response resp);
+
+std::string spool_dir() { return wa_str(H.conf->state_dir) + "/" WA_SPOOL_DIR; }
+
+void remove_spool(const std::string& name) {
+    if (!api::valid_spool_name(name)) return;
+    std::string path = spool_dir() + "/" + name;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+        ngx_log_error(NGX_LOG_ERR, H.log, ngx_errno, "whatsapp: cannot remove spool file %s", path.c_str());
+}
+
+// The send-media command `id` is answered: its file goes.
+void release_spool(uint64_t id) {
+    auto it = H.cmd_spool.find(id);
+    if (it == H.cmd_spool.end()) return;
+    remove_spool(it->second);
+    H.cmd_spool.erase(it);
+}
+
+// At activation: spool files nobody will use (a helper that died mid-upload, a worker that died mid-write) are
+// removed; only the files of commands still queued for us stay.
+void clean_spool() {
+    std::set<std::string> keep;
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (ngx_queue_t* q = ngx_queue_head(&z->sh->pending); q != ngx_queue_sentinel(&z->sh->pending); q = ngx_queue_next(q)) {
+        auto* c = ngx_queue_data(q, wa_shm_cmd_t, link);
+        std::string json(reinterpret_cast<const char*>(c->req), c->req_len);
+        size_t at = json.find("\"spool\":\"");
+        if (at != std::string::npos) keep.insert(json.substr(at + 9, 32));
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    DIR* d = opendir(spool_dir().c_str());
+    if (d == nullptr) return;
+    int removed = 0;
+    time_t now = time(nullptr);
+    while (struct dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        std::string path = spool_dir() + "/" + name;
+        bool part = name.size() == 37 && name.compare(32, 5, ".part") == 0 && api::valid_spool_name(name.substr(0, 32));
+        struct stat st;
+        // A ".part" is a worker writing right now unless it is old.
+        if (part && (lstat(path.c_str(), &st) != 0 || now - st.st_mtime < 60)) continue;
+        if (!part && (!api::valid_spool_name(name) || keep.count(name))) continue;
+        if (unlink(path.c_str()) == 0) removed++;
+    }
+    closedir(d);
+    if (removed) ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: removed %d stale spool file(s)", removed);
+}
 void store_begin();
 void commit_and_flush();
 
@@ -223,7 +280,31 @@ void HelperOrg::run(const wa::Actions& actions) {
             ngx_shmtx_unlock(&z->shpool->mutex);
             break;
         }
+        case wa::Action::Upload: {
+            std::string org = id;
+            std::string job = a.upload->job_id, spool = a.upload->spool;
+            auto up = std::make_unique<WaMediaUpload>(H.conf, H.log, a.upload, [org, job, spool](const wa::UploadResult& r) {
+                // The file has done its job whatever the outcome (an idempotent retry brings it again).
+                remove_spool(spool);
+                if (!r.ok) {
+                    ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org=%s: media upload of %s failed: %s", org.c_str(),
+                                  job.c_str(), r.error.c_str());
+                }
+                if (!H.pass_end.posted) {  // frees the upload
+                    ngx_post_event(&H.pass_end, &ngx_posted_events);
+                }
+                auto it = H.orgs.find(org);
+                if (it == H.orgs.end()) return;
+                HelperOrg* o = it->second.get();
+                o->guarded("upload", [o, &job, &r] { return o->session.on_upload_done(ngx_current_msec, ngx_time(), job, r); });
+            });
+            WaMediaUpload* raw = up.get();
+            H.uploads.push_back(std::move(up));
+            raw->start();
+            break;
+        }
         case wa::Action::Complete: {
+            release_spool(a.command_id);
             auto it = H.waiting.find(a.command_id);
             if (it == H.waiting.end()) break;
             wa_shm_cmd_t* c = it->second;
@@ -450,6 +531,8 @@ void pass_end_handler(ngx_event_t*) {
     }
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+    H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
+                    H.uploads.end());
 }
 
 void answer(wa_shm_cmd_t* c, api::Response resp) {
@@ -591,6 +674,29 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
     }
+    case api::Command::SendMedia: {
+        H.cmd_spool[command_id] = cmd.spool;  // removed when the command is answered (release_spool)
+        HelperOrg* o = find_or_create(cmd.org, false);
+        if (o == nullptr) {
+            resp = not_connected(cmd.org, wa::State::Disconnected);
+            return true;
+        }
+        wa::SendRequest req;
+        req.phone = cmd.phone;
+        req.jid = cmd.jid;
+        req.text = cmd.message;
+        req.idempotency_key = cmd.idempotency_key;
+        req.body_hash = api::send_body_hash(cmd);
+        req.media.spool = cmd.spool;
+        req.media.type = static_cast<uint8_t>(cmd.media_type == "image" ? wa::media::Type::Image : wa::media::Type::Document);
+        req.media.filename = cmd.filename;
+        req.media.mimetype = cmd.mimetype;
+        req.media.size = cmd.media_size;
+        // The job takes the file over: it is removed when the upload ends (and at the latest with the answer).
+        H.waiting[command_id] = c;
+        o->run(o->session.send(now, unix_s, req, command_id));
+        return false;
+    }
     case api::Command::WebhookSet:
         resp = wa_webhooks_set(H.store.get(), cmd.org, cmd.url, cmd.events);
         return true;
@@ -672,6 +778,9 @@ void take_commands() {
         // Otherwise the session completes it later (Action::Complete), possibly already inside execute().
         if (answered) {
             H.waiting.erase(c->id);
+            release_spool(c->id);
+            // A malformed send_media command never reached cmd_spool: its file goes too.
+            if (cmd.type == api::Command::SendMedia) remove_spool(cmd.spool);
             answer(c, std::move(resp));
         }
     }
@@ -799,6 +908,7 @@ void activate() {
     // After a crash the server may not have seen the dead socket close yet; connecting at once as the same
     // device would earn a "conflict". Give it a moment.
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
+    clean_spool();
     take_commands();
 }
 
@@ -988,4 +1098,6 @@ void wa_helper_exit_process(ngx_cycle_t*) {
     drain("exiting");
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+    H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
+                    H.uploads.end());
 }

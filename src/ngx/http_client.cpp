@@ -33,6 +33,8 @@ std::string WaHttpClient::peer() const { return req_.url.host_header; }
 void WaHttpClient::start(Request req) {
     req_ = std::move(req);
     parser_ = wa::http::ResponseParser(16384, req_.max_body);
+    parser_.keep_body(req_.keep_body);
+    body_eof_ = !req_.body_source;
     name_.data = reinterpret_cast<u_char*>(&req_.url.host[0]);
     name_.len = req_.url.host.size();
     ngx_add_timer(&total_, req_.timeout);
@@ -215,7 +217,14 @@ void WaHttpClient::on_tls_done() {
 
 void WaHttpClient::on_write() {
     if (phase_ != Phase::Sending) return;
-    while (!out_.empty()) {
+    for (;;) {
+        if (out_.empty()) {
+            if (body_eof_) break;
+            // The next chunk of a streamed body: at most one chunk is held at a time.
+            std::string why;
+            if (!req_.body_source(out_, body_eof_, why)) return finish(0, why);
+            if (out_.empty()) continue;
+        }
         ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());
         if (n > 0) {
             out_.erase(0, static_cast<size_t>(n));

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -93,6 +94,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_max_body"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(max_body), NULL},
+    {ngx_string("whatsapp_max_media_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(max_media), NULL},
     {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(queue_size), NULL},
     {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -170,6 +173,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->backoff_min = NGX_CONF_UNSET_MSEC;
     m->backoff_max = NGX_CONF_UNSET_MSEC;
     m->max_body = NGX_CONF_UNSET_SIZE;
+    m->max_media = NGX_CONF_UNSET_SIZE;
     m->queue_size = NGX_CONF_UNSET_UINT;
     m->send_rate_per_min = NGX_CONF_UNSET_UINT;
     m->send_burst = NGX_CONF_UNSET_UINT;
@@ -204,7 +208,9 @@ static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
         // and the error filters turn that refusal into the contract's 413 JSON. Left at nginx's 1m, bodies
         // between whatsapp_max_body and 1m would be read in full first, and larger ones get HTML.
         auto* m = static_cast<wa_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module));
-        conf->clcf->client_max_body_size = static_cast<off_t>(m->max_body);
+        // POST /api/send-media takes larger bodies (wa_media_body_limit); every other route is held to
+        // whatsapp_max_body by the handler.
+        conf->clcf->client_max_body_size = static_cast<off_t>(std::max(m->max_body, wa_media_body_limit(m)));
     }
     return NGX_CONF_OK;
 }
@@ -580,6 +586,8 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->backoff_min, 2000);
     ngx_conf_init_msec_value(m->backoff_max, 30000);
     ngx_conf_init_size_value(m->max_body, 64 * 1024);
+    ngx_conf_init_size_value(m->max_media, 16 * 1024 * 1024);
+    if (m->max_media == 0 || m->max_media > 1024u * 1024 * 1024) return (char*)"whatsapp_max_media_size must be 1 to 1g";
     ngx_conf_init_uint_value(m->queue_size, 1024);
     ngx_conf_init_uint_value(m->send_rate_per_min, 60);
     ngx_conf_init_uint_value(m->send_burst, 20);
@@ -623,6 +631,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     if (m->state_dir.len == 0) {
         ngx_str_set(&m->state_dir, "/var/lib/nginx/whatsapp");
     }
+    bool ca_given = m->trusted_certificate.len != 0;
     if (m->trusted_certificate.len == 0) {
         ngx_str_set(&m->trusted_certificate, "/etc/ssl/certs/ca-certificates.crt");
     }
@@ -644,7 +653,9 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         else m->resolver = wa_system_resolver(cf);
         if (m->resolver == NULL) return (char*)NGX_CONF_ERROR;
     }
-    if (m->url->tls) {
+    // Media uploads (send-media) are HTTPS even when the WhatsApp endpoint is a plain ws:// test server: the
+    // context exists whenever its CAs can be loaded (given explicitly, or the system bundle is there).
+    if (m->url->tls || ca_given || access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
         m->ssl = static_cast<ngx_ssl_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t)));
         if (m->ssl == NULL) return (char*)NGX_CONF_ERROR;
         m->ssl->log = cf->log;

@@ -53,6 +53,7 @@ struct wa_main_conf_t {
     ngx_msec_t backoff_min;
     ngx_msec_t backoff_max;
     size_t max_body;
+    size_t max_media;              // whatsapp_max_media_size: the decoded file of send-media
     ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
@@ -269,5 +270,10 @@ uint64_t wa_monotonic_us();
 void wa_metrics_helper_start(ngx_cycle_t* cycle);  // the helper's 100 ms event-loop lag probe
 void wa_metrics_helper_stop();
 ngx_int_t wa_metrics_handler(ngx_http_request_t* r);
+
+// The body limit of POST /api/send-media: base64 of the largest file (4/3) plus room for the other fields.
+inline size_t wa_media_body_limit(const wa_main_conf_t* m) { return (m->max_media + 2) / 3 * 4 + 256 * 1024; }
+// <state_dir>/spool: files of send-media between the worker and the helper (helper.cpp removes them).
+#define WA_SPOOL_DIR "spool"
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

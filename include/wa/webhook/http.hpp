@@ -45,6 +45,8 @@ public:
     // The first bytes of the body (up to 512), for error messages.
     const std::string& body_head() const { return body_head_; }
     bool keep_alive() const { return keep_alive_; }
+    // Keep up to `n` bytes of the body in body_head() instead of 512 (a small JSON answer read whole).
+    void keep_body(size_t n) { keep_ = n; }
 
 private:
     enum class Phase { Head, Body, ChunkSize, ChunkData, ChunkDataEnd, Trailer, UntilClose, Done };
@@ -61,6 +63,7 @@ private:
     uint64_t remaining_ = 0;  // Content-Length or chunk bytes left
     uint64_t body_total_ = 0;
     bool keep_alive_ = true;
+    size_t keep_ = 512;
 };
 
 }  // namespace wa::http
