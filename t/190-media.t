@@ -109,6 +109,46 @@ for my $m (@{ $got // [] }) {
 }
 is_deeply([ spool_files() ], [], 'no spool file left');
 
+# --------------------------------------------------------------------------------- received documents and images
+sub media_get {
+    my ($id) = @_;
+    my ($s, $h, undef, $raw) = $t->api(GET => "/api/messages/o1/$id/media", timeout => 20);
+    return ($s, $h, $raw);
+}
+{
+    my $doc = "%PDF-1.7\n" . random_bytes(400_000);
+    my ($cs, undef, $cj) = $sim->control(POST => "/contacts/$C1/send", timeout => 30, body => { to => $ACCOUNT,
+        media => { type => 'document', data => encode_base64($doc, ''), filename => 'factura 7.pdf', mimetype => 'application/pdf' } });
+    is($cs, 200, 'a contact sent a document') or diag explain $cj;
+    my $id = $cj->{id} // '';
+    my ($s, $h, $raw);
+    wait_until(sub { ($s, $h, $raw) = media_get($id); $s == 200 }, 15);
+    is($s, 200, 'GET /api/messages/:org/:id/media: 200');
+    is($h->{'content-type'}, 'application/pdf', 'with the mimetype');
+    ok(defined $raw && $raw eq $doc, 'byte-exact (' . length($raw // '') . ' bytes)');
+    like($h->{'content-disposition'} // '', qr/filename="factura_7\.pdf"/, 'the file name, made safe');
+    my $img = "\x89PNG\r\n\x1A\n\0\0\0\rIHDR" . random_bytes(50_000);
+    ($cs, undef, $cj) = $sim->control(POST => "/contacts/$C1/send", timeout => 30, body => { to => $ACCOUNT,
+        media => { type => 'image', data => encode_base64($img, ''), mimetype => 'image/png' } });
+    my $iid = $cj->{id} // '';
+    wait_until(sub { ($s, $h, $raw) = media_get($iid); $s == 200 }, 15);
+    ok($s == 200 && $raw eq $img && $h->{'content-type'} eq 'image/png', 'a received image too, byte-exact, image/png');
+    # A blob altered on the host: the checks (fileEncSha256, mac) keep it out.
+    $sim->control(POST => '/media/fault', body => { type => 'corrupt', on => 'download', times => 1 });
+    ($cs, undef, $cj) = $sim->control(POST => "/contacts/$C1/send", timeout => 30, body => { to => $ACCOUNT,
+        media => { type => 'document', data => encode_base64($doc . 'x', ''), filename => 'b.pdf', mimetype => 'application/pdf' } });
+    my $bid = $cj->{id} // '';
+    ok(wait_until(sub { $t->error_log =~ /media of message \Q$bid\E not stored: (fileEncSha256|media mac) mismatch/ }, 15),
+        'a corrupted download is refused (fileEncSha256 checked)') or diag $t->error_log;
+    ($s) = media_get($bid);
+    is($s, 404, 'and not served: 404');
+    $sim->control(POST => '/media/fault', body => { type => 'clear' });
+    ($s) = media_get('3EB0000000000000000000');
+    is($s, 404, 'an unknown message: 404');
+    my @left = grep { /\.part$/ } glob("$t->{state_dir}/media/o1/*");
+    is_deeply(\@left, [], 'no partial download left');
+}
+
 # --------------------------------------------------------------------------------- refusals before any upload
 {
     my $png = "\x89PNG\r\n\x1A\n\0\0\0\rIHDR" . random_bytes(100);

@@ -24,6 +24,10 @@
 #include "wa/store/store.hpp"
 #include "wa/webhook/events.hpp"
 
+namespace waproto {
+class Message;
+}
+
 namespace wa {
 
 namespace signal {
@@ -90,6 +94,7 @@ struct Action {
         Partial,         // what is known of command `command_id` before it completes (`bytes`: a message id)
         Upload,          // encrypt the spool file of `upload` and POST it to the media host; answer with
                          // Session::on_upload_done (send-media, issue 13)
+        Download,        // fetch, verify and store the document or image of a received message (`download`)
     } kind;
     uint16_t code = 0;
     uint64_t at_ms = 0;
@@ -108,6 +113,16 @@ struct Action {
         uint64_t size = 0;        // the plaintext's length as the worker spooled it
     };
     std::shared_ptr<const UploadSpec> upload;
+    struct DownloadSpec {
+        std::string message_id;
+        std::string host;         // media host from media_conn (never the sender's url: whatsmeow download.go)
+        std::string direct_path;  // starts with '/'
+        std::string media_key, file_enc_sha256, file_sha256;  // 32 bytes each (secrets: never logged)
+        uint64_t file_length = 0;
+        uint8_t media_type = 0;   // wa::media::Type
+        std::string mimetype, filename;
+    };
+    std::shared_ptr<const DownloadSpec> download;
 
     Action(Kind k, uint16_t c = 0, uint64_t at = 0, std::string b = {})
         : kind(k), code(c), at_ms(at), bytes(std::move(b)) {}
@@ -251,6 +266,7 @@ private:
     // media.cpp
     void start_media_job(uint64_t now_ms, SendJob& job, Actions& out);
     void emit_upload(SendJob& job, Actions& out);
+    void queue_download(uint64_t now_ms, const std::string& id, const waproto::Message& m, Actions& out);
     void fail_media_waiting(const std::string& code, const std::string& why, Actions& out);
     Actions resume_media(uint64_t now_ms, int64_t unix_s, const SendRequest& req, uint64_t command_id,
                          const store::MessageRecord& m, Actions out);
@@ -289,6 +305,7 @@ private:
         uint64_t expires_ms = 0;
         std::string asking;                // the id of the iq in flight
         std::vector<std::string> waiting;  // job ids
+        std::vector<std::shared_ptr<Action::DownloadSpec>> downloads;  // received media waiting for a host
     } media_conn_;
     // A pairing-code request waiting for the registration's pair-device (phone digits, command id).
     std::string code_phone_;

@@ -103,6 +103,12 @@ Route match(std::string_view method, std::string_view path) {
         r.message_id.assign(p[3]);  // the phone, validated by read_command
         return r;
     }
+    if (p.size() == 5 && p[1] == "messages" && p[4] == "media") {
+        route(RouteId::MessageMedia, "GET", false);
+        r.org.assign(p[2]);
+        r.message_id.assign(p[3]);
+        return r;
+    }
     if (p.size() == 4 && p[1] == "messages") {
         route(RouteId::Message, "GET", false);
         r.org.assign(p[2]);

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <jansson.h>
+
+#include "media_download.hpp"
 #include "wa/api.hpp"
 #include "wa/crypto/keys.hpp"
 #include "wa/session_token.hpp"
@@ -291,6 +294,85 @@ static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, con
     if (route.id == api::RouteId::Connections) return wa_read_connections(r, m);
     if (route.id == api::RouteId::ApiHealth) return wa_read_health(m);
     return wa_read_org(m, route);
+}
+
+// GET /api/messages/:org/:id/media: the bytes of a received document or image, as the helper stored them
+// (media_download.cpp: <state_dir>/media/<org>/<sha256(id)> and its .json), sent from the file (sendfile).
+static ngx_int_t wa_serve_media(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    if (!wa::valid_org_id(route.org))
+        return wa_send(r, api::error(400, "invalid_organization_id",
+                                     "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+    if (route.message_id.empty() || route.message_id.size() > 128)
+        return wa_send(r, api::error(400, "invalid_parameter", "message id must be 1-128 bytes"));
+    std::string base = wa_str(m->state_dir) + "/media/" + route.org + "/" + wa_media_name(route.message_id);
+    auto not_found = [&] { return wa_send(r, api::error(404, "not_found", "no stored media for that message")); };
+    // The description: mimetype (what the sender declared; sent as the Content-Type) and the file name.
+    json_t* meta = json_load_file((base + ".json").c_str(), 0, nullptr);
+    if (meta == NULL) return not_found();
+    std::string mime = json_string_value(json_object_get(meta, "mimetype")) ? json_string_value(json_object_get(meta, "mimetype")) : "";
+    std::string fname = json_string_value(json_object_get(meta, "filename")) ? json_string_value(json_object_get(meta, "filename")) : "";
+    json_decref(meta);
+    bool mime_ok = !mime.empty() && mime.size() <= 127;
+    for (char c : mime) if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || static_cast<unsigned char>(c) > 0x7e) mime_ok = false;
+    if (!mime_ok) mime = "application/octet-stream";
+    ngx_open_file_info_t of;
+    ngx_memzero(&of, sizeof(of));
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+    of.directio = NGX_OPEN_FILE_DIRECTIO_OFF;
+    of.read_ahead = clcf->read_ahead;
+    of.valid = 0;
+    of.min_uses = 0;
+    of.errors = 1;
+    of.events = 0;
+    ngx_str_t path;
+    path.len = base.size();
+    path.data = static_cast<u_char*>(ngx_pnalloc(r->pool, base.size() + 1));
+    if (path.data == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_memcpy(path.data, base.c_str(), base.size() + 1);
+    if (ngx_open_cached_file(NULL, &path, &of, r->pool) != NGX_OK || !of.is_file) return not_found();
+    if (wa_http_ctx_t* ctx = wa_ctx(r)) ctx->answered = true;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = of.size;
+    r->headers_out.last_modified_time = of.mtime;
+    r->headers_out.content_type.len = mime.size();
+    r->headers_out.content_type.data = static_cast<u_char*>(ngx_pnalloc(r->pool, mime.size()));
+    if (r->headers_out.content_type.data == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_memcpy(r->headers_out.content_type.data, mime.data(), mime.size());
+    r->headers_out.content_type_len = mime.size();
+    auto add_header = [r](const char* name, const std::string& value) {
+        ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) return;
+        h->hash = 1;
+        h->key.data = (u_char*)name;
+        h->key.len = ngx_strlen(name);
+        h->value.len = value.size();
+        h->value.data = static_cast<u_char*>(ngx_pnalloc(r->pool, value.size()));
+        if (h->value.data) ngx_memcpy(h->value.data, value.data(), value.size());
+    };
+    add_header("Cache-Control", "no-store");
+    add_header("X-Content-Type-Options", "nosniff");
+    // The sender's file name, ASCII letters, digits and ._- only (RFC 6266 without the encoding games).
+    std::string safe;
+    for (char c : fname) safe += (isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+    add_header("Content-Disposition", safe.empty() ? std::string("attachment") : "attachment; filename=\"" + safe + "\"");
+    if (r->method == NGX_HTTP_HEAD) r->header_only = 1;
+    ngx_int_t rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || of.size == 0) return rc;
+    ngx_buf_t* b = static_cast<ngx_buf_t*>(ngx_calloc_buf(r->pool));
+    if (b == NULL) return NGX_ERROR;
+    b->file = static_cast<ngx_file_t*>(ngx_pcalloc(r->pool, sizeof(ngx_file_t)));
+    if (b->file == NULL) return NGX_ERROR;
+    b->file_pos = 0;
+    b->file_last = of.size;
+    b->in_file = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->file->fd = of.fd;
+    b->file->name = path;
+    b->file->log = r->connection->log;
+    b->file->directio = of.is_directio;
+    ngx_chain_t out = {b, NULL};
+    return ngx_http_output_filter(r, &out);
 }
 
 static void wa_finish(wa_req_ctx_t* ctx, const api::Response& resp) {
@@ -691,6 +773,7 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         if (rc != NGX_OK) return rc;
         if (route.id == api::RouteId::Events || route.id == api::RouteId::EventsAll)
             return wa_events_start(r, m, route, token_expires);
+        if (route.id == api::RouteId::MessageMedia) return wa_serve_media(r, m, route);
         if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact ||
             route.id == api::RouteId::WebhooksDead)
             return wa_helper_read(r, m, route);

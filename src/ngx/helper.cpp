@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 
+#include "media_download.hpp"
 #include "media_upload.hpp"
 #include "transport.hpp"
 #include "webhooks.hpp"
@@ -62,6 +63,7 @@ struct Helper {
     // and the uploads running (finished ones are freed at the end of the pass, never inside their callbacks).
     std::map<uint64_t, std::string> cmd_spool;
     std::vector<std::unique_ptr<WaMediaUpload>> uploads;
+    std::vector<std::unique_ptr<WaMediaDownload>> downloads;  // received media being fetched
 };
 
 Helper H;
@@ -303,6 +305,18 @@ void HelperOrg::run(const wa::Actions& actions) {
             raw->start();
             break;
         }
+        case wa::Action::Download: {
+            auto d = std::make_unique<WaMediaDownload>(H.conf, H.log, id, a.download);
+            WaMediaDownload* raw = d.get();
+            raw->on_finished = [] {
+                if (!H.pass_end.posted) {  // frees it at the end of the pass
+                    ngx_post_event(&H.pass_end, &ngx_posted_events);
+                }
+            };
+            H.downloads.push_back(std::move(d));
+            raw->start();
+            break;
+        }
         case wa::Action::Complete: {
             release_spool(a.command_id);
             auto it = H.waiting.find(a.command_id);
@@ -533,6 +547,8 @@ void pass_end_handler(ngx_event_t*) {
     g_dead.clear();
     H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
                     H.uploads.end());
+    H.downloads.erase(std::remove_if(H.downloads.begin(), H.downloads.end(), [](const auto& d) { return d->finished(); }),
+                      H.downloads.end());
 }
 
 void answer(wa_shm_cmd_t* c, api::Response resp) {
@@ -651,6 +667,11 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             return true;
         }
         remove_legacy_dir(cmd.org, false);
+        {
+            std::string merr;  // received documents and images (media_download.cpp)
+            if (!wa::remove_tree(wa_str(H.conf->state_dir) + "/media/" + cmd.org, &merr))
+                ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot delete its media: %s", cmd.org.c_str(), merr.c_str());
+        }
         if (it != H.orgs.end()) H.orgs.erase(it);
         if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
@@ -1100,4 +1121,6 @@ void wa_helper_exit_process(ngx_cycle_t*) {
     g_dead.clear();
     H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
                     H.uploads.end());
+    H.downloads.erase(std::remove_if(H.downloads.begin(), H.downloads.end(), [](const auto& d) { return d->finished(); }),
+                      H.downloads.end());
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,8 @@ public:
     bool keep_alive() const { return keep_alive_; }
     // Keep up to `n` bytes of the body in body_head() instead of 512 (a small JSON answer read whole).
     void keep_body(size_t n) { keep_ = n; }
+    // Every body byte also goes to `sink` as it arrives (a download streamed to a file; nothing is kept whole).
+    void body_sink(std::function<void(std::string_view)> sink) { sink_ = std::move(sink); }
 
 private:
     enum class Phase { Head, Body, ChunkSize, ChunkData, ChunkDataEnd, Trailer, UntilClose, Done };
@@ -64,6 +67,7 @@ private:
     uint64_t body_total_ = 0;
     bool keep_alive_ = true;
     size_t keep_ = 512;
+    std::function<void(std::string_view)> sink_;
 };
 
 }  // namespace wa::http

@@ -47,7 +47,56 @@ void Session::emit_upload(SendJob& job, Actions& out) {
     out.push_back(std::move(a));
 }
 
+// A received document or image (whatsmeow download.go Download → downloadAndDecrypt): fetched by direct path from
+// a media_conn host, checked (fileEncSha256, mac, fileSha256) and stored by the helper (media_download.cpp).
+void Session::queue_download(uint64_t now_ms, const std::string& id, const waproto::Message& m, Actions& out) {
+    auto d = std::make_shared<Action::DownloadSpec>();
+    d->message_id = id;
+    if (m.has_documentmessage()) {
+        const auto& x = m.documentmessage();
+        d->direct_path = x.directpath();
+        d->media_key = x.mediakey();
+        d->file_enc_sha256 = x.fileencsha256();
+        d->file_sha256 = x.filesha256();
+        d->file_length = x.filelength();
+        d->media_type = static_cast<uint8_t>(media::Type::Document);
+        d->mimetype = x.mimetype();
+        d->filename = x.filename();
+    } else if (m.has_imagemessage()) {
+        const auto& x = m.imagemessage();
+        d->direct_path = x.directpath();
+        d->media_key = x.mediakey();
+        d->file_enc_sha256 = x.fileencsha256();
+        d->file_sha256 = x.filesha256();
+        d->file_length = x.filelength();
+        d->media_type = static_cast<uint8_t>(media::Type::Image);
+        d->mimetype = x.mimetype();
+    } else {
+        return;
+    }
+    // Only what can be verified end to end, by a path on the media host (no scheme, host or "..").
+    if (d->media_key.size() != media::kMediaKeyLen || d->file_enc_sha256.size() != 32 || d->file_sha256.size() != 32 ||
+        d->direct_path.empty() || d->direct_path[0] != '/' || d->direct_path.size() > 2048 ||
+        d->direct_path.find("..") != std::string::npos || d->direct_path.find_first_of(" \r\n\t#") != std::string::npos)
+        return;
+    if (d->mimetype.size() > 127) d->mimetype.clear();
+    if (d->filename.size() > 255) d->filename.resize(255);
+    if (!media_conn_.host.empty() && media_conn_.expires_ms > now_ms) {
+        d->host = media_conn_.host;
+        Action a{Action::Download};
+        a.download = std::move(d);
+        out.push_back(std::move(a));
+        return;
+    }
+    if (media_conn_.downloads.size() >= 1000) return;  // bounded: the rest stay unfetched
+    media_conn_.downloads.push_back(std::move(d));
+    if (!media_conn_.asking.empty() && ctx_->iqs.count(media_conn_.asking)) return;
+    Node iq("iq", {{"to", "s.whatsapp.net"}, {"type", "set"}, {"xmlns", "w:m"}}, {Node("media_conn")});
+    media_conn_.asking = ctx_->send_iq(std::move(iq), IqKind::MediaConn, now_ms, out);
+}
+
 void Session::fail_media_waiting(const std::string& code, const std::string& why, Actions& out) {
+    media_conn_.downloads.clear();
     std::vector<std::string> waiting;
     waiting.swap(media_conn_.waiting);
     media_conn_.asking.clear();
@@ -87,6 +136,14 @@ void Session::on_media_conn(uint64_t now_ms, const Node& iq, bool ok, Actions& o
     for (const std::string& id : waiting) {
         auto it = jobs_.find(id);
         if (it != jobs_.end() && it->second->media_stage == SendJob::NeedUpload) emit_upload(*it->second, out);
+    }
+    std::vector<std::shared_ptr<Action::DownloadSpec>> downloads;
+    downloads.swap(media_conn_.downloads);
+    for (auto& d : downloads) {
+        d->host = host;
+        Action a{Action::Download};
+        a.download = std::move(d);
+        out.push_back(std::move(a));
     }
 }
 

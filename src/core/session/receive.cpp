@@ -184,6 +184,7 @@ void Session::on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n
             ev.timestamp = m.server_t ? m.server_t : unix_s;
             ev.from_me = rm.device_sent;
             emit(webhook::kMessageReceived, webhook::received_data(ev), unix_s);
+            if (m.type == "document" || m.type == "image") queue_download(now_ms, id, rm.message, out);
         }
         stored = true;
         stats_.messages_received++;
