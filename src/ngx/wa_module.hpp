@@ -81,6 +81,7 @@ struct wa_loc_conf_t {
     ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
+    ngx_flag_t media_location;  // the exact location made for POST <prefix>/api/send-media (larger body limit)
 };
 
 // ---------------------------------------------------------------------------------------------------------
