@@ -41,7 +41,7 @@ DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjanss
 # (t/173-metrics.t also runs `promtool check rules` on conf/whatsapp-alerts.yml when Debian's prometheus package is
 # installed: 19 MB to download, 96 MB installed, so it is not pulled in here.)
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send bench-media clean asan stress
 all: $(MODULE)
 
 deps:
@@ -186,6 +186,11 @@ bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
 # Sending through the module and through the seed server on the same simulator: bench/out/send.md
 bench-send: deps $(MODULE)
 	perl bench/send.pl
+
+# send-media: time and helper CPU for 2 MB and 16 MB documents, peak helper RSS during 10 concurrent 16 MB sends:
+# bench/out/media.md
+bench-media: deps $(MODULE)
+	perl bench/media.pl
 
 clean:
 	rm -rf $(BUILD) objs
