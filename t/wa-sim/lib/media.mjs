@@ -251,12 +251,20 @@ export class MediaHost {
 
   async onUpload (req, res, u, mmsType, pathToken) {
     const rec = { type: mmsType, origin: req.headers.origin ?? null, size: null }
-    const fail = (status, error) => {
+    const fail = async (status, error, { drain = true } = {}) => {
       this.noteUpload({ ...rec, status, error })
-      req.resume()
-      // a refused body is not read further: answer and close
-      res.setHeader('connection', 'close')
-      this.reply(res, status, { error })
+      if (drain && !req.complete) {
+        // read (and drop) the rest of the body first, so the client gets the answer rather than a reset
+        let n = 0
+        await new Promise(resolve => {
+          req.on('data', (c) => { n += c.length; if (n > this.maxBytes) req.destroy() }) // bounded, like an accepted body
+          req.on('end', resolve); req.on('close', resolve); req.on('error', resolve)
+        })
+      } else {
+        res.setHeader('connection', 'close') // an oversize body is not read: answer and close
+        req.resume()
+      }
+      if (!res.destroyed) this.reply(res, status, { error })
     }
     const f = this.takeFault('upload')
     if (f?.type === 'stall') { this.noteUpload({ ...rec, status: 0, error: 'fault stall' }); return this.stall(req, res) }
@@ -273,7 +281,7 @@ export class MediaHost {
     if (!token) return fail(400, 'token is not base64url of 32 bytes')
     if (!qToken || !qToken.equals(token)) return fail(400, 'token query parameter differs from the path')
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null
-    if (declared !== null && declared > this.maxBytes) return fail(413, `body larger than ${this.maxBytes} bytes`)
+    if (declared !== null && declared > this.maxBytes) return fail(413, `body larger than ${this.maxBytes} bytes`, { drain: false })
     // stream the body to a temporary file, hashing it; never more than one chunk in memory
     const tmp = path.join(this.dir, 'tmp', `up-${process.pid}-${randomBytes(6).toString('hex')}`)
     const out = createWriteStream(tmp, { mode: 0o600 })
@@ -295,7 +303,7 @@ export class MediaHost {
     })
     await new Promise(resolve => out.end(resolve))
     rec.size = size
-    if (outcome === 'too_big') { await unlinkAsync(tmp).catch(() => {}); return fail(413, `body larger than ${this.maxBytes} bytes`) }
+    if (outcome === 'too_big') { await unlinkAsync(tmp).catch(() => {}); return fail(413, `body larger than ${this.maxBytes} bytes`, { drain: false }) }
     if (outcome !== 'ok' || (declared !== null && size !== declared)) {
       await unlinkAsync(tmp).catch(() => {})
       return this.noteUpload({ ...rec, status: 0, error: 'upload aborted' })

@@ -73,10 +73,10 @@ async function mediaConnParsed () {
   return { auth: mc.attrs.auth, ttl: Number(mc.attrs.ttl), hosts, node: mc }
 }
 /** whatsmeow rawUpload: POST https://<host>/mms/<type>/<token>?auth=&token=, token = base64.URLEncoding (padded) */
-async function upload (mc, enc, { type = 'document', token, auth = mc.auth, trust = ca } = {}) {
+async function upload (mc, enc, { type = 'document', token, auth = mc.auth, trust = ca, timeoutMs } = {}) {
   const t = token ?? Buffer.from(enc.fileEncSha256).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')
   const q = new URLSearchParams({ auth, token: t }).toString()
-  return req('POST', `https://${mc.hosts[0]}/mms/${type}/${t}?${q}`, { body: enc.body, ca: trust, headers: { 'content-length': enc.body.length } })
+  return req('POST', `https://${mc.hosts[0]}/mms/${type}/${t}?${q}`, { body: enc.body, ca: trust, timeoutMs, headers: { 'content-length': enc.body.length } })
 }
 
 before(async () => {
@@ -198,9 +198,10 @@ test('fault knobs: refuse, garbage JSON, stall, media_conn error, expired auth, 
   await fault({ type: 'stall' })
   const t0 = Date.now()
   await assert.rejects(upload(mc, enc, { timeoutMs: 1500 }), /timeout/)
-  assert.ok(Date.now() - t0 >= 1400)
+  assert.ok(Date.now() - t0 >= 1400 && Date.now() - t0 < 5000)
   const held = upload(mc, enc, { timeoutMs: 20000 }).then(() => null, (err) => err)
-  await waitFor(async () => (await sim.ctl('GET', '/media')).body.stalled >= 1, { what: 'stalled request' })
+  // the held request has reached the host (the second stalled one; the first may not be gone from `stalled` yet)
+  await waitFor(async () => (await sim.ctl('GET', '/media')).body.uploads.filter(u => u.error === 'fault stall').length === 2, { what: 'stalled request' })
   await fault({ type: 'clear' })
   assert.match(String((await held)?.message), /socket hang up|ECONNRESET/)
   assert.equal((await upload(mc, enc)).status, 200)
@@ -361,6 +362,11 @@ test('an upload cut off midway leaves no file; a chunked upload (no Content-Leng
   })
   assert.equal(r.status, 200, r.body.toString())
   assert.ok(existsSync(path.join(dir, 'media', 'blobs', enc.fileEncSha256.toString('hex'))))
+  // a refused 3 MB upload: the body is read first, so the client gets the status, not a reset
+  const big = wmEncrypt(randomBytes(3e6), 'WhatsApp Document Keys')
+  assert.equal((await upload(mc, big, { auth: 'wrong' })).status, 401)
+  await sim.ctl('POST', '/media/fault', { type: 'refuse', code: 503, times: 1 })
+  assert.equal((await upload(mc, big)).status, 503)
 })
 
 test('a restart with the same --media-dir keeps the CA and the direct paths', { timeout: 20000 }, async () => {
