@@ -109,6 +109,20 @@ for my $m (@{ $got // [] }) {
 }
 is_deeply([ spool_files() ], [], 'no spool file left');
 
+# --------------------------------------------------------------------------------- a retry receipt for a document
+{
+    my ($fs) = $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'retry_request', target => 'contact', device => 1, times => 1 });
+    is($fs, 200, "the contact's device 1 will ask for a retry");
+    my $small = "%PDF-1.3\n" . random_bytes(20_000);
+    my ($s, undef, $x) = send_media(phone => $C1, type => 'document', data => encode_base64($small, ''), filename => 'otra.pdf');
+    is($s, 200, 'send-media: 200');
+    my $g = downloaded($C1, $x->{message_id} // '');
+    my ($d1) = grep { $_->{device} == 1 } @{ $g // [] };
+    ok($d1 && $d1->{media}{status} eq 'ok' && $d1->{media}{sha256} eq sha256_hex($small),
+        'device 1 got the document on the resend (the message with its media key is kept for that)') or diag explain $g;
+    ok(($sim->stats->{retry_receipts_sent} // 0) >= 1, 'after the simulator sent a retry receipt');
+}
+
 # --------------------------------------------------------------------------------- received documents and images
 sub media_get {
     my ($id) = @_;

@@ -188,6 +188,14 @@ Actions Session::on_upload_done(uint64_t now_ms, int64_t unix_s, const std::stri
     if (!msg.SerializeToString(&job.media_message))
         fail_job(job_id, 500, "internal_error", "the media message could not be encoded", 0, out);
     else {
+        // The message (with its media key) is kept with the record: a retry receipt resends it (receive.cpp).
+        store::MessageRecord m;
+        bool found = false;
+        std::string err;
+        if (store_ && store_->load_message(org_, job_id, m, found, &err) && found && m.direction == "out") {
+            m.raw = job.media_message;
+            store_->put_message(org_, m, &err);
+        }
         job.media_stage = SendJob::Uploaded;
         job.stage = SendJob::Waiting;
         if (phase_ == Phase::Online) start_job(now_ms, job, out);
