@@ -218,12 +218,20 @@ void WaHttpClient::on_tls_done() {
 
 void WaHttpClient::on_write() {
     if (phase_ != Phase::Sending) return;
+    size_t streamed = 0;
     for (;;) {
         if (out_.empty()) {
             if (body_eof_) break;
+            // A streamed body yields the event loop after each MiB (a fast peer would otherwise take it all in one
+            // turn, and the helper serves every other organization from the same loop).
+            if (streamed >= 1024 * 1024) {
+                ngx_post_event(c_->write, &ngx_posted_next_events);
+                return;
+            }
             // The next chunk of a streamed body: at most one chunk is held at a time.
             std::string why;
             if (!req_.body_source(out_, body_eof_, why)) return finish(0, why);
+            streamed += out_.size();
             if (out_.empty()) continue;
         }
         ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());

@@ -51,9 +51,14 @@ ssize_t read_full(int fd, char* buf, size_t len) {
 
 WaMediaUpload::WaMediaUpload(wa_main_conf_t* conf, ngx_log_t* log, std::shared_ptr<const wa::Action::UploadSpec> spec,
                              Done done)
-    : conf_(conf), log_(log), spec_(std::move(spec)), done_(std::move(done)) {}
+    : conf_(conf), log_(log), spec_(std::move(spec)), done_(std::move(done)) {
+    ngx_memzero(&pass1_ev_, sizeof(pass1_ev_));
+}
 
 WaMediaUpload::~WaMediaUpload() {
+    if (pass1_ev_.posted) {  // (the macro is several statements: braces needed)
+        ngx_delete_posted_event(&pass1_ev_);
+    }
     if (fd_ >= 0) close(fd_);
 }
 
@@ -76,21 +81,39 @@ void WaMediaUpload::start() {
         return fail("media_lost", "the spooled file of this send is gone (helper restarted?); send it again");
     if (static_cast<uint64_t>(st.st_size) != spec_->size) return fail("media_lost", "the spooled file changed size");
     // Pass 1: fileEncSha256 names the upload, so it is needed before the first byte goes out.
-    wa::media::Encryptor first;
-    if (!first.init(spec_->media_key, type)) return fail("internal_error", "media encryption failed");
+    if (!first_.init(spec_->media_key, type)) return fail("internal_error", "media encryption failed");
+    ngx_memzero(&pass1_ev_, sizeof(pass1_ev_));
+    pass1_ev_.handler = pass1_handler;
+    pass1_ev_.data = this;
+    pass1_ev_.log = log_;
+    pass1_step();
+}
+
+void WaMediaUpload::pass1_handler(ngx_event_t* ev) { static_cast<WaMediaUpload*>(ev->data)->pass1_step(); }
+
+void WaMediaUpload::pass1_step() {
+    if (finished_) return;
     std::string buf(kChunk, '\0'), sink;
-    for (;;) {
+    for (int i = 0; i < 16; i++) {
         ssize_t n = read_full(fd_, &buf[0], buf.size());
         if (n < 0) return fail("media_lost", "the spooled file cannot be read");
-        if (n == 0) break;
+        if (n == 0) {
+            sink.clear();
+            if (!first_.final(sink) || first_.plain_length() != spec_->size)
+                return fail("internal_error", "media encryption failed");
+            enc_sha256_ = first_.file_enc_sha256();
+            file_sha256_ = first_.file_sha256();
+            return start_http();
+        }
         sink.clear();
-        if (!first.update(std::string_view(buf.data(), static_cast<size_t>(n)), sink))
+        if (!first_.update(std::string_view(buf.data(), static_cast<size_t>(n)), sink))
             return fail("internal_error", "media encryption failed");
     }
-    sink.clear();
-    if (!first.final(sink) || first.plain_length() != spec_->size) return fail("internal_error", "media encryption failed");
-    enc_sha256_ = first.file_enc_sha256();
-    file_sha256_ = first.file_sha256();
+    ngx_post_event(&pass1_ev_, &ngx_posted_next_events);  // after the next epoll round
+}
+
+void WaMediaUpload::start_http() {
+    const auto type = static_cast<wa::media::Type>(spec_->media_type);
     // Pass 2 streams from the start again.
     if (lseek(fd_, 0, SEEK_SET) != 0 || !enc_.init(spec_->media_key, type)) return fail("media_lost", "the spooled file cannot be read");
     std::string token = base64url(enc_sha256_);

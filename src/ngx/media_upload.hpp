@@ -26,6 +26,9 @@ public:
     std::string org_;
 
 private:
+    static void pass1_handler(ngx_event_t* ev);
+    void pass1_step();
+    void start_http();
     void fail(const std::string& code, const std::string& why);
     void on_response(int status, const std::string& error);
     bool next_chunk(std::string& out, bool& eof, std::string& why);
@@ -38,6 +41,7 @@ private:
     uint64_t read_ = 0;
     bool finished_ = false;
     std::string enc_sha256_, file_sha256_;
-    wa::media::Encryptor enc_;
+    wa::media::Encryptor first_, enc_;
+    ngx_event_t pass1_ev_;  // the first pass runs 1 MiB per event-loop turn (other organizations go on meanwhile)
     std::unique_ptr<WaHttpClient> http_;
 };
