@@ -96,7 +96,7 @@ is_deeply([ spool_files() ], [], 'no spool file left');
 }
 
 # --------------------------------------------------------------------------------- a JPEG, multipart
-my $jpeg = "\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" . random_bytes(70_000) . "\xFF\xD9";
+my $jpeg = WaTest::slurp("$WaTest::ROOT/t/data/frames.jpg");    # 800×600, made with libjpeg (thumbnail.cpp)
 ($st, undef, $j) = multipart({ organization_id => 'o1', phone => $C1, type => 'image', caption => 'Montura' }, $jpeg, 'foto.jpg', 'image/jpeg');
 is($st, 200, 'send-media multipart/form-data: a JPEG, 200') or diag explain $j;
 $got = downloaded($C1, $j->{message_id} // '');
@@ -106,6 +106,8 @@ for my $m (@{ $got // [] }) {
     is($m->{media}{sha256}, sha256_hex($jpeg), "device $m->{device}: the original SHA-256");
     is($m->{media}{type}, 'image', 'type image');
     is($m->{media}{mimetype}, 'image/jpeg', 'mimetype from the part');
+    ok(($m->{media}{thumbnail_bytes} // 0) > 100, "with a JPEG thumbnail ($m->{media}{thumbnail_bytes} bytes)");
+    is("$m->{media}{width}x$m->{media}{height}", '800x600', 'and the dimensions');
 }
 is_deeply([ spool_files() ], [], 'no spool file left');
 

@@ -152,6 +152,8 @@ struct UploadResult {
     std::string url, direct_path;
     std::string file_sha256, file_enc_sha256;  // raw 32 bytes each
     uint64_t file_length = 0;
+    uint32_t width = 0, height = 0;            // images, when the header says
+    std::string jpeg_thumbnail;                // images: a small JPEG (wa/media/thumbnail.hpp), may be empty
 };
 
 struct SessionStatus {

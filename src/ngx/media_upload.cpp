@@ -80,6 +80,28 @@ void WaMediaUpload::start() {
     if (fd_ < 0 || fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode))
         return fail("media_lost", "the spooled file of this send is gone (helper restarted?); send it again");
     if (static_cast<uint64_t>(st.st_size) != spec_->size) return fail("media_lost", "the spooled file changed size");
+    if (type == wa::media::Type::Image) {
+        // What a receiving phone shows before it downloads: the dimensions and, for JPEGs, a 32 px thumbnail
+        // (Baileys extractImageThumb). A PNG or WebP goes without a thumbnail (its header still gives the size).
+        char head[32] = {0};
+        ssize_t n = pread(fd_, head, sizeof head, 0);
+        wa::media::Magic magic = n > 0 ? wa::media::sniff(std::string_view(head, static_cast<size_t>(n))) : wa::media::Magic::Unknown;
+        std::string why;
+        if (magic == wa::media::Magic::Jpeg && !wa::media::jpeg_thumbnail_file(spool_path(conf_, spec_->spool), 32, image_, &why)) {
+            ngx_log_error(NGX_LOG_INFO, log_, 0, "whatsapp: no thumbnail for %s: %s", spec_->job_id.c_str(), why.c_str());
+            image_ = wa::media::ImageInfo{};
+        } else if (magic == wa::media::Magic::Png && n >= 24) {
+            auto be32 = [&](int at) {
+                return static_cast<uint32_t>(static_cast<unsigned char>(head[at])) << 24 |
+                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 1])) << 16 |
+                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 2])) << 8 |
+                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 3]));
+            };
+            image_.width = be32(16);
+            image_.height = be32(20);
+            if (image_.width > 65535 || image_.height > 65535) image_ = wa::media::ImageInfo{};
+        }
+    }
     // Pass 1: fileEncSha256 names the upload, so it is needed before the first byte goes out.
     if (!first_.init(spec_->media_key, type)) return fail("internal_error", "media encryption failed");
     ngx_memzero(&pass1_ev_, sizeof(pass1_ev_));
@@ -185,6 +207,9 @@ void WaMediaUpload::on_response(int status, const std::string& error) {
     r.file_sha256 = file_sha256_;
     r.file_enc_sha256 = enc_sha256_;
     r.file_length = spec_->size;
+    r.width = image_.width;
+    r.height = image_.height;
+    r.jpeg_thumbnail = std::move(image_.jpeg_thumbnail);
     finished_ = true;
     if (fd_ >= 0) close(fd_), fd_ = -1;
     Done d = std::move(done_);

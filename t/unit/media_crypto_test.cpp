@@ -184,3 +184,50 @@ TEST(MediaMagic, DeclaredTypeMustAgree) {
 }
 
 }  // namespace
+
+#include "wa/media/thumbnail.hpp"
+
+namespace {
+
+TEST(MediaThumbnail, JpegScaledDownTo32) {
+    // A 640×480 gradient photo → a 32×24 thumbnail that is itself a JPEG of that size.
+    std::string rgb(640 * 480 * 3, '\0');
+    for (size_t y = 0; y < 480; y++)
+        for (size_t x = 0; x < 640; x++) {
+            rgb[(y * 640 + x) * 3] = static_cast<char>(x * 255 / 639);
+            rgb[(y * 640 + x) * 3 + 1] = static_cast<char>(y * 255 / 479);
+            rgb[(y * 640 + x) * 3 + 2] = 64;
+        }
+    std::string jpeg;
+    ASSERT_TRUE(m::jpeg_encode_rgb(rgb, 640, 480, 85, jpeg));
+    m::ImageInfo info;
+    std::string err;
+    ASSERT_TRUE(m::jpeg_thumbnail(jpeg, 32, info, &err)) << err;
+    EXPECT_EQ(info.width, 640u);
+    EXPECT_EQ(info.height, 480u);
+    ASSERT_FALSE(info.jpeg_thumbnail.empty());
+    EXPECT_EQ(m::sniff(info.jpeg_thumbnail), m::Magic::Jpeg);
+    EXPECT_LT(info.jpeg_thumbnail.size(), 2000u);
+    m::ImageInfo again;
+    ASSERT_TRUE(m::jpeg_thumbnail(info.jpeg_thumbnail, 32, again, &err)) << err;
+    EXPECT_EQ(again.width, 32u);
+    EXPECT_EQ(again.height, 24u);
+    // A tall small image keeps its aspect and is not enlarged.
+    std::string small(10 * 20 * 3, '\x80');
+    ASSERT_TRUE(m::jpeg_encode_rgb(small, 10, 20, 80, jpeg));
+    ASSERT_TRUE(m::jpeg_thumbnail(jpeg, 32, info, &err)) << err;
+    ASSERT_TRUE(m::jpeg_thumbnail(info.jpeg_thumbnail, 32, again, &err)) << err;
+    EXPECT_EQ(again.width, 10u);
+    EXPECT_EQ(again.height, 20u);
+}
+
+TEST(MediaThumbnail, RefusesWhatIsNotAJpeg) {
+    m::ImageInfo info;
+    std::string err;
+    EXPECT_FALSE(m::jpeg_thumbnail("not a jpeg at all", 32, info, &err));
+    EXPECT_FALSE(err.empty());
+    EXPECT_FALSE(m::jpeg_thumbnail(std::string("\xFF\xD8\xFF\xE0\0\x10JFIF\0", 11), 32, info, &err));  // cut short
+    EXPECT_TRUE(info.jpeg_thumbnail.empty());
+}
+
+}  // namespace

@@ -171,6 +171,11 @@ Actions Session::on_upload_done(uint64_t now_ms, int64_t unix_s, const std::stri
         im->set_fileencsha256(r.file_enc_sha256);
         im->set_directpath(r.direct_path);
         im->set_mediakeytimestamp(unix_s);
+        if (r.width && r.height) {
+            im->set_width(r.width);
+            im->set_height(r.height);
+        }
+        if (!r.jpeg_thumbnail.empty()) im->set_jpegthumbnail(r.jpeg_thumbnail);
     } else {
         auto* d = msg.mutable_documentmessage();
         d->set_url(r.url);
