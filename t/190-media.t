@@ -240,5 +240,15 @@ for my $case (['refuse', 'upload_refused', { code => 503 }], ['garbage', 'upload
 }
 
 unlike($t->error_log, qr/auth=|mediaKey|media_key/i, 'no media auth or key in the error log');
+{
+    my @stored = glob("$t->{state_dir}/media/o1/*");
+    ok(@stored >= 2, 'received media is stored under the state directory (' . scalar(@stored) . ' files)');
+    my @modes = map { (stat $_)[2] & 07777 } @stored;
+    is_deeply([ grep { $_ != 0600 } @modes ], [], 'each file 0600');
+    $t->api(POST => '/api/logout', body => { organization_id => 'o1' }, timeout => 20);
+    my ($s) = $t->api(POST => '/api/purge', body => { organization_id => 'o1' }, timeout => 20);
+    is($s, 200, 'purge after logout: 200');
+    ok(!-e "$t->{state_dir}/media/o1", "purge removed the organization's media");
+}
 $t->stop(allow => qr/exited on signal 9/);
 done_testing;

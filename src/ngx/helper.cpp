@@ -1022,6 +1022,37 @@ void helper_doorbell_handler(ngx_event_t* ev) {
 
 // Retention, once a minute: messages (whatsapp_message_retention), idempotency keys (24 h, the contract),
 // device lists (a day: a stale one only costs a usync), privacy tokens (whatsmeow: 28 days).
+// Received documents and images (media_download.cpp) go with whatsapp_message_retention too: a file is as old as
+// its download (its mtime), which follows the message within seconds. At most every 10 minutes.
+void expire_media(int64_t now) {
+    static int64_t last = 0;
+    if (now - last < 600) return;
+    last = now;
+    std::string root = wa_str(H.conf->state_dir) + "/media";
+    DIR* d = opendir(root.c_str());
+    if (d == nullptr) return;
+    int removed = 0;
+    while (struct dirent* org = readdir(d)) {
+        std::string name = org->d_name;
+        if (name == "." || name == ".." || !wa::valid_org_id(name)) continue;
+        std::string dir = root + "/" + name;
+        DIR* od = opendir(dir.c_str());
+        if (od == nullptr) continue;
+        while (struct dirent* f = readdir(od)) {
+            std::string fn = f->d_name;
+            if (fn == "." || fn == "..") continue;
+            std::string path = dir + "/" + fn;
+            struct stat st;
+            if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                now - st.st_mtime > static_cast<int64_t>(H.conf->message_retention) && unlink(path.c_str()) == 0)
+                removed++;
+        }
+        closedir(od);
+    }
+    closedir(d);
+    if (removed) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %d stored media file(s)", removed);
+}
+
 void expire_stored() {
     static int64_t last = 0;
     int64_t now = ngx_time();
@@ -1038,6 +1069,7 @@ void expire_stored() {
     // Delivered and dead webhook events, as long as messages are kept.
     H.store->expire_webhooks(now_ms - int64_t(H.conf->message_retention) * 1000, n, &err);
     if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
+    expire_media(now);
 }
 
 void sweep_handler(ngx_event_t* ev) {
