@@ -219,7 +219,7 @@ for my $case (['refuse', 'upload_refused', { code => 503 }], ['garbage', 'upload
     my ($helper) = $t->helper_pids;
     kill 'KILL', $helper;
     ok(wait_until(sub { my @h = $t->helper_pids; @h == 1 && $h[0] != $helper }, 15), 'a new helper took over');
-    ok(wait_until(sub { !spool_files() }, 5), 'no spool file after the restart') or diag explain [ spool_files() ];
+    ok(wait_until(sub { !spool_files() }, 12), 'no spool file after the restart (removed once 5 s old)') or diag explain [ spool_files() ];
     close $sock;
     $sim->control(POST => '/media/fault', body => { type => 'clear' });
     ok(wait_until(sub { ($t->status('o1')->{status} // '') eq 'connected' }, 15), 'o1 connected again');

@@ -91,10 +91,16 @@ void release_spool(uint64_t id) {
     H.cmd_spool.erase(it);
 }
 
-// At activation: spool files nobody will use (a helper that died mid-upload, a worker that died mid-write) are
-// removed; only the files of commands still queued for us stay.
+// Spool files nobody will use (a helper that died mid-upload, a worker that died mid-write) are removed: at
+// activation and then every 5 s, whatever no queued command and no command of ours names, once it is 5 s old (a
+// worker renames its file a moment before it queues the command: a younger file may be on its way).
 void clean_spool() {
+    static time_t last = 0;
+    time_t now = time(nullptr);
+    if (now - last < 5 && last != 0) return;
+    last = now;
     std::set<std::string> keep;
+    for (const auto& [id, name] : H.cmd_spool) keep.insert(name);
     wa_zone_ctx_t* z = H.zone;
     ngx_shmtx_lock(&z->shpool->mutex);
     for (ngx_queue_t* q = ngx_queue_head(&z->sh->pending); q != ngx_queue_sentinel(&z->sh->pending); q = ngx_queue_next(q)) {
@@ -107,7 +113,6 @@ void clean_spool() {
     DIR* d = opendir(spool_dir().c_str());
     if (d == nullptr) return;
     int removed = 0;
-    time_t now = time(nullptr);
     while (struct dirent* e = readdir(d)) {
         std::string name = e->d_name;
         if (name == "." || name == "..") continue;
@@ -116,7 +121,9 @@ void clean_spool() {
         struct stat st;
         // A ".part" is a worker writing right now unless it is old.
         if (part && (lstat(path.c_str(), &st) != 0 || now - st.st_mtime < 60)) continue;
-        if (!part && (!api::valid_spool_name(name) || keep.count(name))) continue;
+        if (!part && (!api::valid_spool_name(name) || keep.count(name) || lstat(path.c_str(), &st) != 0 ||
+                      now - st.st_mtime < 5))
+            continue;
         if (unlink(path.c_str()) == 0) removed++;
     }
     closedir(d);
@@ -1087,6 +1094,7 @@ void sweep_handler(ngx_event_t* ev) {
     take_commands();
     sweep_results();
     expire_stored();
+    if (H.role == WA_HELPER_ACTIVE) clean_spool();
     ngx_add_timer(ev, 1000);
 }
 
