@@ -98,7 +98,8 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
 // On success fills `cmd` (type SendMedia; spool, size and sha256 are the caller's) and `file` (the decoded bytes).
 // Errors: 400 (invalid_json, missing_field, invalid_phone, invalid_jid, invalid_field, invalid_media), 413
 // media_too_large over `max_media` bytes, 415 for another content type, and the gate's.
-bool parse_send_media(std::string_view content_type, std::string_view body, std::string_view default_region,
+// `body` is consumed: released as soon as what is needed of it is copied out (a 16 MB file is not held three times).
+bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
                       std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
                       Response& err, const OrgGate& gate = {});
 // multipart/form-data with a boundary (RFC 7578); the boundary without the leading "--".

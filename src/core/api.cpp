@@ -883,7 +883,7 @@ bool valid_mimetype(std::string_view m) {
 
 }  // namespace
 
-bool parse_send_media(std::string_view content_type, std::string_view body, std::string_view default_region,
+bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
                       std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
                       Response& err, const OrgGate& gate) {
     cmd.type = Command::SendMedia;
@@ -922,6 +922,13 @@ bool parse_send_media(std::string_view content_type, std::string_view body, std:
             err = error(400, "missing_field", "the file is required (multipart part \"file\")");
             return false;
         }
+        if (raw_file.size() > max_media) {
+            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
+            return false;
+        }
+        file.assign(raw_file.data(), raw_file.size());
+        raw_file = {};
+        std::string().swap(body);  // the fields are in `root`, the file in `file`
     } else if (is_json_content_type(content_type)) {
         json_error_t je;
         root.reset(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
@@ -933,6 +940,7 @@ bool parse_send_media(std::string_view content_type, std::string_view body, std:
             err = error(400, "invalid_json", "request body must be a JSON object");
             return false;
         }
+        std::string().swap(body);  // everything is in `root` now
     } else {
         err = error(415, "unsupported_media_type", "request body must be application/json or multipart/form-data");
         return false;
@@ -990,13 +998,7 @@ bool parse_send_media(std::string_view content_type, std::string_view body, std:
     }
     if (!idempotency_field(root.get(), idempotency_header, cmd, err)) return false;
     // The file.
-    if (multipart) {
-        if (raw_file.size() > max_media) {
-            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
-            return false;
-        }
-        file.assign(raw_file.data(), raw_file.size());
-    } else {
+    if (!multipart) {
         json_t* data = json_object_get(root.get(), "data");
         if (!data || json_is_null(data)) {
             err = error(400, "missing_field", "data is required (the file, base64)");
@@ -1016,6 +1018,7 @@ bool parse_send_media(std::string_view content_type, std::string_view body, std:
             err = error(400, "invalid_media", "data is not valid base64");
             return false;
         }
+        json_object_del(root.get(), "data");  // its base64 is not needed any more
         if (file.size() > max_media) {
             file.clear();
             err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");

@@ -646,7 +646,7 @@ static std::string wa_hex_sha256(const std::string& data) {
     return s;
 }
 
-static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& body) {
+static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, std::string& body) {
     api::Response err;
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)

@@ -14,7 +14,7 @@ namespace api = wa::api;
 const std::string kPdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\nbody";
 const std::string kPng("\x89PNG\r\n\x1A\n\0\0\0\rIHDR....", 20);
 
-bool parse(const std::string& ct, const std::string& body, api::Command& cmd, std::string& file, api::Response& err,
+bool parse(const std::string& ct, std::string body, api::Command& cmd, std::string& file, api::Response& err,
            uint64_t max = 1 << 20) {
     return api::parse_send_media(ct, body, "CO", "", max, cmd, file, err);
 }
