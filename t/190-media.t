@@ -9,14 +9,33 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Digest::SHA qw(sha256_hex);
 use MIME::Base64 qw(encode_base64);
+use IO::Socket::INET;
 use lib 't/lib';
 use WaTest qw(wait_until);
 
 my $t = WaTest->new;
+# A webhook receiver (as in t/180): each request's body as one line of hooks.log.
+my $hook_port = WaTest::free_port();
+WaTest::background(sub {
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $hook_port, Listen => 64, ReuseAddr => 1) or die "listen: $!";
+    while (my $c = $srv->accept) {
+        my $buf = '';
+        while ($buf !~ /\r\n\r\n/) { my $r = sysread($c, $buf, 65536, length $buf); last unless $r; }
+        my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+        while (length($body // '') < ($len // 0)) { my $r = sysread($c, $body, 65536, length $body); last unless $r; }
+        open(my $fh, '>>', "$t->{dir}/hooks.log") or die;
+        print $fh ($body // ''), "\n";
+        close $fh;
+        print $c "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+        close $c;
+    }
+});
 my $sim = WaTest::Sim->start($t->{dir}, args => ['--media-dir', "$t->{dir}/media"]);
 ok($sim->{media_ca} && -f $sim->{media_ca}, 'the simulator runs a media host with a test CA');
 $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_ssl_trusted_certificate $sim->{media_ca};\n"
+    . "    whatsapp_webhook http://127.0.0.1:$hook_port/hook events=message.received;\n"
     . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_send_rate 600r/m burst=300;\n    whatsapp_send_timeout 8s;");
 $t->start;
 my $spool = "$t->{state_dir}/spool";
@@ -143,6 +162,12 @@ sub media_get {
     is($h->{'content-type'}, 'application/pdf', 'with the mimetype');
     ok(defined $raw && $raw eq $doc, 'byte-exact (' . length($raw // '') . ' bytes)');
     like($h->{'content-disposition'} // '', qr/filename="factura_7\.pdf"/, 'the file name, made safe');
+    my $ev = wait_until(sub {
+        my ($e) = grep { ($_->{data}{id} // '') eq $id } map { WaTest::json_dec($_) // () } split /\n/, WaTest::slurp("$t->{dir}/hooks.log");
+        $e;
+    }, 10);
+    is($ev->{data}{type}, 'document', 'the message.received webhook: type document');
+    is($ev->{data}{media_path}, "/api/messages/o1/$id/media", 'with media_path, the route that serves the file');
     my $img = "\x89PNG\r\n\x1A\n\0\0\0\rIHDR" . random_bytes(50_000);
     ($cs, undef, $cj) = $sim->control(POST => "/contacts/$C1/send", timeout => 30, body => { to => $ACCOUNT,
         media => { type => 'image', data => encode_base64($img, ''), mimetype => 'image/png' } });
