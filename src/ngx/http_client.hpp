@@ -24,6 +24,11 @@ public:
         ngx_msec_t timeout = 10000;          // the whole request, from start() to the end of the response
         std::string bytes;                   // the formatted request (wa::http::format_request)
         size_t max_body = 65536;
+        size_t keep_body = 512;              // bytes of the response body kept (response().body_head())
+        // A request body streamed after `bytes` (media uploads): appends the next chunk to `out`, sets `eof` after
+        // the last; false on an error (`error` says why). Called only when the socket took everything before.
+        std::function<bool(std::string& out, bool& eof, std::string& error)> body_source;
+        std::function<void(std::string_view)> body_sink;  // the response body of a 2xx, as it arrives
     };
     // status 0 = no response (error says why). Called once; the client is closed then, and must not be
     // deleted from inside the callback (the owner frees it later, e.g. in a posted event).
@@ -67,5 +72,7 @@ private:
     std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;
     size_t next_addr_ = 0;
     std::string out_;
+    bool body_eof_ = false;
+    bool write_failed_ = false;  // the request could not be sent whole; an early answer may still be readable
     wa::http::ResponseParser parser_;
 };

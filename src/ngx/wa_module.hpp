@@ -53,6 +53,7 @@ struct wa_main_conf_t {
     ngx_msec_t backoff_min;
     ngx_msec_t backoff_max;
     size_t max_body;
+    size_t max_media;              // whatsapp_max_media_size: the decoded file of send-media
     ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
@@ -83,6 +84,7 @@ struct wa_loc_conf_t {
     ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
+    ngx_flag_t media_location;  // the exact location made for POST <prefix>/api/send-media (larger body limit)
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -319,5 +321,9 @@ ngx_int_t wa_command_request(ngx_http_request_t* r, wa_main_conf_t* m, wa::api::
 inline int64_t wa_local_day(time_t now) {
     return static_cast<int64_t>(now + static_cast<time_t>(ngx_cached_time->gmtoff) * 60) / 86400;
 }
+// The body limit of POST /api/send-media: base64 of the largest file (4/3) plus room for the other fields.
+inline size_t wa_media_body_limit(const wa_main_conf_t* m) { return (m->max_media + 2) / 3 * 4 + 256 * 1024; }
+// <state_dir>/spool: files of send-media between the worker and the helper (helper.cpp removes them).
+#define WA_SPOOL_DIR "spool"
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
