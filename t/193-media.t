@@ -130,6 +130,28 @@ for my $m (@{ $got // [] }) {
 }
 is_deeply([ spool_files() ], [], 'no spool file left');
 
+# --------------------------------------------------------------------------------- a PNG with transparency, JSON
+{
+    # 400x200 RGBA written here (zlib, CRC32): the top half opaque blue, the bottom half transparent
+    require Compress::Zlib;
+    my ($w, $h) = (400, 200);
+    my $raw = join '', map { "\0" . ($_ < $h / 2 ? "\x20\x40\xC0\xFF" : "\0\0\0\0") x $w } 0 .. $h - 1;
+    my $chunk = sub { my ($type, $data) = @_; pack('N', length $data) . $type . $data . pack('N', Compress::Zlib::crc32($type . $data)) };
+    my $png = "\x89PNG\r\n\x1A\n" . $chunk->('IHDR', pack('NNCCCCC', $w, $h, 8, 6, 0, 0, 0))
+        . $chunk->('IDAT', Compress::Zlib::compress($raw)) . $chunk->('IEND', '');
+    ($st, undef, $j) = $t->api(POST => '/api/send-media', timeout => 30, body => { organization_id => 'o1', phone => $C1,
+        type => 'image', data => encode_base64($png, ''), mimetype => 'image/png', filename => 'captura.png' });
+    is($st, 200, 'send-media: a PNG image, 200') or diag explain $j;
+    my $pg = downloaded($C1, $j->{message_id} // '');
+    ok($pg, 'both devices received the PNG');
+    for my $m (@{ $pg // [] }) {
+        is($m->{media}{sha256}, sha256_hex($png), "device $m->{device}: the original SHA-256");
+        ok(($m->{media}{thumbnail_bytes} // 0) > 100, "with a JPEG thumbnail made from the PNG ($m->{media}{thumbnail_bytes} bytes)");
+        is("$m->{media}{width}x$m->{media}{height}", '400x200', 'and the dimensions');
+    }
+    is_deeply([ spool_files() ], [], 'no spool file left');
+}
+
 # --------------------------------------------------------------------------------- a retry receipt for a document
 {
     my ($fs) = $sim->control(POST => "/devices/$ACCOUNT:1/fault", body => { type => 'retry_request', target => 'contact', device => 1, times => 1 });

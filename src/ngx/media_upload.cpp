@@ -81,25 +81,23 @@ void WaMediaUpload::start() {
         return fail("media_lost", "the spooled file of this send is gone (helper restarted?); send it again");
     if (static_cast<uint64_t>(st.st_size) != spec_->size) return fail("media_lost", "the spooled file changed size");
     if (type == wa::media::Type::Image) {
-        // What a receiving phone shows before it downloads: the dimensions and, for JPEGs, a 32 px thumbnail
-        // (Baileys extractImageThumb). A PNG or WebP goes without a thumbnail (its header still gives the size).
+        // What a receiving phone shows before it downloads: the dimensions and a 32 px JPEG thumbnail (Baileys
+        // extractImageThumb), made from JPEGs and PNGs as they are read. A WebP goes without one.
         char head[32] = {0};
         ssize_t n = pread(fd_, head, sizeof head, 0);
         wa::media::Magic magic = n > 0 ? wa::media::sniff(std::string_view(head, static_cast<size_t>(n))) : wa::media::Magic::Unknown;
-        std::string why;
-        if (magic == wa::media::Magic::Jpeg && !wa::media::jpeg_thumbnail_file(spool_path(conf_, spec_->spool), 32, image_, &why)) {
+        std::string why, path = spool_path(conf_, spec_->spool);
+        bool made = magic == wa::media::Magic::Jpeg ? wa::media::jpeg_thumbnail_file(path, 32, image_, &why)
+                    : magic == wa::media::Magic::Png ? wa::media::png_thumbnail_file(path, 32, image_, &why)
+                                                     : true;
+        if (!made) {
             ngx_log_error(NGX_LOG_INFO, log_, 0, "whatsapp: no thumbnail for %s: %s", spec_->job_id.c_str(), why.c_str());
+            uint32_t w = image_.width, h = image_.height;  // the header's size still helps the receiver
             image_ = wa::media::ImageInfo{};
-        } else if (magic == wa::media::Magic::Png && n >= 24) {
-            auto be32 = [&](int at) {
-                return static_cast<uint32_t>(static_cast<unsigned char>(head[at])) << 24 |
-                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 1])) << 16 |
-                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 2])) << 8 |
-                       static_cast<uint32_t>(static_cast<unsigned char>(head[at + 3]));
-            };
-            image_.width = be32(16);
-            image_.height = be32(20);
-            if (image_.width > 65535 || image_.height > 65535) image_ = wa::media::ImageInfo{};
+            if (w && h && w <= 65535 && h <= 65535) {
+                image_.width = w;
+                image_.height = h;
+            }
         }
     }
     // Pass 1: fileEncSha256 names the upload, so it is needed before the first byte goes out.

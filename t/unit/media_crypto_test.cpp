@@ -187,6 +187,15 @@ TEST(MediaMagic, DeclaredTypeMustAgree) {
 
 #include "wa/media/thumbnail.hpp"
 
+#include <png.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
+extern "C" {
+#include <jpeglib.h>
+}
+
 namespace {
 
 TEST(MediaThumbnail, JpegScaledDownTo32) {
@@ -219,6 +228,76 @@ TEST(MediaThumbnail, JpegScaledDownTo32) {
     ASSERT_TRUE(m::jpeg_thumbnail(info.jpeg_thumbnail, 32, again, &err)) << err;
     EXPECT_EQ(again.width, 10u);
     EXPECT_EQ(again.height, 20u);
+}
+
+// A PNG with transparency (the shape of a phone screenshot): decoded row by row, alpha composited on white, shrunk
+// to 32 px on the longer side, encoded as a JPEG whose colours are the image's.
+TEST(MediaThumbnail, FromAPngFile) {
+    const uint32_t w = 300, h = 120;
+    std::string rgba(static_cast<size_t>(w) * h * 4, '\0');
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            unsigned char* p = reinterpret_cast<unsigned char*>(&rgba[(static_cast<size_t>(y) * w + x) * 4]);
+            bool top = y < h / 2;
+            p[0] = top ? 200 : 0;
+            p[1] = top ? 20 : 0;
+            p[2] = top ? 20 : 0;
+            p[3] = top ? 255 : 0;  // the bottom half is transparent: white on a phone
+        }
+    char path[] = "/tmp/wa-thumb-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    png_image img{};
+    img.version = PNG_IMAGE_VERSION;
+    img.width = w;
+    img.height = h;
+    img.format = PNG_FORMAT_RGBA;
+    ASSERT_TRUE(png_image_write_to_file(&img, path, 0, rgba.data(), 0, nullptr)) << img.message;
+    m::ImageInfo info;
+    std::string err;
+    bool ok = m::png_thumbnail_file(path, 32, info, &err);
+    unlink(path);
+    ASSERT_TRUE(ok) << err;
+    EXPECT_EQ(info.width, w);
+    EXPECT_EQ(info.height, h);
+    ASSERT_EQ(m::sniff(info.jpeg_thumbnail), m::Magic::Jpeg);
+    // Decoded again: 32 x 13, red on top, white below (not black: the alpha was composited on white).
+    jpeg_decompress_struct cinfo;
+    jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(info.jpeg_thumbnail.data()), info.jpeg_thumbnail.size());
+    ASSERT_EQ(jpeg_read_header(&cinfo, TRUE), JPEG_HEADER_OK);
+    cinfo.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    EXPECT_EQ(cinfo.output_width, 32u);
+    EXPECT_EQ(cinfo.output_height, 13u);
+    std::vector<unsigned char> px(cinfo.output_width * cinfo.output_height * 3);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = &px[cinfo.output_scanline * cinfo.output_width * 3];
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    const unsigned char* top = &px[(1 * 32 + 16) * 3];
+    const unsigned char* bottom = &px[(11 * 32 + 16) * 3];
+    EXPECT_GT(top[0], 150);
+    EXPECT_LT(top[1], 80);
+    EXPECT_GT(bottom[0], 220);
+    EXPECT_GT(bottom[1], 220);
+    EXPECT_GT(bottom[2], 220);
+    // Not a PNG: refused with a reason, no thumbnail.
+    std::string notpng = "/tmp/wa-thumb-not-png";
+    FILE* f = fopen(notpng.c_str(), "wb");
+    ASSERT_TRUE(f);
+    fputs("%PDF-1.4 not an image", f);
+    fclose(f);
+    m::ImageInfo none;
+    EXPECT_FALSE(m::png_thumbnail_file(notpng, 32, none, &err));
+    EXPECT_FALSE(err.empty());
+    EXPECT_TRUE(none.jpeg_thumbnail.empty());
+    unlink(notpng.c_str());
 }
 
 TEST(MediaThumbnail, RefusesWhatIsNotAJpeg) {

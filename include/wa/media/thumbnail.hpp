@@ -17,6 +17,8 @@ struct ImageInfo {
 
 // From a JPEG file (read as it decodes). False (with `err`) for anything libjpeg refuses (not a JPEG, CMYK, broken).
 bool jpeg_thumbnail_file(const std::string& path, uint32_t max_side, ImageInfo& out, std::string* err);
+// From a PNG file, row by row (any colour type; alpha composited on white). False for an interlaced PNG.
+bool png_thumbnail_file(const std::string& path, uint32_t max_side, ImageInfo& out, std::string* err);
 // The same from bytes in memory (tests).
 bool jpeg_thumbnail(std::string_view jpeg, uint32_t max_side, ImageInfo& out, std::string* err);
 // Encodes width × height RGB pixels as a JPEG (tests make their images with it).

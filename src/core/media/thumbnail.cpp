@@ -13,6 +13,7 @@
 extern "C" {
 #include <jpeglib.h>
 }
+#include <png.h>
 
 namespace wa::media {
 
@@ -31,14 +32,48 @@ void on_error(j_common_ptr cinfo) {
 }
 void on_message(j_common_ptr, int) {}  // warnings (corrupt data recovered) are not printed
 
-// Decodes the header and the scaled rows, box-averaging them into `sums`. All state the longjmp may skip over is
-// plain memory owned by the caller.
+// Box-averages the RGB rows of an ow x oh image, one at a time, into a thumbnail whose longer side is at most
+// max_side: a large image never sits in memory whole.
+struct Shrink {
+    uint32_t ow = 0, oh = 0, tw = 0, th = 0;
+    std::vector<uint64_t> sums;
+    std::vector<uint32_t> counts;
+
+    void start(uint32_t w, uint32_t h, uint32_t max_side) {
+        ow = w;
+        oh = h;
+        uint32_t longer = ow > oh ? ow : oh;
+        uint32_t side = longer < max_side ? longer : max_side;
+        tw = ow >= oh ? side : (ow * side + oh / 2) / oh;
+        th = oh >= ow ? side : (oh * side + ow / 2) / ow;
+        if (tw == 0) tw = 1;
+        if (th == 0) th = 1;
+        sums.assign(static_cast<size_t>(tw) * th * 3, 0);
+        counts.assign(static_cast<size_t>(tw) * th, 0);
+    }
+    void add_row(uint32_t y, const unsigned char* rgb) {
+        uint32_t ty = static_cast<uint32_t>(static_cast<uint64_t>(y) * th / oh);
+        for (uint32_t x = 0; x < ow; x++) {
+            uint32_t tx = static_cast<uint32_t>(static_cast<uint64_t>(x) * tw / ow);
+            size_t i = static_cast<size_t>(ty) * tw + tx;
+            for (int c = 0; c < 3; c++) sums[i * 3 + c] += rgb[x * 3 + c];
+            counts[i]++;
+        }
+    }
+    std::string rgb() const {
+        std::string out(static_cast<size_t>(tw) * th * 3, '\0');
+        for (size_t i = 0; i < counts.size(); i++)
+            for (int c = 0; c < 3; c++) out[i * 3 + c] = static_cast<char>(counts[i] ? sums[i * 3 + c] / counts[i] : 0);
+        return out;
+    }
+};
+
+// Decodes the header and the scaled rows into the shrink. All state the longjmp may skip over is plain memory
+// owned by the caller.
 struct Decode {
     jpeg_decompress_struct cinfo;
     ErrorMgr err;
-    uint32_t tw = 0, th = 0;
-    std::vector<uint64_t>* sums = nullptr;
-    std::vector<uint32_t>* counts = nullptr;
+    Shrink* shrink = nullptr;
     std::vector<unsigned char>* row = nullptr;
 };
 
@@ -73,26 +108,13 @@ bool run_decode(Decode& d, Setup& setup, uint32_t max_side, uint32_t& width, uin
         why = "not an RGB image";
         return false;
     }
-    uint32_t olonger = ow > oh ? ow : oh;
-    uint32_t side = olonger < max_side ? olonger : max_side;
-    d.tw = ow >= oh ? side : (ow * side + oh / 2) / oh;
-    d.th = oh >= ow ? side : (oh * side + ow / 2) / ow;
-    if (d.tw == 0) d.tw = 1;
-    if (d.th == 0) d.th = 1;
-    d.sums->assign(static_cast<size_t>(d.tw) * d.th * 3, 0);
-    d.counts->assign(static_cast<size_t>(d.tw) * d.th, 0);
+    d.shrink->start(ow, oh, max_side);
     d.row->resize(static_cast<size_t>(ow) * 3);
     while (d.cinfo.output_scanline < oh) {
         uint32_t y = d.cinfo.output_scanline;
         JSAMPROW rows[1] = {d.row->data()};
         if (jpeg_read_scanlines(&d.cinfo, rows, 1) != 1) break;
-        uint32_t ty = static_cast<uint32_t>(static_cast<uint64_t>(y) * d.th / oh);
-        for (uint32_t x = 0; x < ow; x++) {
-            uint32_t tx = static_cast<uint32_t>(static_cast<uint64_t>(x) * d.tw / ow);
-            size_t i = static_cast<size_t>(ty) * d.tw + tx;
-            for (int c = 0; c < 3; c++) (*d.sums)[i * 3 + c] += (*d.row)[x * 3 + c];
-            (*d.counts)[i]++;
-        }
+        d.shrink->add_row(y, d.row->data());
     }
     jpeg_finish_decompress(&d.cinfo);
     return true;
@@ -145,12 +167,10 @@ bool encode(const unsigned char* rgb, uint32_t w, uint32_t h, int quality, std::
 template <typename Setup>
 bool thumbnail(Setup setup, uint32_t max_side, ImageInfo& out, std::string* err) {
     if (max_side == 0 || max_side > 1024) return false;
-    std::vector<uint64_t> sums;
-    std::vector<uint32_t> counts;
+    Shrink shrink;
     std::vector<unsigned char> row;
     Decode d{};
-    d.sums = &sums;
-    d.counts = &counts;
+    d.shrink = &shrink;
     d.row = &row;
     std::string why;
     uint32_t w = 0, h = 0;
@@ -162,14 +182,93 @@ bool thumbnail(Setup setup, uint32_t max_side, ImageInfo& out, std::string* err)
         if (err) *err = why;
         return false;
     }
-    std::string rgb(static_cast<size_t>(d.tw) * d.th * 3, '\0');
-    for (size_t i = 0; i < counts.size(); i++)
-        for (int c = 0; c < 3; c++)
-            rgb[i * 3 + c] = static_cast<char>(counts[i] ? sums[i * 3 + c] / counts[i] : 0);
-    return encode(reinterpret_cast<const unsigned char*>(rgb.data()), d.tw, d.th, 50, out.jpeg_thumbnail, err);
+    std::string rgb = shrink.rgb();
+    return encode(reinterpret_cast<const unsigned char*>(rgb.data()), shrink.tw, shrink.th, 50, out.jpeg_thumbnail, err);
+}
+
+// PNG, row by row with libpng's transformations to 8-bit RGB (palette and grey expanded, 16-bit stripped, alpha
+// composited on white, as a phone shows a transparent screenshot). Interlaced PNGs are refused: their rows only
+// come whole after the last pass, which would need the image in memory.
+struct PngDecode {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    Shrink* shrink = nullptr;
+    std::vector<unsigned char>* row = nullptr;
+    char message[200] = {0};
+};
+
+void png_on_error(png_structp png, png_const_charp msg) {
+    auto* d = static_cast<PngDecode*>(png_get_error_ptr(png));
+    snprintf(d->message, sizeof d->message, "%s", msg);
+    png_longjmp(png, 1);
+}
+void png_on_warning(png_structp, png_const_charp) {}
+
+bool run_png(PngDecode& d, FILE* f, uint32_t max_side, uint32_t& width, uint32_t& height, std::string& why) {
+    if (setjmp(png_jmpbuf(d.png))) {
+        why = d.message[0] ? d.message : "libpng failed";
+        return false;
+    }
+    png_init_io(d.png, f);
+    png_set_user_limits(d.png, 65535, 65535);
+    png_read_info(d.png, d.info);
+    width = png_get_image_width(d.png, d.info);
+    height = png_get_image_height(d.png, d.info);
+    if (png_get_interlace_type(d.png, d.info) != PNG_INTERLACE_NONE) {
+        why = "interlaced PNG";
+        return false;
+    }
+    png_set_expand(d.png);      // palette -> RGB, grey < 8 bits -> 8 bits, tRNS -> alpha
+    png_set_strip_16(d.png);
+    png_set_gray_to_rgb(d.png);
+    png_color_16 white = {0, 255, 255, 255, 255};
+    png_set_background(d.png, &white, PNG_BACKGROUND_GAMMA_SCREEN, 0, 1.0);  // alpha composited away
+    png_read_update_info(d.png, d.info);
+    if (png_get_channels(d.png, d.info) != 3 || png_get_bit_depth(d.png, d.info) != 8) {
+        why = "PNG colour type not supported";
+        return false;
+    }
+    d.shrink->start(width, height, max_side);
+    d.row->resize(png_get_rowbytes(d.png, d.info));
+    for (uint32_t y = 0; y < height; y++) {
+        png_read_row(d.png, d.row->data(), nullptr);
+        d.shrink->add_row(y, d.row->data());
+    }
+    return true;
 }
 
 }  // namespace
+
+bool png_thumbnail_file(const std::string& path, uint32_t max_side, ImageInfo& out, std::string* err) {
+    if (max_side == 0 || max_side > 1024) return false;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return false;
+    FILE* f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return false;
+    }
+    Shrink shrink;
+    std::vector<unsigned char> row;
+    PngDecode d;
+    d.shrink = &shrink;
+    d.row = &row;
+    std::string why = "out of memory";
+    uint32_t w = 0, h = 0;
+    d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d, png_on_error, png_on_warning);
+    d.info = d.png ? png_create_info_struct(d.png) : nullptr;
+    bool ok = d.info && run_png(d, f, max_side, w, h, why);
+    png_destroy_read_struct(d.png ? &d.png : nullptr, d.info ? &d.info : nullptr, nullptr);
+    fclose(f);
+    out.width = w;
+    out.height = h;
+    if (!ok) {
+        if (err) *err = why;
+        return false;
+    }
+    std::string rgb = shrink.rgb();
+    return encode(reinterpret_cast<const unsigned char*>(rgb.data()), shrink.tw, shrink.th, 50, out.jpeg_thumbnail, err);
+}
 
 bool jpeg_thumbnail(std::string_view jpeg, uint32_t max_side, ImageInfo& out, std::string* err) {
     if (jpeg.empty()) return false;
