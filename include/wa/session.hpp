@@ -16,9 +16,9 @@
 #include <string_view>
 #include <vector>
 
-#include "wa/binary.hpp"
-#include "wa/jid.hpp"
-#include "wa/noise.hpp"
+#include "wa/codec/binary.hpp"
+#include "wa/codec/jid.hpp"
+#include "wa/link/noise.hpp"
 #include "wa/session/deadlines.hpp"
 #include "wa/session/disconnect.hpp"
 #include "wa/store/store.hpp"

@@ -14,10 +14,10 @@
 #include <jansson.h>
 
 #include "media_download.hpp"
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 #include "wa/crypto/keys.hpp"
-#include "wa/session_token.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/session_token.hpp"
+#include "wa/api/validate.hpp"
 #include "wa_module.hpp"
 
 namespace api = wa::api;

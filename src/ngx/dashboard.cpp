@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "wa/api.hpp"
-#include "wa/dashboard.hpp"
+#include "wa/api/api.hpp"
+#include "wa/api/dashboard.hpp"
 #include "wa_module.hpp"
 
 namespace api = wa::api;

@@ -23,8 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "wa/api.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/api.hpp"
+#include "wa/api/validate.hpp"
 #include "wa_module.hpp"
 
 namespace api = wa::api;

@@ -22,13 +22,13 @@
 #include "media_upload.hpp"
 #include "transport.hpp"
 #include "webhooks.hpp"
-#include "wa/api.hpp"
-#include "wa/base64.hpp"
-#include "wa/fsutil.hpp"
-#include "wa/qr.hpp"
+#include "wa/api/api.hpp"
+#include "wa/codec/base64.hpp"
+#include "wa/store/fsutil.hpp"
+#include "wa/api/qr.hpp"
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/validate.hpp"
 
 namespace {
 

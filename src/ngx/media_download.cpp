@@ -7,7 +7,7 @@
 
 #include <openssl/evp.h>
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 std::string wa_media_name(const std::string& message_id) {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 namespace {
 

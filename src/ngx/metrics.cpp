@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 #include "wa/session.hpp"
 #include "wa_module.hpp"
 

@@ -18,10 +18,10 @@
 
 #include <sys/resource.h>
 
-#include "wa/base64.hpp"
-#include "wa/limits.hpp"
-#include "wa/phone.hpp"
-#include "wa/validate.hpp"
+#include "wa/codec/base64.hpp"
+#include "wa/api/limits.hpp"
+#include "wa/api/phone.hpp"
+#include "wa/api/validate.hpp"
 #include "webhooks.hpp"
 
 static void* wa_create_main_conf(ngx_conf_t* cf);

@@ -8,7 +8,7 @@
 
 #include <cstddef>
 
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 
 ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data) {
     auto* ctx = static_cast<wa_zone_ctx_t*>(zone->data);

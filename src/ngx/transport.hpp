@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "wa/session/disconnect.hpp"
-#include "wa/websocket.hpp"
+#include "wa/link/websocket.hpp"
 #include "wa_module.hpp"
 
 class WaTransport {

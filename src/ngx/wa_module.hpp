@@ -14,7 +14,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
-#include "wa/rate_limit.hpp"
+#include "wa/api/rate_limit.hpp"
 
 static_assert(__cplusplus >= 201703L, "ngx_whatsapp needs C++17");
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <functional>
 
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 #include "wa/store/store.hpp"
 #include "wa/webhook/events.hpp"
 #include "wa_module.hpp"

@@ -9,7 +9,7 @@
 #include <iostream>
 #include <string>
 
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Cross-check of our binary node codec (src/core/binary.cpp) against Baileys' (t/wa-sim/node_modules/baileys),
+// Cross-check of our binary node codec (src/core/codec/binary.cpp) against Baileys' (t/wa-sim/node_modules/baileys),
 // in both directions. Run from anywhere:   node t/codec/crosscheck.mjs
 // Builds build/codec/codec_tool with g++, generates a seeded corpus of nodes, and for each node checks
 //   (c) our encoding == Baileys' encoding, byte for byte;
@@ -7,7 +7,7 @@
 //   (b) Baileys decodes our encoding to the same node.
 // Plus: zlib-compressed frames, frames only other encoders write (decoded by both sides alike), and the
 // strings where we deliberately differ from Baileys' encoder because Baileys would alter them, and that
-// src/core/tokens.cpp matches the installed Baileys' tables.
+// src/core/codec/tokens.cpp matches the installed Baileys' tables.
 // Prints "N passed, M failed" and exits non-zero on any failure.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { deflateSync } from 'node:zlib';
@@ -25,7 +25,7 @@ const C = await import(path.join(root, 't/wa-sim/node_modules/baileys/lib/WABina
 const tool = path.join(root, 'build/codec/codec_tool');
 fs.mkdirSync(path.dirname(tool), { recursive: true });
 const build = ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude', 't/codec/codec_tool.cpp',
-    'src/core/binary.cpp', 'src/core/jid.cpp', 'src/core/tokens.cpp', '-o', tool, '-ljansson', '-lz'];
+    'src/core/codec/binary.cpp', 'src/core/codec/jid.cpp', 'src/core/codec/tokens.cpp', '-o', tool, '-ljansson', '-lz'];
 execFileSync(process.env.CXX || 'g++', build, { cwd: root, stdio: 'inherit' });
 
 // ---- helpers --------------------------------------------------------------------------------------
@@ -231,10 +231,10 @@ for (let i = 0; i < lNodes.length; i++) {
     else fail(`lossy-decode string ${JSON.stringify(lossyDecode[i])}`, `${e}\n  ${lAnswers[2 * i + 1]}`);
 }
 
-// src/core/tokens.cpp is what t/codec/gen-tokens.mjs makes of the installed Baileys' constants.js.
+// src/core/codec/tokens.cpp is what t/codec/gen-tokens.mjs makes of the installed Baileys' constants.js.
 const generated = execFileSync(process.execPath, [path.join(here, 'gen-tokens.mjs')], { encoding: 'utf-8' });
-if (generated === fs.readFileSync(path.join(root, 'src/core/tokens.cpp'), 'utf-8')) passed++;
-else fail('src/core/tokens.cpp is stale', '(regenerate: node t/codec/gen-tokens.mjs > src/core/tokens.cpp)');
+if (generated === fs.readFileSync(path.join(root, 'src/core/codec/tokens.cpp'), 'utf-8')) passed++;
+else fail('src/core/codec/tokens.cpp is stale', '(regenerate: node t/codec/gen-tokens.mjs > src/core/codec/tokens.cpp)');
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

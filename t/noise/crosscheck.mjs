@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Cross-check of our Noise client (src/core/noise.cpp) against Baileys' initiator and the simulator's
+// Cross-check of our Noise client (src/core/link/noise.cpp) against Baileys' initiator and the simulator's
 // responder (t/wa-sim), byte for byte. Run from anywhere:   node t/noise/crosscheck.mjs
 // Builds build/noise/noise_tool with g++ and drives it over stdin/stdout (hex lines).
 //  A. Deterministic: with the same fixed client ephemeral + noise key and the same server hello,
@@ -45,7 +45,7 @@ const cleanup = () => { for (const f of cleanups.splice(0)) { try { f(); } catch
 const toolPath = path.join(root, 'build/noise/noise_tool');
 fs.mkdirSync(path.dirname(toolPath), { recursive: true });
 execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude',
-    '-Ibuild/gen', 't/noise/noise_tool.cpp', 'src/core/noise.cpp', 'src/core/pbcheck.cpp', 'src/core/xeddsa.cpp', '-o', toolPath,
+    '-Ibuild/gen', 't/noise/noise_tool.cpp', 'src/core/link/noise.cpp', 'src/core/codec/pbcheck.cpp', 'src/core/crypto/xeddsa.cpp', '-o', toolPath,
     'build/libwaproto.a', '-lprotobuf-lite', '-lsignal-protocol-c', '-lssl', '-lcrypto'],
     { cwd: root, stdio: 'inherit', timeout: 20000 });
 

@@ -11,8 +11,8 @@
 //   send PLAINTEXT_HEX                         -> out FRAME_HEX | err
 //   recv BYTES_HEX                             -> frames HEX,HEX,... ("frames -" if none) | err MESSAGE
 //   keys                                       -> keys EPH_PUB NOISE_PUB
-#include "wa/noise.hpp"
-#include "wa/xeddsa.hpp"
+#include "wa/link/noise.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 #include <iostream>
 #include <memory>

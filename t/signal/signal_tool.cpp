@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 #include "wa/crypto/keys.hpp"
 #include "wa/signal/account.hpp"
 #include "wa/signal/plaintext.hpp"

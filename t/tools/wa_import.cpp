@@ -13,7 +13,7 @@
 #include <string>
 
 #include "WAProto.pb.h"
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 #include "wa/crypto/keys.hpp"
 #include "wa/store/store.hpp"
 

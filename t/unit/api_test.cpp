@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 
 using namespace wa::api;
 

@@ -1,4 +1,4 @@
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "wa/tokens.hpp"
+#include "wa/codec/tokens.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // actions, HTML escaping, and the page and script the module serves.
 #include <gtest/gtest.h>
 
-#include "wa/dashboard.hpp"
+#include "wa/api/dashboard.hpp"
 
 namespace d = wa::dashboard;
 

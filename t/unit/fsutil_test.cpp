@@ -1,4 +1,4 @@
-#include "wa/fsutil.hpp"
+#include "wa/store/fsutil.hpp"
 
 #include <gtest/gtest.h>
 

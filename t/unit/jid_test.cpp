@@ -1,4 +1,4 @@
-#include "wa/jid.hpp"
+#include "wa/codec/jid.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "wa/limits.hpp"
+#include "wa/api/limits.hpp"
 
 TEST(SessionLimit, DebianDefaultsAndShippedConfig) {
     EXPECT_EQ(wa::session_limit(768, 1024).max, 704u);   // Debian's nginx.conf, systemd's soft limit

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "wa/api.hpp"
-#include "wa/base64.hpp"
+#include "wa/api/api.hpp"
+#include "wa/codec/base64.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "wa/noise.hpp"
+#include "wa/link/noise.hpp"
 
 namespace {
 

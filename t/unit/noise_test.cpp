@@ -1,4 +1,4 @@
-#include "wa/noise.hpp"
+#include "wa/link/noise.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // wa/pbcheck.hpp and the generated waproto:: classes (protobuf-lite) as the core uses them.
-#include "wa/pbcheck.hpp"
+#include "wa/codec/pbcheck.hpp"
 
 #include "WAProto.pb.h"
 

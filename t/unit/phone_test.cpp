@@ -1,4 +1,4 @@
-#include "wa/phone.hpp"
+#include "wa/api/phone.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-#include "wa/qr.hpp"
+#include "wa/api/qr.hpp"
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 #include <gtest/gtest.h>
 #include <qrencode.h>

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "wa/rate_limit.hpp"
+#include "wa/api/rate_limit.hpp"
 
 TEST(TokenBucket, BurstThenSteadyRate) {
     wa::TokenBucket b(60, 3);  // one per second, three at once

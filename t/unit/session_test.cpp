@@ -7,15 +7,15 @@
 #include <memory>
 
 #include "WAProto.pb.h"
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 #include "wa/crypto/keys.hpp"
-#include "wa/jid.hpp"
-#include "wa/noise.hpp"
+#include "wa/codec/jid.hpp"
+#include "wa/link/noise.hpp"
 #include <set>
 
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
-#include "wa/xeddsa.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 using wa::Action;
 using wa::Disconnect;

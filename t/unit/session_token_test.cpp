@@ -3,8 +3,8 @@
 
 #include <cstring>
 
-#include "wa/api.hpp"
-#include "wa/session_token.hpp"
+#include "wa/api/api.hpp"
+#include "wa/api/session_token.hpp"
 
 namespace st = wa::session_token;
 namespace api = wa::api;

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 #include "wa/crypto/keys.hpp"
-#include "wa/fsutil.hpp"
+#include "wa/store/fsutil.hpp"
 #include "wa/signal/account.hpp"
 #include "wa/signal/address.hpp"
 #include "wa/signal/bundle.hpp"

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/store/message_rules.hpp"
-#include "wa/fsutil.hpp"
+#include "wa/store/fsutil.hpp"
 #include "wa/store/store.hpp"
 
 using wa::store::MessageRecord;

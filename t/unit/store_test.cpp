@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "core/store/sqlite_schema.hpp"
-#include "wa/fsutil.hpp"
+#include "wa/store/fsutil.hpp"
 #include "wa/session.hpp"
-#include "wa/state_file.hpp"
+#include "wa/store/state_file.hpp"
 #include "wa/store/store.hpp"
 
 using wa::store::Credentials;

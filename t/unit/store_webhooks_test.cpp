@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "wa/fsutil.hpp"
+#include "wa/store/fsutil.hpp"
 #include "wa/store/store.hpp"
 
 using wa::store::Store;

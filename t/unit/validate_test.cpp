@@ -1,4 +1,4 @@
-#include "wa/validate.hpp"
+#include "wa/api/validate.hpp"
 
 #include <gtest/gtest.h>
 

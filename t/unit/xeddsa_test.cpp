@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "wa/xeddsa.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "wa/jid.hpp"
+#include "wa/codec/jid.hpp"
 
 namespace wa::signal {
 

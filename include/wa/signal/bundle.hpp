@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "wa/binary.hpp"
-#include "wa/jid.hpp"
+#include "wa/codec/binary.hpp"
+#include "wa/codec/jid.hpp"
 
 namespace wa::signal {
 

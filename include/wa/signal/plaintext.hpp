@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "WAProto.pb.h"
-#include "wa/jid.hpp"
+#include "wa/codec/jid.hpp"
 
 namespace wa::signal {
 

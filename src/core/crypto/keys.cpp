@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "wa/noise.hpp"
+#include "wa/link/noise.hpp"
 
 namespace wa::crypto {
 

@@ -8,7 +8,7 @@
 
 #include <cstring>
 
-#include "wa/noise.hpp"
+#include "wa/link/noise.hpp"
 
 namespace wa::media {
 

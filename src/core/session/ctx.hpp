@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 #include "wa/crypto/keys.hpp"
-#include "wa/noise.hpp"
-#include "wa/jid.hpp"
+#include "wa/link/noise.hpp"
+#include "wa/codec/jid.hpp"
 #include "wa/session.hpp"
-#include "wa/xeddsa.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 namespace wa {
 

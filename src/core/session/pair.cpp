@@ -5,7 +5,7 @@
 
 #include "WAProto.pb.h"
 #include "ctx.hpp"
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 namespace wa {
 

@@ -11,7 +11,7 @@
 
 #include "ctx.hpp"
 #include "wa/signal/account.hpp"
-#include "wa/xeddsa.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 namespace wa {
 

@@ -9,9 +9,9 @@
 #include <ctime>
 #include <new>
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 #include "wa/crypto/keys.hpp"
-#include "wa/pbcheck.hpp"
+#include "wa/codec/pbcheck.hpp"
 
 namespace wa::signal {
 

@@ -2,7 +2,7 @@
 
 #include <climits>
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 namespace wa::store {
 

@@ -13,9 +13,9 @@
 #include <exception>
 #include <set>
 
-#include "wa/state_file.hpp"
+#include "wa/store/state_file.hpp"
 #include "wa/store/store.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/validate.hpp"
 
 namespace wa::store {
 

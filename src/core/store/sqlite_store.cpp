@@ -21,7 +21,7 @@
 #include "core/store/sqlite_db.hpp"
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/validate.hpp"
 
 namespace wa::store {
 

@@ -1,12 +1,12 @@
-#include "wa/binary.hpp"
+#include "wa/codec/binary.hpp"
 
 #include <zlib.h>
 
 #include <climits>
 #include <new>
 
-#include "wa/jid.hpp"
-#include "wa/tokens.hpp"
+#include "wa/codec/jid.hpp"
+#include "wa/codec/tokens.hpp"
 
 namespace wa {
 

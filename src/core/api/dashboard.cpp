@@ -1,8 +1,8 @@
 // The operator dashboard's page, script and style, its language choice and the same-origin check of its actions
-// (include/wa/dashboard.hpp). Everything the page shows arrives through its event streams and reaches the DOM
+// (include/wa/api/dashboard.hpp). Everything the page shows arrives through its event streams and reaches the DOM
 // through textContent or attributes set one by one, never as markup.
 
-#include "wa/dashboard.hpp"
+#include "wa/api/dashboard.hpp"
 
 #include <cctype>
 

@@ -1,4 +1,4 @@
-#include "wa/session_token.hpp"
+#include "wa/api/session_token.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,7 +8,7 @@
 
 #include <memory>
 
-#include "wa/validate.hpp"
+#include "wa/api/validate.hpp"
 
 namespace wa::session_token {
 

@@ -1,4 +1,4 @@
-#include "wa/xeddsa.hpp"
+#include "wa/crypto/xeddsa.hpp"
 
 #include <signal/curve.h>
 #include <signal/signal_protocol.h>

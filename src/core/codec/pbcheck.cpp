@@ -1,4 +1,4 @@
-#include "wa/pbcheck.hpp"
+#include "wa/codec/pbcheck.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/message_lite.h>

@@ -1,4 +1,4 @@
-#include "wa/phone.hpp"
+#include "wa/api/phone.hpp"
 
 #include <phonenumbers/logger.h>
 #include <phonenumbers/phonenumber.pb.h>

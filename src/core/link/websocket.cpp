@@ -1,6 +1,6 @@
-#include "wa/websocket.hpp"
+#include "wa/link/websocket.hpp"
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>

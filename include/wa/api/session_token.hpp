@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 
 namespace wa::session_token {
 

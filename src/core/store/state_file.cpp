@@ -1,4 +1,4 @@
-#include "wa/state_file.hpp"
+#include "wa/store/state_file.hpp"
 
 #include <jansson.h>
 

@@ -1,4 +1,4 @@
-#include "wa/rate_limit.hpp"
+#include "wa/api/rate_limit.hpp"
 
 #include <cmath>
 

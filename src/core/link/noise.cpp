@@ -1,7 +1,7 @@
-#include "wa/noise.hpp"
+#include "wa/link/noise.hpp"
 
 #include "WAProto.pb.h"
-#include "wa/pbcheck.hpp"
+#include "wa/codec/pbcheck.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>

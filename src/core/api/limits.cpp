@@ -1,4 +1,4 @@
-#include "wa/limits.hpp"
+#include "wa/api/limits.hpp"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
-#include "wa/api.hpp"
+#include "wa/api/api.hpp"
 #include "wa/webhook/events.hpp"
 #include "wa/webhook/http.hpp"
-#include "wa/jid.hpp"
+#include "wa/codec/jid.hpp"
 
 #include <openssl/sha.h>
 
@@ -13,10 +13,10 @@
 #include <map>
 #include <memory>
 
-#include "wa/base64.hpp"
+#include "wa/codec/base64.hpp"
 #include "wa/media/crypto.hpp"
-#include "wa/phone.hpp"
-#include "wa/validate.hpp"
+#include "wa/api/phone.hpp"
+#include "wa/api/validate.hpp"
 
 namespace wa::api {
 
