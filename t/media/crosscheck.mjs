@@ -39,15 +39,15 @@ const watchdog = setTimeout(() => { failed++; console.log('FAIL watchdog: crossc
 watchdog.unref();
 
 // ---- build the tool from the core object (make knows when it is stale) -----------------------------------------
-execFileSync('make', ['-s', '--no-print-directory', 'build/libwaproto.a', 'build/core/media/crypto.o', 'build/core/noise.o', 'build/core/pbcheck.o'],
+execFileSync('make', ['-s', '--no-print-directory', 'build/libwaproto.a', 'build/core/media/crypto.o', 'build/core/link/noise.o', 'build/core/codec/pbcheck.o'],
     { cwd: root, stdio: 'inherit', timeout: 600000 });
 const toolPath = path.join(root, 'build/media/media_tool');
 fs.mkdirSync(path.dirname(toolPath), { recursive: true });
-const inputs = ['t/media/media_tool.cpp', 'build/core/media/crypto.o', 'build/core/noise.o', 'build/core/pbcheck.o'].map(f => path.join(root, f));
+const inputs = ['t/media/media_tool.cpp', 'build/core/media/crypto.o', 'build/core/link/noise.o', 'build/core/codec/pbcheck.o'].map(f => path.join(root, f));
 const mtime = f => fs.statSync(f).mtimeMs;
 if (!fs.existsSync(toolPath) || inputs.some(f => mtime(f) > mtime(toolPath))) {
     execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude', '-Isrc',
-        't/media/media_tool.cpp', 'build/core/media/crypto.o', 'build/core/noise.o', 'build/core/pbcheck.o', '-o', toolPath, 'build/libwaproto.a',
+        't/media/media_tool.cpp', 'build/core/media/crypto.o', 'build/core/link/noise.o', 'build/core/codec/pbcheck.o', '-o', toolPath, 'build/libwaproto.a',
         '-lprotobuf-lite', '-lssl', '-lcrypto'],
     { cwd: root, stdio: 'inherit', timeout: 120000 });
 }
