@@ -9,6 +9,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use Digest::SHA qw(hmac_sha256_hex);
+use POSIX ();
 use lib 't/lib';
 use WaTest qw(wait_until);
 
@@ -183,6 +184,56 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     sleep 0.5;
     is(scalar(grep { ($_->{event} // '') eq 'message.received' } @{ received($good_log) }), $before,
        'and not to the configured URL');
+}
+
+# ------------------------------------------------------------------------------------- keep-alive
+# A receiver that keeps HTTP/1.1 connections open (one child per connection, any number of requests on it):
+# each accepted connection and each request is a line in its log. N events must take fewer than N connections.
+sub ka_receiver {
+    my ($name) = @_;
+    my $port = WaTest::free_port();
+    my $log = "$dir/$name.log";
+    WaTest::background(sub {
+        my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 64, ReuseAddr => 1)
+            or die "listen: $!";
+        $SIG{CHLD} = 'IGNORE';
+        while (my $c = $srv->accept) {
+            my $peer = $c->peerport;
+            open(my $fh, '>>', $log) or die; print $fh "conn $peer\n"; close $fh;
+            next if fork;  # the parent accepts the next one
+            my $buf = '';
+            while (1) {
+                while ($buf !~ /\r\n\r\n/) { my $r = sysread($c, $buf, 65536, length $buf); POSIX::_exit(0) unless $r; }
+                my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
+                my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+                while (length($rest) < ($len // 0)) { my $r = sysread($c, $rest, 65536, length $rest); POSIX::_exit(0) unless $r; }
+                my $body = substr($rest, 0, $len // 0);
+                $buf = substr($rest, $len // 0);
+                my $close = $head =~ /^Connection:\s*close/mi;
+                open(my $fh, '>>', $log) or die;
+                print $fh "req $peer ", ($close ? 'close' : 'keep'), " ", WaTest::json_enc(WaTest::json_dec($body)), "\n";
+                close $fh;
+                print $c "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                POSIX::_exit(0) if $close;
+            }
+        }
+    });
+    return ("http://127.0.0.1:$port/ka", $log);
+}
+{
+    my ($ka_url, $ka_log) = ka_receiver('ka');
+    my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => $ka_url, events => ['message.received'] });
+    is($s, 200, 'o1 now posts to a keep-alive receiver') or diag explain $j;
+    my $N = 20;
+    for my $i (1 .. $N) { $sim->control(POST => "/contacts/$C1/send", body => { to => $ACCOUNT, text => "ka $i" }); sleep 0.02 }
+    my $reqs = wait_until(sub { my @r = grep { /^req / } split /\n/, WaTest::slurp($ka_log); @r >= $N ? \@r : undef }, 10);
+    ok($reqs, "$N events reached the keep-alive receiver");
+    my $conns = () = WaTest::slurp($ka_log) =~ /^conn /mg;
+    cmp_ok($conns, '<', $N, "$N events over $conns TCP connections (HTTP/1.1 keep-alive)");
+    ok(!grep({ / close / } @{ $reqs // [] }), 'no request asked for Connection: close');
+    my %texts = map { /^req \d+ \w+ (.*)$/ ? (WaTest::json_dec($1)->{data}{text} => 1) : () } @{ $reqs // [] };
+    is(scalar(grep { $texts{"ka $_"} } 1 .. $N), $N, 'every one of them, with its text');
+    # The receiver goes away: the idle pooled connections close with it, and the next event opens a new one.
 }
 
 my $delivered = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = '$flaky_url' AND state = 'delivered'");

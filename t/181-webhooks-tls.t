@@ -60,7 +60,16 @@ $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $
     . "    whatsapp_webhook https://localhost:$tls_port/in ca=$ca->{cert} events=session.status;\n"
     . "    whatsapp_webhook https://127.0.0.1:$bad_port/in ca=$ca->{cert} events=session.status;\n"
     . "    whatsapp_webhook http://127.0.0.1:$fast_port/fast events=session.status;\n"
-    . "    whatsapp_webhook_concurrency 1;\n    whatsapp_webhook_timeout 15s;\n    whatsapp_webhook_backoff 200ms 1s;");
+    . "    whatsapp_webhook_concurrency 1;\n    whatsapp_webhook_timeout 15s;\n    whatsapp_webhook_backoff 200ms 1s;",
+    locations => "location /api/ { whatsapp_api; }\n        location = /health { whatsapp_api; }\n"
+               . "        location = /metrics { whatsapp_metrics; }");
+sub metric {
+    my ($name, $labels) = @_;
+    my (undef, undef, undef, $body) = WaTest::http_request($t->{port}, GET => '/metrics');
+    my $re = quotemeta($name) . (defined $labels ? '\{' . quotemeta($labels) . '\}' : '(?:\{[^}]*\})?');
+    my ($v) = ($body // '') =~ /^$re (\S+)$/m;
+    return $v;
+}
 $t->start;
 
 my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1',
@@ -98,6 +107,16 @@ like($t->error_log, qr/webhook event evt_\w+ \(session\.status\) to https:\/\/12
      'a clear log line: the certificate does not match the host');
 my $rows = $t->db("SELECT state, attempts, last_error FROM webhook_events WHERE target = 'https://127.0.0.1:$bad_port/in'");
 ok(@$rows && !grep({ $_->{state} eq 'delivered' } @$rows), 'its events stay pending (retried), never delivered');
+my $attempts = 0;
+$attempts += $_->{attempts} for @$rows;
+my $host_fail = metric('whatsapp_tls_verify_failures_total', 'reason="host"') // 0;
+cmp_ok($host_fail, '>=', 1, "metric whatsapp_tls_verify_failures_total{reason=\"host\"} = $host_fail");
+cmp_ok($host_fail, '>=', $attempts, "... counts every refused attempt ($attempts stored)");
+is(metric('whatsapp_tls_verify_failures_total', 'reason="chain"'), 0, '... and no chain failure (the CA is trusted)');
+cmp_ok(metric('whatsapp_webhook_attempts_failed_total', 'org="o2"') // 0, '>=', $attempts,
+       'whatsapp_webhook_attempts_failed_total{org="o2"} counts the refused attempts');
+cmp_ok(metric('whatsapp_webhook_events_delivered_total', 'org="o2"') // 0, '>=', 2,
+       'whatsapp_webhook_events_delivered_total{org="o2"}: the TLS and the fast receiver');
 
 $t->stop;
 done_testing;

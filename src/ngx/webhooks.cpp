@@ -29,6 +29,8 @@ struct Conf {
     ngx_msec_t timeout = 10000;
     ngx_msec_t backoff_min = 1000, backoff_max = 600000;
     ngx_uint_t concurrency = 4;
+    ngx_uint_t keepalive = 4;          // idle kept-alive connections per URL (0: one request per connection)
+    ngx_msec_t keepalive_timeout = 4000;  // under common servers' own idle limits (Node and Apache: 5 s)
     ngx_ssl_t* default_ssl = nullptr;  // https URLs given through POST /api/webhooks
 };
 
@@ -79,6 +81,7 @@ struct Engine {
     ngx_event_t timer;
     std::map<std::string, std::vector<int64_t>> inflight;  // url -> rows being posted
     std::vector<std::unique_ptr<WaHttpClient>> clients;
+    std::unique_ptr<WaHttpPool> pool;
     std::mt19937_64 rng{std::random_device{}()};
     bool running = false;
     std::map<std::string, Override> overrides;  // org -> its own URL (POST /api/webhooks)
@@ -88,6 +91,14 @@ struct Engine {
 Engine E;
 
 void deliver(const Target& t, const wa::store::WebhookEvent& e);
+
+wa_zone_ctx_t* zone() { return wa_zone(const_cast<ngx_cycle_t*>(ngx_cycle)); }
+
+void tls_metric(const Target& t, WaHttpClient::TlsFailure f) {
+    if (f == WaHttpClient::TlsFailure::None) return;
+    wa_metrics_tls_failure(zone(), f == WaHttpClient::TlsFailure::Host);
+    (void)t;
+}
 
 int64_t now_ms() {
     ngx_time_t* tp = ngx_timeofday();
@@ -115,11 +126,13 @@ void on_done(const Target& t, const wa::store::WebhookEvent& e, int status, cons
     std::string err;
     if (status >= 200 && status < 300) {
         E.delivered++;
+        wa_metrics_webhook(zone(), e.org, 1, 0, 0);
         if (!E.store->webhook_delivered(e.n, &err))
             ngx_log_error(NGX_LOG_ERR, E.log, 0, "whatsapp org=%s: webhook %s: %s", e.org.c_str(), e.id.c_str(), err.c_str());
         return;
     }
     E.failed++;
+    wa_metrics_webhook(zone(), e.org, 0, 1, 0);
     std::string why = status ? "HTTP " + std::to_string(status) : error;
     uint32_t attempts = e.attempts + 1;
     double r = std::uniform_real_distribution<double>(0.0, 1.0)(E.rng);
@@ -127,6 +140,7 @@ void on_done(const Target& t, const wa::store::WebhookEvent& e, int status, cons
     int64_t next = now_ms() + static_cast<int64_t>(wait);
     if (next - e.created_at_ms > static_cast<int64_t>(E.conf->retry_for)) {
         E.dead++;
+        wa_metrics_webhook(zone(), e.org, 0, 0, 1);
         ngx_log_error(NGX_LOG_WARN, E.log, 0,
                       "whatsapp org=%s: webhook event %s (%s, seq %uL) to %s is dead after %uD attempts: %s",
                       e.org.c_str(), e.id.c_str(), e.type.c_str(), e.seq, t.url.c_str(), attempts, why.c_str());
@@ -153,13 +167,18 @@ void deliver(const Target& t, const wa::store::WebhookEvent& e) {
     req.resolver_timeout = E.m->resolver_timeout;
     req.connect_timeout = E.m->connect_timeout < E.conf->timeout ? E.m->connect_timeout : E.conf->timeout;
     req.timeout = E.conf->timeout;
-    req.bytes = wa::http::format_request("POST", t.u, headers, "application/json", body, false);
+    bool keep = E.pool && E.conf->keepalive > 0;
+    req.bytes = wa::http::format_request("POST", t.u, headers, "application/json", body, keep);
+    if (keep) req.pool = E.pool.get();
     E.inflight[t.url].push_back(e.n);
     const Target* tp = &t;
-    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e](int status, const std::string& error) {
+    auto self = std::make_shared<WaHttpClient*>(nullptr);
+    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e, self](int status, const std::string& error) {
+        if (*self) tls_metric(*tp, (*self)->tls_failure());
         on_done(*tp, e, status, error);
     });
     WaHttpClient* raw = c.get();
+    *self = raw;
     E.clients.push_back(std::move(c));
     raw->start(std::move(req));  // may finish (and call on_done) at once
 }
@@ -246,6 +265,21 @@ char* wa_webhook_concurrency_directive(ngx_conf_t* cf, ngx_command_t*, void* con
     return NGX_CONF_OK;
 }
 
+// whatsapp_webhook_keepalive <idle connections per URL> [<idle timeout>]; 0 = a new connection per request.
+char* wa_webhook_keepalive_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_int_t v = ngx_atoi(args[1].data, args[1].len);
+    if (v < 0 || v > 1000) return (char*)"must be between 0 and 1000";
+    Conf* c = conf_for(cf, conf);
+    c->keepalive = static_cast<ngx_uint_t>(v);
+    if (cf->args->nelts > 2) {
+        ngx_msec_t t = ngx_parse_time(&args[2], 0);
+        if (t == (ngx_msec_t)NGX_ERROR || t == 0) return (char*)"invalid idle timeout";
+        c->keepalive_timeout = t;
+    }
+    return NGX_CONF_OK;
+}
+
 char* wa_webhook_backoff_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     auto* args = static_cast<ngx_str_t*>(cf->args->elts);
     ngx_msec_t a = ngx_parse_time(&args[1], 0), b = ngx_parse_time(&args[2], 0);
@@ -314,6 +348,7 @@ void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* lo
     E.log = log;
     E.begin_write = std::move(begin_write);
     E.running = true;
+    E.pool = std::make_unique<WaHttpPool>(c->keepalive, c->keepalive_timeout);
     std::vector<std::array<std::string, 3>> rows;
     std::string err;
     if (store->load_webhook_targets(rows, &err)) {
@@ -359,6 +394,7 @@ void wa_webhooks_stop() {
     E.running = false;
     if (E.timer.timer_set) ngx_del_timer(&E.timer);
     E.clients.clear();  // closes what is in flight; those rows stay pending and go again after a restart
+    E.pool.reset();     // and the idle kept-alive connections
     E.inflight.clear();
     E.store = nullptr;
 }

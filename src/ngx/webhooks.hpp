@@ -13,6 +13,7 @@ char* wa_webhook_retry_for_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* c
 char* wa_webhook_concurrency_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 char* wa_webhook_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 char* wa_webhook_timeout_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* wa_webhook_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 // init_main_conf: TLS contexts for https URLs (their ca=, else whatsapp_ssl_trusted_certificate).
 bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m);
 
