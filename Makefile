@@ -190,10 +190,13 @@ bench-send: deps $(MODULE)
 # - 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t, which t/174-scale.t
 #   runs with 500): load, reconnections spread over time, retries that write nothing, a reload and a kill -9 with a
 #   command every 50 ms, QUIT (WA_SCALE_ORGS=N for another count);
-# - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer).
+# - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer);
+# - webhooks: 20 runs of 500 events with two kill -9 of the helper each (t/182-webhooks-crash.t, 5 runs in make test).
 stress: $(MODULE) $(NODE_DEPS) $(BUILD)/tools/wa_import
 	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
 	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
+	WA_HOOK_CRASH_RUNS=$${WA_HOOK_CRASH_RUNS:-20} WA_HOOK_CRASH_EVENTS=$${WA_HOOK_CRASH_EVENTS:-500} \
+	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/182-webhooks-crash.t
 
 clean:
 	rm -rf $(BUILD) objs
