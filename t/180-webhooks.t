@@ -76,12 +76,14 @@ sub sig_ok {
 my ($good_url, $good_log) = receiver('good', 0);
 my ($flaky_url, $flaky_log) = receiver('flaky', 5);
 my $dead_port = WaTest::free_port();
+my ($qr_url, $qr_log) = receiver('qr', 0);
 my $sim = WaTest::Sim->start($dir);
 $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_reconnect_backoff 1s 2s;\n"
     . "    whatsapp_webhook $good_url secret_file=$dir/hook.secret;\n"
     . "    whatsapp_webhook $flaky_url secret_file=$dir/hook.secret events=message.received;\n"
     . "    whatsapp_webhook http://127.0.0.1:$dead_port/gone events=message.received;\n"
+    . "    whatsapp_webhook $qr_url secret_file=$dir/hook.secret events=session.qr;\n"
     . "    whatsapp_webhook_backoff 100ms 500ms;\n    whatsapp_webhook_retry_for 3s;\n    whatsapp_webhook_timeout 2s;");
 my ($rc, $out) = $t->test_config;
 ok(!$rc, 'nginx -t accepts the webhook lines') or diag $out;
@@ -92,6 +94,20 @@ $t->api(POST => '/api/start-session', body => { organization_id => 'o1' });
 my $qr = wait_until(sub { my (undef, undef, $q) = $t->api(GET => '/api/qr/o1'); $q && $q->{success} ? $q : undef }, 10);
 $sim->control(POST => '/scan', body => { qr => $qr->{qr_text}, phone => $ACCOUNT });
 wait_until(sub { ($t->status('o1')->{status} // '') eq 'connected' }, 10) or BAIL_OUT('o1 not connected');
+
+# ------------------------------------------------------------------------------------- session.qr, when asked for
+{
+    my $ev = wait_until(sub { my ($x) = grep { ($_->{event} // '') eq 'session.qr' } @{ received($qr_log) }; $x }, 5);
+    ok($ev, 'session.qr reached the URL that asked for it (events=session.qr)');
+    my $d = $ev ? $ev->{event_json}{data} : {};
+    is($d->{qr}, $qr->{qr_text}, 'with the QR string of GET /api/qr');
+    cmp_ok($d->{expires_in} // 0, '>', 0, "expires_in $d->{expires_in}") if $ev;
+    cmp_ok(abs(($d->{expires_at} // 0) - ($ev->{event_json}{timestamp} // 0) - ($d->{expires_in} // 0)), '<=', 1,
+           'expires_at = timestamp + expires_in') if $ev;
+    ok(sig_ok($ev), 'signed') if $ev;
+    is(scalar(grep { ($_->{event} // '') eq 'session.qr' } @{ received($good_log) }), 0,
+       'a URL with every event type (no events=) gets no session.qr');
+}
 
 my $st = wait_until(sub { my ($r) = grep { ($_->{event} // '') eq 'session.status' } @{ received($good_log) }; $r }, 5);
 ok($st, 'session.status reached the receiver');
@@ -154,6 +170,26 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     is($item->{event}{id}, $e->{id}, 'as the same event (id)') if $item;
     like($item->{last_error} // '', qr/Connection refused/, 'with its last error') if $item;
     unlike(WaTest::json_enc($j), qr/$SECRET/, 'the secret is never returned');
+    is($item->{replays}, 0, 'replays: 0') if $item;
+    # A replay while the URL still refuses: a fresh retry window (whatsapp_webhook_retry_for from the replay,
+    # the backoff from its minimum), the attempt count goes on, and it is dead again at the window's end.
+    my $first_attempts = $dead->{attempts} // 0;
+    my $t_replay = time;
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks/replay', body => { organization_id => 'o1' });
+    is_deeply([ $s, $j->{replayed}, $j->{skipped} ], [ 200, 1, 0 ], 'replay while the URL still refuses: 1 replayed');
+    my $again = wait_until(sub {
+        my $r = $t->db("SELECT * FROM webhook_events WHERE target = 'http://127.0.0.1:$dead_port/gone'")->[0];
+        $r && $r->{state} eq 'dead' && $r->{replays} == 1 ? $r : undef }, 10);
+    my $lived = time - $t_replay;
+    ok($again, sprintf('dead again %.1f s after the replay', $lived));
+    cmp_ok($lived, '>', 2, 'not before its fresh 3 s window ended (less the 0.5 s backoff cap)') if $again;
+    cmp_ok($again->{attempts}, '>=', $first_attempts + 3, "attempts count on: $first_attempts before, $again->{attempts} now") if $again;
+    is($again->{created_at}, $dead->{created_at}, 'created_at (the envelope\'s timestamp) unchanged') if $again;
+    like($t->error_log, qr/webhook event $e->{id} \(message\.received, seq \d+\) to \S+gone is dead after \d+ attempts \(1 replays\)/,
+         'the log line says it was replayed once');
+    ($s, undef, $j) = $t->api(GET => '/api/webhooks/dead?organization_id=o1&limit=10');
+    ($item) = grep { ($_->{target} // '') =~ /:$dead_port\/gone$/ } @{ $j->{items} // [] };
+    is($item->{replays}, 1, 'the dead list shows replays: 1') if $item;
     my (undef, $late_log) = receiver('late', 0, $dead_port);
     sleep 0.3;
     ($s, undef, $j) = $t->api(POST => '/api/webhooks/replay', body => { organization_id => 'o1' });
@@ -163,6 +199,7 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     ok($late, 'the replayed event reached the URL once it listened');
     is($late->{event_json}{id}, $e->{id}, 'with the same id') if $late;
     is($late->{event_json}{data}{text}, $text, 'and the same data') if $late;
+    is($late->{event_json}{timestamp}, $e->{timestamp}, 'and the same timestamp: the body is the one of the first attempt') if $late;
 }
 
 # ------------------------------------------------------------------------------------- per-organization URL
@@ -184,6 +221,23 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     sleep 0.5;
     is(scalar(grep { ($_->{event} // '') eq 'message.received' } @{ received($good_log) }), $before,
        'and not to the configured URL');
+}
+
+# ------------------------------------------------------------------------------------- session.qr through POST /api/webhooks
+{
+    my ($qr2_url, $qr2_log) = receiver('qr2', 0);
+    my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o2', url => $qr2_url,
+                                                                     events => ['session.qr', 'session.status'] });
+    is($s, 200, 'POST /api/webhooks accepts events ["session.qr", ...]') or diag explain $j;
+    my $before = grep { ($_->{event} // '') eq 'session.qr' } @{ received($qr_log) };
+    $t->api(POST => '/api/start-session', body => { organization_id => 'o2' });
+    my $q2 = wait_until(sub { my (undef, undef, $q) = $t->api(GET => '/api/qr/o2'); $q && $q->{success} ? $q : undef }, 10);
+    my $ev = wait_until(sub { my ($x) = grep { ($_->{event} // '') eq 'session.qr' } @{ received($qr2_log) }; $x }, 5);
+    ok($ev, "o2's session.qr reached o2's own URL");
+    is($ev->{event_json}{data}{qr}, $q2->{qr_text}, 'with o2\'s QR string') if $ev && $q2;
+    is($ev->{event_json}{organization_id}, 'o2', 'organization_id o2') if $ev;
+    is(scalar(grep { ($_->{event} // '') eq 'session.qr' } @{ received($qr_log) }), $before,
+       'and not to the configured session.qr URL (the override replaces it)');
 }
 
 # ------------------------------------------------------------------------------------- keep-alive

@@ -135,15 +135,19 @@ void on_done(const Target& t, const wa::store::WebhookEvent& e, int status, cons
     wa_metrics_webhook(zone(), e.org, 0, 1, 0);
     std::string why = status ? "HTTP " + std::to_string(status) : error;
     uint32_t attempts = e.attempts + 1;
+    // The backoff and the retry window start again at a replay (window_*); the attempt count goes on.
+    uint32_t in_window = attempts > e.window_attempts ? attempts - e.window_attempts : 1;
+    int64_t window_start = e.window_start_ms ? e.window_start_ms : e.created_at_ms;
     double r = std::uniform_real_distribution<double>(0.0, 1.0)(E.rng);
-    uint64_t wait = wa::webhook::backoff_ms(attempts, E.conf->backoff_min, E.conf->backoff_max, r);
+    uint64_t wait = wa::webhook::backoff_ms(in_window, E.conf->backoff_min, E.conf->backoff_max, r);
     int64_t next = now_ms() + static_cast<int64_t>(wait);
-    if (next - e.created_at_ms > static_cast<int64_t>(E.conf->retry_for)) {
+    if (next - window_start > static_cast<int64_t>(E.conf->retry_for)) {
         E.dead++;
         wa_metrics_webhook(zone(), e.org, 0, 0, 1);
         ngx_log_error(NGX_LOG_WARN, E.log, 0,
-                      "whatsapp org=%s: webhook event %s (%s, seq %uL) to %s is dead after %uD attempts: %s",
-                      e.org.c_str(), e.id.c_str(), e.type.c_str(), e.seq, t.url.c_str(), attempts, why.c_str());
+                      "whatsapp org=%s: webhook event %s (%s, seq %uL) to %s is dead after %uD attempts "
+                      "(%uD replays): %s",
+                      e.org.c_str(), e.id.c_str(), e.type.c_str(), e.seq, t.url.c_str(), attempts, e.replays, why.c_str());
         E.store->webhook_dead(e.n, why, &err);
         return;
     }
@@ -222,7 +226,7 @@ char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
             if (!wa::webhook::valid_events(t.events, &bad)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "whatsapp_webhook: unknown event type \"%s\" (message.received, message.status, "
-                                   "session.status, account.restricted)", bad.c_str());
+                                   "session.status, account.restricted, session.qr)", bad.c_str());
                 return (char*)NGX_CONF_ERROR;
             }
         } else if (a.rfind("ca=", 0) == 0) {
@@ -339,9 +343,44 @@ wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m) {
     };
 }
 
+// The URLs events may go to now: every whatsapp_webhook and the organizations' own (POST /api/webhooks).
+static std::vector<std::string> known_targets() {
+    std::vector<std::string> keep;
+    if (E.conf)
+        for (const Target& t : E.conf->targets) keep.push_back(t.url);
+    for (const auto& [url, t] : E.dynamic) keep.push_back(url);
+    return keep;
+}
+
+// Pending rows for a URL that left the config (a reload, a restart with another nginx.conf) or an override
+// that was removed: parked as dead, replayable once the URL is configured again, instead of pending forever.
+static void park_unknown(wa::store::Store* store, ngx_log_t* log, const std::vector<std::string>& keep) {
+    std::vector<wa::store::ParkedWebhooks> parked;
+    std::string err;
+    if (!store->park_webhooks(keep, "the URL is no longer configured (neither a whatsapp_webhook nor the "
+                                    "organization's POST /api/webhooks URL when the helper started)", parked, &err)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "whatsapp: webhooks: %s", err.c_str());
+        return;
+    }
+    for (const auto& p : parked) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "whatsapp org=%s: %uL pending webhook events for %s, which is no longer configured, parked as "
+                      "dead (POST /api/webhooks/replay sends them once the URL is configured again)",
+                      p.org.c_str(), p.n, p.target.c_str());
+        wa_metrics_webhook(zone(), p.org, 0, 0, p.n);
+    }
+}
+
 void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* log, std::function<void()> begin_write) {
     Conf* c = conf_of(m, false);
-    if (!c || c->targets.empty() || !store) return;
+    if (!store) return;
+    if (!c || c->targets.empty()) {
+        E.conf = nullptr;
+        E.dynamic.clear();
+        E.overrides.clear();
+        park_unknown(store, log, {});  // no webhook at all: nothing can deliver what is pending
+        return;
+    }
     E.m = m;
     E.conf = c;
     E.store = store;
@@ -353,6 +392,7 @@ void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* lo
     std::string err;
     if (store->load_webhook_targets(rows, &err)) {
         for (auto& r : rows) wa_webhooks_set(nullptr, r[0], r[1], r[2]);
+        park_unknown(store, log, known_targets());
     } else {
         ngx_log_error(NGX_LOG_ERR, log, 0, "whatsapp: webhooks: %s", err.c_str());
     }
@@ -423,7 +463,8 @@ wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& o
         std::string ev = wa::webhook::envelope(e);
         // target and last_error are ours (a URL from the config, an error text without secrets)
         body += "{\"event\":" + ev + ",\"target\":\"" + wa::webhook::json_escape(e.target) + "\",\"attempts\":" +
-                std::to_string(e.attempts) + ",\"last_error\":\"" + wa::webhook::json_escape(e.last_error) + "\"}";
+                std::to_string(e.attempts) + ",\"replays\":" + std::to_string(e.replays) + ",\"last_error\":\"" +
+                wa::webhook::json_escape(e.last_error) + "\"}";
     }
     body += "],\"next_cursor\":" + (next.empty() ? std::string("null") : "\"" + next + "\"") + "}";
     return wa::api::Response{200, body, {}, {}};
@@ -431,17 +472,22 @@ wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& o
 
 wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id) {
     if (!store) return wa::api::error(503, "helper_unavailable", "the store is not open");
-    uint64_t n = 0;
+    uint64_t n = 0, skipped = 0;
     std::string err;
     std::vector<std::string> ids;
     if (!id.empty()) ids.push_back(id);
-    if (!store->replay_webhooks(org, ids, now_ms(), n, &err)) {
+    // Only to URLs that are configured now: a row for a URL that left the config stays dead (it would
+    // otherwise sit pending with nobody to deliver it).
+    if (!store->replay_webhooks_to(org, ids, now_ms(), known_targets(), n, skipped, &err)) {
         ngx_log_error(NGX_LOG_ERR, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %s", org.c_str(), err.c_str());
         return wa::api::error(507, "storage_error", "dead webhook events could not be replayed");
     }
-    if (n) ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %uL dead webhook events replayed",
-                         org.c_str(), n);
-    return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + "}", {}, {}};
+    if (n || skipped)
+        ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0,
+                      "whatsapp org=%s: %uL dead webhook events replayed (a fresh retry window), %uL left dead: their "
+                      "URL is not configured", org.c_str(), n, skipped);
+    return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + ",\"skipped\":" +
+                             std::to_string(skipped) + "}", {}, {}};
 }
 
 wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& org, const std::string& url,
