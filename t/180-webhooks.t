@@ -17,6 +17,8 @@ my $t = WaTest->new;
 my $dir = $t->{dir};
 my $SECRET = 'whsec_test_0123456789';
 WaTest::spew("$dir/hook.secret", "$SECRET\n");
+my $OVR_SECRET = 'whsec_tenants_9876543210';
+WaTest::spew("$dir/override.secret", "$OVR_SECRET\n");
 
 # A receiver: one request per connection, each logged as a JSON line (time, headers, body); the first
 # $fail requests are answered 500.
@@ -38,7 +40,8 @@ sub receiver {
             $n++;
             my $status = $n <= $fail ? 500 : 200;
             open(my $fh, '>>', $log) or die;
-            print $fh WaTest::json_enc({ t => time, status => $status, sig => $h{'x-whatsapp-signature'} // '',
+            my ($path) = $head =~ /^POST (\S+)/;
+            print $fh WaTest::json_enc({ t => time, status => $status, path => $path // '', sig => $h{'x-whatsapp-signature'} // '',
                                          event => $h{'x-whatsapp-event'} // '', body => $body }), "\n";
             close $fh;
             print $c "HTTP/1.1 $status X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
@@ -53,10 +56,10 @@ sub received {
              grep { length } split /\n/, WaTest::slurp($log) // '' ];
 }
 sub sig_ok {
-    my ($r) = @_;
+    my ($r, $secret) = @_;
     my ($ts, $v1) = ($r->{sig} // '') =~ /^t=(\d+),v1=([0-9a-f]{64})$/ or return 0;
     return 0 if abs(time - $ts) > 300;
-    return hmac_sha256_hex("$ts.$r->{body}", $SECRET) eq $v1;
+    return hmac_sha256_hex("$ts.$r->{body}", $secret // $SECRET) eq $v1;
 }
 
 # ------------------------------------------------------------------------------------- nginx -t validates
@@ -84,7 +87,8 @@ $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $
     . "    whatsapp_webhook $flaky_url secret_file=$dir/hook.secret events=message.received;\n"
     . "    whatsapp_webhook http://127.0.0.1:$dead_port/gone events=message.received;\n"
     . "    whatsapp_webhook $qr_url secret_file=$dir/hook.secret events=session.qr;\n"
-    . "    whatsapp_webhook_backoff 100ms 500ms;\n    whatsapp_webhook_retry_for 3s;\n    whatsapp_webhook_timeout 2s;");
+    . "    whatsapp_webhook_backoff 100ms 500ms;\n    whatsapp_webhook_retry_for 3s;\n    whatsapp_webhook_timeout 2s;\n"
+    . "    whatsapp_webhook_override_secret secret_file=$dir/override.secret;");
 my ($rc, $out) = $t->test_config;
 ok(!$rc, 'nginx -t accepts the webhook lines') or diag $out;
 $t->start;
@@ -217,10 +221,18 @@ like($t->error_log, qr/webhook event evt_\w+ \(message\.received, seq \d+\) to h
     my $own = wait_until(sub { my @x = @{ received($own_log) }; @x ? $x[0] : undef }, 5);
     ok($own, 'the next message.received went to the organization\'s URL');
     is($own->{event_json}{data}{text}, 'segundo', 'with its text') if $own;
-    ok(sig_ok($own), 'signed with the configured secret') if $own;
+    ok(sig_ok($own, $OVR_SECRET), 'signed with whatsapp_webhook_override_secret') if $own;
+    ok(!sig_ok($own, $SECRET), 'not with the first whatsapp_webhook\'s secret') if $own;
     sleep 0.5;
     is(scalar(grep { ($_->{event} // '') eq 'message.received' } @{ received($good_log) }), $before,
        'and not to the configured URL');
+    # A URL under a configured whatsapp_webhook (same origin, path below it) is that application: its secret.
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => "$good_url/o1", events => ['message.received'] });
+    is($s, 200, 'o1\'s URL set to one under the first whatsapp_webhook');
+    $sim->control(POST => "/contacts/$C1/send", body => { to => $ACCOUNT, text => 'tercero' });
+    my $under = wait_until(sub { my ($x) = grep { ($_->{path} // '') eq '/hook/o1' } @{ received($good_log) }; $x }, 5);
+    ok($under, 'the message went to /hook/o1');
+    ok(sig_ok($under, $SECRET), 'signed with that whatsapp_webhook\'s secret') if $under;
 }
 
 # ------------------------------------------------------------------------------------- session.qr through POST /api/webhooks
@@ -294,5 +306,5 @@ my $delivered = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = 
 is($delivered->[0]{n}, 1, 'the store marks the flaky delivery delivered');
 
 $t->stop;
-unlike($t->error_log, qr/\[(alert|emerg)\]|$SECRET/, 'no alert in the error log, the secret never logged');
+unlike($t->error_log, qr/\[(alert|emerg)\]|$SECRET|$OVR_SECRET/, 'no alert in the error log, the secret never logged');
 done_testing;

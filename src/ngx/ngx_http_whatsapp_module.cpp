@@ -120,6 +120,8 @@ static ngx_command_t wa_commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_webhook_keepalive"), MAIN | NGX_CONF_TAKE12, wa_webhook_keepalive_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
+    {ngx_string("whatsapp_webhook_override_secret"), MAIN | NGX_CONF_TAKE1, wa_webhook_override_secret_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL},
     {ngx_string("whatsapp_status_summary"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(status_summary), NULL},
     {ngx_string("whatsapp_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12, wa_api_directive,

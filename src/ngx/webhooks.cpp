@@ -32,6 +32,7 @@ struct Conf {
     ngx_uint_t keepalive = 4;          // idle kept-alive connections per URL (0: one request per connection)
     ngx_msec_t keepalive_timeout = 4000;  // under common servers' own idle limits (Node and Apache: 5 s)
     ngx_ssl_t* default_ssl = nullptr;  // https URLs given through POST /api/webhooks
+    std::string override_secret;       // whatsapp_webhook_override_secret: signs organizations' own URLs
 };
 
 struct Override {
@@ -196,6 +197,23 @@ static Conf* conf_for(ngx_conf_t* cf, void* conf) {
     return conf_of(static_cast<wa_main_conf_t*>(conf), true);
 }
 
+// Reads secret_file=path (relative to the prefix) into `out`; NGX_CONF_OK or an error already logged.
+static char* secret_file_arg(ngx_conf_t* cf, const std::string& a, const char* directive, std::string& out) {
+    std::string p = a.substr(12);
+    ngx_str_t path;
+    path.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, p.size() + 1));
+    if (!path.data) return (char*)NGX_CONF_ERROR;
+    ngx_memcpy(path.data, p.data(), p.size());
+    path.len = p.size();
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    std::string err;
+    if (!read_secret(wa_str(path), out, err)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s secret_file \"%V\": %s", directive, &path, err.c_str());
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
 char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     Conf* c = conf_for(cf, conf);
     auto* args = static_cast<ngx_str_t*>(cf->args->elts);
@@ -209,17 +227,8 @@ char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     for (ngx_uint_t i = 2; i < cf->args->nelts; i++) {
         std::string a = wa_str(args[i]);
         if (a.rfind("secret_file=", 0) == 0) {
-            ngx_str_t path;
-            std::string p = a.substr(12);
-            path.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, p.size() + 1));
-            if (!path.data) return (char*)NGX_CONF_ERROR;
-            ngx_memcpy(path.data, p.data(), p.size());
-            path.len = p.size();
-            if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
-            if (!read_secret(wa_str(path), t.secret, err)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_webhook secret_file \"%V\": %s", &path, err.c_str());
-                return (char*)NGX_CONF_ERROR;
-            }
+            char* rv = secret_file_arg(cf, a, "whatsapp_webhook", t.secret);
+            if (rv != NGX_CONF_OK) return rv;
         } else if (a.rfind("events=", 0) == 0) {
             t.events = a.substr(7);
             std::string bad;
@@ -243,6 +252,17 @@ char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
         }
     c->targets.push_back(std::move(t));
     return NGX_CONF_OK;
+}
+
+// whatsapp_webhook_override_secret secret_file=path: the secret that signs the URLs organizations set with
+// POST /api/webhooks (unless the URL lies under a configured whatsapp_webhook: then that one's secret).
+char* wa_webhook_override_secret_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string a = wa_str(args[1]);
+    if (a.rfind("secret_file=", 0) != 0) return (char*)"takes secret_file=path";
+    Conf* c = conf_for(cf, conf);
+    if (!c->override_secret.empty()) return (char*)"is duplicate";
+    return secret_file_arg(cf, a, "whatsapp_webhook_override_secret", c->override_secret);
 }
 
 char* wa_webhook_retry_for_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
@@ -326,6 +346,22 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
 }
 
 // ---- helper side ----
+
+// The secret for an organization's own URL: that of the configured whatsapp_webhook it lies under (same scheme,
+// host and port, and the configured path is a prefix of its path: the same application), else
+// whatsapp_webhook_override_secret, else the first whatsapp_webhook's (the behaviour before the directive).
+static std::string override_secret(const Conf& c, const wa::http::Url& u) {
+    const Target* best = nullptr;
+    for (const Target& t : c.targets) {
+        if (t.u.tls != u.tls || t.u.host != u.host || t.u.port != u.port) continue;
+        std::string base = t.u.target.substr(0, t.u.target.find('?'));
+        if (u.target.compare(0, base.size(), base) != 0) continue;
+        if (!best || base.size() > best->u.target.substr(0, best->u.target.find('?')).size()) best = &t;
+    }
+    if (best) return best->secret;
+    if (!c.override_secret.empty()) return c.override_secret;
+    return c.targets.empty() ? std::string() : c.targets[0].secret;
+}
 
 wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m) {
     Conf* c = conf_of(m, false);
@@ -512,7 +548,7 @@ wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& or
                 Target t;
                 t.url = url;
                 wa::http::parse_url(url, t.u, nullptr);
-                t.secret = E.conf->targets.empty() ? std::string() : E.conf->targets[0].secret;
+                t.secret = override_secret(*E.conf, t.u);
                 t.ssl = E.conf->default_ssl;
                 E.dynamic.emplace(url, std::move(t));
             }
