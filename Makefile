@@ -45,7 +45,7 @@ DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver
 # also installs is not started by anything here)
 DEBIAN_PKGS += prometheus
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench bench-link bench-send clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench bench-link bench-send bench-webhooks clean asan stress
 all: $(MODULE)
 
 deps:
@@ -185,6 +185,10 @@ bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
 # Sending through the module and through the seed server on the same simulator: bench/out/send.md
 bench-send: deps $(MODULE)
 	perl bench/send.pl
+
+# Webhook delivery to a local receiver (events/s, helper CPU per event; keep-alive on and off): bench/out/webhooks.md
+bench-webhooks: deps $(MODULE)
+	perl bench/webhooks.pl
 
 # Not part of `make test`, heavier versions of tests it runs at a smaller scale. Each prints its figures:
 # - 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t, which t/174-scale.t
