@@ -23,7 +23,7 @@ WaTest::spew("$dir/override.secret", "$OVR_SECRET\n");
 # A receiver: one request per connection, each logged as a JSON line (time, headers, body); the first
 # $fail requests are answered 500.
 sub receiver {
-    my ($name, $fail, $port) = @_;
+    my ($name, $fail, $port, %o) = @_;
     $port //= WaTest::free_port();
     my $log = "$dir/$name.log";
     WaTest::background(sub {
@@ -44,7 +44,11 @@ sub receiver {
             print $fh WaTest::json_enc({ t => time, status => $status, path => $path // '', sig => $h{'x-whatsapp-signature'} // '',
                                          event => $h{'x-whatsapp-event'} // '', body => $body }), "\n";
             close $fh;
-            print $c "HTTP/1.1 $status X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+            # quiet_close: a keep-alive answer, then the receiver closes anyway after that many seconds, without
+            # reading what the client sent meanwhile (as servers do at their idle limit)
+            $c->autoflush(1);
+            print $c "HTTP/1.1 $status X\r\nContent-Length: 2\r\n" . ($o{quiet_close} ? '' : "Connection: close\r\n") . "\r\nok";
+            sleep $o{quiet_close} if $o{quiet_close};
             close $c;
         }
     });
@@ -299,7 +303,23 @@ sub ka_receiver {
     ok(!grep({ / close / } @{ $reqs // [] }), 'no request asked for Connection: close');
     my %texts = map { /^req \d+ \w+ (.*)$/ ? (WaTest::json_dec($1)->{data}{text} => 1) : () } @{ $reqs // [] };
     is(scalar(grep { $texts{"ka $_"} } 1 .. $N), $N, 'every one of them, with its text');
-    # The receiver goes away: the idle pooled connections close with it, and the next event opens a new one.
+}
+{
+    # A receiver that allows keep-alive but closes every connection 50 ms after its answer, unread: the next
+    # event, already sent on that pooled connection, finds it closed without an answer and goes once more on a
+    # new one (no failed attempt); every event arrives once.
+    my ($qc_url, $qc_log) = receiver('quietclose', 0, undef, quiet_close => 0.05);
+    my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1', url => $qc_url, events => ['message.received'] });
+    is($s, 200, 'o1 now posts to a receiver that closes after each answer');
+    my $N = 10;
+    $sim->control(POST => "/contacts/$C1/send", body => { to => $ACCOUNT, text => "qc $_" }) for 1 .. $N;
+    my $got = wait_until(sub { my @x = @{ received($qc_log) }; @x >= $N ? \@x : undef }, 10);
+    ok($got, "$N events reached it");
+    sleep 0.5;
+    my %texts;
+    $texts{ $_->{event_json}{data}{text} }++ for @{ received($qc_log) };
+    is_deeply([ map { $texts{"qc $_"} // 0 } 1 .. $N ], [ (1) x $N ], 'each exactly once');
+    unlike($t->error_log, qr/to \Q$qc_url\E failed/, 'no failed attempt logged for it');
 }
 
 my $delivered = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = '$flaky_url' AND state = 'delivered'");
