@@ -15,6 +15,8 @@ my $dir = $t->{dir};
 my $ca = WaTest::make_ca($dir, 'hooks');
 my $good = WaTest::make_cert($dir, $ca, 'good', 'DNS:localhost', 'IP:127.0.0.1');
 my $other = WaTest::make_cert($dir, $ca, 'other', 'DNS:other.example');
+my $rogue_ca = WaTest::make_ca($dir, 'rogue-ca');
+my $rogue = WaTest::make_cert($dir, $rogue_ca, 'roguesrv', 'DNS:localhost', 'IP:127.0.0.1');
 
 # One request per connection, logged as a JSON line; $delay seconds before answering 200.
 sub receiver {
@@ -54,6 +56,7 @@ sub received { [ map { WaTest::json_dec($_) } grep { length } split /\n/, WaTest
 
 my ($tls_port, $tls_log) = receiver('tls', cert => $good);
 my ($bad_port, $bad_log) = receiver('badhost', cert => $other);
+my ($rogue_port, $rogue_log) = receiver('rogue', cert => $rogue);
 my ($slow_port, $slow_log) = receiver('slow', delay => 10);
 my ($fast_port, $fast_log) = receiver('fast');
 my $sim = WaTest::Sim->start($dir);
@@ -61,6 +64,7 @@ my $bad_line = "    whatsapp_webhook https://127.0.0.1:$bad_port/in ca=$ca->{cer
 my $http = "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_webhook https://localhost:$tls_port/in ca=$ca->{cert} events=session.status;\n"
     . $bad_line
+    . "    whatsapp_webhook https://localhost:$rogue_port/in ca=$ca->{cert} events=session.status;\n"
     . "    whatsapp_webhook http://127.0.0.1:$fast_port/fast events=session.status;\n"
     . "    whatsapp_webhook_concurrency 1;\n    whatsapp_webhook_timeout 15s;\n    whatsapp_webhook_backoff 200ms 1s;";
 my $locations = "location /api/ { whatsapp_api; }\n        location = /health { whatsapp_api; }\n"
@@ -115,7 +119,11 @@ $attempts += $_->{attempts} for @$rows;
 my $host_fail = metric('whatsapp_tls_verify_failures_total', 'reason="host"') // 0;
 cmp_ok($host_fail, '>=', 1, "metric whatsapp_tls_verify_failures_total{reason=\"host\"} = $host_fail");
 cmp_ok($host_fail, '>=', $attempts, "... counts every refused attempt ($attempts stored)");
-is(metric('whatsapp_tls_verify_failures_total', 'reason="chain"'), 0, '... and no chain failure (the CA is trusted)');
+is(scalar @{ received($rogue_log) }, 0, 'a certificate from a CA that is not trusted: nothing delivered');
+like($t->error_log, qr/to https:\/\/localhost:$rogue_port\/in failed: TLS certificate of localhost:$rogue_port not trusted: /,
+     'a clear log line: the certificate is not trusted');
+cmp_ok(metric('whatsapp_tls_verify_failures_total', 'reason="chain"') // 0, '>=', 1,
+       'whatsapp_tls_verify_failures_total{reason="chain"} counts it');
 cmp_ok(metric('whatsapp_webhook_attempts_failed_total', 'org="o2"') // 0, '>=', $attempts,
        'whatsapp_webhook_attempts_failed_total{org="o2"} counts the refused attempts');
 cmp_ok(metric('whatsapp_webhook_events_delivered_total', 'org="o2"') // 0, '>=', 2,

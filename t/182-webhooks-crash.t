@@ -28,7 +28,7 @@ for my $run (1 .. $RUNS) {
     my $log = "$dir/recv.log";
     # A keep-alive receiver (one child per connection), 2 ms per request: the delivery takes long enough for the
     # second kill to land in the middle of it.
-    WaTest::background(sub {
+    my $receiver = WaTest::background(sub {
         my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 128, ReuseAddr => 1) or die;
         $SIG{CHLD} = 'IGNORE';
         while (my $c = $srv->accept) {
@@ -104,5 +104,6 @@ for my $run (1 .. $RUNS) {
            . " events, across the restarts");
     $t->stop(allow => qr/worker process \d+ exited on signal 9/);
     $sim->stop;
+    WaTest::kill_group($receiver, 1);  # and its children: 20 runs leave no receivers behind
 }
 done_testing;
