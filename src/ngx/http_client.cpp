@@ -363,6 +363,7 @@ ngx_connection_t* WaHttpPool::take(const std::string& key) {
     ngx_connection_t* c = i->c;
     delete i;
     if (c->read->timer_set) ngx_del_timer(c->read);
+    c->read->cancelable = 0;
     c->idle = 0;
     reused_++;
     return c;
@@ -384,6 +385,7 @@ void WaHttpPool::put(const std::string& key, ngx_connection_t* c) {
         if (list.empty()) idle_.erase(key);
         return close_connection(c);
     }
+    c->read->cancelable = 1;  // an idle connection never keeps a quitting process alive
     ngx_add_timer(c->read, idle_timeout_);
     list.push_back(i);
 }
@@ -392,7 +394,8 @@ void WaHttpPool::idle_handler(ngx_event_t* ev) {
     auto* c = static_cast<ngx_connection_t*>(ev->data);
     auto* i = static_cast<Idle*>(c->data);
     if (ev->write) return;  // writable: nothing to say while idle
-    if (!ev->timedout) {
+    // c->close: a quitting process closes its idle connections (ngx_close_idle_connections sets it).
+    if (!ev->timedout && !c->close) {
         // A spurious wake-up keeps the connection; data or an end while idle means the peer is done with it.
         char b;
         ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
