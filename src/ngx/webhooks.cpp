@@ -337,6 +337,7 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
         ca.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, path.size() + 1));
         if (!ca.data) return false;
         ngx_memcpy(ca.data, path.data(), path.size());
+        ca.data[path.size()] = '\0';  // OpenSSL takes it as a C string
         ca.len = path.size();
         if (ngx_conf_full_name(cf->cycle, &ca, 1) != NGX_OK) return false;
         if (ngx_ssl_trusted_certificate(cf, t.ssl, &ca, 4) != NGX_OK) return false;
