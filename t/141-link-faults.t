@@ -195,7 +195,10 @@ for my $code (500, 503) {
         $left += scalar @{ $t->db("SELECT org FROM $table WHERE org IN ('pu1', 'lo1')") };
     }
     is($left, 0, 'no row of the purged organizations in any table');
-    is($t->status('pu1')->{status}, 'disconnected', 'a purged organization reads as never seen');
+    my $ps = $t->status('pu1');
+    is($ps->{status}, 'disconnected', 'a purged organization reads as never seen');
+    ok(!defined $ps->{phone} && !defined $ps->{last_error}, 'its record keeps no phone and no last error')
+        or diag explain $ps;
 }
 
 # ---------------------------------------------------------------------------------------------- passkey request

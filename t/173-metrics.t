@@ -117,6 +117,9 @@ ok(v($m, 'whatsapp_store_commit_seconds_count{}') > 10, 'store commits timed: ' 
 is(v($m, 'whatsapp_store_commit_seconds_bucket{le=+Inf}'), v($m, 'whatsapp_store_commit_seconds_count{}'), 'the +Inf bucket holds every commit');
 ok(v($m, 'whatsapp_store_commit_seconds_sum{}') > 0, sprintf('commit time %.4f s in all (%.2f ms each)',
     v($m, 'whatsapp_store_commit_seconds_sum{}'), 1000 * v($m, 'whatsapp_store_commit_seconds_sum{}') / (v($m, 'whatsapp_store_commit_seconds_count{}') || 1)));
+ok(exists $m->{'whatsapp_store_checkpoints_total{by=thread}'} && exists $m->{'whatsapp_store_checkpoints_total{by=commit}'},
+    sprintf('WAL checkpoints: %d by the store\'s thread, %d inside commits',
+        v($m, 'whatsapp_store_checkpoints_total{by=thread}'), v($m, 'whatsapp_store_checkpoints_total{by=commit}')));
 ok(v($m, 'whatsapp_helper_uptime_seconds{}') >= 1, 'helper uptime ' . v($m, 'whatsapp_helper_uptime_seconds{}') . ' s');
 ok(v($m, 'whatsapp_shm_used_bytes{}') > 0 && v($m, 'whatsapp_shm_used_bytes{}') + v($m, 'whatsapp_shm_free_bytes{}') <= v($m, 'whatsapp_shm_size_bytes{}'),
     sprintf('shm %d used + %d free <= %d', v($m, 'whatsapp_shm_used_bytes{}'), v($m, 'whatsapp_shm_free_bytes{}'), v($m, 'whatsapp_shm_size_bytes{}')));

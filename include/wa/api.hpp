@@ -16,7 +16,8 @@ enum class RouteId : uint8_t {
     Unknown, Health, ApiHealth, Connections, Status, Qr, StartSession, SendMessage, Logout, ClearSession, Message,
     PairingCode, Purge, Messages, Contact,
     Events, EventsAll, SessionToken,  // live push and browser tokens (issue 10)
-    WebhooksDead, WebhooksReplay, WebhooksSet  // webhooks (issue 11)
+    WebhooksDead, WebhooksReplay, WebhooksSet,  // webhooks (issue 11)
+    SendMedia, MessageMedia                     // documents and images (issue 13)
 };
 
 struct Route {
@@ -53,7 +54,8 @@ Response error_for_status(int status);
 // A command for the helper, validated and normalized in the worker.
 struct Command {
     enum Type : uint8_t {
-        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay, WebhookSet
+        Start, Send, Logout, Clear, PairingCode, Purge, MessageGet, MessageList, Contact, WebhookDead, WebhookReplay, WebhookSet,
+        SendMedia
     } type = Start;
     std::string org;
     std::string phone;            // E.164 digits (send, pairing-code, contact)
@@ -64,7 +66,15 @@ struct Command {
     std::string cursor;           // message_list
     uint32_t limit = 100;         // message_list
     std::string url, events;      // webhook_set: the organization's URL ("" = back to the config's), its types
+    // send_media (`message` holds the caption): the file is in the spool directory, never in the command.
+    std::string media_type;       // "document" | "image"
+    std::string filename, mimetype;
+    std::string spool;            // the spool file's name: 32 lowercase hex digits
+    uint64_t media_size = 0;
+    std::string media_sha256;     // hex SHA-256 of the file (part of the idempotency meaning)
 };
+
+
 
 // The request's meaning for idempotency: a reused key must come with the same recipient and text.
 std::string send_body_hash(const Command& cmd);
@@ -82,6 +92,20 @@ using OrgGate = std::function<bool(const std::string& org, Response& err)>;
 // false. Checks in this order: JSON, organization_id, the gate, then the route's other fields.
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
                    std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate = {});
+
+// POST /api/send-media: `application/json` with the file as base64 `data`, or `multipart/form-data` with the file
+// as the part `file`; other fields as for send-message plus type ("document"|"image"), filename, mimetype, caption.
+// On success fills `cmd` (type SendMedia; spool, size and sha256 are the caller's) and `file` (the decoded bytes).
+// Errors: 400 (invalid_json, missing_field, invalid_phone, invalid_jid, invalid_field, invalid_media), 413
+// media_too_large over `max_media` bytes, 415 for another content type, and the gate's.
+// `body` is consumed: released as soon as what is needed of it is copied out (a 16 MB file is not held three times).
+bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
+                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
+                      Response& err, const OrgGate& gate = {});
+// multipart/form-data with a boundary (RFC 7578); the boundary without the leading "--".
+bool multipart_boundary(std::string_view content_type, std::string& boundary);
+// True for a spool file name the worker makes (32 lowercase hex digits).
+bool valid_spool_name(std::string_view name);
 
 // Commands cross shared memory as compact JSON.
 std::string command_to_json(const Command& cmd);

@@ -24,6 +24,10 @@
 #include "wa/store/store.hpp"
 #include "wa/webhook/events.hpp"
 
+namespace waproto {
+class Message;
+}
+
 namespace wa {
 
 namespace signal {
@@ -88,6 +92,9 @@ struct Action {
         Publish,         // the status changed: copy status() to shared memory
         Complete,        // finish command `command_id` with HTTP `code` and JSON `bytes`
         Partial,         // what is known of command `command_id` before it completes (`bytes`: a message id)
+        Upload,          // encrypt the spool file of `upload` and POST it to the media host; answer with
+                         // Session::on_upload_done (send-media, issue 13)
+        Download,        // fetch, verify and store the document or image of a received message (`download`)
     } kind;
     uint16_t code = 0;
     uint64_t at_ms = 0;
@@ -95,6 +102,27 @@ struct Action {
     bool durable = false;
     uint64_t command_id = 0;
     uint32_t retry_after_s = 0;  // Complete: the Retry-After header (429)
+    struct UploadSpec {
+        std::string job_id;       // give back to on_upload_done
+        std::string spool;        // the spool file's name (the helper's spool directory)
+        std::string host;         // media host from media_conn ("mmg.whatsapp.net", "127.0.0.1:PORT")
+        std::string auth;         // media_conn auth (a secret: never logged)
+        std::string mms_type;     // "document", "image"
+        std::string media_key;    // 32 random bytes (a secret: never logged)
+        uint8_t media_type = 0;   // wa::media::Type
+        uint64_t size = 0;        // the plaintext's length as the worker spooled it
+    };
+    std::shared_ptr<const UploadSpec> upload;
+    struct DownloadSpec {
+        std::string message_id;
+        std::string host;         // media host from media_conn (never the sender's url: whatsmeow download.go)
+        std::string direct_path;  // starts with '/'
+        std::string media_key, file_enc_sha256, file_sha256;  // 32 bytes each (secrets: never logged)
+        uint64_t file_length = 0;
+        uint8_t media_type = 0;   // wa::media::Type
+        std::string mimetype, filename;
+    };
+    std::shared_ptr<const DownloadSpec> download;
 
     Action(Kind k, uint16_t c = 0, uint64_t at = 0, std::string b = {})
         : kind(k), code(c), at_ms(at), bytes(std::move(b)) {}
@@ -105,9 +133,27 @@ using Actions = std::vector<Action>;
 struct SendRequest {
     std::string phone;            // E.164 digits, or empty when `jid` is given
     std::string jid;              // send to this JID as given (a sender known only by its LID)
-    std::string text;
+    std::string text;             // the text; for media, the caption
     std::string idempotency_key;  // optional
     std::string body_hash;        // SHA-256 of the request's meaning (to, text): a reused key must match it
+    // POST /api/send-media: a file the worker spooled (empty `spool`: a text message).
+    struct Media {
+        std::string spool;        // file name in the spool directory
+        uint8_t type = 0;         // wa::media::Type (Document or Image)
+        std::string filename, mimetype;
+        uint64_t size = 0;
+    } media;
+};
+
+// What the helper reports after an upload (Action::Upload).
+struct UploadResult {
+    bool ok = false;
+    std::string code, error;      // when !ok: "upload_failed", "upload_timeout", ... and why (no secrets)
+    std::string url, direct_path;
+    std::string file_sha256, file_enc_sha256;  // raw 32 bytes each
+    uint64_t file_length = 0;
+    uint32_t width = 0, height = 0;            // images, when the header says
+    std::string jpeg_thumbnail;                // images: a small JPEG (wa/media/thumbnail.hpp), may be empty
 };
 
 struct SessionStatus {
@@ -145,6 +191,8 @@ public:
 
     // POST /api/send-message: answered (Complete) once WhatsApp's server acknowledged the message, or failed.
     Actions send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, uint64_t command_id);
+    // The helper finished (or failed) the upload of Action::Upload for `job_id`.
+    Actions on_upload_done(uint64_t now_ms, int64_t unix_s, const std::string& job_id, const UploadResult& r);
     // GET /api/messages/:org/:id, GET /api/messages/:org, GET /api/contacts/:org/:phone.
     Actions message_status(uint64_t now_ms, const std::string& id, uint64_t command_id);
     Actions list_messages(uint64_t now_ms, const std::string& direction, size_t limit, const std::string& cursor,
@@ -220,6 +268,16 @@ private:
     void resume_jobs(uint64_t now_ms, Actions& out);
     void complete(uint64_t command_id, int http, std::string body, Actions& out);
     void on_contact_usync(uint64_t command_id, const Node& iq, Actions& out);
+    // media.cpp
+    void start_media_job(uint64_t now_ms, SendJob& job, Actions& out);
+    void emit_upload(SendJob& job, Actions& out);
+    void queue_download(uint64_t now_ms, const std::string& id, const waproto::Message& m, Actions& out);
+    void fail_media_waiting(const std::string& code, const std::string& why, Actions& out);
+    Actions resume_media(uint64_t now_ms, int64_t unix_s, const SendRequest& req, uint64_t command_id,
+                         const store::MessageRecord& m, Actions out);
+    static std::string media_record_type(uint8_t type);
+    static std::string_view media_enc_type(uint8_t type);
+    void on_media_conn(uint64_t now_ms, const Node& iq, bool ok, Actions& out);
     // receive.cpp
     void on_receipt(uint64_t now_ms, int64_t unix_s, const Node& n, Actions& out);
     void on_retry_receipt(uint64_t now_ms, const Node& n, Actions& out);
@@ -246,6 +304,14 @@ private:
     std::map<std::string, std::unique_ptr<SendJob>> retry_jobs_;  // resends to one device (retry receipts)
     std::map<std::string, uint32_t> retries_sent_;          // incoming message id -> retry receipts sent
     std::map<std::string, uint32_t> resends_;               // "msgid/device" -> resends after retry receipts
+    // media_conn (whatsmeow mediaconn.go): cached until its ttl; jobs wait for the one iq in flight.
+    struct MediaConn {
+        std::string auth, host;
+        uint64_t expires_ms = 0;
+        std::string asking;                // the id of the iq in flight
+        std::vector<std::string> waiting;  // job ids
+        std::vector<std::shared_ptr<Action::DownloadSpec>> downloads;  // received media waiting for a host
+    } media_conn_;
     // A pairing-code request waiting for the registration's pair-device (phone digits, command id).
     std::string code_phone_;
     uint64_t code_command_ = 0;

@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 
+#include "wa/base64.hpp"
+#include "wa/media/crypto.hpp"
 #include "wa/phone.hpp"
 #include "wa/validate.hpp"
 
@@ -69,6 +71,7 @@ Route match(std::string_view method, std::string_view path) {
         else if (p[1] == "connections") route(RouteId::Connections, "GET", false);
         else if (p[1] == "start-session") route(RouteId::StartSession, "POST", true);
         else if (p[1] == "send-message") route(RouteId::SendMessage, "POST", true);
+        else if (p[1] == "send-media") route(RouteId::SendMedia, "POST", true);
         else if (p[1] == "logout") route(RouteId::Logout, "POST", true);
         else if (p[1] == "clear-session") route(RouteId::ClearSession, "POST", true);
         else if (p[1] == "pairing-code") route(RouteId::PairingCode, "POST", true);
@@ -98,6 +101,12 @@ Route match(std::string_view method, std::string_view path) {
         route(RouteId::Contact, "GET", false);
         r.org.assign(p[2]);
         r.message_id.assign(p[3]);  // the phone, validated by read_command
+        return r;
+    }
+    if (p.size() == 5 && p[1] == "messages" && p[4] == "media") {
+        route(RouteId::MessageMedia, "GET", false);
+        r.org.assign(p[2]);
+        r.message_id.assign(p[3]);
         return r;
     }
     if (p.size() == 4 && p[1] == "messages") {
@@ -218,6 +227,47 @@ static bool parse_pairing_code(json_t* root, std::string_view default_region, Co
     return true;
 }
 
+// "phone" or "jid" of a send (send-message, send-media).
+static bool recipient_fields(json_t* root, std::string_view default_region, Command& cmd, Response& err) {
+    json_t* phone = json_object_get(root, "phone");
+    json_t* jid = json_object_get(root, "jid");
+    if ((!phone || json_is_null(phone)) && jid && !json_is_null(jid)) {
+        // "jid" instead of "phone": send to a JID as given (a sender known only by its LID).
+        Jid j;
+        if (!json_is_string(jid) || !Jid::parse(json_string_value(jid), j) || j.user.empty() || j.has_device ||
+            !(j.is_pn() || j.is_lid())) {
+            err = error(400, "invalid_jid", "jid must be a user JID like 573001234567@s.whatsapp.net or 1234@lid");
+            return false;
+        }
+        cmd.jid = j.to_string();
+        if (j.is_pn()) cmd.phone = j.user;
+        return true;
+    }
+    if (!phone || json_is_null(phone)) {
+        err = error(400, "missing_field", "phone is required");
+        return false;
+    }
+    return phone_field(phone, default_region, cmd.phone, err);
+}
+
+static bool idempotency_field(json_t* root, std::string_view idempotency_header, Command& cmd, Response& err) {
+    json_t* key = json_object_get(root, "idempotency_key");
+    if (key && !json_is_null(key)) {
+        if (!json_is_string(key)) {
+            err = error(400, "invalid_json", "idempotency_key must be a string");
+            return false;
+        }
+        cmd.idempotency_key.assign(json_string_value(key), json_string_length(key));
+    } else {
+        cmd.idempotency_key.assign(idempotency_header);
+    }
+    if (cmd.idempotency_key.size() > 128) {
+        err = error(400, "invalid_json", "idempotency key is longer than 128 bytes");
+        return false;
+    }
+    return true;
+}
+
 bool parse_command(RouteId route, std::string_view body, std::string_view default_region,
                    std::string_view idempotency_header, Command& cmd, Response& err, const OrgGate& gate) {
     json_error_t je;
@@ -297,29 +347,12 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
     default: err = error(404, "not_found", "unknown route"); return false;
     }
     cmd.type = Command::Send;
-    json_t* phone = json_object_get(root.get(), "phone");
+    if (!recipient_fields(root.get(), default_region, cmd, err)) return false;
     json_t* message = json_object_get(root.get(), "message");
-    json_t* jid = json_object_get(root.get(), "jid");
-    if ((!phone || json_is_null(phone)) && jid && !json_is_null(jid)) {
-        // "jid" instead of "phone": send to a JID as given (a sender known only by its LID).
-        Jid j;
-        if (!json_is_string(jid) || !Jid::parse(json_string_value(jid), j) || j.user.empty() || j.has_device ||
-            !(j.is_pn() || j.is_lid())) {
-            err = error(400, "invalid_jid", "jid must be a user JID like 573001234567@s.whatsapp.net or 1234@lid");
-            return false;
-        }
-        cmd.jid = j.to_string();
-        if (j.is_pn()) cmd.phone = j.user;
-        phone = nullptr;
-    } else if (!phone || json_is_null(phone)) {
-        err = error(400, "missing_field", "phone is required");
-        return false;
-    }
     if (!message || json_is_null(message)) {
         err = error(400, "missing_field", "message is required");
         return false;
     }
-    if (phone && !phone_field(phone, default_region, cmd.phone, err)) return false;
     if (!json_is_string(message) || json_string_length(message) == 0 ||
         std::memchr(json_string_value(message), '\0', json_string_length(message))) {
         err = error(400, "invalid_message", "message must be a non-empty string without NUL characters");
@@ -331,25 +364,12 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
         return false;
     }
     cmd.message.assign(json_string_value(message), json_string_length(message));
-    json_t* key = json_object_get(root.get(), "idempotency_key");
-    if (key && !json_is_null(key)) {
-        if (!json_is_string(key)) {
-            err = error(400, "invalid_json", "idempotency_key must be a string");
-            return false;
-        }
-        cmd.idempotency_key.assign(json_string_value(key), json_string_length(key));
-    } else {
-        cmd.idempotency_key.assign(idempotency_header);
-    }
-    if (cmd.idempotency_key.size() > 128) {
-        err = error(400, "invalid_json", "idempotency key is longer than 128 bytes");
-        return false;
-    }
-    return true;
+    return idempotency_field(root.get(), idempotency_header, cmd, err);
 }
 
 static const char* const kTypeNames[] = {"start", "send", "logout", "clear", "pairing_code", "purge",
-                                         "message_get", "message_list", "contact", "webhook_dead", "webhook_replay", "webhook_set"};
+                                         "message_get", "message_list", "contact", "webhook_dead", "webhook_replay", "webhook_set",
+                                         "send_media"};
 
 std::string command_to_json(const Command& cmd) {
     Json j(json_object());
@@ -368,9 +388,17 @@ std::string command_to_json(const Command& cmd) {
         json_object_set_new(j.get(), "url", json_stringn(cmd.url.data(), cmd.url.size()));
         json_object_set_new(j.get(), "events", json_stringn(cmd.events.data(), cmd.events.size()));
     }
-    if (cmd.type == Command::Send && !cmd.jid.empty())
+    if ((cmd.type == Command::Send || cmd.type == Command::SendMedia) && !cmd.jid.empty())
         json_object_set_new(j.get(), "jid", json_stringn(cmd.jid.data(), cmd.jid.size()));
-    if (cmd.type == Command::Send) {
+    if (cmd.type == Command::SendMedia) {
+        json_object_set_new(j.get(), "media_type", json_stringn(cmd.media_type.data(), cmd.media_type.size()));
+        json_object_set_new(j.get(), "filename", json_stringn(cmd.filename.data(), cmd.filename.size()));
+        json_object_set_new(j.get(), "mimetype", json_stringn(cmd.mimetype.data(), cmd.mimetype.size()));
+        json_object_set_new(j.get(), "spool", json_stringn(cmd.spool.data(), cmd.spool.size()));
+        json_object_set_new(j.get(), "media_size", json_integer(static_cast<json_int_t>(cmd.media_size)));
+        json_object_set_new(j.get(), "media_sha256", json_stringn(cmd.media_sha256.data(), cmd.media_sha256.size()));
+    }
+    if (cmd.type == Command::Send || cmd.type == Command::SendMedia) {
         json_object_set_new(j.get(), "phone", json_stringn(cmd.phone.data(), cmd.phone.size()));
         json_object_set_new(j.get(), "message", json_stringn(cmd.message.data(), cmd.message.size()));
         if (!cmd.idempotency_key.empty())
@@ -419,7 +447,25 @@ bool command_from_json(std::string_view text, Command& cmd) {
         cmd.url = u;
         cmd.events = e;
     }
-    if (cmd.type == Command::Send) {
+    if (cmd.type == Command::SendMedia) {
+        json_t* t = json_object_get(j.get(), "media_type");
+        json_t* f = json_object_get(j.get(), "filename");
+        json_t* mt = json_object_get(j.get(), "mimetype");
+        json_t* sp = json_object_get(j.get(), "spool");
+        json_t* sz = json_object_get(j.get(), "media_size");
+        json_t* sh = json_object_get(j.get(), "media_sha256");
+        if (!json_is_string(t) || !json_is_string(f) || !json_is_string(mt) || !json_is_string(sp) || !json_is_integer(sz) ||
+            !json_is_string(sh) || json_integer_value(sz) < 0)
+            return false;
+        cmd.media_type = json_string_value(t);
+        cmd.filename.assign(json_string_value(f), json_string_length(f));
+        cmd.mimetype = json_string_value(mt);
+        cmd.spool = json_string_value(sp);
+        cmd.media_size = static_cast<uint64_t>(json_integer_value(sz));
+        cmd.media_sha256 = json_string_value(sh);
+        if (!valid_spool_name(cmd.spool)) return false;
+    }
+    if (cmd.type == Command::Send || cmd.type == Command::SendMedia) {
         json_t* m = json_object_get(j.get(), "message");
         const char* p = json_string_value(json_object_get(j.get(), "phone"));
         if (!json_is_string(m) || !p) return false;
@@ -437,6 +483,12 @@ std::string send_body_hash(const Command& cmd) {
     std::string in = cmd.jid.empty() ? "phone:" + cmd.phone : "jid:" + cmd.jid;
     in.push_back('\0');
     in += cmd.message;
+    if (cmd.type == Command::SendMedia) {
+        for (const std::string* f : {&cmd.media_type, &cmd.filename, &cmd.mimetype, &cmd.media_sha256}) {
+            in.push_back('\0');
+            in += *f;
+        }
+    }
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>(in.data()), in.size(), md);
     return std::string(reinterpret_cast<char*>(md), sizeof md);
@@ -761,6 +813,316 @@ std::string connections_json(const std::vector<StatusView>& items, const std::st
     json_object_set_new(j.get(), "next_cursor", str_or_null(next_cursor));
     json_object_set_new(j.get(), "total", json_integer(static_cast<json_int_t>(total)));
     return dump(j.get());
+}
+
+}  // namespace wa::api
+
+// ---- POST /api/send-media ---------------------------------------------------------------------------------------
+
+namespace wa::api {
+
+bool valid_spool_name(std::string_view name) {
+    if (name.size() != 32) return false;
+    for (char c : name)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+static std::string lower(std::string_view s) {
+    std::string o(s);
+    for (char& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return o;
+}
+
+static std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// The value of parameter `name` in a header value like `form-data; name="file"; filename="a.pdf"` (quoted or a
+// token); false when absent. Quoted strings may escape with '\'.
+static bool header_param(std::string_view v, std::string_view name, std::string& out) {
+    size_t i = v.find(';');
+    while (i != std::string_view::npos) {
+        v.remove_prefix(i + 1);
+        std::string_view rest = trim(v);
+        size_t eq = rest.find('=');
+        if (eq == std::string_view::npos) return false;
+        std::string key = lower(trim(rest.substr(0, eq)));
+        std::string_view val = rest.substr(eq + 1);
+        std::string parsed;
+        size_t used = 0;
+        if (!val.empty() && val[0] == '"') {
+            size_t k = 1;
+            for (; k < val.size() && val[k] != '"'; k++) {
+                if (val[k] == '\\' && k + 1 < val.size()) k++;
+                parsed.push_back(val[k]);
+            }
+            if (k >= val.size()) return false;  // unterminated
+            used = k + 1;
+        } else {
+            size_t semi = val.find(';');
+            parsed = std::string(trim(val.substr(0, semi)));
+            used = semi == std::string_view::npos ? val.size() : semi;
+        }
+        if (key == name) {
+            out = parsed;
+            return true;
+        }
+        v = rest.substr(eq + 1 + used);
+        i = v.find(';');
+    }
+    return false;
+}
+
+bool multipart_boundary(std::string_view content_type, std::string& boundary) {
+    std::string_view main = trim(content_type.substr(0, content_type.find(';')));
+    if (lower(main) != "multipart/form-data") return false;
+    if (!header_param(content_type, "boundary", boundary)) return false;
+    // RFC 2046: 1-70 characters.
+    return !boundary.empty() && boundary.size() <= 70 && boundary.find_first_of("\r\n") == std::string::npos;
+}
+
+namespace {
+
+struct Part {
+    std::string name, filename, content_type;
+    std::string_view data;
+};
+
+// RFC 7578 multipart/form-data: at most `max_parts` parts, each with headers of at most 8 KiB.
+bool parse_multipart(std::string_view body, const std::string& boundary, std::vector<Part>& parts, std::string& why) {
+    const std::string delim = "--" + boundary;
+    const std::string next = "\r\n" + delim;
+    size_t pos = body.find(delim);
+    if (pos == std::string_view::npos) return why = "no multipart boundary in the body", false;
+    pos += delim.size();
+    for (;;) {
+        if (body.substr(pos, 2) == "--") return true;  // the closing delimiter
+        // Transport padding (spaces) may follow a delimiter, then CRLF.
+        while (pos < body.size() && (body[pos] == ' ' || body[pos] == '\t')) pos++;
+        if (body.substr(pos, 2) != "\r\n") return why = "malformed multipart delimiter", false;
+        pos += 2;
+        if (parts.size() >= 16) return why = "more than 16 multipart parts", false;
+        size_t head_end = body.find("\r\n\r\n", pos);
+        if (head_end == std::string_view::npos || head_end - pos > 8192) return why = "malformed multipart part headers", false;
+        Part part;
+        std::string_view head = body.substr(pos, head_end - pos);
+        bool disposition = false;
+        while (!head.empty()) {
+            size_t eol = head.find("\r\n");
+            std::string_view line = head.substr(0, eol);
+            head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2);
+            size_t colon = line.find(':');
+            if (colon == std::string_view::npos) return why = "malformed multipart part header", false;
+            std::string key = lower(trim(line.substr(0, colon)));
+            std::string_view val = trim(line.substr(colon + 1));
+            if (key == "content-disposition") {
+                if (lower(trim(val.substr(0, val.find(';')))) != "form-data" || !header_param(val, "name", part.name))
+                    return why = "a multipart part without form-data; name=…", false;
+                header_param(val, "filename", part.filename);
+                disposition = true;
+            } else if (key == "content-type") {
+                part.content_type = std::string(val);
+            }
+        }
+        if (!disposition) return why = "a multipart part without Content-Disposition", false;
+        size_t start = head_end + 4;
+        size_t end = body.find(next, start);
+        if (end == std::string_view::npos) return why = "multipart body ends without its closing boundary", false;
+        part.data = body.substr(start, end - start);
+        for (const Part& p : parts)
+            if (p.name == part.name) return why = "multipart field \"" + part.name + "\" given twice", false;
+        parts.push_back(std::move(part));
+        pos = end + next.size();
+    }
+}
+
+bool printable_utf8_field(std::string_view v) {
+    for (unsigned char c : v)
+        if (c < 0x20 || c == 0x7f) return false;
+    return true;
+}
+
+// A MIME type: type "/" subtype of token characters (RFC 6838), parameters allowed after ';'.
+bool valid_mimetype(std::string_view m) {
+    if (m.empty() || m.size() > 127) return false;
+    std::string_view t = trim(m.substr(0, m.find(';')));
+    size_t slash = t.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == t.size()) return false;
+    for (size_t i = 0; i < t.size(); i++) {
+        char c = t[i];
+        if (i == slash) continue;
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$&-^_.+", c))) return false;
+    }
+    return printable_utf8_field(m);
+}
+
+}  // namespace
+
+bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
+                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
+                      Response& err, const OrgGate& gate) {
+    cmd.type = Command::SendMedia;
+    Json root;
+    std::string boundary;
+    std::string_view raw_file;    // multipart: the part's bytes
+    std::string part_filename, part_type;
+    bool multipart = multipart_boundary(content_type, boundary);
+    if (multipart) {
+        std::vector<Part> parts;
+        std::string why;
+        if (!parse_multipart(body, boundary, parts, why)) {
+            err = error(400, "invalid_multipart", why);
+            return false;
+        }
+        root.reset(json_object());
+        bool have_file = false;
+        for (const Part& p : parts) {
+            if (p.name == "file") {
+                raw_file = p.data;
+                part_filename = p.filename;
+                part_type = p.content_type;
+                have_file = true;
+            } else if (p.name == "data") {
+                err = error(400, "invalid_field", "multipart/form-data carries the file as the part \"file\", not \"data\"");
+                return false;
+            } else {
+                if (p.data.size() > 65536) {
+                    err = error(400, "invalid_field", "multipart field \"" + p.name + "\" is longer than 64 KiB");
+                    return false;
+                }
+                json_object_set_new(root.get(), p.name.c_str(), json_stringn(p.data.data(), p.data.size()));
+            }
+        }
+        if (!have_file) {
+            err = error(400, "missing_field", "the file is required (multipart part \"file\")");
+            return false;
+        }
+        if (raw_file.size() > max_media) {
+            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
+            return false;
+        }
+        file.assign(raw_file.data(), raw_file.size());
+        raw_file = {};
+        std::string().swap(body);  // the fields are in `root`, the file in `file`
+    } else if (is_json_content_type(content_type)) {
+        json_error_t je;
+        root.reset(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
+        if (!root) {
+            err = error(400, "invalid_json", std::string("request body is not valid JSON: ") + je.text);
+            return false;
+        }
+        if (!json_is_object(root.get())) {
+            err = error(400, "invalid_json", "request body must be a JSON object");
+            return false;
+        }
+        std::string().swap(body);  // everything is in `root` now
+    } else {
+        err = error(415, "unsupported_media_type", "request body must be application/json or multipart/form-data");
+        return false;
+    }
+    json_t* org = json_object_get(root.get(), "organization_id");
+    if (!org || json_is_null(org)) {
+        err = error(400, "missing_field", "organization_id is required");
+        return false;
+    }
+    if (!org_from_json(org, cmd.org)) {
+        err = error(400, "invalid_organization_id", "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+        return false;
+    }
+    if (gate && !gate(cmd.org, err)) return false;
+    if (!recipient_fields(root.get(), default_region, cmd, err)) return false;
+    auto text = [&](const char* name, std::string& out, size_t max, bool& present) {
+        json_t* v = json_object_get(root.get(), name);
+        present = v && !json_is_null(v);
+        if (!present) return true;
+        if (!json_is_string(v) || json_string_length(v) > max ||
+            std::memchr(json_string_value(v), '\0', json_string_length(v))) {
+            err = error(400, "invalid_field", std::string(name) + " must be a string of at most " + std::to_string(max) + " bytes");
+            return false;
+        }
+        out.assign(json_string_value(v), json_string_length(v));
+        return true;
+    };
+    bool has_type = false, has_name = false, has_mime = false, has_caption = false;
+    if (!text("type", cmd.media_type, 16, has_type) || !text("filename", cmd.filename, 255, has_name) ||
+        !text("mimetype", cmd.mimetype, 127, has_mime) || !text("caption", cmd.message, 4096, has_caption))
+        return false;
+    if (!has_type) {
+        err = error(400, "missing_field", "type is required (\"document\" or \"image\")");
+        return false;
+    }
+    if (cmd.media_type != "document" && cmd.media_type != "image") {
+        err = error(400, "invalid_field", "type must be \"document\" or \"image\"");
+        return false;
+    }
+    if (!has_name && !part_filename.empty()) {
+        if (part_filename.size() > 255) {
+            err = error(400, "invalid_field", "filename must be a string of at most 255 bytes");
+            return false;
+        }
+        cmd.filename = part_filename;
+    }
+    if (!printable_utf8_field(cmd.filename) || cmd.filename.find('/') != std::string::npos) {
+        err = error(400, "invalid_field", "filename must not contain control characters or '/'");
+        return false;
+    }
+    if (!has_mime && !part_type.empty() && lower(part_type) != "application/octet-stream") cmd.mimetype = part_type;
+    if (!cmd.mimetype.empty() && !valid_mimetype(cmd.mimetype)) {
+        err = error(400, "invalid_field", "mimetype must look like type/subtype");
+        return false;
+    }
+    if (!idempotency_field(root.get(), idempotency_header, cmd, err)) return false;
+    // The file.
+    if (!multipart) {
+        json_t* data = json_object_get(root.get(), "data");
+        if (!data || json_is_null(data)) {
+            err = error(400, "missing_field", "data is required (the file, base64)");
+            return false;
+        }
+        if (!json_is_string(data)) {
+            err = error(400, "invalid_media", "data must be a base64 string");
+            return false;
+        }
+        size_t n = json_string_length(data);
+        // Decoded size from the encoded length (padding aside), checked before decoding anything.
+        if (n / 4 * 3 > max_media + 2) {
+            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
+            return false;
+        }
+        if (!base64_decode(std::string_view(json_string_value(data), n), file)) {
+            err = error(400, "invalid_media", "data is not valid base64");
+            return false;
+        }
+        json_object_del(root.get(), "data");  // its base64 is not needed any more
+        if (file.size() > max_media) {
+            file.clear();
+            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
+            return false;
+        }
+    }
+    if (file.empty()) {
+        err = error(400, "invalid_media", "the file is empty");
+        return false;
+    }
+    media::Type t = cmd.media_type == "image" ? media::Type::Image : media::Type::Document;
+    std::string_view head(file.data(), std::min<size_t>(file.size(), 64));
+    if (cmd.mimetype.empty()) {
+        // Not declared: what the magic bytes say, else a generic document.
+        cmd.mimetype = std::string(media::magic_mimetype(media::sniff(head)));
+        if (cmd.mimetype.empty()) cmd.mimetype = t == media::Type::Image ? "" : "application/octet-stream";
+    }
+    if (!media::mimetype_consistent(t, cmd.mimetype, head)) {
+        err = error(400, "invalid_media",
+                    t == media::Type::Image && cmd.mimetype.rfind("image/", 0) != 0
+                        ? "an image must be image/jpeg, image/png or image/webp"
+                        : "the file's content does not match mimetype " + cmd.mimetype);
+        return false;
+    }
+    if (cmd.filename.empty() && t == media::Type::Document) cmd.filename = "document";
+    return true;
 }
 
 }  // namespace wa::api

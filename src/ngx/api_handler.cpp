@@ -2,10 +2,20 @@
 // memory; commands (start, send, logout, clear) are queued for the helper and the request is suspended
 // until the helper rings this worker's doorbell, or its timer answers 504. Nothing here blocks.
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
 #include <string>
 #include <vector>
 
+#include <jansson.h>
+
+#include "media_download.hpp"
 #include "wa/api.hpp"
+#include "wa/crypto/keys.hpp"
 #include "wa/session_token.hpp"
 #include "wa/validate.hpp"
 #include "wa_module.hpp"
@@ -160,21 +170,6 @@ static api::Response wa_session_token(wa_main_conf_t* m, const std::string& body
     return wa_ok(st::response_json(st::mint(key, org, exp), org, exp, ttl));
 }
 
-static void wa_copy_status(const wa_shm_org_t* o, api::StatusView& v, bool with_qr) {
-    v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
-    v.status.state = static_cast<wa::State>(o->state);
-    v.status.wanted = o->wanted;
-    v.status.retry_count = o->retry_count;
-    v.status.connected_at = o->connected_at;
-    v.status.state_since = o->state_since;
-    v.status.next_retry_at = o->next_retry_at;
-    v.status.restricted_until = o->restricted_until;
-    v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
-    v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
-    v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
-    v.qr_expires_at = o->qr_expires_at;
-    if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
-}
 
 // GET /api/status/:org and /api/qr/:org, the routes read thousands of times per change: the helper rendered the
 // document when the record changed; the worker copies it under the zone lock (memcpy into the request's pool)
@@ -266,7 +261,7 @@ static api::Response wa_read_org(wa_main_conf_t* m, const api::Route& route) {
     v.org = route.org;
     ngx_shmtx_lock(&z->shpool->mutex);
     wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(route.org.data()), route.org.size());
-    if (o) wa_copy_status(o, v, route.id != api::RouteId::Message);
+    if (o) wa_shm_org_view(o, v, route.id != api::RouteId::Message);
     ngx_shmtx_unlock(&z->shpool->mutex);
     if (route.id == api::RouteId::Status) return wa_ok(api::status_json(v, ngx_time()));
     if (route.id == api::RouteId::Qr) return wa_ok(api::qr_json(v, ngx_time()));
@@ -299,8 +294,8 @@ static void wa_copy_row(const wa_shm_org_t* o, wa_conn_row_t& row) {
     row.next_retry_at = o->next_retry_at;
     row.phone_len = o->phone_len;
     ngx_memcpy(row.phone, o->phone, o->phone_len);
-    row.last_error_len = o->last_error_len;
-    ngx_memcpy(row.last_error, o->last_error, o->last_error_len);
+    row.last_error_len = static_cast<uint16_t>(o->last_error ? o->last_error_len : 0);
+    if (row.last_error_len) ngx_memcpy(row.last_error, o->last_error, row.last_error_len);
 }
 
 static api::StatusView wa_row_view(const wa_conn_row_t& row) {
@@ -375,6 +370,85 @@ static api::Response wa_read_route(ngx_http_request_t* r, wa_main_conf_t* m, con
     if (route.id == api::RouteId::Connections) return wa_read_connections(r, m);
     if (route.id == api::RouteId::ApiHealth) return wa_read_health(m);
     return wa_read_org(m, route);
+}
+
+// GET /api/messages/:org/:id/media: the bytes of a received document or image, as the helper stored them
+// (media_download.cpp: <state_dir>/media/<org>/<sha256(id)> and its .json), sent from the file (sendfile).
+static ngx_int_t wa_serve_media(ngx_http_request_t* r, wa_main_conf_t* m, const api::Route& route) {
+    if (!wa::valid_org_id(route.org))
+        return wa_send(r, api::error(400, "invalid_organization_id",
+                                     "organization_id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+    if (route.message_id.empty() || route.message_id.size() > 128)
+        return wa_send(r, api::error(400, "invalid_parameter", "message id must be 1-128 bytes"));
+    std::string base = wa_str(m->state_dir) + "/media/" + route.org + "/" + wa_media_name(route.message_id);
+    auto not_found = [&] { return wa_send(r, api::error(404, "not_found", "no stored media for that message")); };
+    // The description: mimetype (what the sender declared; sent as the Content-Type) and the file name.
+    json_t* meta = json_load_file((base + ".json").c_str(), 0, nullptr);
+    if (meta == NULL) return not_found();
+    std::string mime = json_string_value(json_object_get(meta, "mimetype")) ? json_string_value(json_object_get(meta, "mimetype")) : "";
+    std::string fname = json_string_value(json_object_get(meta, "filename")) ? json_string_value(json_object_get(meta, "filename")) : "";
+    json_decref(meta);
+    bool mime_ok = !mime.empty() && mime.size() <= 127;
+    for (char c : mime) if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || static_cast<unsigned char>(c) > 0x7e) mime_ok = false;
+    if (!mime_ok) mime = "application/octet-stream";
+    ngx_open_file_info_t of;
+    ngx_memzero(&of, sizeof(of));
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+    of.directio = NGX_OPEN_FILE_DIRECTIO_OFF;
+    of.read_ahead = clcf->read_ahead;
+    of.valid = 0;
+    of.min_uses = 0;
+    of.errors = 1;
+    of.events = 0;
+    ngx_str_t path;
+    path.len = base.size();
+    path.data = static_cast<u_char*>(ngx_pnalloc(r->pool, base.size() + 1));
+    if (path.data == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_memcpy(path.data, base.c_str(), base.size() + 1);
+    if (ngx_open_cached_file(NULL, &path, &of, r->pool) != NGX_OK || !of.is_file) return not_found();
+    if (wa_http_ctx_t* ctx = wa_ctx(r)) ctx->answered = true;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = of.size;
+    r->headers_out.last_modified_time = of.mtime;
+    r->headers_out.content_type.len = mime.size();
+    r->headers_out.content_type.data = static_cast<u_char*>(ngx_pnalloc(r->pool, mime.size()));
+    if (r->headers_out.content_type.data == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_memcpy(r->headers_out.content_type.data, mime.data(), mime.size());
+    r->headers_out.content_type_len = mime.size();
+    auto add_header = [r](const char* name, const std::string& value) {
+        ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) return;
+        h->hash = 1;
+        h->key.data = (u_char*)name;
+        h->key.len = ngx_strlen(name);
+        h->value.len = value.size();
+        h->value.data = static_cast<u_char*>(ngx_pnalloc(r->pool, value.size()));
+        if (h->value.data) ngx_memcpy(h->value.data, value.data(), value.size());
+    };
+    add_header("Cache-Control", "no-store");
+    add_header("X-Content-Type-Options", "nosniff");
+    // The sender's file name, ASCII letters, digits and ._- only (RFC 6266 without the encoding games).
+    std::string safe;
+    for (char c : fname) safe += (isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+    add_header("Content-Disposition", safe.empty() ? std::string("attachment") : "attachment; filename=\"" + safe + "\"");
+    if (r->method == NGX_HTTP_HEAD) r->header_only = 1;
+    ngx_int_t rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || of.size == 0) return rc;
+    ngx_buf_t* b = static_cast<ngx_buf_t*>(ngx_calloc_buf(r->pool));
+    if (b == NULL) return NGX_ERROR;
+    b->file = static_cast<ngx_file_t*>(ngx_pcalloc(r->pool, sizeof(ngx_file_t)));
+    if (b->file == NULL) return NGX_ERROR;
+    b->file_pos = 0;
+    b->file_last = of.size;
+    b->in_file = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->file->fd = of.fd;
+    b->file->name = path;
+    b->file->log = r->connection->log;
+    b->file->directio = of.is_directio;
+    ngx_chain_t out = {b, NULL};
+    return ngx_http_output_filter(r, &out);
 }
 
 static void wa_finish(wa_req_ctx_t* ctx, const api::Response& resp) {
@@ -605,17 +679,102 @@ static bool wa_send_rate_allows(wa_main_conf_t* m, const std::string& org, api::
     return false;
 }
 
+// Writes the decoded file of a send-media to <state_dir>/spool/<32 hex> (0600, created exclusively, written
+// under a ".part" name and renamed when complete, so the helper never sees half a file). Returns the name.
+static bool wa_spool_write(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& file, std::string& name) {
+    std::string dir = wa_str(m->state_dir) + "/" WA_SPOOL_DIR;
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create %s", dir.c_str());
+        return false;
+    }
+    static const char* hexd = "0123456789abcdef";
+    std::string rnd = wa::crypto::random_string(16);
+    if (rnd.size() != 16) return false;
+    name.clear();
+    for (unsigned char c : rnd) name += hexd[c >> 4], name += hexd[c & 15];
+    std::string path = dir + "/" + name, part = path + ".part";
+    int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create a spool file in %s", dir.c_str());
+        return false;
+    }
+    size_t off = 0;
+    while (off < file.size()) {
+        ssize_t n = write(fd, file.data() + off, file.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+    }
+    bool ok = off == file.size();
+    if (close(fd) != 0) ok = false;
+    if (!ok || rename(part.c_str(), path.c_str()) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot write spool file %s", part.c_str());
+        unlink(part.c_str());
+        return false;
+    }
+    return true;
+}
+
+static std::string wa_hex_sha256(const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+    static const char* hexd = "0123456789abcdef";
+    std::string s;
+    for (unsigned int i = 0; i < len; i++) s += hexd[md[i] >> 4], s += hexd[md[i] & 15];
+    return s;
+}
+
+static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, std::string& body) {
+    api::Response err;
+    ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
+    std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
+                                   : std::string_view();
+    ngx_table_elt_t* ct = r->headers_in.content_type;
+    std::string_view ctype = ct ? std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len)
+                                : std::string_view();
+    api::OrgGate rate_gate = [m](const std::string& org, api::Response& e) { return wa_send_rate_allows(m, org, e); };
+    api::Command cmd;
+    std::string file;
+    if (!api::parse_send_media(ctype, body, wa_str(m->default_region), idem_v, m->max_media, cmd, file, err, rate_gate)) {
+        ngx_http_finalize_request(r, wa_send(r, err));
+        return;
+    }
+    cmd.media_size = file.size();
+    cmd.media_sha256 = wa_hex_sha256(file);
+    if (cmd.media_sha256.empty() || !wa_spool_write(r, m, file, cmd.spool)) {
+        ngx_http_finalize_request(r, wa_send(r, api::error(507, "storage_error", "the file could not be spooled")));
+        return;
+    }
+    file.clear();
+    file.shrink_to_fit();
+    // From here the helper owns the spool file (it removes it when the send ends); not queued → ours to remove.
+    if (!wa_submit(r, m, cmd, err)) {
+        std::string path = wa_str(m->state_dir) + "/" WA_SPOOL_DIR "/" + cmd.spool;
+        unlink(path.c_str());
+        ngx_http_finalize_request(r, wa_send(r, err));
+    }
+}
+
 static void wa_body_handler(ngx_http_request_t* r) {
     auto* m = static_cast<wa_main_conf_t*>(ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module));
     std::string body;
     api::Response err;
     auto* hctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
+    auto* route_id = &hctx->route;
+    if (*route_id == api::RouteId::SendMedia) {
+        if (!wa_body_string(r, body, wa_media_body_limit(m))) {
+            ngx_http_finalize_request(r, wa_send(r, api::error(413, "media_too_large",
+                                                               "request body is larger than whatsapp_max_media_size allows")));
+            return;
+        }
+        return wa_send_media_body(r, m, body);
+    }
     if (!wa_body_string(r, body, hctx->max_body ? hctx->max_body : m->max_body)) {
         err = api::error(413, "body_too_large", "request body is larger than whatsapp_max_body");
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    auto* route_id = &hctx->route;
     if (*route_id == api::RouteId::SessionToken) {
         ngx_http_finalize_request(r, wa_send(r, wa_session_token(m, body)));
         return;
@@ -638,15 +797,23 @@ static void wa_body_handler(ngx_http_request_t* r) {
 // A POST route's JSON body, read, checked and queued as the API does it (the dashboard's actions).
 static ngx_int_t wa_read_command(ngx_http_request_t* r, wa_main_conf_t* m, api::RouteId route, size_t max_body) {
     ngx_table_elt_t* ct = r->headers_in.content_type;
-    if (ct == NULL || !api::is_json_content_type(std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len))) {
+    std::string_view ctype = ct ? std::string_view(reinterpret_cast<const char*>(ct->value.data), ct->value.len)
+                                : std::string_view();
+    std::string boundary;
+    bool media = route == api::RouteId::SendMedia;  // the one route that also takes multipart/form-data
+    if (!api::is_json_content_type(ctype) && !(media && api::multipart_boundary(ctype, boundary))) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return wa_send(r, api::error(415, "unsupported_media_type", "request body must be application/json"));
+        return wa_send(r, api::error(415, "unsupported_media_type",
+                                     media ? "request body must be application/json or multipart/form-data"
+                                           : "request body must be application/json"));
     }
-    if (r->headers_in.content_length_n > (off_t)max_body) {
+    size_t limit = media ? wa_media_body_limit(m) : max_body;
+    if (r->headers_in.content_length_n > (off_t)limit) {
         // As nginx does for client_max_body_size: drop the body as it arrives, answer, then close.
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         r->keepalive = 0;
-        return wa_send(r, api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
+        return wa_send(r, media ? api::error(413, "media_too_large", "request body is larger than whatsapp_max_media_size allows")
+                                : api::error(413, "body_too_large", "request body is larger than whatsapp_max_body"));
     }
     wa_http_ctx_t* ctx = wa_ctx(r);
     if (ctx == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -728,6 +895,7 @@ ngx_int_t wa_api_handler(ngx_http_request_t* r) {
         if (rc != NGX_OK) return rc;
         if (route.id == api::RouteId::Events || route.id == api::RouteId::EventsAll)
             return wa_events_start(r, m, route, token_expires);
+        if (route.id == api::RouteId::MessageMedia) return wa_serve_media(r, m, route);
         if (route.id == api::RouteId::Message || route.id == api::RouteId::Messages || route.id == api::RouteId::Contact ||
             route.id == api::RouteId::WebhooksDead)
             return wa_helper_read(r, m, route);

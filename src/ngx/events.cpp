@@ -132,20 +132,7 @@ void copy_record(const wa_shm_org_t* o, Snapshot& s, bool with_qr) {
         s.sent_today = o->sent_today;
         s.failed_today = o->failed_today;
     }
-    api::StatusView& v = s.view;
-    v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
-    v.status.state = static_cast<wa::State>(o->state);
-    v.status.wanted = o->wanted;
-    v.status.retry_count = o->retry_count;
-    v.status.connected_at = o->connected_at;
-    v.status.state_since = o->state_since;
-    v.status.next_retry_at = o->next_retry_at;
-    v.status.restricted_until = o->restricted_until;
-    v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
-    v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
-    v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
-    v.qr_expires_at = o->qr_expires_at;
-    if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
+    wa_shm_org_view(o, s.view, with_qr);
 }
 
 void append_event(std::string& out, const char* name, uint64_t id, const std::string& data) {

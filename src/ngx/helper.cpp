@@ -14,9 +14,12 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <random>
 
+#include "media_download.hpp"
+#include "media_upload.hpp"
 #include "transport.hpp"
 #include "webhooks.hpp"
 #include "wa/api.hpp"
@@ -66,6 +69,11 @@ struct Helper {
     ngx_msec_t summary_at = 0;     // next summary line
     // Seeded in the helper itself (not inherited from the master), so every respawn jitters differently.
     std::mt19937_64 rng;
+    // send-media: the spool file of each command (removed when the command is answered, whatever the answer),
+    // and the uploads running (finished ones are freed at the end of the pass, never inside their callbacks).
+    std::map<uint64_t, std::string> cmd_spool;
+    std::vector<std::unique_ptr<WaMediaUpload>> uploads;
+    std::vector<std::unique_ptr<WaMediaDownload>> downloads;  // received media being fetched
 };
 
 Helper H;
@@ -117,6 +125,62 @@ std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) +
 
 void complete(wa_shm_cmd_t* c, const api::Response& resp);
 void answer(wa_shm_cmd_t* c, api::Response resp);
+
+std::string spool_dir() { return wa_str(H.conf->state_dir) + "/" WA_SPOOL_DIR; }
+
+void remove_spool(const std::string& name) {
+    if (!api::valid_spool_name(name)) return;
+    std::string path = spool_dir() + "/" + name;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+        ngx_log_error(NGX_LOG_ERR, H.log, ngx_errno, "whatsapp: cannot remove spool file %s", path.c_str());
+}
+
+// The send-media command `id` is answered: its file goes.
+void release_spool(uint64_t id) {
+    auto it = H.cmd_spool.find(id);
+    if (it == H.cmd_spool.end()) return;
+    remove_spool(it->second);
+    H.cmd_spool.erase(it);
+}
+
+// Spool files nobody will use (a helper that died mid-upload, a worker that died mid-write) are removed: at
+// activation and then every 5 s, whatever no queued command and no command of ours names, once it is 5 s old (a
+// worker renames its file a moment before it queues the command: a younger file may be on its way).
+void clean_spool() {
+    static time_t last = 0;
+    time_t now = time(nullptr);
+    if (now - last < 5 && last != 0) return;
+    last = now;
+    std::set<std::string> keep;
+    for (const auto& [id, name] : H.cmd_spool) keep.insert(name);
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    for (ngx_queue_t* q = ngx_queue_head(&z->sh->pending); q != ngx_queue_sentinel(&z->sh->pending); q = ngx_queue_next(q)) {
+        auto* c = ngx_queue_data(q, wa_shm_cmd_t, link);
+        std::string json(reinterpret_cast<const char*>(c->req), c->req_len);
+        size_t at = json.find("\"spool\":\"");
+        if (at != std::string::npos) keep.insert(json.substr(at + 9, 32));
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    DIR* d = opendir(spool_dir().c_str());
+    if (d == nullptr) return;
+    int removed = 0;
+    while (struct dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        std::string path = spool_dir() + "/" + name;
+        bool part = name.size() == 37 && name.compare(32, 5, ".part") == 0 && api::valid_spool_name(name.substr(0, 32));
+        struct stat st;
+        // A ".part" is a worker writing right now unless it is old.
+        if (part && (lstat(path.c_str(), &st) != 0 || now - st.st_mtime < 60)) continue;
+        if (!part && (!api::valid_spool_name(name) || keep.count(name) || lstat(path.c_str(), &st) != 0 ||
+                      now - st.st_mtime < 5))
+            continue;
+        if (unlink(path.c_str()) == 0) removed++;
+    }
+    closedir(d);
+    if (removed) ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp: removed %d stale spool file(s)", removed);
+}
 void store_begin();
 void commit_and_flush();
 
@@ -300,7 +364,43 @@ void HelperOrg::run_actions(const wa::Actions& actions) {
             ngx_shmtx_unlock(&z->shpool->mutex);
             break;
         }
+        case wa::Action::Upload: {
+            std::string org = id;
+            std::string job = a.upload->job_id, spool = a.upload->spool;
+            auto up = std::make_unique<WaMediaUpload>(H.conf, H.log, a.upload, [org, job, spool](const wa::UploadResult& r) {
+                // The file has done its job whatever the outcome (an idempotent retry brings it again).
+                remove_spool(spool);
+                if (!r.ok) {
+                    ngx_log_error(NGX_LOG_WARN, H.log, 0, "whatsapp org=%s: media upload of %s failed: %s", org.c_str(),
+                                  job.c_str(), r.error.c_str());
+                }
+                if (!H.pass_end.posted) {  // frees the upload
+                    ngx_post_event(&H.pass_end, &ngx_posted_events);
+                }
+                auto it = H.orgs.find(org);
+                if (it == H.orgs.end()) return;
+                HelperOrg* o = it->second.get();
+                o->guarded("upload", [o, &job, &r] { return o->session.on_upload_done(ngx_current_msec, ngx_time(), job, r); });
+            });
+            WaMediaUpload* raw = up.get();
+            H.uploads.push_back(std::move(up));
+            raw->start();
+            break;
+        }
+        case wa::Action::Download: {
+            auto d = std::make_unique<WaMediaDownload>(H.conf, H.log, id, a.download);
+            WaMediaDownload* raw = d.get();
+            raw->on_finished = [] {
+                if (!H.pass_end.posted) {  // frees it at the end of the pass
+                    ngx_post_event(&H.pass_end, &ngx_posted_events);
+                }
+            };
+            H.downloads.push_back(std::move(d));
+            raw->start();
+            break;
+        }
         case wa::Action::Complete: {
+            release_spool(a.command_id);
             auto it = H.waiting.find(a.command_id);
             if (it == H.waiting.end()) break;
             wa_shm_cmd_t* c = it->second;
@@ -397,7 +497,7 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
     if (o) {
         // Live push: the organization's version and the zone's change sequence; the QR's own sequence when it
         // appears, changes or goes (workers send a qr event then).
-        bool qr_before = o->state == static_cast<uint8_t>(wa::State::QrReady) && o->qr_text_len;
+        bool qr_before = o->state == static_cast<uint8_t>(wa::State::QrReady) && o->qr_text;
         bool qr_now = s.state == wa::State::QrReady && !s.qr_text.empty();
         bool qr_moved = qr_before != qr_now ||
                         (qr_now && (s.qr_text.size() != o->qr_text_len ||
@@ -415,8 +515,8 @@ void publish(const std::string& id, const wa::SessionStatus& s, HelperOrg* org) 
         o->restricted_until = s.restricted_until;
         o->updated_at = ngx_time();
         copy_bounded(o->phone, &o->phone_len, sizeof(o->phone), s.phone);
-        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), s.last_error);
-        copy_bounded(o->qr_text, &o->qr_text_len, sizeof(o->qr_text), s.qr_text);
+        wa_shm_set_text(z, &o->last_error, &o->last_error_len, s.last_error, WA_ERR_MAX);
+        wa_shm_set_text(z, &o->qr_text, &o->qr_text_len, s.qr_text, WA_QRTEXT_MAX);
         o->qr_expires_at = v.qr_expires_at;
         if (qr_changed && !wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, v.qr_data_url) && org) {
             org->rendered_qr.clear();
@@ -442,6 +542,16 @@ bool shm_org_exists(const std::string& id) {
     if (o == NULL) o = wa_shm_org_create(z, p, id.size());
     ngx_shmtx_unlock(&z->shpool->mutex);
     return o != NULL;
+}
+
+// Purge: the record loses its texts, documents and counters (wa_shm_org_purge); streams hear "disconnected".
+void purge_shm_record(const std::string& id) {
+    wa_zone_ctx_t* z = H.zone;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(id.data()), id.size());
+    if (o) wa_shm_org_purge(z, o);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (o) wa_events_published(z);
 }
 
 bool shm_org_known(const std::string& id) {
@@ -535,7 +645,8 @@ bool commit_pass() {
         std::string err;
         uint64_t t0 = wa_monotonic_us();
         stored = H.store->commit(&err);
-        wa_metrics_commit(H.zone, wa_monotonic_us() - t0);
+        wa::store::Store::CheckpointCounts ck = H.store->checkpoints();
+        wa_metrics_commit(H.zone, wa_monotonic_us() - t0, ck.background, ck.inline_runs);
         if (!stored) {
             g_commit_log(NGX_LOG_ERR, "whatsapp: store commit failed: " + err);
             H.commit_failures++;
@@ -586,6 +697,10 @@ void pass_end_handler(ngx_event_t*) {
     }
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+    H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
+                    H.uploads.end());
+    H.downloads.erase(std::remove_if(H.downloads.begin(), H.downloads.end(), [](const auto& d) { return d->finished(); }),
+                      H.downloads.end());
 }
 
 void answer(wa_shm_cmd_t* c, api::Response resp) {
@@ -709,13 +824,21 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = api::error(507, "storage_error", "the organization's old state directory could not be deleted");
             return true;
         }
+        // Received documents and images (media_download.cpp) first: a purge that left files behind must not
+        // answer 200, and the rows still name them for a retry.
+        if (!wa::remove_tree(wa_str(H.conf->state_dir) + "/media/" + cmd.org, &err)) {
+            ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: cannot delete its media: %s", cmd.org.c_str(),
+                          err.c_str());
+            resp = api::error(507, "storage_error", "the organization's received media could not be deleted");
+            return true;
+        }
         if (!H.store->purge_org(cmd.org, &err)) {
             ngx_log_error(NGX_LOG_ERR, H.log, 0, "whatsapp org=%s: purge failed: %s", cmd.org.c_str(), err.c_str());
             resp = api::error(507, "storage_error", "the organization's data could not be deleted");
             return true;
         }
         if (it != H.orgs.end()) H.orgs.erase(it);
-        if (shm_org_known(cmd.org)) publish(cmd.org, wa::SessionStatus{}, nullptr);
+        purge_shm_record(cmd.org);
         ngx_log_error(NGX_LOG_NOTICE, H.log, 0, "whatsapp org=%s: purged", cmd.org.c_str());
         resp = api::Response{200, R"({"success":true,"status":"purged"})", {}, {}};
         return true;
@@ -733,6 +856,29 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
         req.text = cmd.message;
         req.idempotency_key = cmd.idempotency_key;
         req.body_hash = api::send_body_hash(cmd);
+        H.waiting[command_id] = c;
+        o->run(o->session.send(now, unix_s, req, command_id));
+        return false;
+    }
+    case api::Command::SendMedia: {
+        H.cmd_spool[command_id] = cmd.spool;  // removed when the command is answered (release_spool)
+        HelperOrg* o = find_or_create(cmd.org, false);
+        if (o == nullptr) {
+            resp = not_connected(cmd.org, wa::State::Disconnected);
+            return true;
+        }
+        wa::SendRequest req;
+        req.phone = cmd.phone;
+        req.jid = cmd.jid;
+        req.text = cmd.message;
+        req.idempotency_key = cmd.idempotency_key;
+        req.body_hash = api::send_body_hash(cmd);
+        req.media.spool = cmd.spool;
+        req.media.type = static_cast<uint8_t>(cmd.media_type == "image" ? wa::media::Type::Image : wa::media::Type::Document);
+        req.media.filename = cmd.filename;
+        req.media.mimetype = cmd.mimetype;
+        req.media.size = cmd.media_size;
+        // The job takes the file over: it is removed when the upload ends (and at the latest with the answer).
         H.waiting[command_id] = c;
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
@@ -818,6 +964,9 @@ void take_commands() {
         // Otherwise the session completes it later (Action::Complete), possibly already inside execute().
         if (answered) {
             H.waiting.erase(c->id);
+            release_spool(c->id);
+            // A malformed send_media command never reached cmd_spool: its file goes too.
+            if (cmd.type == api::Command::SendMedia) remove_spool(cmd.spool);
             answer(c, std::move(resp));
         }
     }
@@ -864,9 +1013,9 @@ void mark_unowned(const std::string& why) {
         }
         o->next_retry_at = 0;
         o->qr_expires_at = 0;
-        o->qr_text_len = 0;
+        wa_shm_set_bytes(z, &o->qr_text, &o->qr_text_len, std::string());
         wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, std::string());
-        copy_bounded(o->last_error, &o->last_error_len, sizeof(o->last_error), text);
+        wa_shm_set_text(z, &o->last_error, &o->last_error_len, text, WA_ERR_MAX);
         o->updated_at = now;
         api::StatusView v;  // (rendered under the lock: a rare path, a few microseconds per record)
         v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
@@ -1014,6 +1163,7 @@ void activate() {
         ngx_add_timer(&H.store_timer, H.store_retry_ms);
     }
     ngx_add_timer(&H.resume_timer, clean ? 0 : 1500);
+    clean_spool();
     take_commands();
 }
 
@@ -1161,6 +1311,37 @@ void helper_doorbell_handler(ngx_event_t* ev) {
 
 // Retention, once a minute: messages (whatsapp_message_retention), idempotency keys (24 h, the contract),
 // device lists (a day: a stale one only costs a usync), privacy tokens (whatsmeow: 28 days).
+// Received documents and images (media_download.cpp) go with whatsapp_message_retention too: a file is as old as
+// its download (its mtime), which follows the message within seconds. At most every 10 minutes.
+void expire_media(int64_t now) {
+    static int64_t last = 0;
+    if (now - last < 600) return;
+    last = now;
+    std::string root = wa_str(H.conf->state_dir) + "/media";
+    DIR* d = opendir(root.c_str());
+    if (d == nullptr) return;
+    int removed = 0;
+    while (struct dirent* org = readdir(d)) {
+        std::string name = org->d_name;
+        if (name == "." || name == ".." || !wa::valid_org_id(name)) continue;
+        std::string dir = root + "/" + name;
+        DIR* od = opendir(dir.c_str());
+        if (od == nullptr) continue;
+        while (struct dirent* f = readdir(od)) {
+            std::string fn = f->d_name;
+            if (fn == "." || fn == "..") continue;
+            std::string path = dir + "/" + fn;
+            struct stat st;
+            if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                now - st.st_mtime > static_cast<int64_t>(H.conf->message_retention) && unlink(path.c_str()) == 0)
+                removed++;
+        }
+        closedir(od);
+    }
+    closedir(d);
+    if (removed) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %d stored media file(s)", removed);
+}
+
 void expire_stored() {
     static int64_t last = 0;
     int64_t now = ngx_time();
@@ -1177,6 +1358,7 @@ void expire_stored() {
     // Delivered and dead webhook events, as long as messages are kept.
     H.store->expire_webhooks(now_ms - int64_t(H.conf->message_retention) * 1000, n, &err);
     if (total) ngx_log_error(NGX_LOG_INFO, H.log, 0, "whatsapp: retention removed %uL stored rows", total);
+    expire_media(now);
 }
 
 // Every whatsapp_status_summary, while organizations are reconnecting or failed to since the last one: how many
@@ -1219,6 +1401,7 @@ void sweep_handler(ngx_event_t* ev) {
     sweep_results();
     expire_stored();
     log_summary();
+    if (H.role == WA_HELPER_ACTIVE) clean_spool();
     ngx_add_timer(ev, 1000);
 }
 
@@ -1270,4 +1453,8 @@ void wa_helper_exit_process(ngx_cycle_t*) {
     drain("exiting");
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
+    H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
+                    H.uploads.end());
+    H.downloads.erase(std::remove_if(H.downloads.begin(), H.downloads.end(), [](const auto& d) { return d->finished(); }),
+                      H.downloads.end());
 }

@@ -35,6 +35,9 @@ std::string WaHttpClient::peer() const { return req_.url.host_header; }
 void WaHttpClient::start(Request req) {
     req_ = std::move(req);
     parser_ = wa::http::ResponseParser(16384, req_.max_body);
+    parser_.keep_body(req_.keep_body);
+    if (req_.body_sink) parser_.body_sink(req_.body_sink);
+    body_eof_ = !req_.body_source;
     name_.data = reinterpret_cast<u_char*>(&req_.url.host[0]);
     name_.len = req_.url.host.size();
     ngx_add_timer(&total_, req_.timeout);
@@ -243,7 +246,22 @@ void WaHttpClient::on_tls_done() {
 
 void WaHttpClient::on_write() {
     if (phase_ != Phase::Sending) return;
-    while (!out_.empty()) {
+    size_t streamed = 0;
+    for (;;) {
+        if (out_.empty()) {
+            if (body_eof_) break;
+            // A streamed body yields the event loop after each MiB (a fast peer would otherwise take it all in one
+            // turn, and the helper serves every other organization from the same loop).
+            if (streamed >= 1024 * 1024) {
+                ngx_post_event(c_->write, &ngx_posted_next_events);
+                return;
+            }
+            // The next chunk of a streamed body: at most one chunk is held at a time.
+            std::string why;
+            if (!req_.body_source(out_, body_eof_, why)) return finish(0, why);
+            streamed += out_.size();
+            if (out_.empty()) continue;
+        }
         ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(&out_[0]), out_.size());
         if (n > 0) {
             out_.erase(0, static_cast<size_t>(n));
@@ -253,8 +271,12 @@ void WaHttpClient::on_write() {
             if (ngx_handle_write_event(c_->write, 0) != NGX_OK) finish(0, "cannot wait for the socket");
             return;
         }
-        if (reused_) return reconnect();
-        return finish(0, "write to " + peer() + " failed");
+        if (reused_ && !req_.body_source) return reconnect();  // a pooled connection the peer had closed
+        // A server may answer and close before taking the whole body (a media host refusing an upload): read
+        // what it said before calling it a write failure.
+        write_failed_ = true;
+        phase_ = Phase::Reading;
+        return on_read();
     }
     phase_ = Phase::Reading;
     if (ngx_handle_read_event(c_->read, 0) != NGX_OK) return finish(0, "cannot wait for the socket");
@@ -274,17 +296,18 @@ void WaHttpClient::on_read() {
             if (ngx_handle_read_event(c_->read, 0) != NGX_OK) finish(0, "cannot wait for the socket");
             return;
         }
-        if ((n == 0 || n == NGX_ERROR) && reused_ && !got_bytes_) return reconnect();  // the peer closed it idle
+        if ((n == 0 || n == NGX_ERROR) && reused_ && !got_bytes_ && !req_.body_source) return reconnect();  // closed idle
         if (n == 0) {
             if (parser_.on_eof() == wa::http::ResponseParser::Result::Done) return finish(parser_.status(), "");
+            if (write_failed_ && parser_.status() == 0) return finish(0, "write to " + peer() + " failed");
             return finish(parser_.status(), parser_.error() + " (" + peer() + ")");
         }
-        if (n < 0) return finish(0, "read from " + peer() + " failed");
+        if (n < 0) return finish(0, (write_failed_ ? "write to " : "read from ") + peer() + " failed");
         got_bytes_ = true;
         size_t used = 0;
         auto r = parser_.feed(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)), &used);
         if (r == wa::http::ResponseParser::Result::Done) {
-            reusable_ = parser_.keep_alive() && used == static_cast<size_t>(n);
+            reusable_ = parser_.keep_alive() && used == static_cast<size_t>(n) && !write_failed_;
             return finish(parser_.status(), "");
         }
         if (r == wa::http::ResponseParser::Result::Error)
@@ -320,7 +343,10 @@ void WaHttpClient::teardown() {
 void WaHttpClient::reconnect() {
     reused_ = false;
     got_bytes_ = false;
+    write_failed_ = false;
     parser_ = wa::http::ResponseParser(16384, req_.max_body);
+    parser_.keep_body(req_.keep_body);
+    if (req_.body_sink) parser_.body_sink(req_.body_sink);
     teardown();
     phase_ = Phase::Idle;
     open();

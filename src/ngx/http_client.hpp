@@ -61,6 +61,11 @@ public:
         ngx_msec_t timeout = 10000;          // the whole request, from start() to the end of the response
         std::string bytes;                   // the formatted request (wa::http::format_request)
         size_t max_body = 65536;
+        size_t keep_body = 512;              // bytes of the response body kept (response().body_head())
+        // A request body streamed after `bytes` (media uploads): appends the next chunk to `out`, sets `eof` after
+        // the last; false on an error (`error` says why). Called only when the socket took everything before.
+        std::function<bool(std::string& out, bool& eof, std::string& error)> body_source;
+        std::function<void(std::string_view)> body_sink;  // the response body of a 2xx, as it arrives
         WaHttpPool* pool = nullptr;          // keep-alive: reuse an idle connection, give it back when clean
     };
     // status 0 = no response (error says why). Called once; the client is closed then, and must not be
@@ -112,6 +117,8 @@ private:
     std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;
     size_t next_addr_ = 0;
     std::string out_;
+    bool body_eof_ = false;
+    bool write_failed_ = false;  // the request could not be sent whole; an early answer may still be readable
     wa::http::ResponseParser parser_;
     TlsFailure tls_failure_ = TlsFailure::None;
     bool reused_ = false;     // this request went out on a pooled connection

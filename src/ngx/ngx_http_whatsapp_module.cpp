@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -94,6 +95,8 @@ static ngx_command_t wa_commands[] = {
      NULL},
     {ngx_string("whatsapp_max_body"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(max_body), NULL},
+    {ngx_string("whatsapp_max_media_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     MAIN_OFF(max_media), NULL},
     {ngx_string("whatsapp_queue_size"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      MAIN_OFF(queue_size), NULL},
     {ngx_string("whatsapp_max_sessions"), MAIN | NGX_CONF_TAKE1, ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
@@ -179,6 +182,7 @@ static void* wa_create_main_conf(ngx_conf_t* cf) {
     m->backoff_min = NGX_CONF_UNSET_MSEC;
     m->backoff_max = NGX_CONF_UNSET_MSEC;
     m->max_body = NGX_CONF_UNSET_SIZE;
+    m->max_media = NGX_CONF_UNSET_SIZE;
     m->queue_size = NGX_CONF_UNSET_UINT;
     m->send_rate_per_min = NGX_CONF_UNSET_UINT;
     m->send_burst = NGX_CONF_UNSET_UINT;
@@ -217,7 +221,9 @@ static char* wa_merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
         // and the error filters turn that refusal into the contract's 413 JSON. Left at nginx's 1m, bodies
         // between whatsapp_max_body and 1m would be read in full first, and larger ones get HTML.
         auto* m = static_cast<wa_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module));
-        conf->clcf->client_max_body_size = static_cast<off_t>(m->max_body);
+        // The location made for POST /api/send-media (wa_add_media_location) takes wa_media_body_limit.
+        conf->clcf->client_max_body_size =
+            static_cast<off_t>(conf->media_location ? std::max(m->max_body, wa_media_body_limit(m)) : m->max_body);
     }
     return NGX_CONF_OK;
 }
@@ -356,6 +362,56 @@ static char* wa_send_rate_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) 
     return NGX_CONF_OK;
 }
 
+// POST /api/send-media takes bodies up to wa_media_body_limit, every other route whatsapp_max_body. nginx checks
+// client_max_body_size per location before any handler runs (and while a chunked body arrives), so the module
+// adds, inside a prefix location that says whatsapp_api, the exact location "= <prefix>/api/send-media" with the
+// larger limit, as if it had been written there (it inherits everything else of the location by the usual merge).
+static char* wa_add_media_location(ngx_conf_t* cf, wa_loc_conf_t* l, ngx_http_core_loc_conf_t* pclcf) {
+    if (l->token_only || pclcf->exact_match || pclcf->named || pclcf->noname
+#if (NGX_PCRE)
+        || pclcf->regex
+#endif
+    )
+        return NGX_CONF_OK;
+    static const char tail[] = "/api/send-media";
+    size_t len = l->prefix.len + sizeof tail - 1;
+    u_char* name = static_cast<u_char*>(ngx_pnalloc(cf->pool, len));
+    if (name == NULL) return (char*)NGX_CONF_ERROR;
+    ngx_memcpy(ngx_cpymem(name, l->prefix.data, l->prefix.len), tail, sizeof tail - 1);
+    // Only where nginx would accept it as a nested location (its name starts with the parent's).
+    if (pclcf->name.len > len || ngx_strncmp(name, pclcf->name.data, pclcf->name.len) != 0) return NGX_CONF_OK;
+    auto* pctx = static_cast<ngx_http_conf_ctx_t*>(cf->ctx);
+    auto* ctx = static_cast<ngx_http_conf_ctx_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_http_conf_ctx_t)));
+    if (ctx == NULL) return (char*)NGX_CONF_ERROR;
+    ctx->main_conf = pctx->main_conf;
+    ctx->srv_conf = pctx->srv_conf;
+    ctx->loc_conf = static_cast<void**>(ngx_pcalloc(cf->pool, sizeof(void*) * ngx_http_max_module));
+    if (ctx->loc_conf == NULL) return (char*)NGX_CONF_ERROR;
+    for (ngx_uint_t i = 0; cf->cycle->modules[i]; i++) {  // as ngx_http_core_location does
+        if (cf->cycle->modules[i]->type != NGX_HTTP_MODULE) continue;
+        auto* module = static_cast<ngx_http_module_t*>(cf->cycle->modules[i]->ctx);
+        if (module->create_loc_conf) {
+            void* c = module->create_loc_conf(cf);
+            if (c == NULL) return (char*)NGX_CONF_ERROR;
+            ctx->loc_conf[cf->cycle->modules[i]->ctx_index] = c;
+        }
+    }
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ctx->loc_conf[ngx_http_core_module.ctx_index]);
+    clcf->loc_conf = ctx->loc_conf;
+    clcf->name.data = name;
+    clcf->name.len = len;
+    clcf->exact_match = 1;
+    clcf->handler = wa_api_handler;
+    auto* wl = static_cast<wa_loc_conf_t*>(ctx->loc_conf[ngx_http_whatsapp_module.ctx_index]);
+    wl->api = 1;
+    wl->clcf = clcf;
+    wl->prefix = l->prefix;
+    wl->prefix_set = 1;
+    wl->media_location = 1;
+    if (ngx_http_add_location(cf, &pclcf->locations, clcf) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    return NGX_CONF_OK;
+}
+
 static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     auto* l = static_cast<wa_loc_conf_t*>(conf);
     if (l->api != NGX_CONF_UNSET) return (char*)"is duplicate";
@@ -383,7 +439,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
         l->prefix = *prefix;
         l->prefix_set = 1;
         if (l->prefix.len && l->prefix.data[l->prefix.len - 1] == '/') l->prefix.len--;
-        return NGX_CONF_OK;
+        return wa_add_media_location(cf, l, clcf);
     }
     // Without an explicit prefix the mount point follows from the location: "/api/" and "= /health" are
     // mounted at the root, "/whatsapp/" mounts the API at /whatsapp/api/... and /whatsapp/health.
@@ -406,7 +462,7 @@ static char* wa_api_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     u_char* api = ngx_strlcasestrn(name.data, name.data + name.len, (u_char*)"/api/", 5 - 1);
     if (api) name.len = api - name.data;
     l->prefix = name;
-    return NGX_CONF_OK;
+    return wa_add_media_location(cf, l, clcf);
 }
 
 // Parses ws[s]://host[:port]/path. IP literals and "localhost" need no resolver; other names are resolved
@@ -594,6 +650,8 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     ngx_conf_init_msec_value(m->backoff_min, 2000);
     ngx_conf_init_msec_value(m->backoff_max, 30000);
     ngx_conf_init_size_value(m->max_body, 64 * 1024);
+    ngx_conf_init_size_value(m->max_media, 16 * 1024 * 1024);
+    if (m->max_media == 0 || m->max_media > 1024u * 1024 * 1024) return (char*)"whatsapp_max_media_size must be 1 to 1g";
     ngx_conf_init_uint_value(m->queue_size, 1024);
     ngx_conf_init_uint_value(m->send_rate_per_min, 60);
     ngx_conf_init_uint_value(m->send_burst, 20);
@@ -638,6 +696,7 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
     if (m->state_dir.len == 0) {
         ngx_str_set(&m->state_dir, "/var/lib/nginx/whatsapp");
     }
+    bool ca_given = m->trusted_certificate.len != 0;
     if (m->trusted_certificate.len == 0) {
         ngx_str_set(&m->trusted_certificate, "/etc/ssl/certs/ca-certificates.crt");
     }
@@ -659,7 +718,9 @@ static char* wa_init_main_conf(ngx_conf_t* cf, void* conf) {
         else m->resolver = wa_system_resolver(cf);
         if (m->resolver == NULL) return (char*)NGX_CONF_ERROR;
     }
-    if (m->url->tls) {
+    // Media uploads (send-media) are HTTPS even when the WhatsApp endpoint is a plain ws:// test server: the
+    // context exists whenever its CAs can be loaded (given explicitly, or the system bundle is there).
+    if (m->url->tls || ca_given || access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
         m->ssl = static_cast<ngx_ssl_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t)));
         if (m->ssl == NULL) return (char*)NGX_CONF_ERROR;
         m->ssl->log = cf->log;

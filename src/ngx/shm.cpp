@@ -6,6 +6,10 @@
 
 #include "wa_module.hpp"
 
+#include <cstddef>
+
+#include "wa/api.hpp"
+
 ngx_int_t wa_shm_init_zone(ngx_shm_zone_t* zone, void* data) {
     auto* ctx = static_cast<wa_zone_ctx_t*>(zone->data);
     auto* octx = static_cast<wa_zone_ctx_t*>(data);
@@ -89,7 +93,7 @@ wa_shm_org_t* wa_shm_org_create(wa_zone_ctx_t* z, const u_char* id, size_t len) 
     // New organizations never take the last pages: commands (logout, clear-session) must still fit in a full
     // zone, or an operator could not stop anything without a reload.
     if (z->shpool->pfree < WA_SHM_RESERVE_PAGES) return NULL;
-    auto* o = static_cast<wa_shm_org_t*>(ngx_slab_calloc_locked(z->shpool, sizeof(wa_shm_org_t)));
+    auto* o = static_cast<wa_shm_org_t*>(ngx_slab_calloc_locked(z->shpool, offsetof(wa_shm_org_t, id) + len));
     if (o == NULL) return NULL;
     ngx_memcpy(o->id, id, len);
     o->sn.str.len = len;
@@ -120,6 +124,49 @@ bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const s
     ngx_memcpy(*dst, v.data(), v.size());
     *dst_len = static_cast<uint32_t>(v.size());
     return true;
+}
+
+bool wa_shm_set_text(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v, size_t cap) {
+    size_t n = v.size() < cap ? v.size() : cap;
+    if (n == *dst_len && (n == 0 || ngx_memcmp(*dst, v.data(), n) == 0)) return true;
+    return wa_shm_set_bytes(z, dst, dst_len, v.substr(0, n));
+}
+
+void wa_shm_org_purge(wa_zone_ctx_t* z, wa_shm_org_t* o) {
+    std::string none;
+    wa_shm_set_bytes(z, &o->last_error, &o->last_error_len, none);
+    wa_shm_set_bytes(z, &o->qr_text, &o->qr_text_len, none);
+    wa_shm_set_bytes(z, &o->qr_url, &o->qr_url_len, none);
+    wa_shm_set_bytes(z, &o->status_doc, &o->status_doc_len, none);
+    wa_shm_set_bytes(z, &o->qr_doc, &o->qr_doc_len, none);
+    o->state = 0;  // wa::State::Disconnected
+    o->wanted = 0;
+    o->retry_count = 0;
+    o->connected_at = o->state_since = o->next_retry_at = o->qr_expires_at = o->restricted_until = 0;
+    o->phone_len = 0;
+    ngx_memzero(&o->metrics, sizeof o->metrics);
+    o->today = 0;
+    o->sent_today = o->failed_today = 0;
+    o->webhooks_delivered = o->webhooks_failed = o->webhooks_dead = 0;
+    o->updated_at = ngx_time();
+    o->version++;
+    o->change_seq = o->dash_seq = o->qr_seq = ++z->sh->events_seq;
+}
+
+void wa_shm_org_view(const wa_shm_org_t* o, wa::api::StatusView& v, bool with_qr) {
+    v.org.assign(reinterpret_cast<const char*>(o->id), o->sn.str.len);
+    v.status.state = static_cast<wa::State>(o->state);
+    v.status.wanted = o->wanted;
+    v.status.retry_count = o->retry_count;
+    v.status.connected_at = o->connected_at;
+    v.status.state_since = o->state_since;
+    v.status.next_retry_at = o->next_retry_at;
+    v.status.restricted_until = o->restricted_until;
+    v.status.phone.assign(reinterpret_cast<const char*>(o->phone), o->phone_len);
+    if (o->last_error) v.status.last_error.assign(reinterpret_cast<const char*>(o->last_error), o->last_error_len);
+    if (o->qr_text) v.status.qr_text.assign(reinterpret_cast<const char*>(o->qr_text), o->qr_text_len);
+    v.qr_expires_at = o->qr_expires_at;
+    if (with_qr && o->qr_url) v.qr_data_url.assign(reinterpret_cast<const char*>(o->qr_url), o->qr_url_len);
 }
 
 static void wa_rate_free(wa_zone_ctx_t* z, wa_shm_rate_t* b) {

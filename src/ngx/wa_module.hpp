@@ -53,6 +53,7 @@ struct wa_main_conf_t {
     ngx_msec_t backoff_min;
     ngx_msec_t backoff_max;
     size_t max_body;
+    size_t max_media;              // whatsapp_max_media_size: the decoded file of send-media
     ngx_uint_t send_rate_per_min;  // whatsapp_send_rate
     ngx_uint_t send_burst;
     ngx_uint_t queue_size;
@@ -83,13 +84,14 @@ struct wa_loc_conf_t {
     ngx_http_core_loc_conf_t* clcf;  // of the location that says whatsapp_api (its body limit follows ours)
     ngx_str_t prefix;      // mount prefix removed from the URI before routing
     ngx_flag_t prefix_set;
+    ngx_flag_t media_location;  // the exact location made for POST <prefix>/api/send-media (larger body limit)
 };
 
 // ---------------------------------------------------------------------------------------------------------
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 6
+#define WA_SHM_LAYOUT 8
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -104,18 +106,22 @@ struct wa_loc_conf_t {
 enum wa_helper_role_e : uint8_t { WA_HELPER_NONE = 0, WA_HELPER_STANDBY, WA_HELPER_ACTIVE, WA_HELPER_DRAINING };
 enum wa_cmd_state_e : uint8_t { WA_CMD_NEW = 0, WA_CMD_TAKEN, WA_CMD_DONE };
 
+// One organization's status record. Sized at allocation (limit_req's shape): the id at the end, as long as it
+// is; the texts that change (last error, QR) in slab blocks sized to their content, freed when they empty.
+// A purged organization keeps only this fixed part (wa_shm_org_purge): its event ids must keep growing.
 struct wa_shm_org_t {
     ngx_str_node_t sn;         // rbtree node; key = crc32(id), str -> id
     ngx_queue_t link;          // sh->orgs, creation order
-    u_char id[WA_ID_MAX];
     uint8_t state;             // wa::State
     uint8_t wanted;
     uint32_t retry_count;
     int64_t created_at, updated_at, connected_at, state_since, next_retry_at, qr_expires_at, restricted_until;
-    uint16_t phone_len, last_error_len, qr_text_len;
+    uint16_t phone_len;
     u_char phone[24];
-    u_char last_error[WA_ERR_MAX];
-    u_char qr_text[WA_QRTEXT_MAX];
+    u_char* last_error;        // slab, at most WA_ERR_MAX bytes; NULL when empty
+    uint32_t last_error_len;
+    u_char* qr_text;           // slab, at most WA_QRTEXT_MAX bytes; NULL when no QR
+    uint32_t qr_text_len;
     u_char* qr_url;            // slab; "data:image/png;base64,..."
     uint32_t qr_url_len;
     // Appended by issue 10 (live push, metrics).
@@ -145,6 +151,7 @@ struct wa_shm_org_t {
     uint64_t sent_today, failed_today;  // as metrics.sent and the sum of metrics.failed, since local midnight
     // Appended by issue 11 (webhooks): events acknowledged by a 2xx, attempts that failed, events parked dead.
     uint64_t webhooks_delivered, webhooks_failed, webhooks_dead;
+    u_char id[1];              // sized at allocation: offsetof(wa_shm_org_t, id) + the id's length
 };
 
 struct wa_shm_cmd_t {
@@ -208,6 +215,8 @@ struct wa_shm_t {
     // /api/health's helper.reason and the message of 503 helper_unavailable. Empty while all is well.
     u_char reason[WA_REASON_MAX];
     uint16_t reason_len;
+    // WAL checkpoints of the current helper's store: by its checkpoint thread, or inside a commit (a stall)
+    uint64_t checkpoints_background, checkpoints_inline;
     // Appended by issue 11: webhook receivers refused at the TLS check (untrusted chain, another host's name).
     uint64_t tls_verify_failures[2];
 };
@@ -229,6 +238,14 @@ wa_shm_org_t* wa_shm_org_after(wa_zone_ctx_t* z, const u_char* id, size_t len);
 wa_shm_org_t* wa_shm_org_next(wa_zone_ctx_t* z, wa_shm_org_t* o);
 void wa_shm_cmd_free(wa_zone_ctx_t* z, wa_shm_cmd_t* cmd);                          // caller holds the lock
 bool wa_shm_set_bytes(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v);  // lock held
+// The same for a text of at most `cap` bytes (cut there), kept in place when it did not change.
+bool wa_shm_set_text(wa_zone_ctx_t* z, u_char** dst, uint32_t* dst_len, const std::string& v, size_t cap);
+// Data-protection purge of the organization's record (lock held): its texts, documents and counters go; the
+// fixed part stays, state disconnected, so that its event ids keep growing for streams that watch it.
+void wa_shm_org_purge(wa_zone_ctx_t* z, wa_shm_org_t* o);
+namespace wa::api { struct StatusView; }
+// The record as the API's StatusView (lock held); the QR data URL only when with_qr.
+void wa_shm_org_view(const wa_shm_org_t* o, wa::api::StatusView& v, bool with_qr);
 
 enum class wa_rate_result { allowed, limited, no_memory };
 // Takes one send from the organization's bucket, creating it on first use. Takes the lock itself.
@@ -288,7 +305,8 @@ struct wa_metrics_delta_t {
 // Adds to the organization's counters (the record must exist; nothing is created). Takes the lock.
 void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d);
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n);  // "sent", ...
-void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us);  // one store commit took `us`
+// One store commit took `us`; the store's WAL checkpoints so far (background thread, inside commits).
+void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline);
 // Webhook outcomes of one organization (added to its shm counters), and a TLS check that refused a receiver
 // (host: the certificate names another host; else the chain is not trusted).
 void wa_metrics_webhook(wa_zone_ctx_t* z, const std::string& org, uint64_t delivered, uint64_t failed, uint64_t dead);
@@ -311,5 +329,9 @@ ngx_int_t wa_command_request(ngx_http_request_t* r, wa_main_conf_t* m, wa::api::
 inline int64_t wa_local_day(time_t now) {
     return static_cast<int64_t>(now + static_cast<time_t>(ngx_cached_time->gmtoff) * 60) / 86400;
 }
+// The body limit of POST /api/send-media: base64 of the largest file (4/3) plus room for the other fields.
+inline size_t wa_media_body_limit(const wa_main_conf_t* m) { return (m->max_media + 2) / 3 * 4 + 256 * 1024; }
+// <state_dir>/spool: files of send-media between the worker and the helper (helper.cpp removes them).
+#define WA_SPOOL_DIR "spool"
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }

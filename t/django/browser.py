@@ -17,6 +17,11 @@ import sys
 import tempfile
 import time
 
+# Everything here is on loopback: a proxy from the environment (urllib3 in selenium and requests honour it) must
+# not take the driver's or the page's requests elsewhere.
+for _k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    os.environ.pop(_k, None)
+
 import requests
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -54,7 +59,7 @@ def text(d, css):
 opts = webdriver.ChromeOptions()
 opts.binary_location = "/usr/bin/chromium"
 for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,1300",
-          "--force-device-scale-factor=1", "--no-first-run", "--disable-extensions", "--disable-background-networking",
+          "--force-device-scale-factor=1", "--no-proxy-server", "--no-first-run", "--disable-extensions", "--disable-background-networking",
           "--user-data-dir=" + tempfile.mkdtemp(prefix="chromium-", dir=cfg.get("tmp"))):
     opts.add_argument(a)
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -34,6 +34,9 @@ our $ROOT   = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $MODULE = $ENV{TEST_NGINX_MODULE} || "$ROOT/objs/ngx_http_whatsapp_module.so";
 our $KEY    = 'test-key-0123456789abcdef';
+# Every test talks to loopback only: a proxy in the environment (curl, Node, Python's requests and selenium all
+# honour one) must not take those requests elsewhere, in this process or any it starts.
+delete @ENV{qw(http_proxy https_proxy all_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY)};
 my (@INSTANCES, @SIMS, @BACKGROUND);
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 binmode(Test::More->builder->$_, ':encoding(UTF-8)') for qw(output failure_output todo_output);

@@ -14,6 +14,11 @@ import time
 import traceback
 import urllib.request
 
+# Everything here is on loopback: a proxy from the environment (urllib and selenium's urllib3 honour it) must not
+# take the driver's or the page's requests elsewhere.
+for _k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    os.environ.pop(_k, None)
+
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By

@@ -57,7 +57,7 @@ if (!fs.existsSync(toolPath) || inputs.some(f => mtime(f) > mtime(toolPath))) {
     // The Makefile's flags and CORE_LIBS.
     execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Iinclude', '-Isrc',
         '-Ibuild/gen', 't/signal/signal_tool.cpp', ...objs, '-o', toolPath, 'build/libwaproto.a', '-lprotobuf-lite',
-        '-ljansson', '-lqrencode', '-lphonenumber', '-lsignal-protocol-c', '-lsqlite3', '-lz', '-lssl', '-lcrypto'],
+        '-ljansson', '-lqrencode', '-lphonenumber', '-lsignal-protocol-c', '-lsqlite3', '-lz', '-ljpeg', '-lssl', '-lcrypto'],
     { cwd: root, stdio: 'inherit', timeout: 120000 });
 }
 

@@ -403,6 +403,43 @@ TEST_F(StoreTest, RestrictionSurvivesReopen) {
     EXPECT_EQ(orgs()[0].restricted_until, 0);
 }
 
+// WAL checkpoints run on the store's own thread: bursts of commits that write well past SQLite's 1,000-frame
+// checkpoint point, with the pauses a helper has between bursts, never checkpoint inside a commit.
+TEST_F(StoreTest, CheckpointsRunOnTheirOwnThread) {
+    std::string err;
+    ASSERT_TRUE(store().put_org(make_org("acme"), &err)) << err;
+    ASSERT_TRUE(store().checkpoints().threaded);
+    auto t0 = std::chrono::steady_clock::now();
+    double paused_ms = 0;
+    for (int i = 0; i < 600; i++) {  // 6 bursts of 100 commits of about 4 frames each
+        if (i % 100 == 99) {
+            usleep(150000);
+            paused_ms += 150;
+        }
+        ASSERT_TRUE(store().begin(&err)) << err;
+        wa::store::MessageRecord m;
+        m.id = "3EB0" + std::to_string(i);
+        m.direction = "out";
+        m.type = "text";
+        m.status = "pending";
+        m.text = std::string(6000, 'x');
+        m.created_at = 1700000300000 + i;
+        ASSERT_TRUE(store().put_message("acme", m, &err)) << err;
+        ASSERT_TRUE(store().commit(&err)) << err;
+    }
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() - paused_ms;
+    for (int i = 0; i < 500 && store().checkpoints().background == 0; i++) usleep(10000);
+    auto c = store().checkpoints();
+    std::printf("[ MEASURE ] 600 commits of 6 KB: %.1f ms; checkpoints: %llu by the thread, %llu inside commits\n", ms,
+                static_cast<unsigned long long>(c.background), static_cast<unsigned long long>(c.inline_runs));
+    EXPECT_GE(c.background, 1u);
+    EXPECT_EQ(c.inline_runs, 0u);
+    store_.reset();  // stops the thread, then the last close checkpoints and removes the -wal
+    struct stat st;
+    EXPECT_NE(stat((db_path() + "-wal").c_str(), &st), 0);
+    EXPECT_EQ(orgs().size(), 1u);
+}
+
 TEST_F(StoreTest, ExistingLooseModeIsTightenedTo0600) {
     std::string err;
     ASSERT_TRUE(store().put_org(make_org("acme"), &err)) << err;

@@ -30,6 +30,10 @@ TEST(WebhookEvents, EnvelopeKeepsDataBytes) {
     EXPECT_NE(body.find("confirmo"), std::string::npos);
     EXPECT_EQ(body, wh::envelope(e));
     EXPECT_NE(body.find("\"push_name\":null"), std::string::npos);
+    EXPECT_EQ(body.find("media_path"), std::string::npos);  // texts have none
+    r.type = "document";
+    r.media_path = "/api/messages/acme/3EB0/media";
+    EXPECT_NE(wh::received_data(r).find("\"media_path\":\"/api/messages/acme/3EB0/media\""), std::string::npos);
 }
 
 TEST(WebhookEvents, TypesAndLists) {

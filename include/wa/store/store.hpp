@@ -131,6 +131,13 @@ public:
     // normal (the default): committed transactions survive any process crash, a power loss may lose the last
     // ones (SQLite's recommended setting with write-ahead logging).
     virtual bool set_synchronous(bool full, std::string* err) = 0;
+    // Checkpoints of the write-ahead log: run by a thread of the store (background) or, when that thread is
+    // missing or behind, by a commit (inline, which stalls its caller).
+    struct CheckpointCounts {
+        bool threaded = false;
+        uint64_t background = 0, inline_runs = 0;
+    };
+    virtual CheckpointCounts checkpoints() const { return {}; }
 
     // ---- organizations ----
     // Every organization that is not cleared or purged. Rows that fail to decode are returned in

@@ -44,6 +44,7 @@ struct Received {
     std::string push_name;   // "" = not known
     int64_t timestamp = 0;   // the server's t (unix seconds)
     bool from_me = false;    // a copy of a message the organization's own phone sent
+    std::string media_path;  // documents and images: "/api/messages/<org>/<id>/media" (relative to the API mount)
 };
 std::string received_data(const Received& r);
 std::string status_data(const std::string& id, const std::string& status, int error_code, const std::string& error);

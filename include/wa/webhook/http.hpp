@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +46,10 @@ public:
     // The first bytes of the body (up to 512), for error messages.
     const std::string& body_head() const { return body_head_; }
     bool keep_alive() const { return keep_alive_; }
+    // Keep up to `n` bytes of the body in body_head() instead of 512 (a small JSON answer read whole).
+    void keep_body(size_t n) { keep_ = n; }
+    // Every body byte also goes to `sink` as it arrives (a download streamed to a file; nothing is kept whole).
+    void body_sink(std::function<void(std::string_view)> sink) { sink_ = std::move(sink); }
 
 private:
     enum class Phase { Head, Body, ChunkSize, ChunkData, ChunkDataEnd, Trailer, UntilClose, Done };
@@ -61,6 +66,8 @@ private:
     uint64_t remaining_ = 0;  // Content-Length or chunk bytes left
     uint64_t body_total_ = 0;
     bool keep_alive_ = true;
+    size_t keep_ = 512;
+    std::function<void(std::string_view)> sink_;
 };
 
 }  // namespace wa::http

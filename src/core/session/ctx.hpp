@@ -18,7 +18,7 @@ namespace wa {
 
 // What an outstanding iq is for, so its result reaches the right handler.
 enum class IqKind : uint8_t {
-    Ping, PrekeyCount, PrekeyUpload, Passive, Unlink, LinkCodeHello, LinkCodeFinish, Usync, PreKeys, ContactUsync, Other
+    Ping, PrekeyCount, PrekeyUpload, Passive, Unlink, LinkCodeHello, LinkCodeFinish, Usync, PreKeys, ContactUsync, MediaConn, Other
 };
 
 struct Session::Ctx {
@@ -84,6 +84,11 @@ struct Session::SendJob {
     int64_t unix_s = 0;               // when it was asked for (privacy token freshness)
     uint32_t retry_count = 0;         // a resend after a retry receipt: <enc count=N> to one device
     bool resend = false;
+    // send-media: the spooled file until it is uploaded, then the message that carries it.
+    SendRequest::Media media;
+    enum MediaStage : uint8_t { NoMedia, NeedUpload, Uploading, Uploaded } media_stage = NoMedia;
+    std::string media_key;
+    std::string media_message;        // the serialized waproto::Message once uploaded
 };
 
 // ---- per-concern entry points (one file each) ----

@@ -198,6 +198,7 @@ void Session::on_iq_result(uint64_t now_ms, int64_t unix_s, const Node& iq, Acti
     case IqKind::Usync: return on_usync(now_ms, unix_s, p.job, iq, out);
     case IqKind::PreKeys: return on_prekeys(now_ms, unix_s, p.job, iq, out);
     case IqKind::ContactUsync: return on_contact_usync(p.command_id, iq, out);
+    case IqKind::MediaConn: return on_media_conn(now_ms, iq, ok, out);
     case IqKind::LinkCodeHello: {
         const Node* reg = iq.child("link_code_companion_reg");
         const Node* ref = reg ? reg->child("link_code_pairing_ref") : nullptr;

@@ -1,6 +1,7 @@
 // What the server delivers about messages: receipts for ours (status), retry receipts (resend, whatsmeow
 // retry.go), and incoming messages (decrypt, store, then receipt: never acknowledge what was not stored).
 #include "ctx.hpp"
+#include "wa/media/crypto.hpp"
 #include "wa/signal/account.hpp"
 #include "wa/signal/plaintext.hpp"
 
@@ -30,6 +31,16 @@ std::string message_type(const waproto::Message& m) {
     if (m.has_locationmessage()) return "location";
     if (m.has_protocolmessage()) return "protocol";
     return "unknown";
+}
+
+std::string path_escape(std::string_view s) {
+    static const char* hexd = "0123456789ABCDEF";
+    std::string o;
+    for (unsigned char c : s) {
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') o += static_cast<char>(c);
+        else o += '%', o += hexd[c >> 4], o += hexd[c & 15];
+    }
+    return o;
 }
 
 std::string text_of(const waproto::Message& m) {
@@ -96,13 +107,21 @@ void Session::on_retry_receipt(uint64_t now_ms, const Node& n, Actions& out) {
     store::MessageRecord m;
     bool found = false;
     std::string err;
-    if (!store_->load_message(org_, id, m, found, &err) || !found || m.direction != "out" || m.type != "text") return;
+    if (!store_->load_message(org_, id, m, found, &err) || !found || m.direction != "out") return;
+    // Texts, and documents and images once uploaded (their message, media key included, is kept in `raw`).
+    const bool media = (m.type == "document" || m.type == "image") && !m.raw.empty();
+    if (m.type != "text" && !media) return;
     signal::Address addr = signal::address_of(from);
     if (count >= 2 || !signal_->has_session(addr)) signal_->delete_session(addr);
     auto job = std::make_unique<SendJob>();
     job->id = id;
     job->text = m.text;
     job->phone = m.recipient_pn;
+    if (media) {
+        job->media_message = m.raw;
+        job->media_stage = SendJob::Uploaded;
+        job->media.type = static_cast<uint8_t>(m.type == "image" ? media::Type::Image : media::Type::Document);
+    }
     Jid::parse(m.chat_jid, job->dest);
     job->addressed = from.to_non_ad();
     job->devices = {from};
@@ -183,7 +202,10 @@ void Session::on_incoming_message(uint64_t now_ms, int64_t unix_s, const Node& n
             ev.push_name = std::string(n.attr_or("notify"));
             ev.timestamp = m.server_t ? m.server_t : unix_s;
             ev.from_me = rm.device_sent;
+            // Where the file will be (GET /api/messages/:org/:id/media, 404 until the helper stored it).
+            if (m.type == "document" || m.type == "image") ev.media_path = "/api/messages/" + org_ + "/" + path_escape(id) + "/media";
             emit(webhook::kMessageReceived, webhook::received_data(ev), unix_s);
+            if (m.type == "document" || m.type == "image") queue_download(now_ms, id, rm.message, out);
         }
         stored = true;
         stats_.messages_received++;

@@ -177,6 +177,8 @@ void Session::on_deadline(uint64_t now_ms, int64_t unix_s, Deadlines::Kind kind,
                 IqKind k = it->second.kind;
                 ctx_->iqs.erase(it);
                 if (k == IqKind::Unlink) return finish_unlink(now_ms, unix_s, false, out);
+                if (k == IqKind::MediaConn)
+                    return fail_media_waiting("media_conn_failed", "WhatsApp did not answer the media_conn query", out);
                 if (k == IqKind::LinkCodeHello || k == IqKind::PrekeyCount || k == IqKind::PrekeyUpload)
                     return end_link(now_ms, unix_s, Disconnect{Disconnect::Timeout, 0, {}, 0, "iq unanswered"}, out);
             }

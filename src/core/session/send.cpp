@@ -94,6 +94,10 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
         store::MessageRecord m;
         bool have = false;
         store_->load_message(org_, existing, m, have, &err);
+        // A media send that a helper restart interrupted (its spool file is gone, its record still pending):
+        // this retry brings the file again and the send goes on under the same message id.
+        if (have && m.status == "pending" && !req.media.spool.empty() && m.type != "text")
+            return resume_media(now_ms, unix_s, req, command_id, m, std::move(out));
         if (have && m.status == "failed")
             complete(command_id, 502, error_json("rejected_by_whatsapp", m.error, m.id, m.error_code), out);
         else
@@ -112,12 +116,16 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
     job->commands.push_back(command_id);
     job->created_ms = now_ms;
     job->unix_s = unix_s;
+    if (!req.media.spool.empty()) {
+        job->media = req.media;
+        job->media_stage = SendJob::NeedUpload;
+    }
     store::MessageRecord m;
     m.id = job->id;
     m.direction = "out";
     m.chat_jid = job->dest.to_string();
     m.recipient_pn = req.phone;
-    m.type = "text";
+    m.type = req.media.spool.empty() ? "text" : media_record_type(req.media.type);
     m.text = req.text;
     m.status = "pending";
     m.created_at = now_ms_wall(unix_s);
@@ -143,6 +151,9 @@ Actions Session::send(uint64_t now_ms, int64_t unix_s, const SendRequest& req, u
 void Session::start_job(uint64_t now_ms, SendJob& job, Actions& out) {
     open_signal();
     if (!ctx_ || !signal_) return;
+    // send-media: the file is uploaded first (media.cpp), then the message goes out like a text.
+    if (job.media_stage == SendJob::NeedUpload) return start_media_job(now_ms, job, out);
+    if (job.media_stage == SendJob::Uploading) return;
     Jid me;
     Jid::parse(creds_->me_jid, me);
     std::string err, lid;
@@ -258,7 +269,15 @@ void Session::encrypt_and_send(uint64_t now_ms, SendJob& job, Actions& out) {
     Jid::parse(creds_->me_jid, me);
     Jid own_lid;
     Jid::parse(creds_->me_lid, own_lid);
-    waproto::Message msg = signal::text_message(job.text);
+    waproto::Message msg;
+    if (job.media_stage == SendJob::Uploaded) {
+        if (!msg.ParseFromString(job.media_message)) return fail_job(job.id, 500, "internal_error", "media message lost", 0, out);
+    } else {
+        msg = signal::text_message(job.text);
+    }
+    // whatsmeow send.go getTypeFromMessage / getMediaTypeFromMessage: type="media", <enc mediatype=…>.
+    const bool media = job.media_stage == SendJob::Uploaded;
+    const std::string enc_mediatype = media ? std::string(media_enc_type(job.media.type)) : std::string();
     std::string plain, dsm;
     signal::encode_message(msg, plain);
     signal::encode_message(signal::device_sent_message(msg, job.addressed.to_string()), dsm);
@@ -271,9 +290,9 @@ void Session::encrypt_and_send(uint64_t now_ms, SendJob& job, Actions& out) {
         if (signal_->encrypt(signal::address_of(d), own ? dsm : plain, enc) != signal::Result::Ok) continue;
         any_pkmsg = any_pkmsg || enc.type == signal::EncType::PkMsg;
         reached.push_back(d);
-        participants.push_back(Node("to", {{"jid", d.to_string()}},
-                                    {Node::with_bytes("enc", {{"v", "2"}, {"type", signal::enc_type_name(enc.type)}},
-                                                      std::move(enc.ciphertext))}));
+        Node e = Node::with_bytes("enc", {{"v", "2"}, {"type", signal::enc_type_name(enc.type)}}, std::move(enc.ciphertext));
+        if (media) e.attrs.emplace_back("mediatype", enc_mediatype);
+        participants.push_back(Node("to", {{"jid", d.to_string()}}, {std::move(e)}));
     }
     if (participants.empty()) {
         if (job.resend) return;
@@ -284,14 +303,14 @@ void Session::encrypt_and_send(uint64_t now_ms, SendJob& job, Actions& out) {
         Node& to = participants.front();
         Node enc = to.children.front();
         enc.attrs.emplace_back("count", std::to_string(job.retry_count));
-        Node stanza("message", {{"id", job.id}, {"to", to.attr_or("jid").data()}, {"type", "text"}, {"device_fanout", "false"}},
+        Node stanza("message", {{"id", job.id}, {"to", to.attr_or("jid").data()}, {"type", media ? "media" : "text"}, {"device_fanout", "false"}},
                     {std::move(enc)});
         if (any_pkmsg && !creds_->account.empty())
             stanza.children.push_back(Node::with_bytes("device-identity", {}, creds_->account));
         ctx_->write_node(stanza, out, true);
         return;
     }
-    Node stanza("message", {{"id", job.id}, {"to", job.addressed.to_string()}, {"type", "text"}});
+    Node stanza("message", {{"id", job.id}, {"to", job.addressed.to_string()}, {"type", media ? "media" : "text"}});
     if (job.addressed.is_lid() && job.dest.is_pn()) stanza.attrs.emplace_back("peer_recipient_pn", job.dest.to_string());
     stanza.kind = Node::Content::Children;
     stanza.children.push_back(Node("participants", {}, std::move(participants)));

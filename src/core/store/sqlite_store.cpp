@@ -16,6 +16,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "core/store/checkpointer.hpp"
 #include "core/store/message_rules.hpp"
 #include "core/store/sqlite_db.hpp"
 #include "wa/session.hpp"
@@ -26,6 +27,7 @@ namespace wa::store {
 
 namespace {
 
+using sqlite::Checkpointer;
 using sqlite::Db;
 using sqlite::Query;
 
@@ -456,6 +458,20 @@ bool device_of(const std::string& address, size_t name_size, uint32_t& device) {
 class SqliteStore final : public Store {
 public:
     explicit SqliteStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+    // Moves WAL checkpoints to a thread; without it (no thread support) SQLite checkpoints inside commits.
+    bool start_checkpointer(std::string& err) {
+        checkpointer_ = Checkpointer::start(db_->handle(), db_->path(), err);
+        return checkpointer_ != nullptr;
+    }
+    CheckpointCounts checkpoints() const override {
+        CheckpointCounts c;
+        if (checkpointer_) {
+            c.threaded = true;
+            c.background = checkpointer_->background();
+            c.inline_runs = checkpointer_->inline_runs();
+        }
+        return c;
+    }
 
     bool begin(std::string* err) override;
     bool commit(std::string* err) override;
@@ -565,6 +581,7 @@ private:
     std::unique_ptr<Db> db_;
     bool group_ = false;         // begin() opened the helper's group transaction
     std::string group_lost_;     // why SQLite rolled the group transaction back on its own, if it did
+    std::unique_ptr<Checkpointer> checkpointer_;  // after db_: stopped before the writer closes
 };
 
 // ---- units of work and transactions ----
@@ -1263,8 +1280,12 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& dir, bool full_check
     std::unique_ptr<Store> store;
     bool ok = guarded(e, [&] {
         std::unique_ptr<Db> db = Db::open(dir, full_check, e);
-        if (db) store = std::make_unique<SqliteStore>(std::move(db));
-        return store != nullptr;
+        if (!db) return false;
+        auto s = std::make_unique<SqliteStore>(std::move(db));
+        std::string why;
+        s->start_checkpointer(why);  // best effort: SQLite's own checkpoints otherwise
+        store = std::move(s);
+        return true;
     });
     if (!ok && err) {
         try {

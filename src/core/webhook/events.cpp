@@ -86,6 +86,7 @@ std::string received_data(const Received& r) {
     set_str_or_null(j.get(), "push_name", r.push_name);
     json_object_set_new(j.get(), "timestamp", json_integer(r.timestamp));
     json_object_set_new(j.get(), "from_me", json_boolean(r.from_me));
+    if (!r.media_path.empty()) set_str(j.get(), "media_path", r.media_path);
     return dump(j.get());
 }
 

@@ -160,7 +160,8 @@ bool ResponseParser::parse_head(std::string_view head) {
 
 void ResponseParser::take_body(std::string_view b) {
     body_total_ += b.size();
-    if (body_head_.size() < 512) body_head_.append(b.substr(0, 512 - body_head_.size()));
+    if (body_head_.size() < keep_) body_head_.append(b.substr(0, keep_ - body_head_.size()));
+    if (sink_ && !b.empty() && status_ >= 200 && status_ < 300) sink_(b);
 }
 
 ResponseParser::Result ResponseParser::feed(std::string_view data, size_t* consumed) {

@@ -1,0 +1,58 @@
+// Checkpoints of the write-ahead log on a thread of their own. With SQLite's automatic checkpoints, the commit
+// that crosses 1,000 WAL frames copies them into the database and fsyncs it on the caller's thread: in the helper,
+// a pass every ~60 commits stalled for 5-50 ms (whatsapp_store_commit_seconds, bench/send.pl), the sends answered
+// in that pass with it. Here the commit only notes the WAL's size; a thread with its own connection runs PASSIVE
+// checkpoints (they never block the writer). Private to src/core/store.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace wa::store::sqlite {
+
+class Checkpointer {
+public:
+    // WAL frames (pages) after which the thread is woken, and after which a commit checkpoints by itself.
+    // Under steady writes the thread's checkpoints never catch up with the last frame, and SQLite restarts the
+    // WAL only once every frame is in the database: the commit's own checkpoint then copies just what the
+    // thread has not (its fsync costs ~0.3 ms here) and lets the WAL start over instead of growing.
+    static constexpr int kWakeFrames = 1000;
+    static constexpr int kInlineFrames = 4000;
+    static constexpr std::chrono::milliseconds kPause{50};
+
+    // Opens a second connection to `path` and starts the thread; installs the WAL hook on `writer` (which
+    // turns SQLite's automatic checkpoints off). nullptr with `err` when it cannot: the writer is left with
+    // automatic checkpoints.
+    static std::unique_ptr<Checkpointer> start(sqlite3* writer, const std::string& path, std::string& err);
+    // Stops and joins the thread, closes its connection, and gives the writer its automatic checkpoints back.
+    ~Checkpointer();
+    Checkpointer(const Checkpointer&) = delete;
+    Checkpointer& operator=(const Checkpointer&) = delete;
+
+    uint64_t background() const { return background_.load(); }  // checkpoints the thread ran
+    uint64_t inline_runs() const { return inline_.load(); }     // checkpoints a commit had to run itself
+
+private:
+    Checkpointer(sqlite3* writer, sqlite3* reader) : writer_(writer), own_(reader) {}
+    static int on_commit(void* self, sqlite3* db, const char* schema, int frames);
+    void run();
+
+    sqlite3* writer_;
+    sqlite3* own_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+    bool due_ = false;
+    std::atomic<uint64_t> background_{0}, inline_{0};
+};
+
+}  // namespace wa::store::sqlite
