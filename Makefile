@@ -45,7 +45,7 @@ DEBIAN_PKGS += python3-django gunicorn python3-requests chromium chromium-driver
 # also installs is not started by anything here)
 DEBIAN_PKGS += prometheus
 
-.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send bench-media clean asan stress
+.PHONY: FORCE all deps run test unit prove simtest codectest noisetest signaltest mediatest prototest proto-update bench bench-link bench-send bench-media bench-webhooks clean asan stress
 all: $(MODULE)
 
 deps:
@@ -100,7 +100,8 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEA
 
 asan: $(ASAN_MODULE) $(NODE_DEPS)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 WA_ASAN=1 \
-	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t t/170-events.t t/172-session-token.t
+	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t t/170-events.t t/172-session-token.t \
+	  t/180-webhooks.t t/181-webhooks-tls.t
 
 # WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
 # -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.
@@ -191,14 +192,21 @@ bench-link: deps $(MODULE) $(BUILD)/tools/wa_import
 bench-send: deps $(MODULE)
 	perl bench/send.pl
 
+# Webhook delivery to a local receiver (events/s, helper CPU per event; keep-alive on and off): bench/out/webhooks.md
+bench-webhooks: deps $(MODULE)
+	perl bench/webhooks.pl
+
 # Not part of `make test`, heavier versions of tests it runs at a smaller scale. Each prints its figures:
 # - 10,000 organizations with linked credentials against a dead server port (t/stress/scale.t, which t/174-scale.t
 #   runs with 500): load, reconnections spread over time, retries that write nothing, a reload and a kill -9 with a
 #   command every 50 ms, QUIT (WA_SCALE_ORGS=N for another count);
-# - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer).
+# - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer);
+# - webhooks: 20 runs of 500 events with two kill -9 of the helper each (t/182-webhooks-crash.t, 5 runs in make test).
 stress: $(MODULE) $(NODE_DEPS) $(BUILD)/tools/wa_import
 	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
 	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
+	WA_HOOK_CRASH_RUNS=$${WA_HOOK_CRASH_RUNS:-20} WA_HOOK_CRASH_EVENTS=$${WA_HOOK_CRASH_EVENTS:-500} \
+	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/182-webhooks-crash.t
 
 # send-media: time and helper CPU for 2 MB and 16 MB documents, peak helper RSS during 10 concurrent 16 MB sends:
 # bench/out/media.md

@@ -15,6 +15,8 @@ my $dir = $t->{dir};
 my $ca = WaTest::make_ca($dir, 'hooks');
 my $good = WaTest::make_cert($dir, $ca, 'good', 'DNS:localhost', 'IP:127.0.0.1');
 my $other = WaTest::make_cert($dir, $ca, 'other', 'DNS:other.example');
+my $rogue_ca = WaTest::make_ca($dir, 'rogue-ca');
+my $rogue = WaTest::make_cert($dir, $rogue_ca, 'roguesrv', 'DNS:localhost', 'IP:127.0.0.1');
 
 # One request per connection, logged as a JSON line; $delay seconds before answering 200.
 sub receiver {
@@ -22,6 +24,7 @@ sub receiver {
     my $port = WaTest::free_port();
     my $log = "$dir/$name.log";
     WaTest::background(sub {
+        $SIG{PIPE} = 'IGNORE';  # a client that refuses our certificate hangs up mid-handshake
         my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 64, ReuseAddr => 1)
             or die "listen: $!";
         while (my $c = $srv->accept) {
@@ -53,14 +56,27 @@ sub received { [ map { WaTest::json_dec($_) } grep { length } split /\n/, WaTest
 
 my ($tls_port, $tls_log) = receiver('tls', cert => $good);
 my ($bad_port, $bad_log) = receiver('badhost', cert => $other);
+my ($rogue_port, $rogue_log) = receiver('rogue', cert => $rogue);
 my ($slow_port, $slow_log) = receiver('slow', delay => 10);
 my ($fast_port, $fast_log) = receiver('fast');
 my $sim = WaTest::Sim->start($dir);
-$t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+my $bad_line = "    whatsapp_webhook https://127.0.0.1:$bad_port/in ca=$ca->{cert} events=session.status;\n";
+my $http = "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_webhook https://localhost:$tls_port/in ca=$ca->{cert} events=session.status;\n"
-    . "    whatsapp_webhook https://127.0.0.1:$bad_port/in ca=$ca->{cert} events=session.status;\n"
+    . $bad_line
+    . "    whatsapp_webhook https://localhost:$rogue_port/in ca=$ca->{cert} events=session.status;\n"
     . "    whatsapp_webhook http://127.0.0.1:$fast_port/fast events=session.status;\n"
-    . "    whatsapp_webhook_concurrency 1;\n    whatsapp_webhook_timeout 15s;\n    whatsapp_webhook_backoff 200ms 1s;");
+    . "    whatsapp_webhook_concurrency 1;\n    whatsapp_webhook_timeout 15s;\n    whatsapp_webhook_backoff 200ms 1s;";
+my $locations = "location /api/ { whatsapp_api; }\n        location = /health { whatsapp_api; }\n"
+              . "        location = /metrics { whatsapp_metrics; }";
+$t->write_conf(http => $http, locations => $locations);
+sub metric {
+    my ($name, $labels) = @_;
+    my (undef, undef, undef, $body) = WaTest::http_request($t->{port}, GET => '/metrics');
+    my $re = quotemeta($name) . (defined $labels ? '\{' . quotemeta($labels) . '\}' : '(?:\{[^}]*\})?');
+    my ($v) = ($body // '') =~ /^$re (\S+)$/m;
+    return $v;
+}
 $t->start;
 
 my ($s, undef, $j) = $t->api(POST => '/api/webhooks', body => { organization_id => 'o1',
@@ -98,6 +114,48 @@ like($t->error_log, qr/webhook event evt_\w+ \(session\.status\) to https:\/\/12
      'a clear log line: the certificate does not match the host');
 my $rows = $t->db("SELECT state, attempts, last_error FROM webhook_events WHERE target = 'https://127.0.0.1:$bad_port/in'");
 ok(@$rows && !grep({ $_->{state} eq 'delivered' } @$rows), 'its events stay pending (retried), never delivered');
+my $attempts = 0;
+$attempts += $_->{attempts} for @$rows;
+my $host_fail = metric('whatsapp_tls_verify_failures_total', 'reason="host"') // 0;
+cmp_ok($host_fail, '>=', 1, "metric whatsapp_tls_verify_failures_total{reason=\"host\"} = $host_fail");
+cmp_ok($host_fail, '>=', $attempts, "... counts every refused attempt ($attempts stored)");
+is(scalar @{ received($rogue_log) }, 0, 'a certificate from a CA that is not trusted: nothing delivered');
+like($t->error_log, qr/to https:\/\/localhost:$rogue_port\/in failed: TLS certificate of localhost:$rogue_port not trusted: /,
+     'a clear log line: the certificate is not trusted');
+cmp_ok(metric('whatsapp_tls_verify_failures_total', 'reason="chain"') // 0, '>=', 1,
+       'whatsapp_tls_verify_failures_total{reason="chain"} counts it');
+cmp_ok(metric('whatsapp_webhook_attempts_failed_total', 'org="o2"') // 0, '>=', $attempts,
+       'whatsapp_webhook_attempts_failed_total{org="o2"} counts the refused attempts');
+cmp_ok(metric('whatsapp_webhook_events_delivered_total', 'org="o2"') // 0, '>=', 2,
+       'whatsapp_webhook_events_delivered_total{org="o2"}: the TLS and the fast receiver');
+
+
+# ------------------------------------------------------------------------------------- a URL removed by a reload
+# Its pending events do not wait forever for a URL nobody will post to: the next helper parks them as dead,
+# with a clear last_error and a log line; a replay leaves them dead while the URL is not configured.
+{
+    my $pending = $t->db("SELECT count(*) AS n FROM webhook_events WHERE target = 'https://127.0.0.1:$bad_port/in' AND state = 'pending'")->[0]{n};
+    cmp_ok($pending, '>=', 1, "$pending pending events for the wrong-host URL before the reload");
+    my $dead_before = metric('whatsapp_webhook_events_dead_total', 'org="o2"') // 0;
+    (my $without = $http) =~ s/\Q$bad_line\E//;
+    $t->write_conf(http => $without, locations => $locations);
+    $t->reload;
+    my $rows = wait_until(sub {
+        my $r = $t->db("SELECT state, last_error FROM webhook_events WHERE target = 'https://127.0.0.1:$bad_port/in'");
+        (@$r && !grep { $_->{state} ne 'dead' } @$r) ? $r : undef }, 10);
+    ok($rows, 'after the reload every event for the removed URL is dead, none pending');
+    like($rows->[0]{last_error}, qr/no longer configured/, "last_error: $rows->[0]{last_error}") if $rows;
+    like($t->error_log, qr/whatsapp org=o2: \d+ pending webhook events for https:\/\/127\.0\.0\.1:$bad_port\/in, which is no longer configured, parked as dead/,
+         'a log line names the URL and the count');
+    cmp_ok(metric('whatsapp_webhook_events_dead_total', 'org="o2"') // 0, '>=', $dead_before + $pending,
+           'whatsapp_webhook_events_dead_total{org="o2"} counts them');
+    my ($s, undef, $j) = $t->api(GET => '/api/webhooks/dead?organization_id=o2&limit=100');
+    my @mine = grep { ($_->{target} // '') eq "https://127.0.0.1:$bad_port/in" } @{ $j->{items} // [] };
+    is(scalar @mine, scalar @{ $rows // [] }, 'GET /api/webhooks/dead lists them');
+    ($s, undef, $j) = $t->api(POST => '/api/webhooks/replay', body => { organization_id => 'o2' });
+    is_deeply([ $s, $j->{replayed}, $j->{skipped} ], [ 200, 0, scalar @{ $rows // [] } ],
+              'a replay leaves them dead while the URL is not configured (skipped)') or diag explain $j;
+}
 
 $t->stop;
 done_testing;

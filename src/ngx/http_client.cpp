@@ -4,6 +4,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+
 namespace {
 
 bool ip_literal(const std::string& host) {
@@ -40,6 +42,29 @@ void WaHttpClient::start(Request req) {
     name_.len = req_.url.host.size();
     ngx_add_timer(&total_, req_.timeout);
     if (req_.url.tls && req_.ssl == nullptr) return finish(0, "https without a TLS context");
+    if (req_.pool) {
+        if (ngx_connection_t* c = req_.pool->take(pool_key())) {
+            c_ = c;
+            c_->data = this;
+            c_->log = log_;
+            c_->read->log = log_;
+            c_->write->log = log_;
+            c_->read->handler = event_handler;
+            c_->write->handler = event_handler;
+            reused_ = true;
+            return on_tls_done();
+        }
+    }
+    open();
+}
+
+std::string WaHttpClient::pool_key() const {
+    char p[32];
+    snprintf(p, sizeof p, "|%p", static_cast<void*>(req_.ssl));
+    return std::string(req_.url.tls ? "https://" : "http://") + req_.url.host + ":" + std::to_string(req_.url.port) + p;
+}
+
+void WaHttpClient::open() {
     const std::string& host = req_.url.host;
     auto add = [this](const struct sockaddr* sa, socklen_t len) {
         struct sockaddr_storage ss;
@@ -194,8 +219,10 @@ void WaHttpClient::ssl_handshake_handler(ngx_connection_t* c) {
         return h->finish(0, "TLS handshake with " + h->peer() + (timedout ? " timed out" : " failed"));
     }
     long v = SSL_get_verify_result(c->ssl->connection);
-    if (v != X509_V_OK)
+    if (v != X509_V_OK) {
+        h->tls_failure_ = TlsFailure::Chain;
         return h->finish(0, "TLS certificate of " + h->peer() + " not trusted: " + X509_verify_cert_error_string(v));
+    }
     X509* cert = SSL_get_peer_certificate(c->ssl->connection);
     const std::string& host = h->req_.url.host;
     bool ok = false;
@@ -204,6 +231,7 @@ void WaHttpClient::ssl_handshake_handler(ngx_connection_t* c) {
                               : X509_check_host(cert, host.data(), host.size(), 0, NULL) == 1;
         X509_free(cert);
     }
+    if (!ok) h->tls_failure_ = TlsFailure::Host;
     if (!ok) return h->finish(0, "TLS certificate of " + h->peer() + " does not match host " + host);
     c->read->handler = event_handler;
     c->write->handler = event_handler;
@@ -243,6 +271,7 @@ void WaHttpClient::on_write() {
             if (ngx_handle_write_event(c_->write, 0) != NGX_OK) finish(0, "cannot wait for the socket");
             return;
         }
+        if (reused_ && !req_.body_source) return reconnect();  // a pooled connection the peer had closed
         // A server may answer and close before taking the whole body (a media host refusing an upload): read
         // what it said before calling it a write failure.
         write_failed_ = true;
@@ -267,14 +296,20 @@ void WaHttpClient::on_read() {
             if (ngx_handle_read_event(c_->read, 0) != NGX_OK) finish(0, "cannot wait for the socket");
             return;
         }
+        if ((n == 0 || n == NGX_ERROR) && reused_ && !got_bytes_ && !req_.body_source) return reconnect();  // closed idle
         if (n == 0) {
             if (parser_.on_eof() == wa::http::ResponseParser::Result::Done) return finish(parser_.status(), "");
             if (write_failed_ && parser_.status() == 0) return finish(0, "write to " + peer() + " failed");
             return finish(parser_.status(), parser_.error() + " (" + peer() + ")");
         }
         if (n < 0) return finish(0, (write_failed_ ? "write to " : "read from ") + peer() + " failed");
-        auto r = parser_.feed(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
-        if (r == wa::http::ResponseParser::Result::Done) return finish(parser_.status(), "");
+        got_bytes_ = true;
+        size_t used = 0;
+        auto r = parser_.feed(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)), &used);
+        if (r == wa::http::ResponseParser::Result::Done) {
+            reusable_ = parser_.keep_alive() && used == static_cast<size_t>(n) && !write_failed_;
+            return finish(parser_.status(), "");
+        }
         if (r == wa::http::ResponseParser::Result::Error)
             return finish(parser_.status(), parser_.error() + " (" + peer() + ")");
     }
@@ -303,11 +338,120 @@ void WaHttpClient::teardown() {
     }
 }
 
+// A pooled connection the peer had closed while idle (nothing of a response came back): the same request
+// once more on a fresh connection. Never a second time (reused_ is false after this).
+void WaHttpClient::reconnect() {
+    reused_ = false;
+    got_bytes_ = false;
+    write_failed_ = false;
+    parser_ = wa::http::ResponseParser(16384, req_.max_body);
+    parser_.keep_body(req_.keep_body);
+    if (req_.body_sink) parser_.body_sink(req_.body_sink);
+    teardown();
+    phase_ = Phase::Idle;
+    open();
+}
+
 void WaHttpClient::finish(int status, const std::string& error) {
     if (phase_ == Phase::Done) return;
     phase_ = Phase::Done;
+    if (reusable_ && req_.pool && c_ && status > 0) {
+        if (c_->read->timer_set) ngx_del_timer(c_->read);
+        if (c_->write->timer_set) ngx_del_timer(c_->write);
+        req_.pool->put(pool_key(), c_);
+        c_ = nullptr;
+    }
     teardown();
     if (total_.timer_set) ngx_del_timer(&total_);
     Done d = std::move(done_);
     if (d) d(status, error);
+}
+
+// ---- WaHttpPool ----
+
+void WaHttpPool::close_connection(ngx_connection_t* c) {
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        ngx_ssl_shutdown(c);
+    }
+    ngx_pool_t* pool = c->pool;
+    ngx_close_connection(c);
+    if (pool) ngx_destroy_pool(pool);
+}
+
+ngx_connection_t* WaHttpPool::take(const std::string& key) {
+    auto it = idle_.find(key);
+    if (it == idle_.end() || it->second.empty()) return nullptr;
+    Idle* i = it->second.back();
+    it->second.pop_back();
+    if (it->second.empty()) idle_.erase(it);
+    ngx_connection_t* c = i->c;
+    delete i;
+    if (c->read->timer_set) ngx_del_timer(c->read);
+    c->read->cancelable = 0;
+    c->idle = 0;
+    reused_++;
+    return c;
+}
+
+void WaHttpPool::put(const std::string& key, ngx_connection_t* c) {
+    if (max_idle_ == 0 || idle_timeout_ == 0 || ngx_exiting || ngx_quit || ngx_terminate || c->read->pending_eof ||
+        c->read->eof || c->error)
+        return close_connection(c);
+    auto& list = idle_[key];
+    if (list.size() >= max_idle_) return close_connection(c);
+    auto* i = new Idle{this, key, c};
+    c->data = i;
+    c->read->handler = idle_handler;
+    c->write->handler = idle_handler;
+    c->idle = 1;
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        delete i;
+        if (list.empty()) idle_.erase(key);
+        return close_connection(c);
+    }
+    c->read->cancelable = 1;  // an idle connection never keeps a quitting process alive
+    ngx_add_timer(c->read, idle_timeout_);
+    list.push_back(i);
+}
+
+void WaHttpPool::idle_handler(ngx_event_t* ev) {
+    auto* c = static_cast<ngx_connection_t*>(ev->data);
+    auto* i = static_cast<Idle*>(c->data);
+    if (ev->write) return;  // writable: nothing to say while idle
+    // c->close: a quitting process closes its idle connections (ngx_close_idle_connections sets it).
+    if (!ev->timedout && !c->close) {
+        // A spurious wake-up keeps the connection; data or an end while idle means the peer is done with it.
+        char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+            ev->ready = 0;
+            if (ngx_handle_read_event(c->read, 0) == NGX_OK) return;
+        }
+    }
+    i->pool->drop(i);
+}
+
+void WaHttpPool::drop(Idle* i) {
+    auto it = idle_.find(i->key);
+    if (it != idle_.end()) {
+        auto& l = it->second;
+        l.erase(std::remove(l.begin(), l.end(), i), l.end());
+        if (l.empty()) idle_.erase(it);
+    }
+    ngx_connection_t* c = i->c;
+    delete i;
+    if (c->read->timer_set) ngx_del_timer(c->read);
+    close_connection(c);
+}
+
+void WaHttpPool::close_all() {
+    while (!idle_.empty()) drop(idle_.begin()->second.front());
+}
+
+size_t WaHttpPool::idle() const {
+    size_t n = 0;
+    for (const auto& [k, l] : idle_) n += l.size();
+    return n;
 }

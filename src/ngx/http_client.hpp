@@ -4,14 +4,51 @@
 // a cap). Timeouts: connect (per address) and the whole request. No threads, nothing blocks.
 //
 // The same steps as WaTransport's TLS connect, kept as a sibling rather than a shared base so the WhatsApp
-// link's code is untouched while others change it. One request per connection (Connection: close).
+// link's code is untouched while others change it. One request per connection (Connection: close), unless the
+// request names a WaHttpPool: then a kept-alive connection to the same origin is reused, and a clean response
+// that allows it hands the connection back to the pool (HTTP/1.1 persistent connections).
 #pragma once
+#include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "wa/webhook/http.hpp"
 #include "wa_module.hpp"
+
+// Idle kept-alive connections by origin (scheme, host, port, TLS context): at most `max_idle` per origin, each
+// closed after `idle_timeout` or as soon as the peer sends anything or closes. Requests that name the pool
+// must be formatted with keep_alive = true. The owner closes everything with close_all() (or the destructor).
+class WaHttpPool {
+public:
+    WaHttpPool(size_t max_idle, ngx_msec_t idle_timeout) : max_idle_(max_idle), idle_timeout_(idle_timeout) {}
+    ~WaHttpPool() { close_all(); }
+    WaHttpPool(const WaHttpPool&) = delete;
+    WaHttpPool& operator=(const WaHttpPool&) = delete;
+    void configure(size_t max_idle, ngx_msec_t idle_timeout) { max_idle_ = max_idle; idle_timeout_ = idle_timeout; }
+    // An idle connection to `key` (most recently used first), nullptr when none; the caller owns it then.
+    ngx_connection_t* take(const std::string& key);
+    // Keeps `c` idle under `key`, or closes it (pool full, off, or the socket cannot be watched).
+    void put(const std::string& key, ngx_connection_t* c);
+    void close_all();
+    size_t idle() const;
+    uint64_t reused() const { return reused_; }
+    static void close_connection(ngx_connection_t* c);
+
+private:
+    struct Idle {
+        WaHttpPool* pool;
+        std::string key;
+        ngx_connection_t* c;
+    };
+    static void idle_handler(ngx_event_t* ev);
+    void drop(Idle* i);
+    size_t max_idle_;
+    ngx_msec_t idle_timeout_;
+    uint64_t reused_ = 0;
+    std::map<std::string, std::deque<Idle*>> idle_;
+};
 
 class WaHttpClient {
 public:
@@ -29,6 +66,7 @@ public:
         // the last; false on an error (`error` says why). Called only when the socket took everything before.
         std::function<bool(std::string& out, bool& eof, std::string& error)> body_source;
         std::function<void(std::string_view)> body_sink;  // the response body of a 2xx, as it arrives
+        WaHttpPool* pool = nullptr;          // keep-alive: reuse an idle connection, give it back when clean
     };
     // status 0 = no response (error says why). Called once; the client is closed then, and must not be
     // deleted from inside the callback (the owner frees it later, e.g. in a posted event).
@@ -42,6 +80,10 @@ public:
     void start(Request req);
     bool finished() const { return phase_ == Phase::Done; }
     const wa::http::ResponseParser& response() const { return parser_; }
+    // Why a TLS peer was refused (for metrics): its chain is not trusted, or it names another host.
+    enum class TlsFailure { None, Chain, Host };
+    TlsFailure tls_failure() const { return tls_failure_; }
+    bool reused_connection() const { return reused_; }
 
 private:
     enum class Phase { Idle, Resolving, Connecting, Tls, Sending, Reading, Done };
@@ -49,6 +91,9 @@ private:
     static void total_timeout_handler(ngx_event_t* ev);
     static void resolve_handler(ngx_resolver_ctx_t* ctx);
     static void ssl_handshake_handler(ngx_connection_t* c);
+    void open();
+    void reconnect();
+    std::string pool_key() const;
     void connect_next(const std::string& why);
     void connect_to(const struct sockaddr* sa, socklen_t len);
     void on_connected();
@@ -75,4 +120,8 @@ private:
     bool body_eof_ = false;
     bool write_failed_ = false;  // the request could not be sent whole; an early answer may still be readable
     wa::http::ResponseParser parser_;
+    TlsFailure tls_failure_ = TlsFailure::None;
+    bool reused_ = false;     // this request went out on a pooled connection
+    bool got_bytes_ = false;  // any response byte arrived (a stale pooled connection shows none)
+    bool reusable_ = false;   // the response ended cleanly, allows keep-alive, nothing followed it
 };

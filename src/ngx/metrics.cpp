@@ -107,6 +107,25 @@ void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
 
+void wa_metrics_webhook(wa_zone_ctx_t* z, const std::string& org, uint64_t delivered, uint64_t failed, uint64_t dead) {
+    if (z == NULL) return;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    wa_shm_org_t* o = wa_shm_org_find(z, reinterpret_cast<const u_char*>(org.data()), org.size());
+    if (o) {
+        o->webhooks_delivered += delivered;
+        o->webhooks_failed += failed;
+        o->webhooks_dead += dead;
+    }
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+void wa_metrics_tls_failure(wa_zone_ctx_t* z, bool host) {
+    if (z == NULL) return;
+    ngx_shmtx_lock(&z->shpool->mutex);
+    z->sh->tls_verify_failures[host ? 1 : 0]++;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The helper's event-loop lag: a timer armed for 100 ms from now measures how late it runs. A pass that
 // blocks the loop (a slow commit, a big batch of work) shows as lateness.
@@ -198,6 +217,7 @@ struct OrgRow {
     uint8_t state, wanted;
     int64_t state_since, restricted_until;
     decltype(wa_shm_org_t::metrics) m;
+    uint64_t hooks_delivered, hooks_failed, hooks_dead;
 };
 
 void line(std::string& out, const char* name, const std::string& labels, double v) {
@@ -253,6 +273,9 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
         r.state_since = o->state_since;
         r.restricted_until = o->restricted_until;
         r.m = o->metrics;
+        r.hooks_delivered = o->webhooks_delivered;
+        r.hooks_failed = o->webhooks_failed;
+        r.hooks_dead = o->webhooks_dead;
     }
     ngx_memcpy(&snap, z->sh, sizeof snap);
     snap.pending_count = z->sh->pending_count;
@@ -308,6 +331,11 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
     line(out, "whatsapp_commands_total", "", static_cast<double>(snap.commands_total));
     head(out, "whatsapp_commands_rejected_total", "counter", "Commands refused (no helper, queue or zone full).");
     line(out, "whatsapp_commands_rejected_total", "", static_cast<double>(snap.commands_rejected));
+    head(out, "whatsapp_tls_verify_failures_total", "counter",
+         "Outbound TLS peers (webhook receivers) refused: reason=\"host\" the certificate names another host, "
+         "reason=\"chain\" its chain is not trusted.");
+    line(out, "whatsapp_tls_verify_failures_total", "reason=\"chain\"", static_cast<double>(snap.tls_verify_failures[0]));
+    line(out, "whatsapp_tls_verify_failures_total", "reason=\"host\"", static_cast<double>(snap.tls_verify_failures[1]));
     head(out, "whatsapp_event_streams", "gauge", "Open server-sent event streams, all workers.");
     line(out, "whatsapp_event_streams", "", static_cast<double>(streams));
 
@@ -344,6 +372,12 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
         {"whatsapp_messages_delivered_total", "Delivery receipts that advanced a sent message.", [](const OrgRow& r) { return r.m.delivered; }},
         {"whatsapp_messages_read_total", "Read or played receipts that advanced a sent message.", [](const OrgRow& r) { return r.m.read; }},
         {"whatsapp_messages_received_total", "Messages received.", [](const OrgRow& r) { return r.m.received; }},
+        {"whatsapp_webhook_events_delivered_total", "Webhook deliveries acknowledged with a 2xx (one per event and URL).",
+         [](const OrgRow& r) { return r.hooks_delivered; }},
+        {"whatsapp_webhook_attempts_failed_total", "Webhook attempts that failed (non-2xx, timeout, refused, TLS); retried.",
+         [](const OrgRow& r) { return r.hooks_failed; }},
+        {"whatsapp_webhook_events_dead_total", "Webhook events parked dead (retry window over, or the URL left the config).",
+         [](const OrgRow& r) { return r.hooks_dead; }},
     };
     for (const Counter& c : counters) {
         head(out, c.name, "counter", c.help);

@@ -147,6 +147,7 @@ void wa_shm_org_purge(wa_zone_ctx_t* z, wa_shm_org_t* o) {
     ngx_memzero(&o->metrics, sizeof o->metrics);
     o->today = 0;
     o->sent_today = o->failed_today = 0;
+    o->webhooks_delivered = o->webhooks_failed = o->webhooks_dead = 0;
     o->updated_at = ngx_time();
     o->version++;
     o->change_seq = o->dash_seq = o->qr_seq = ++z->sh->events_seq;

@@ -91,7 +91,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 7
+#define WA_SHM_LAYOUT 8
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -149,6 +149,8 @@ struct wa_shm_org_t {
     uint64_t dash_seq;         // sh->events_seq at the last publish or change of the counters below
     int64_t today;             // the day (wa_local_day) that sent_today and failed_today count
     uint64_t sent_today, failed_today;  // as metrics.sent and the sum of metrics.failed, since local midnight
+    // Appended by issue 11 (webhooks): events acknowledged by a 2xx, attempts that failed, events parked dead.
+    uint64_t webhooks_delivered, webhooks_failed, webhooks_dead;
     u_char id[1];              // sized at allocation: offsetof(wa_shm_org_t, id) + the id's length
 };
 
@@ -215,6 +217,8 @@ struct wa_shm_t {
     uint16_t reason_len;
     // WAL checkpoints of the current helper's store: by its checkpoint thread, or inside a commit (a stall)
     uint64_t checkpoints_background, checkpoints_inline;
+    // Appended by issue 11: webhook receivers refused at the TLS check (untrusted chain, another host's name).
+    uint64_t tls_verify_failures[2];
 };
 
 struct wa_zone_ctx_t {
@@ -303,6 +307,10 @@ void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n);  // "sent", ...
 // One store commit took `us`; the store's WAL checkpoints so far (background thread, inside commits).
 void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline);
+// Webhook outcomes of one organization (added to its shm counters), and a TLS check that refused a receiver
+// (host: the certificate names another host; else the chain is not trusted).
+void wa_metrics_webhook(wa_zone_ctx_t* z, const std::string& org, uint64_t delivered, uint64_t failed, uint64_t dead);
+void wa_metrics_tls_failure(wa_zone_ctx_t* z, bool host);
 uint64_t wa_monotonic_us();
 void wa_metrics_helper_start(ngx_cycle_t* cycle);  // the helper's 100 ms event-loop lag probe
 void wa_metrics_helper_stop();

@@ -29,7 +29,10 @@ struct Conf {
     ngx_msec_t timeout = 10000;
     ngx_msec_t backoff_min = 1000, backoff_max = 600000;
     ngx_uint_t concurrency = 4;
+    ngx_uint_t keepalive = 4;          // idle kept-alive connections per URL (0: one request per connection)
+    ngx_msec_t keepalive_timeout = 4000;  // under common servers' own idle limits (Node and Apache: 5 s)
     ngx_ssl_t* default_ssl = nullptr;  // https URLs given through POST /api/webhooks
+    std::string override_secret;       // whatsapp_webhook_override_secret: signs organizations' own URLs
 };
 
 struct Override {
@@ -79,6 +82,7 @@ struct Engine {
     ngx_event_t timer;
     std::map<std::string, std::vector<int64_t>> inflight;  // url -> rows being posted
     std::vector<std::unique_ptr<WaHttpClient>> clients;
+    std::unique_ptr<WaHttpPool> pool;
     std::mt19937_64 rng{std::random_device{}()};
     bool running = false;
     std::map<std::string, Override> overrides;  // org -> its own URL (POST /api/webhooks)
@@ -88,6 +92,14 @@ struct Engine {
 Engine E;
 
 void deliver(const Target& t, const wa::store::WebhookEvent& e);
+
+wa_zone_ctx_t* zone() { return wa_zone(const_cast<ngx_cycle_t*>(ngx_cycle)); }
+
+void tls_metric(const Target& t, WaHttpClient::TlsFailure f) {
+    if (f == WaHttpClient::TlsFailure::None) return;
+    wa_metrics_tls_failure(zone(), f == WaHttpClient::TlsFailure::Host);
+    (void)t;
+}
 
 int64_t now_ms() {
     ngx_time_t* tp = ngx_timeofday();
@@ -115,21 +127,28 @@ void on_done(const Target& t, const wa::store::WebhookEvent& e, int status, cons
     std::string err;
     if (status >= 200 && status < 300) {
         E.delivered++;
+        wa_metrics_webhook(zone(), e.org, 1, 0, 0);
         if (!E.store->webhook_delivered(e.n, &err))
             ngx_log_error(NGX_LOG_ERR, E.log, 0, "whatsapp org=%s: webhook %s: %s", e.org.c_str(), e.id.c_str(), err.c_str());
         return;
     }
     E.failed++;
+    wa_metrics_webhook(zone(), e.org, 0, 1, 0);
     std::string why = status ? "HTTP " + std::to_string(status) : error;
     uint32_t attempts = e.attempts + 1;
+    // The backoff and the retry window start again at a replay (window_*); the attempt count goes on.
+    uint32_t in_window = attempts > e.window_attempts ? attempts - e.window_attempts : 1;
+    int64_t window_start = e.window_start_ms ? e.window_start_ms : e.created_at_ms;
     double r = std::uniform_real_distribution<double>(0.0, 1.0)(E.rng);
-    uint64_t wait = wa::webhook::backoff_ms(attempts, E.conf->backoff_min, E.conf->backoff_max, r);
+    uint64_t wait = wa::webhook::backoff_ms(in_window, E.conf->backoff_min, E.conf->backoff_max, r);
     int64_t next = now_ms() + static_cast<int64_t>(wait);
-    if (next - e.created_at_ms > static_cast<int64_t>(E.conf->retry_for)) {
+    if (next - window_start > static_cast<int64_t>(E.conf->retry_for)) {
         E.dead++;
+        wa_metrics_webhook(zone(), e.org, 0, 0, 1);
         ngx_log_error(NGX_LOG_WARN, E.log, 0,
-                      "whatsapp org=%s: webhook event %s (%s, seq %uL) to %s is dead after %uD attempts: %s",
-                      e.org.c_str(), e.id.c_str(), e.type.c_str(), e.seq, t.url.c_str(), attempts, why.c_str());
+                      "whatsapp org=%s: webhook event %s (%s, seq %uL) to %s is dead after %uD attempts "
+                      "(%uD replays): %s",
+                      e.org.c_str(), e.id.c_str(), e.type.c_str(), e.seq, t.url.c_str(), attempts, e.replays, why.c_str());
         E.store->webhook_dead(e.n, why, &err);
         return;
     }
@@ -153,13 +172,18 @@ void deliver(const Target& t, const wa::store::WebhookEvent& e) {
     req.resolver_timeout = E.m->resolver_timeout;
     req.connect_timeout = E.m->connect_timeout < E.conf->timeout ? E.m->connect_timeout : E.conf->timeout;
     req.timeout = E.conf->timeout;
-    req.bytes = wa::http::format_request("POST", t.u, headers, "application/json", body, false);
+    bool keep = E.pool && E.conf->keepalive > 0;
+    req.bytes = wa::http::format_request("POST", t.u, headers, "application/json", body, keep);
+    if (keep) req.pool = E.pool.get();
     E.inflight[t.url].push_back(e.n);
     const Target* tp = &t;
-    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e](int status, const std::string& error) {
+    auto self = std::make_shared<WaHttpClient*>(nullptr);
+    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e, self](int status, const std::string& error) {
+        if (*self) tls_metric(*tp, (*self)->tls_failure());
         on_done(*tp, e, status, error);
     });
     WaHttpClient* raw = c.get();
+    *self = raw;
     E.clients.push_back(std::move(c));
     raw->start(std::move(req));  // may finish (and call on_done) at once
 }
@@ -171,6 +195,23 @@ void deliver(const Target& t, const wa::store::WebhookEvent& e) {
 static Conf* conf_for(ngx_conf_t* cf, void* conf) {
     (void)cf;
     return conf_of(static_cast<wa_main_conf_t*>(conf), true);
+}
+
+// Reads secret_file=path (relative to the prefix) into `out`; NGX_CONF_OK or an error already logged.
+static char* secret_file_arg(ngx_conf_t* cf, const std::string& a, const char* directive, std::string& out) {
+    std::string p = a.substr(12);
+    ngx_str_t path;
+    path.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, p.size() + 1));
+    if (!path.data) return (char*)NGX_CONF_ERROR;
+    ngx_memcpy(path.data, p.data(), p.size());
+    path.len = p.size();
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
+    std::string err;
+    if (!read_secret(wa_str(path), out, err)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s secret_file \"%V\": %s", directive, &path, err.c_str());
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
 }
 
 char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
@@ -186,24 +227,15 @@ char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     for (ngx_uint_t i = 2; i < cf->args->nelts; i++) {
         std::string a = wa_str(args[i]);
         if (a.rfind("secret_file=", 0) == 0) {
-            ngx_str_t path;
-            std::string p = a.substr(12);
-            path.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, p.size() + 1));
-            if (!path.data) return (char*)NGX_CONF_ERROR;
-            ngx_memcpy(path.data, p.data(), p.size());
-            path.len = p.size();
-            if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return (char*)NGX_CONF_ERROR;
-            if (!read_secret(wa_str(path), t.secret, err)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "whatsapp_webhook secret_file \"%V\": %s", &path, err.c_str());
-                return (char*)NGX_CONF_ERROR;
-            }
+            char* rv = secret_file_arg(cf, a, "whatsapp_webhook", t.secret);
+            if (rv != NGX_CONF_OK) return rv;
         } else if (a.rfind("events=", 0) == 0) {
             t.events = a.substr(7);
             std::string bad;
             if (!wa::webhook::valid_events(t.events, &bad)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "whatsapp_webhook: unknown event type \"%s\" (message.received, message.status, "
-                                   "session.status, account.restricted)", bad.c_str());
+                                   "session.status, account.restricted, session.qr)", bad.c_str());
                 return (char*)NGX_CONF_ERROR;
             }
         } else if (a.rfind("ca=", 0) == 0) {
@@ -220,6 +252,17 @@ char* wa_webhook_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
         }
     c->targets.push_back(std::move(t));
     return NGX_CONF_OK;
+}
+
+// whatsapp_webhook_override_secret secret_file=path: the secret that signs the URLs organizations set with
+// POST /api/webhooks (unless the URL lies under a configured whatsapp_webhook: then that one's secret).
+char* wa_webhook_override_secret_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string a = wa_str(args[1]);
+    if (a.rfind("secret_file=", 0) != 0) return (char*)"takes secret_file=path";
+    Conf* c = conf_for(cf, conf);
+    if (!c->override_secret.empty()) return (char*)"is duplicate";
+    return secret_file_arg(cf, a, "whatsapp_webhook_override_secret", c->override_secret);
 }
 
 char* wa_webhook_retry_for_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
@@ -243,6 +286,21 @@ char* wa_webhook_concurrency_directive(ngx_conf_t* cf, ngx_command_t*, void* con
     ngx_int_t v = ngx_atoi(args[1].data, args[1].len);
     if (v < 1 || v > 1000) return (char*)"must be between 1 and 1000";
     conf_for(cf, conf)->concurrency = static_cast<ngx_uint_t>(v);
+    return NGX_CONF_OK;
+}
+
+// whatsapp_webhook_keepalive <idle connections per URL> [<idle timeout>]; 0 = a new connection per request.
+char* wa_webhook_keepalive_directive(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+    auto* args = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_int_t v = ngx_atoi(args[1].data, args[1].len);
+    if (v < 0 || v > 1000) return (char*)"must be between 0 and 1000";
+    Conf* c = conf_for(cf, conf);
+    c->keepalive = static_cast<ngx_uint_t>(v);
+    if (cf->args->nelts > 2) {
+        ngx_msec_t t = ngx_parse_time(&args[2], 0);
+        if (t == (ngx_msec_t)NGX_ERROR || t == 0) return (char*)"invalid idle timeout";
+        c->keepalive_timeout = t;
+    }
     return NGX_CONF_OK;
 }
 
@@ -279,6 +337,7 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
         ca.data = reinterpret_cast<u_char*>(ngx_pnalloc(cf->pool, path.size() + 1));
         if (!ca.data) return false;
         ngx_memcpy(ca.data, path.data(), path.size());
+        ca.data[path.size()] = '\0';  // OpenSSL takes it as a C string
         ca.len = path.size();
         if (ngx_conf_full_name(cf->cycle, &ca, 1) != NGX_OK) return false;
         if (ngx_ssl_trusted_certificate(cf, t.ssl, &ca, 4) != NGX_OK) return false;
@@ -288,6 +347,22 @@ bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m) {
 }
 
 // ---- helper side ----
+
+// The secret for an organization's own URL: that of the configured whatsapp_webhook it lies under (same scheme,
+// host and port, and the configured path is a prefix of its path: the same application), else
+// whatsapp_webhook_override_secret, else the first whatsapp_webhook's (the behaviour before the directive).
+static std::string override_secret(const Conf& c, const wa::http::Url& u) {
+    const Target* best = nullptr;
+    for (const Target& t : c.targets) {
+        if (t.u.tls != u.tls || t.u.host != u.host || t.u.port != u.port) continue;
+        std::string base = t.u.target.substr(0, t.u.target.find('?'));
+        if (u.target.compare(0, base.size(), base) != 0) continue;
+        if (!best || base.size() > best->u.target.substr(0, best->u.target.find('?')).size()) best = &t;
+    }
+    if (best) return best->secret;
+    if (!c.override_secret.empty()) return c.override_secret;
+    return c.targets.empty() ? std::string() : c.targets[0].secret;
+}
 
 wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m) {
     Conf* c = conf_of(m, false);
@@ -305,19 +380,56 @@ wa::webhook::Router wa_webhooks_router(wa_main_conf_t* m) {
     };
 }
 
+// The URLs events may go to now: every whatsapp_webhook and the organizations' own (POST /api/webhooks).
+static std::vector<std::string> known_targets() {
+    std::vector<std::string> keep;
+    if (E.conf)
+        for (const Target& t : E.conf->targets) keep.push_back(t.url);
+    for (const auto& [url, t] : E.dynamic) keep.push_back(url);
+    return keep;
+}
+
+// Pending rows for a URL that left the config (a reload, a restart with another nginx.conf) or an override
+// that was removed: parked as dead, replayable once the URL is configured again, instead of pending forever.
+static void park_unknown(wa::store::Store* store, ngx_log_t* log, const std::vector<std::string>& keep) {
+    std::vector<wa::store::ParkedWebhooks> parked;
+    std::string err;
+    if (!store->park_webhooks(keep, "the URL is no longer configured (neither a whatsapp_webhook nor the "
+                                    "organization's POST /api/webhooks URL when the helper started)", parked, &err)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "whatsapp: webhooks: %s", err.c_str());
+        return;
+    }
+    for (const auto& p : parked) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "whatsapp org=%s: %uL pending webhook events for %s, which is no longer configured, parked as "
+                      "dead (POST /api/webhooks/replay sends them once the URL is configured again)",
+                      p.org.c_str(), p.n, p.target.c_str());
+        wa_metrics_webhook(zone(), p.org, 0, 0, p.n);
+    }
+}
+
 void wa_webhooks_start(wa_main_conf_t* m, wa::store::Store* store, ngx_log_t* log, std::function<void()> begin_write) {
     Conf* c = conf_of(m, false);
-    if (!c || c->targets.empty() || !store) return;
+    if (!store) return;
+    if (!c || c->targets.empty()) {
+        E.conf = nullptr;
+        E.dynamic.clear();
+        E.overrides.clear();
+        park_unknown(store, log, {});  // no webhook at all: nothing can deliver what is pending
+        return;
+    }
     E.m = m;
     E.conf = c;
     E.store = store;
     E.log = log;
     E.begin_write = std::move(begin_write);
     E.running = true;
+    E.pool = std::make_unique<WaHttpPool>(c->keepalive, c->keepalive_timeout);
     std::vector<std::array<std::string, 3>> rows;
     std::string err;
     if (store->load_webhook_targets(rows, &err)) {
         for (auto& r : rows) wa_webhooks_set(nullptr, r[0], r[1], r[2]);
+        park_unknown(store, log, known_targets());
     } else {
         ngx_log_error(NGX_LOG_ERR, log, 0, "whatsapp: webhooks: %s", err.c_str());
     }
@@ -359,6 +471,7 @@ void wa_webhooks_stop() {
     E.running = false;
     if (E.timer.timer_set) ngx_del_timer(&E.timer);
     E.clients.clear();  // closes what is in flight; those rows stay pending and go again after a restart
+    E.pool.reset();     // and the idle kept-alive connections
     E.inflight.clear();
     E.store = nullptr;
 }
@@ -387,7 +500,8 @@ wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& o
         std::string ev = wa::webhook::envelope(e);
         // target and last_error are ours (a URL from the config, an error text without secrets)
         body += "{\"event\":" + ev + ",\"target\":\"" + wa::webhook::json_escape(e.target) + "\",\"attempts\":" +
-                std::to_string(e.attempts) + ",\"last_error\":\"" + wa::webhook::json_escape(e.last_error) + "\"}";
+                std::to_string(e.attempts) + ",\"replays\":" + std::to_string(e.replays) + ",\"last_error\":\"" +
+                wa::webhook::json_escape(e.last_error) + "\"}";
     }
     body += "],\"next_cursor\":" + (next.empty() ? std::string("null") : "\"" + next + "\"") + "}";
     return wa::api::Response{200, body, {}, {}};
@@ -395,17 +509,22 @@ wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& o
 
 wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id) {
     if (!store) return wa::api::error(503, "helper_unavailable", "the store is not open");
-    uint64_t n = 0;
+    uint64_t n = 0, skipped = 0;
     std::string err;
     std::vector<std::string> ids;
     if (!id.empty()) ids.push_back(id);
-    if (!store->replay_webhooks(org, ids, now_ms(), n, &err)) {
+    // Only to URLs that are configured now: a row for a URL that left the config stays dead (it would
+    // otherwise sit pending with nobody to deliver it).
+    if (!store->replay_webhooks_to(org, ids, now_ms(), known_targets(), n, skipped, &err)) {
         ngx_log_error(NGX_LOG_ERR, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %s", org.c_str(), err.c_str());
         return wa::api::error(507, "storage_error", "dead webhook events could not be replayed");
     }
-    if (n) ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0, "whatsapp org=%s: %uL dead webhook events replayed",
-                         org.c_str(), n);
-    return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + "}", {}, {}};
+    if (n || skipped)
+        ngx_log_error(NGX_LOG_NOTICE, E.log ? E.log : ngx_cycle->log, 0,
+                      "whatsapp org=%s: %uL dead webhook events replayed (a fresh retry window), %uL left dead: their "
+                      "URL is not configured", org.c_str(), n, skipped);
+    return wa::api::Response{200, "{\"success\":true,\"replayed\":" + std::to_string(n) + ",\"skipped\":" +
+                             std::to_string(skipped) + "}", {}, {}};
 }
 
 wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& org, const std::string& url,
@@ -430,7 +549,7 @@ wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& or
                 Target t;
                 t.url = url;
                 wa::http::parse_url(url, t.u, nullptr);
-                t.secret = E.conf->targets.empty() ? std::string() : E.conf->targets[0].secret;
+                t.secret = override_secret(*E.conf, t.u);
                 t.ssl = E.conf->default_ssl;
                 E.dynamic.emplace(url, std::move(t));
             }

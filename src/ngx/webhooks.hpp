@@ -13,6 +13,8 @@ char* wa_webhook_retry_for_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* c
 char* wa_webhook_concurrency_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 char* wa_webhook_backoff_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 char* wa_webhook_timeout_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* wa_webhook_keepalive_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* wa_webhook_override_secret_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 // init_main_conf: TLS contexts for https URLs (their ca=, else whatsapp_ssl_trusted_certificate).
 bool wa_webhooks_init_conf(ngx_conf_t* cf, wa_main_conf_t* m);
 
@@ -26,7 +28,8 @@ void wa_webhooks_stop();
 // GET /api/webhooks/dead (paged by row number) and POST /api/webhooks/replay, answered from the store.
 wa::api::Response wa_webhooks_dead(wa::store::Store* store, const std::string& org, const std::string& cursor,
                                    uint32_t limit);
-// POST /api/webhooks: the organization's own URL (signed with the first whatsapp_webhook's secret), "" = none.
+// POST /api/webhooks: the organization's own URL, "" = none. Signed with the secret of the whatsapp_webhook it lies
+// under, else whatsapp_webhook_override_secret, else the first whatsapp_webhook's.
 wa::api::Response wa_webhooks_set(wa::store::Store* store, const std::string& org, const std::string& url,
                                   const std::string& events);
 wa::api::Response wa_webhooks_replay(wa::store::Store* store, const std::string& org, const std::string& id);

@@ -268,8 +268,8 @@ void create_schema1_database(const std::string& path) {
 // A database made by the release before messages (schema 1, rows written the way that release writes them):
 // opening it applies migration 2 alone, and every old row loads as before.
 TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
-    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 4);
-    ASSERT_EQ(wa::store::sqlite::migration_sql(5), nullptr);
+    ASSERT_EQ(wa::store::sqlite::newest_schema_version(), 5);
+    ASSERT_EQ(wa::store::sqlite::migration_sql(6), nullptr);
     create_schema1_database(db_path());
     std::string schema_before;
     {
@@ -333,7 +333,7 @@ TEST_F(StoreTest, MigrationFromSchema1KeepsEveryRow) {
     EXPECT_TRUE(found);
 
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "4");
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "5");
     // Migration 4 adds one column to orgs (ALTER TABLE appends it to the stored SQL); nothing else may change.
     std::string after = schema1_text(raw);
     const std::string added = ", restricted_until INTEGER NOT NULL DEFAULT 0";
@@ -383,7 +383,7 @@ TEST_F(StoreTest, MigrationFromSchema1WrittenByTheStore) {
     ASSERT_TRUE(store().count_prekeys("acme", false, n, &err)) << err;
     EXPECT_EQ(n, 3u);
     RawDb raw(db_path());
-    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "4");
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), "5");
     EXPECT_EQ(raw.count("SELECT count(*) FROM orgs WHERE org = 'acme'"), 2);
     EXPECT_EQ(raw.count("SELECT count(*) FROM prekeys WHERE org = 'acme'"), 6);
 }

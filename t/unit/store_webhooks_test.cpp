@@ -108,6 +108,51 @@ TEST_F(WebhookStoreTest, RetryDeadReplay) {
     EXPECT_EQ(deleted, 1u);
 }
 
+// Schema 5: a replay opens a fresh retry window without touching the event's timestamp or its attempt count,
+// and only to the URLs given; park_webhooks parks pending rows of URLs that are not targets any more.
+TEST_F(WebhookStoreTest, ReplayOpensAWindowParkDeadensUnknownUrls) {
+    std::string err, id;
+    enqueue("acme", {"http://a/", "http://gone/"}, 1000, &id);
+    std::vector<WebhookEvent> due;
+    ASSERT_TRUE(store_->due_webhooks("http://a/", 1000, 10, {}, due, &err)) << err;
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].window_start_ms, 1000);  // the window opens at created_at
+    EXPECT_EQ(due[0].replays, 0u);
+    ASSERT_TRUE(store_->webhook_retry(due[0].n, 1500, "HTTP 500", &err)) << err;
+    ASSERT_TRUE(store_->webhook_retry(due[0].n, 1600, "HTTP 500", &err)) << err;
+    ASSERT_TRUE(store_->webhook_dead(due[0].n, "gave up", &err)) << err;
+    std::vector<wa::store::ParkedWebhooks> parked;
+    ASSERT_TRUE(store_->park_webhooks({"http://a/"}, "not configured", parked, &err)) << err;
+    ASSERT_EQ(parked.size(), 1u);
+    EXPECT_EQ(parked[0].org, "acme");
+    EXPECT_EQ(parked[0].target, "http://gone/");
+    EXPECT_EQ(parked[0].n, 1u);
+    ASSERT_TRUE(store_->park_webhooks({"http://a/"}, "not configured", parked, &err)) << err;
+    EXPECT_TRUE(parked.empty());  // nothing pending is left for it
+    std::vector<WebhookEvent> dead;
+    ASSERT_TRUE(store_->list_dead_webhooks("acme", 0, 10, dead, &err)) << err;
+    ASSERT_EQ(dead.size(), 2u);
+    EXPECT_EQ(dead[1].target, "http://gone/");
+    EXPECT_EQ(dead[1].last_error, "not configured");
+    uint64_t n = 0, skipped = 0;
+    ASSERT_TRUE(store_->replay_webhooks_to("acme", {}, 9000, {"http://a/"}, n, skipped, &err)) << err;
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(skipped, 1u);  // http://gone/ is not a target: it stays dead
+    ASSERT_TRUE(store_->due_webhooks("http://a/", 9000, 10, {}, due, &err)) << err;
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].id, id);
+    EXPECT_EQ(due[0].created_at_ms, 1000);  // the envelope's timestamp stays
+    EXPECT_EQ(due[0].window_start_ms, 9000);  // a fresh window
+    EXPECT_EQ(due[0].attempts, 3u);  // attempts count on
+    EXPECT_EQ(due[0].window_attempts, 3u);
+    EXPECT_EQ(due[0].replays, 1u);
+    ASSERT_TRUE(store_->list_dead_webhooks("acme", 0, 10, dead, &err)) << err;
+    ASSERT_EQ(dead.size(), 1u);
+    ASSERT_TRUE(store_->replay_webhooks_to("acme", {}, 9500, {"http://a/", "http://gone/"}, n, skipped, &err)) << err;
+    EXPECT_EQ(n, 1u);  // once the URL is configured again
+    EXPECT_EQ(skipped, 0u);
+}
+
 TEST_F(WebhookStoreTest, ClearKeepsPurgeDeletesTargetsFollowTheGeneration) {
     std::string err;
     enqueue("acme", {"http://a/"}, 1000);

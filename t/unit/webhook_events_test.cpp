@@ -40,6 +40,14 @@ TEST(WebhookEvents, TypesAndLists) {
     EXPECT_TRUE(wh::events_match("", "message.status"));
     EXPECT_TRUE(wh::events_match("message.received,message.status", "message.status"));
     EXPECT_FALSE(wh::events_match("message.received", "message.status"));
+    // session.qr only when named
+    EXPECT_FALSE(wh::events_match("", "session.qr"));
+    EXPECT_FALSE(wh::events_match("*", "session.qr"));
+    EXPECT_FALSE(wh::events_match("session.status", "session.qr"));
+    EXPECT_TRUE(wh::events_match("session.status,session.qr", "session.qr"));
+    EXPECT_TRUE(wh::events_match("*", "session.status"));
+    EXPECT_TRUE(wh::valid_events("session.qr", nullptr));
+    EXPECT_EQ(wh::qr_data("2@abc,def", 1700000060, 60), "{\"qr\":\"2@abc,def\",\"expires_at\":1700000060,\"expires_in\":60}");
     std::string bad;
     EXPECT_TRUE(wh::valid_events("session.status,account.restricted", &bad));
     EXPECT_FALSE(wh::valid_events("message.received,nope", &bad));

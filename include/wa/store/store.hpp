@@ -97,6 +97,17 @@ struct WebhookEvent {
     uint32_t attempts = 0;
     std::string state;            // pending | delivered | dead
     std::string last_error;
+    // Schema 5: the retry window. It opens at created_at and again at every replay; attempts keep counting
+    // across windows, window_attempts is how many were made before the current one opened.
+    int64_t window_start_ms = 0;
+    uint32_t window_attempts = 0;
+    uint32_t replays = 0;
+};
+
+// Pending rows parked as dead because their URL is no longer a target (park_webhooks).
+struct ParkedWebhooks {
+    std::string org, target;
+    uint64_t n = 0;
 };
 
 constexpr size_t kMaxMessageIdBytes = 128;
@@ -277,6 +288,16 @@ public:
     // Dead rows back to pending, due now: every one of the organization's (ids empty) or those with these ids.
     virtual bool replay_webhooks(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
                                  uint64_t& replayed, std::string* err);
+    // The same, for rows whose URL is one of `targets` only; `skipped`: dead rows it matched otherwise (schema 5).
+    // A replay opens a fresh retry window at now_ms (window_start, window_attempts = attempts, replays + 1);
+    // id, seq, created_at (the envelope's timestamp) and the attempt count stay.
+    virtual bool replay_webhooks_to(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                                    const std::vector<std::string>& targets, uint64_t& replayed, uint64_t& skipped,
+                                    std::string* err);
+    // Every pending row (any organization) whose URL is not in `keep` becomes dead with `last_error`; what was
+    // parked, by organization and URL, in `parked`.
+    virtual bool park_webhooks(const std::vector<std::string>& keep, const std::string& last_error,
+                               std::vector<ParkedWebhooks>& parked, std::string* err);
     virtual bool count_webhooks(const std::string& org, const std::string& state, uint64_t& n, std::string* err);
     // POST /api/webhooks: the organization's own URL and event list (events "" = all) instead of the config's.
     virtual bool put_webhook_target(const std::string& org, const std::string& url, const std::string& events,

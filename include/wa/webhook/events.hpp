@@ -21,8 +21,10 @@ inline constexpr std::string_view kMessageReceived = "message.received";
 inline constexpr std::string_view kMessageStatus = "message.status";
 inline constexpr std::string_view kSessionStatus = "session.status";
 inline constexpr std::string_view kAccountRestricted = "account.restricted";
+// Only to URLs that name it (never through "" or "*"): the QR string links a phone to the gateway while it lives.
+inline constexpr std::string_view kSessionQr = "session.qr";
 bool known_type(std::string_view type);
-// "message.received,message.status" (or "" = every type) → true when `type` is in it.
+// "message.received,message.status" (or "" = every type but session.qr) → true when `type` is in it.
 bool events_match(std::string_view list, std::string_view type);
 // Validates a comma-separated list of types (for the directive and the API). "" is valid (all).
 bool valid_events(std::string_view list, std::string* bad);
@@ -48,6 +50,8 @@ std::string received_data(const Received& r);
 std::string status_data(const std::string& id, const std::string& status, int error_code, const std::string& error);
 std::string session_data(const std::string& state, const std::string& last_error, const std::string& phone);
 std::string restricted_data(int64_t until, const std::string& reason, int error_code);
+// session.qr: the QR string (what GET /api/qr's qr_text holds), when it expires (unix seconds) and its lifetime.
+std::string qr_data(const std::string& qr, int64_t expires_at, int64_t expires_in);
 
 // The body posted for a stored event, the same bytes on every attempt:
 // {"id","type","organization_id","timestamp","seq","data"}.

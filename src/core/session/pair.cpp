@@ -208,6 +208,8 @@ void Session::on_qr_refs(uint64_t now_ms, int64_t unix_s, Actions& out) {
     set_state(State::QrReady, unix_s, out);
     status_.qr_text = qr;  // set_state clears them for other states only; keep explicit
     status_.qr_expires_ms = exp;
+    int64_t ttl_s = static_cast<int64_t>(ttl / 1000);
+    emit(webhook::kSessionQr, webhook::qr_data(qr, unix_s + ttl_s, ttl_s), unix_s);
 }
 
 void Session::on_pair_success(uint64_t now_ms, int64_t unix_s, const Node& iq, Actions& out) {

@@ -228,8 +228,17 @@ const char* const kMigration4 = R"sql(
 ALTER TABLE orgs ADD COLUMN restricted_until INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Schema 5: a webhook event's retry window. A replay opens a new one (window_start, 0 = created_at) without
+// touching created_at (the envelope's timestamp) or the attempt count; window_attempts is the count when the
+// window opened (the backoff starts again from its minimum), replays how many times it was replayed.
+const char* const kMigration5 = R"sql(
+ALTER TABLE webhook_events ADD COLUMN window_start INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhook_events ADD COLUMN window_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhook_events ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Append migration N+1 here; never edit one that has shipped.
-const char* const kMigrations[] = {kMigration1, kMigration2, kMigration3, kMigration4};
+const char* const kMigrations[] = {kMigration1, kMigration2, kMigration3, kMigration4, kMigration5};
 constexpr int kMigrationCount = sizeof kMigrations / sizeof kMigrations[0];
 
 bool read_version(Db& db, int& version, std::string& err) {

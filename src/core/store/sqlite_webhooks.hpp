@@ -15,6 +15,13 @@
                             std::string* err) override;
     bool replay_webhooks(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
                          uint64_t& replayed, std::string* err) override;
+    bool replay_webhooks_to(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                            const std::vector<std::string>& targets, uint64_t& replayed, uint64_t& skipped,
+                            std::string* err) override;
+    bool park_webhooks(const std::vector<std::string>& keep, const std::string& last_error,
+                       std::vector<ParkedWebhooks>& parked, std::string* err) override;
+    bool replay(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                const std::vector<std::string>* targets, uint64_t& replayed, uint64_t& skipped, std::string* err);
     bool count_webhooks(const std::string& org, const std::string& state, uint64_t& n, std::string* err) override;
     bool put_webhook_target(const std::string& org, const std::string& url, const std::string& events,
                             std::string* err) override;
@@ -46,6 +53,11 @@ bool Store::list_dead_webhooks(const std::string&, int64_t, size_t, std::vector<
 bool Store::replay_webhooks(const std::string&, const std::vector<std::string>&, int64_t, uint64_t&, std::string* err) {
     return no_outbox(err);
 }
+bool Store::replay_webhooks_to(const std::string&, const std::vector<std::string>&, int64_t, const std::vector<std::string>&,
+                               uint64_t&, uint64_t&, std::string* err) { return no_outbox(err); }
+bool Store::park_webhooks(const std::vector<std::string>&, const std::string&, std::vector<ParkedWebhooks>&, std::string* err) {
+    return no_outbox(err);
+}
 bool Store::count_webhooks(const std::string&, const std::string&, uint64_t&, std::string* err) { return no_outbox(err); }
 bool Store::put_webhook_target(const std::string&, const std::string&, const std::string&, std::string* err) {
     return no_outbox(err);
@@ -63,7 +75,8 @@ const char* const kNextWebhookSeq =
 const char* const kInsertWebhook =
     "INSERT INTO webhook_events (org, generation, seq, id, type, target, body, created_at, next_attempt_at) "
     "VALUES (?1, " WA_LIVE_GENERATION ", ?2, ?3, ?4, ?5, ?6, ?7, ?7)";
-#define WA_WEBHOOK_COLUMNS "n, org, seq, id, type, target, body, created_at, next_attempt_at, attempts, state, last_error"
+#define WA_WEBHOOK_COLUMNS "n, org, seq, id, type, target, body, created_at, next_attempt_at, attempts, state, last_error, " \
+    "CASE window_start WHEN 0 THEN created_at ELSE window_start END, window_attempts, replays"
 const char* const kDueWebhooks = "SELECT " WA_WEBHOOK_COLUMNS " FROM webhook_events INDEXED BY webhook_events_due "
                                  "WHERE state = 'pending' AND target = ?1 AND next_attempt_at <= ?2 "
                                  "ORDER BY next_attempt_at, n LIMIT ?3";
@@ -78,10 +91,40 @@ const char* const kWebhookDead =
     "UPDATE webhook_events SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE n = ?1";
 const char* const kListDead = "SELECT " WA_WEBHOOK_COLUMNS " FROM webhook_events WHERE org = ?1 AND generation = "
                               WA_LIVE_GENERATION " AND state = 'dead' AND n > ?2 ORDER BY n LIMIT ?3";
-const char* const kReplayAll = "UPDATE webhook_events SET state = 'pending', next_attempt_at = ?2, created_at = ?2 "
-                               "WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND state = 'dead'";
-const char* const kReplayOne = "UPDATE webhook_events SET state = 'pending', next_attempt_at = ?2, created_at = ?2 "
-                               "WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND state = 'dead' AND id = ?3";
+// ?3: one event id, or NULL for all; ?4: a JSON array of the URLs that may be replayed to, or NULL for any.
+#define WA_REPLAY_WHERE "WHERE org = ?1 AND generation = " WA_LIVE_GENERATION " AND state = 'dead' " \
+    "AND (?3 IS NULL OR id = ?3) AND (?4 IS NULL OR target IN (SELECT value FROM json_each(?4)))"
+const char* const kReplay = "UPDATE webhook_events SET state = 'pending', next_attempt_at = ?2, window_start = ?2, "
+                            "window_attempts = attempts, replays = replays + 1 " WA_REPLAY_WHERE;
+const char* const kCountReplayable = "SELECT count(*) FROM webhook_events WHERE org = ?1 AND generation = "
+                                     WA_LIVE_GENERATION " AND state = 'dead' AND (?3 IS NULL OR id = ?3)";
+const char* const kParkCount = "SELECT org, target, count(*) FROM webhook_events WHERE state = 'pending' AND "
+                               "target NOT IN (SELECT value FROM json_each(?1)) GROUP BY org, target ORDER BY org, target";
+const char* const kPark = "UPDATE webhook_events SET state = 'dead', last_error = ?2 WHERE state = 'pending' AND "
+                          "target NOT IN (SELECT value FROM json_each(?1))";
+
+// A JSON array of strings, for json_each (URLs: no control characters, but escaped all the same).
+std::string json_strings(const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); i++) {
+        if (i) out += ',';
+        out += '"';
+        for (unsigned char c : v[i]) {
+            if (c == '"' || c == '\\') {
+                out += '\\';
+                out += static_cast<char>(c);
+            } else if (c < 0x20) {
+                char b[8];
+                snprintf(b, sizeof b, "\\u%04x", c);
+                out += b;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+        out += '"';
+    }
+    return out + "]";
+}
 const char* const kCountWebhooks = "SELECT count(*) FROM webhook_events WHERE org = ?1 AND generation = "
                                    WA_LIVE_GENERATION " AND (?2 = '' OR state = ?2)";
 const char* const kPutWebhookTarget =
@@ -124,6 +167,9 @@ bool read_webhooks(Query& q, std::vector<WebhookEvent>& out, std::string& e) {
         w.attempts = static_cast<uint32_t>(q.int_at(9));
         w.state = q.bytes_at(10);
         w.last_error = q.bytes_at(11);
+        w.window_start_ms = q.int_at(12);
+        w.window_attempts = static_cast<uint32_t>(q.int_at(13));
+        w.replays = static_cast<uint32_t>(q.int_at(14));
         out.push_back(std::move(w));
     }
 }
@@ -210,20 +256,60 @@ bool SqliteStore::list_dead_webhooks(const std::string& org, int64_t after_n, si
 
 bool SqliteStore::replay_webhooks(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
                                   uint64_t& replayed, std::string* err) {
-    replayed = 0;
+    uint64_t skipped = 0;
+    return replay(org, ids, now_ms, nullptr, replayed, skipped, err);
+}
+
+bool SqliteStore::replay_webhooks_to(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                                     const std::vector<std::string>& targets, uint64_t& replayed, uint64_t& skipped,
+                                     std::string* err) {
+    return replay(org, ids, now_ms, &targets, replayed, skipped, err);
+}
+
+bool SqliteStore::replay(const std::string& org, const std::vector<std::string>& ids, int64_t now_ms,
+                         const std::vector<std::string>* targets, uint64_t& replayed, uint64_t& skipped,
+                         std::string* err) {
+    replayed = skipped = 0;
+    std::string allowed = targets ? json_strings(*targets) : std::string();
     return mutate("replay_webhooks", err, [&](std::string& e) {
-        if (ids.empty()) {
-            Query q(*db_, kReplayAll);
-            if (!q.text(1, org).integer(2, now_ms).run(e)) return false;
-            replayed = changes(*db_);
-            return true;
-        }
-        for (const std::string& id : ids) {
-            Query q(*db_, kReplayOne);
-            if (!q.text(1, org).integer(2, now_ms).text(3, id).run(e)) return false;
+        std::vector<const std::string*> each;
+        for (const std::string& id : ids) each.push_back(&id);
+        if (ids.empty()) each.push_back(nullptr);
+        uint64_t matched = 0;
+        for (const std::string* id : each) {
+            Query c(*db_, kCountReplayable);
+            c.text(1, org);
+            if (id) c.text(3, *id);
+            bool row = false;
+            if (!c.next(row, e)) return false;
+            if (row) matched += static_cast<uint64_t>(c.int_at(0));
+            Query q(*db_, kReplay);
+            q.text(1, org).integer(2, now_ms);
+            if (id) q.text(3, *id);
+            if (targets) q.text(4, allowed);
+            if (!q.run(e)) return false;
             replayed += changes(*db_);
         }
+        skipped = matched - replayed;
         return true;
+    });
+}
+
+bool SqliteStore::park_webhooks(const std::vector<std::string>& keep, const std::string& last_error,
+                                std::vector<ParkedWebhooks>& parked, std::string* err) {
+    parked.clear();
+    std::string list = json_strings(keep);
+    return mutate("park_webhooks", err, [&](std::string& e) {
+        Query c(*db_, kParkCount);
+        c.text(1, list);
+        for (bool row = true;;) {
+            if (!c.next(row, e)) return false;
+            if (!row) break;
+            parked.push_back({c.bytes_at(0), c.bytes_at(1), static_cast<uint64_t>(c.int_at(2))});
+        }
+        if (parked.empty()) return true;
+        Query q(*db_, kPark);
+        return q.text(1, list).text(2, last_error).run(e);
     });
 }
 

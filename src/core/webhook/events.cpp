@@ -27,7 +27,7 @@ void set_str_or_null(json_t* o, const char* k, const std::string& v) {
     json_object_set_new(o, k, v.empty() ? json_null() : json_stringn(v.data(), v.size()));
 }
 
-const std::string_view kTypes[] = {kMessageReceived, kMessageStatus, kSessionStatus, kAccountRestricted};
+const std::string_view kTypes[] = {kMessageReceived, kMessageStatus, kSessionStatus, kAccountRestricted, kSessionQr};
 
 }  // namespace
 
@@ -38,11 +38,12 @@ bool known_type(std::string_view type) {
 }
 
 bool events_match(std::string_view list, std::string_view type) {
-    if (list.empty()) return true;
+    bool opt_in = type == kSessionQr;
+    if (list.empty()) return !opt_in;
     while (!list.empty()) {
         size_t c = list.find(',');
         std::string_view item = list.substr(0, c);
-        if (item == type || item == "*") return true;
+        if (item == type || (item == "*" && !opt_in)) return true;
         if (c == std::string_view::npos) break;
         list.remove_prefix(c + 1);
     }
@@ -67,6 +68,8 @@ bool emit(store::Store* store, const Router& router, const std::string& org, std
           const std::string& data, int64_t now_ms, std::string* err) {
     if (!store || !router) return true;
     std::vector<std::string> targets = router(org, type);
+    // A QR nobody asked for is not an event at all: it takes no seq (receivers of the other types see no gap).
+    if (targets.empty() && type == kSessionQr) return true;
     std::string id;
     uint64_t seq = 0;
     return store->enqueue_webhook(org, std::string(type), data, targets, now_ms, id, seq, err);
@@ -109,6 +112,14 @@ std::string restricted_data(int64_t until, const std::string& reason, int error_
     json_object_set_new(j.get(), "until", json_integer(until));
     set_str(j.get(), "reason", reason);
     json_object_set_new(j.get(), "error_code", error_code ? json_integer(error_code) : json_null());
+    return dump(j.get());
+}
+
+std::string qr_data(const std::string& qr, int64_t expires_at, int64_t expires_in) {
+    Json j(json_object());
+    set_str(j.get(), "qr", qr);
+    json_object_set_new(j.get(), "expires_at", json_integer(expires_at));
+    json_object_set_new(j.get(), "expires_in", json_integer(expires_in));
     return dump(j.get());
 }
 
