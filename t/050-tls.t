@@ -24,8 +24,16 @@ sub nginx_for {
     my $t = WaTest->new;
     $t->write_conf(http => "whatsapp_server $url;\n    whatsapp_ssl_trusted_certificate $trusted;\n"
         . "    whatsapp_root_key $simA->{root_key};\n    whatsapp_handshake_timeout " . ($o{hs} // '2s') . ";\n"
-        . "    whatsapp_reconnect_backoff 10s 20s;\n    whatsapp_connect_timeout 3s;");
+        . "    whatsapp_reconnect_backoff 10s 20s;\n    whatsapp_connect_timeout 3s;",
+        locations => "location /api/ { whatsapp_api; }\n        location = /metrics { whatsapp_metrics; }");
     return $t->start;
+}
+
+# whatsapp_tls_verify_failures_total{reason=...}: every outbound connection counts a refused certificate there
+sub tls_failures {
+    my ($t, $reason) = @_;
+    my (undef, undef, undef, $body) = WaTest::http_request($t->{port}, GET => '/metrics');
+    return ($body // '') =~ /^whatsapp_tls_verify_failures_total\{reason="$reason"\} (\d+)/m ? $1 : -1;
 }
 
 sub wait_status {
@@ -115,6 +123,7 @@ sub wait_status {
     like($s->{last_error} // '', qr/not trusted/i, 'last_error says it is not trusted');
     like($s->{last_error} // '', qr/localhost:$simA->{ws_port}/, 'last_error names the server');
     is($s->{retry_count}, 1, 'retry_count 1');
+    is(tls_failures($t, 'chain'), 1, 'whatsapp_tls_verify_failures_total{reason="chain"} 1');
     sleep 0.5;
     is($simA->stats->{ws_total}, 0, 'no WebSocket upgrade was sent (ws_total 0)');
     $t->stop;
@@ -129,6 +138,8 @@ sub wait_status {
     ok($s, 'certificate for another host: reconnecting');
     like($s->{last_error} // '', qr/does not match host localhost/, 'last_error: certificate does not match the host');
     unlike($s->{last_error} // '', qr/not trusted/, 'the chain itself was trusted');
+    is(tls_failures($t, 'host'), 1, 'whatsapp_tls_verify_failures_total{reason="host"} 1');
+    is(tls_failures($t, 'chain'), 0, 'and none for the chain');
     sleep 0.5;
     is($simB->stats->{ws_total}, 0, 'no WebSocket upgrade was sent (ws_total 0)');
     $t->stop;

@@ -1,19 +1,8 @@
 #include "http_client.hpp"
 
-#include <arpa/inet.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
 #include <algorithm>
 
-namespace {
-
-bool ip_literal(const std::string& host) {
-    unsigned char buf[16];
-    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-}  // namespace
+#include "tls.hpp"
 
 WaHttpClient::WaHttpClient(ngx_log_t* log, Done done) : log_(log), done_(std::move(done)) {
     ngx_memzero(&pc_, sizeof(pc_));
@@ -73,7 +62,7 @@ void WaHttpClient::open() {
         ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&ss), req_.url.port);
         addrs_.emplace_back(ss, len);
     };
-    if (ip_literal(host) || host == "localhost") {
+    if (wa_ip_literal(host) || host == "localhost") {
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
         ngx_memzero(&in4, sizeof(in4));
@@ -199,40 +188,17 @@ void WaHttpClient::event_handler(ngx_event_t* ev) {
 void WaHttpClient::on_connected() {
     if (!req_.url.tls) return on_tls_done();
     phase_ = Phase::Tls;
-    if (ngx_ssl_create_connection(req_.ssl, c_, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK)
-        return finish(0, "TLS setup failed");
-    if (!ip_literal(req_.url.host)) SSL_set_tlsext_host_name(c_->ssl->connection, req_.url.host.c_str());
-    ngx_int_t rc = ngx_ssl_handshake(c_);
-    if (rc == NGX_AGAIN) {
-        if (!c_->write->timer_set) ngx_add_timer(c_->write, req_.connect_timeout);
-        c_->ssl->handler = ssl_handshake_handler;
-        return;
-    }
-    ssl_handshake_handler(c_);
+    std::string err;
+    WaTlsResult r = wa_tls_start(c_, req_.ssl, req_.url.host, req_.connect_timeout, ssl_handshake_handler, err);
+    if (r == WaTlsResult::Failed) return finish(0, err);
+    if (r == WaTlsResult::Ok) ssl_handshake_handler(c_);
 }
 
 void WaHttpClient::ssl_handshake_handler(ngx_connection_t* c) {
     auto* h = static_cast<WaHttpClient*>(c->data);
-    if (c->write->timer_set) ngx_del_timer(c->write);
-    if (!c->ssl->handshaked) {
-        bool timedout = c->read->timedout || c->write->timedout;
-        return h->finish(0, "TLS handshake with " + h->peer() + (timedout ? " timed out" : " failed"));
-    }
-    long v = SSL_get_verify_result(c->ssl->connection);
-    if (v != X509_V_OK) {
-        h->tls_failure_ = TlsFailure::Chain;
-        return h->finish(0, "TLS certificate of " + h->peer() + " not trusted: " + X509_verify_cert_error_string(v));
-    }
-    X509* cert = SSL_get_peer_certificate(c->ssl->connection);
-    const std::string& host = h->req_.url.host;
-    bool ok = false;
-    if (cert) {
-        ok = ip_literal(host) ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
-                              : X509_check_host(cert, host.data(), host.size(), 0, NULL) == 1;
-        X509_free(cert);
-    }
-    if (!ok) h->tls_failure_ = TlsFailure::Host;
-    if (!ok) return h->finish(0, "TLS certificate of " + h->peer() + " does not match host " + host);
+    std::string err;
+    WaTlsFailure f = wa_tls_check(c, h->req_.url.host, h->peer(), err);
+    if (f != WaTlsFailure::None) return h->finish(0, err);
     c->read->handler = event_handler;
     c->write->handler = event_handler;
     h->on_tls_done();

@@ -80,9 +80,6 @@ public:
     void start(Request req);
     bool finished() const { return phase_ == Phase::Done; }
     const wa::http::ResponseParser& response() const { return parser_; }
-    // Why a TLS peer was refused (for metrics): its chain is not trusted, or it names another host.
-    enum class TlsFailure { None, Chain, Host };
-    TlsFailure tls_failure() const { return tls_failure_; }
     bool reused_connection() const { return reused_; }
 
 private:
@@ -120,7 +117,6 @@ private:
     bool body_eof_ = false;
     bool write_failed_ = false;  // the request could not be sent whole; an early answer may still be readable
     wa::http::ResponseParser parser_;
-    TlsFailure tls_failure_ = TlsFailure::None;
     bool reused_ = false;     // this request went out on a pooled connection
     bool got_bytes_ = false;  // any response byte arrived (a stale pooled connection shows none)
     bool reusable_ = false;   // the response ended cleanly, allows keep-alive, nothing followed it

@@ -332,7 +332,8 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
     head(out, "whatsapp_commands_rejected_total", "counter", "Commands refused (no helper, queue or zone full).");
     line(out, "whatsapp_commands_rejected_total", "", static_cast<double>(snap.commands_rejected));
     head(out, "whatsapp_tls_verify_failures_total", "counter",
-         "Outbound TLS peers (webhook receivers) refused: reason=\"host\" the certificate names another host, "
+         "Outbound TLS peers refused (the WhatsApp server, webhook receivers, media hosts): reason=\"host\" the "
+         "certificate names another host, "
          "reason=\"chain\" its chain is not trusted.");
     line(out, "whatsapp_tls_verify_failures_total", "reason=\"chain\"", static_cast<double>(snap.tls_verify_failures[0]));
     line(out, "whatsapp_tls_verify_failures_total", "reason=\"host\"", static_cast<double>(snap.tls_verify_failures[1]));

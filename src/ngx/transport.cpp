@@ -1,7 +1,6 @@
 #include "transport.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include "tls.hpp"
 
 WaTransport::WaTransport(wa_main_conf_t* conf, ngx_log_t* log, Listener* listener)
     : conf_(conf), log_(log), listener_(listener) {
@@ -163,55 +162,24 @@ void WaTransport::event_handler(ngx_event_t* ev) {
 }
 
 void WaTransport::on_connected() {
-    if (conf_->url->tls) {
-        phase_ = Phase::Tls;
-        if (ngx_ssl_create_connection(conf_->ssl, c_, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK) {
-            fail("TLS setup failed");
-            return;
-        }
-        std::string host = wa_str(conf_->url->host);
-        // SNI for names only (RFC 6066 forbids IP literals).
-        unsigned char buf[16];
-        if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1)
-            SSL_set_tlsext_host_name(c_->ssl->connection, host.c_str());
-        c_->log->action = const_cast<char*>("TLS handshake with the WhatsApp server");
-        ngx_int_t rc = ngx_ssl_handshake(c_);
-        if (rc == NGX_AGAIN) {
-            if (!c_->write->timer_set) ngx_add_timer(c_->write, conf_->connect_timeout);
-            c_->ssl->handler = ssl_handshake_handler;
-            return;
-        }
-        ssl_handshake_handler(c_);
+    if (!conf_->url->tls) {
+        on_tls_done();
         return;
     }
-    on_tls_done();
+    phase_ = Phase::Tls;
+    c_->log->action = const_cast<char*>("TLS handshake with the WhatsApp server");
+    std::string err;
+    WaTlsResult r = wa_tls_start(c_, conf_->ssl, wa_str(conf_->url->host), conf_->connect_timeout,
+                                 ssl_handshake_handler, err);
+    if (r == WaTlsResult::Failed) fail(err);
+    else if (r == WaTlsResult::Ok) ssl_handshake_handler(c_);
 }
 
 void WaTransport::ssl_handshake_handler(ngx_connection_t* c) {
     auto* t = static_cast<WaTransport*>(c->data);
-    if (c->write->timer_set) ngx_del_timer(c->write);
-    if (!c->ssl->handshaked) {
-        bool timedout = c->read->timedout || c->write->timedout;
-        t->fail("TLS handshake with " + t->peer_name() + (timedout ? " timed out" : " failed"));
-        return;
-    }
-    long v = SSL_get_verify_result(c->ssl->connection);
-    if (v != X509_V_OK) {
-        t->fail("TLS certificate of " + t->peer_name() + " not trusted: " + X509_verify_cert_error_string(v));
-        return;
-    }
-    X509* cert = SSL_get_peer_certificate(c->ssl->connection);
-    std::string host = wa_str(t->conf_->url->host);
-    bool host_ok = false;
-    if (cert) {
-        unsigned char buf[16];
-        bool ip = inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-        host_ok = ip ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
-                     : X509_check_host(cert, host.data(), host.size(), 0, NULL) == 1;
-        X509_free(cert);
-    }
-    if (!host_ok) {
-        t->fail("TLS certificate of " + t->peer_name() + " does not match host " + host);
+    std::string err;
+    if (wa_tls_check(c, wa_str(t->conf_->url->host), t->peer_name(), err) != WaTlsFailure::None) {
+        t->fail(err);
         return;
     }
     c->read->handler = event_handler;

@@ -95,11 +95,6 @@ void deliver(const Target& t, const wa::store::WebhookEvent& e);
 
 wa_zone_ctx_t* zone() { return wa_zone(const_cast<ngx_cycle_t*>(ngx_cycle)); }
 
-void tls_metric(const Target& t, WaHttpClient::TlsFailure f) {
-    if (f == WaHttpClient::TlsFailure::None) return;
-    wa_metrics_tls_failure(zone(), f == WaHttpClient::TlsFailure::Host);
-    (void)t;
-}
 
 int64_t now_ms() {
     ngx_time_t* tp = ngx_timeofday();
@@ -177,13 +172,10 @@ void deliver(const Target& t, const wa::store::WebhookEvent& e) {
     if (keep) req.pool = E.pool.get();
     E.inflight[t.url].push_back(e.n);
     const Target* tp = &t;
-    auto self = std::make_shared<WaHttpClient*>(nullptr);
-    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e, self](int status, const std::string& error) {
-        if (*self) tls_metric(*tp, (*self)->tls_failure());
+    auto c = std::make_unique<WaHttpClient>(E.log, [tp, e](int status, const std::string& error) {
         on_done(*tp, e, status, error);
     });
     WaHttpClient* raw = c.get();
-    *self = raw;
     E.clients.push_back(std::move(c));
     raw->start(std::move(req));  // may finish (and call on_done) at once
 }
