@@ -292,14 +292,7 @@ void WaHttpClient::teardown() {
         resolve_ = nullptr;
     }
     if (c_) {
-        if (c_->ssl) {
-            c_->ssl->no_wait_shutdown = 1;
-            c_->ssl->no_send_shutdown = 1;
-            ngx_ssl_shutdown(c_);
-        }
-        ngx_pool_t* pool = c_->pool;
-        ngx_close_connection(c_);
-        if (pool) ngx_destroy_pool(pool);
+        wa_outbound_close(c_, false);
         c_ = nullptr;
     }
 }
@@ -335,16 +328,7 @@ void WaHttpClient::finish(int status, const std::string& error) {
 
 // ---- WaHttpPool ----
 
-void WaHttpPool::close_connection(ngx_connection_t* c) {
-    if (c->ssl) {
-        c->ssl->no_wait_shutdown = 1;
-        c->ssl->no_send_shutdown = 1;
-        ngx_ssl_shutdown(c);
-    }
-    ngx_pool_t* pool = c->pool;
-    ngx_close_connection(c);
-    if (pool) ngx_destroy_pool(pool);
-}
+void WaHttpPool::close_connection(ngx_connection_t* c) { wa_outbound_close(c, false); }
 
 ngx_connection_t* WaHttpPool::take(const std::string& key) {
     auto it = idle_.find(key);

@@ -9,6 +9,17 @@ bool wa_ip_literal(const std::string& host) {
     return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
+void wa_outbound_close(ngx_connection_t* c, bool close_notify) {
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;  // never wait for the peer's close_notify
+        if (!close_notify) c->ssl->no_send_shutdown = 1;
+        ngx_ssl_shutdown(c);
+    }
+    ngx_pool_t* pool = c->pool;
+    ngx_close_connection(c);
+    if (pool) ngx_destroy_pool(pool);
+}
+
 WaTlsResult wa_tls_start(ngx_connection_t* c, ngx_ssl_t* ssl, const std::string& host, ngx_msec_t timeout,
                          ngx_connection_handler_pt handler, std::string& err) {
     if (ssl == nullptr || ngx_ssl_create_connection(ssl, c, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK) {

@@ -19,5 +19,8 @@ WaTlsResult wa_tls_start(ngx_connection_t* c, ngx_ssl_t* ssl, const std::string&
 // After the handshake: whether it succeeded and the certificate is trusted and names `host`. On failure, `err`
 // names `peer` and says what was wrong; a refused certificate counts in whatsapp_tls_verify_failures_total.
 WaTlsFailure wa_tls_check(ngx_connection_t* c, const std::string& host, const std::string& peer, std::string& err);
+// Closes an outbound connection made with its own pool (TLS or not) and frees it. close_notify: say goodbye in
+// TLS first (the WhatsApp server); without it the socket just closes (an HTTP peer needs no more).
+void wa_outbound_close(ngx_connection_t* c, bool close_notify);
 // An IPv4 or IPv6 literal (no SNI for those: RFC 6066; matched against the certificate's IP addresses).
 bool wa_ip_literal(const std::string& host);

@@ -349,13 +349,7 @@ void WaTransport::teardown() {
         resolve_ = nullptr;
     }
     if (c_) {
-        if (c_->ssl) {
-            c_->ssl->no_wait_shutdown = 1;
-            ngx_ssl_shutdown(c_);
-        }
-        ngx_pool_t* pool = c_->pool;
-        ngx_close_connection(c_);
-        if (pool) ngx_destroy_pool(pool);
+        wa_outbound_close(c_, true);
         c_ = nullptr;
     }
     phase_ = Phase::Closed;
