@@ -748,6 +748,17 @@ api::Response not_connected(const std::string& org, wa::State st) {
 }
 
 // Answers now, or returns false when the session will complete the command later (Action::Complete).
+// What send-message and send-media have in common: the recipient, the text (or caption), idempotency.
+wa::SendRequest send_request(const api::Command& cmd) {
+    wa::SendRequest req;
+    req.phone = cmd.phone;
+    req.jid = cmd.jid;
+    req.text = cmd.message;
+    req.idempotency_key = cmd.idempotency_key;
+    req.body_hash = api::send_body_hash(cmd);
+    return req;
+}
+
 bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
     uint64_t command_id = c->id;
     uint64_t now = ngx_current_msec;
@@ -850,12 +861,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = not_connected(cmd.org, wa::State::Disconnected);
             return true;
         }
-        wa::SendRequest req;
-        req.phone = cmd.phone;
-        req.jid = cmd.jid;
-        req.text = cmd.message;
-        req.idempotency_key = cmd.idempotency_key;
-        req.body_hash = api::send_body_hash(cmd);
+        wa::SendRequest req = send_request(cmd);
         H.waiting[command_id] = c;
         o->run(o->session.send(now, unix_s, req, command_id));
         return false;
@@ -867,12 +873,7 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
             resp = not_connected(cmd.org, wa::State::Disconnected);
             return true;
         }
-        wa::SendRequest req;
-        req.phone = cmd.phone;
-        req.jid = cmd.jid;
-        req.text = cmd.message;
-        req.idempotency_key = cmd.idempotency_key;
-        req.body_hash = api::send_body_hash(cmd);
+        wa::SendRequest req = send_request(cmd);
         req.media.spool = cmd.spool;
         req.media.type = static_cast<uint8_t>(cmd.media_type == "image" ? wa::media::Type::Image : wa::media::Type::Document);
         req.media.filename = cmd.filename;

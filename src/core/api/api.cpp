@@ -1,4 +1,5 @@
 #include "wa/api/api.hpp"
+#include "wa/codec/json.hpp"
 #include "wa/webhook/events.hpp"
 #include "wa/webhook/http.hpp"
 #include "wa/codec/jid.hpp"
@@ -22,17 +23,8 @@ namespace wa::api {
 
 namespace {
 
-struct JsonDeleter {
-    void operator()(json_t* j) const { json_decref(j); }
-};
-using Json = std::unique_ptr<json_t, JsonDeleter>;
-
-std::string dump(json_t* j) {
-    char* s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    std::string out = s ? s : "{}";
-    free(s);
-    return out;
-}
+using Json = wa::json::Ptr;
+using wa::json::dump;
 
 json_t* str_or_null(const std::string& s) { return s.empty() ? json_null() : json_stringn(s.data(), s.size()); }
 

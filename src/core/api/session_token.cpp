@@ -1,4 +1,5 @@
 #include "wa/api/session_token.hpp"
+#include "wa/codec/json.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -50,9 +51,7 @@ std::string mac_of(const uint8_t (&key)[kKeySize], std::string_view signed_part)
     return out;
 }
 
-struct JsonDeleter {
-    void operator()(json_t* j) const { json_decref(j); }
-};
+using JsonDeleter = wa::json::Deleter;
 
 }  // namespace
 

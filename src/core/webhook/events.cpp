@@ -1,4 +1,5 @@
 #include "wa/webhook/events.hpp"
+#include "wa/codec/json.hpp"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -10,17 +11,8 @@ namespace wa::webhook {
 
 namespace {
 
-struct JsonDeleter {
-    void operator()(json_t* j) const { json_decref(j); }
-};
-using Json = std::unique_ptr<json_t, JsonDeleter>;
-
-std::string dump(json_t* j) {
-    char* s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    std::string out = s ? s : "{}";
-    free(s);
-    return out;
-}
+using Json = wa::json::Ptr;
+using wa::json::dump;
 
 void set_str(json_t* o, const char* k, const std::string& v) { json_object_set_new(o, k, json_stringn(v.data(), v.size())); }
 void set_str_or_null(json_t* o, const char* k, const std::string& v) {
