@@ -19,12 +19,14 @@ use WaTest qw(wait_until);
 my $DURATION = $ENV{DURATION} || 10;
 my $root = "$Bin/..";
 my $t = WaTest->new;
-my $sim = WaTest::Sim->start($t->{dir}, args => ['--bench-sample', '50', '--no-read-receipts']);
+my $sim = WaTest::Sim->start($t->{dir}, args => ['--bench-sample', $ENV{SAMPLE} || '50', '--no-read-receipts']);
 my @contacts = map { 573007770000 + $_ } 1 .. 20;
 $sim->control(POST => '/contacts', body => { phone => "$_", devices => 1 }) for @contacts;
 my $CONTACTS = join ',', @contacts;
 
 sub cpu_ticks { my ($pid) = @_; open(my $f, '<', "/proc/$pid/stat") or return 0; my @f = split ' ', <$f>; return $f[13] + $f[14] }
+# Time spent runnable but waiting for a CPU (ns, /proc/PID/schedstat field 2), all threads.
+sub run_delay_ns { my ($pid) = @_; my $t = 0; for my $f (glob "/proc/$pid/task/*/schedstat") { open(my $h, '<', $f) or next; my @x = split ' ', <$h>; $t += $x[1] } $t }
 sub rss_kib { my ($pid) = @_; open(my $f, '<', "/proc/$pid/status") or return 0; while (<$f>) { return $1 if /^VmRSS:\s+(\d+)/ } 0 }
 my $HZ = `getconf CLK_TCK` + 0 || 100;
 
@@ -46,7 +48,9 @@ sub warm {
 }
 
 # ---------------------------------------------------------------------------------------------- the module
-$t->write_conf(http => ($ENV{STORE_SYNC} ? "whatsapp_store_sync $ENV{STORE_SYNC};\n    " : '') . "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
+# TRACE=1: every request's end time and duration in bench/out/trace.log (where the tail comes from, in time)
+my $trace = $ENV{TRACE} ? "log_format wa_trace '\$msec \$request_time \$status';\n    access_log $t->{dir}/trace.log wa_trace buffer=256k;\n    " : '';
+$t->write_conf(http => $trace . ($ENV{STORE_SYNC} ? "whatsapp_store_sync $ENV{STORE_SYNC};\n    " : '') . "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_send_rate 1000000r/s burst=1000000;", workers => 1, level => 'warn', connections => 1024,
     server => "location = /metrics { whatsapp_metrics; }");
 $t->start;
@@ -57,9 +61,24 @@ wait_until(sub { ($t->status('bench')->{status} // '') eq 'connected' }, 10) or 
 sleep 2;
 warm(sub { $t->api(POST => '/api/send-message', body => { organization_id => 'bench', phone => "$_[0]", message => 'hola' }) });
 my ($hp) = $t->helper_pids;
-my $c0 = cpu_ticks($hp);
+my ($wp) = $t->worker_pids;
+my ($c0, $w0, $s0, $k0) = (cpu_ticks($hp), cpu_ticks($wp), cpu_ticks($sim->{pid}), (times)[2] + (times)[3]);
+my @rd0 = map { run_delay_ns($_) } $hp, $wp, $sim->{pid};
+$sim->reset;
 my $m = wrk($t->{port}, $t->{key}, 'bench');
+my $ss = $sim->stats;
+# The simulator stands in for WhatsApp's server on the same 2 cores; its own pauses are part of every latency.
+$m->{sim_pauses} = sprintf('simulator event-loop delay p99 %.1f ms, max %.1f ms; its GC: %d pauses, %d ms in all, longest %.1f ms',
+    $ss->{loop_delay}{p99_ms} // -1, $ss->{loop_delay}{max_ms} // -1, $ss->{gc}{count} // -1, $ss->{gc}{total_ms} // -1, $ss->{gc}{max_ms} // -1);
+print "# $m->{sim_pauses}\n";
 $m->{cpu_us} = (cpu_ticks($hp) - $c0) / $HZ * 1e6 / ($m->{n} || 1);
+# Everyone else on the same 2 cores, per message: where the CPU goes decides the latency at a fixed concurrency.
+$m->{others} = sprintf('nginx worker %.0f µs, simulator %.0f µs, wrk %.0f µs per message',
+    (cpu_ticks($wp) - $w0) / $HZ * 1e6 / ($m->{n} || 1), (cpu_ticks($sim->{pid}) - $s0) / $HZ * 1e6 / ($m->{n} || 1),
+    ((times)[2] + (times)[3] - $k0) * 1e6 / ($m->{n} || 1));
+my @rd = map { (run_delay_ns((($hp, $wp, $sim->{pid}))[$_]) - $rd0[$_]) / 1000 / ($m->{n} || 1) } 0 .. 2;
+$m->{waits} = sprintf('waiting for a CPU per message: helper %.0f µs, nginx worker %.0f µs, simulator %.0f µs', @rd);
+printf "# CPU: helper %.0f µs, %s\n# %s\n", $m->{cpu_us}, $m->{others}, $m->{waits};
 $m->{rss} = rss_kib($hp);
 # Where the tail comes from: the helper's store commits and event-loop lag over the run (all of it, warm-up included).
 {
@@ -72,12 +91,14 @@ $m->{rss} = rss_kib($hp);
     my @b = sort { ($a eq '+Inf' ? 1e9 : $a) <=> ($b eq '+Inf' ? 1e9 : $b) } keys %h;
     my ($ckt) = ($body // "") =~ /^whatsapp_store_checkpoints_total\{by="thread"\} (\S+)/m;
     my ($ckc) = ($body // "") =~ /^whatsapp_store_checkpoints_total\{by="commit"\} (\S+)/m;
-    $m->{commits} = sprintf("%d commits, %.3f ms each on average; over 5 ms: %d; event-loop lag max %.1f ms; WAL checkpoints: %d by the thread, %d inside commits",
-        $n // 0, $n ? 1000 * $sum / $n : 0, ($n // 0) - ($h{"0.005"} // $n // 0), 1000 * ($lag // 0), $ckt // -1, $ckc // -1);
+    my ($ckp) = ($body // "") =~ /^whatsapp_store_checkpoints_total\{by="between_passes"\} (\S+)/m;
+    $m->{commits} = sprintf("%d commits, %.3f ms each on average; over 5 ms: %d; event-loop lag max %.1f ms; WAL checkpoints: %d by the thread, %d between passes, %d inside commits",
+        $n // 0, $n ? 1000 * $sum / $n : 0, ($n // 0) - ($h{"0.005"} // $n // 0), 1000 * ($lag // 0), $ckt // -1, $ckp // -1, $ckc // -1);
     $m->{commit_hist} = join ' ', map { "le=$_:$h{$_}" } @b;
     print "# store: $m->{commits}\n# commit histogram: $m->{commit_hist}\n";
 }
 $t->stop;
+if ($ENV{TRACE}) { mkdir "$root/bench/out"; system('cp', "$t->{dir}/trace.log", "$root/bench/out/trace.log") }
 
 # ---------------------------------------------------------------------------------------------- the seed server
 my $s;

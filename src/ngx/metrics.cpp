@@ -95,12 +95,14 @@ void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what
     wa_metrics_apply(z, org, d);
 }
 
-void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline) {
+void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline,
+                       uint64_t ckpt_restart) {
     size_t b = 0;
     while (b < WA_COMMIT_BUCKETS - 1 && us > kCommitBounds[b]) b++;
     ngx_shmtx_lock(&z->shpool->mutex);
     z->sh->checkpoints_background = ckpt_background;
     z->sh->checkpoints_inline = ckpt_inline;
+    z->sh->checkpoints_restart = ckpt_restart;
     z->sh->commit_count++;
     z->sh->commit_sum_us += us;
     z->sh->commit_buckets[b]++;
@@ -313,8 +315,10 @@ static std::string wa_metrics_text(wa_main_conf_t* m) {
     line(out, "whatsapp_store_commit_seconds_sum", "", snap.commit_sum_us / 1e6);
     line(out, "whatsapp_store_commit_seconds_count", "", static_cast<double>(snap.commit_count));
     head(out, "whatsapp_store_checkpoints_total", "counter",
-         "WAL checkpoints of the helper's store since it started: by its checkpoint thread, or inside a commit.");
+         "WAL checkpoints of the helper's store since it started: by its checkpoint thread, by the helper between "
+         "passes to restart the WAL, or inside a commit (a stall).");
     line(out, "whatsapp_store_checkpoints_total", "by=\"thread\"", static_cast<double>(snap.checkpoints_background));
+    line(out, "whatsapp_store_checkpoints_total", "by=\"between_passes\"", static_cast<double>(snap.checkpoints_restart));
     line(out, "whatsapp_store_checkpoints_total", "by=\"commit\"", static_cast<double>(snap.checkpoints_inline));
 
     head(out, "whatsapp_shm_size_bytes", "gauge", "Size of whatsapp_zone.");

@@ -91,7 +91,7 @@ struct wa_loc_conf_t {
 // Shared memory. The zone is mapped before the master forks, so pointers are valid in every process of
 // one master; a reload with the same name and size reuses the mapping. Persistent truth lives in files.
 
-#define WA_SHM_LAYOUT 8
+#define WA_SHM_LAYOUT 9
 #define WA_ID_MAX 64
 #define WA_ERR_MAX 512
 #define WA_QRTEXT_MAX 512
@@ -219,6 +219,8 @@ struct wa_shm_t {
     uint64_t checkpoints_background, checkpoints_inline;
     // Appended by issue 11: webhook receivers refused at the TLS check (untrusted chain, another host's name).
     uint64_t tls_verify_failures[2];
+    // Checkpoints the helper ran between passes to let the WAL start over (Store::restart_wal_if_due)
+    uint64_t checkpoints_restart;
 };
 
 struct wa_zone_ctx_t {
@@ -306,7 +308,8 @@ struct wa_metrics_delta_t {
 void wa_metrics_apply(wa_zone_ctx_t* z, const std::string& org, const wa_metrics_delta_t& d);
 void wa_metrics_count(wa_zone_ctx_t* z, const std::string& org, const char* what, uint64_t n);  // "sent", ...
 // One store commit took `us`; the store's WAL checkpoints so far (background thread, inside commits).
-void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline);
+void wa_metrics_commit(wa_zone_ctx_t* z, uint64_t us, uint64_t ckpt_background, uint64_t ckpt_inline,
+                       uint64_t ckpt_restart);
 // Webhook outcomes of one organization (added to its shm counters), and a TLS check that refused a receiver
 // (host: the certificate names another host; else the chain is not trusted).
 void wa_metrics_webhook(wa_zone_ctx_t* z, const std::string& org, uint64_t delivered, uint64_t failed, uint64_t dead);

@@ -739,6 +739,16 @@ TEST_F(MessageStoreTest, PrivacyTokensAsWhatsmeowKeepsThem) {
     EXPECT_EQ(p.token, "theirs");
     ASSERT_TRUE(store().load_privacy_token("other", lid, p, found, &err)) << err;
     EXPECT_FALSE(found);
+    // A token under each side: the newer one wins, asked by either side (max(t), whole row).
+    ASSERT_TRUE(store().put_privacy_token("acme", pn, "pn-older", 1700000100, &err)) << err;
+    ASSERT_TRUE(store().load_privacy_token("acme", pn, p, found, &err)) << err;
+    EXPECT_EQ(p.token, "newer");
+    EXPECT_EQ(p.sender_t, 1701000000);
+    ASSERT_TRUE(store().put_privacy_token("acme", pn, "pn-newest", 1700009000, &err)) << err;
+    ASSERT_TRUE(store().load_privacy_token("acme", lid, p, found, &err)) << err;
+    EXPECT_EQ(p.token, "pn-newest");
+    EXPECT_EQ(p.t, 1700009000);
+    EXPECT_EQ(p.sender_t, 0) << "sender_t comes from the same row as the token";
 
     EXPECT_FALSE(store().put_privacy_token("acme", lid, "", 1, &err));
     EXPECT_FALSE(store().put_privacy_token("acme", "", "x", 1, &err));

@@ -451,6 +451,46 @@ TEST_F(StoreTest, ExistingLooseModeIsTightenedTo0600) {
     EXPECT_EQ(st.st_mode & 07777, 0600u);
 }
 
+// Under writes without pauses the thread never catches up with the last frame, and only a checkpoint of the
+// writer lets the WAL start over. Past 4,000 frames a commit asks for it and restart_wal_if_due() (the helper,
+// once a pass's sends are out) runs it; commits never do it themselves until 16,000 frames.
+TEST_F(StoreTest, TheWalRestartsBetweenPassesNotInsideCommits) {
+    std::string err;
+    ASSERT_TRUE(store().put_org(make_org("acme"), &err)) << err;
+    ASSERT_FALSE(store().restart_wal_if_due()) << "nothing is due on a short WAL";
+    auto put = [&](int i) {
+        ASSERT_TRUE(store().begin(&err)) << err;
+        wa::store::MessageRecord m;
+        m.id = "3EB1" + std::to_string(i);
+        m.direction = "out";
+        m.type = "text";
+        m.status = "pending";
+        m.text = std::string(6000, 'x');
+        m.created_at = 1700000400000 + i;
+        ASSERT_TRUE(store().put_message("acme", m, &err)) << err;
+        ASSERT_TRUE(store().commit(&err)) << err;
+    };
+    struct stat st;
+    int i = 0;
+    for (; i < 1500 && store().checkpoints().restarts == 0; i++) {
+        put(i);
+        if (i % 50 == 49) store().restart_wal_if_due();  // the end of a helper's pass
+    }
+    auto c = store().checkpoints();
+    std::printf("[ MEASURE ] %d commits of 6 KB before the first restart; checkpoints: %llu by the thread, %llu "
+                "between passes, %llu inside commits\n", i, static_cast<unsigned long long>(c.background),
+                static_cast<unsigned long long>(c.restarts), static_cast<unsigned long long>(c.inline_runs));
+    ASSERT_EQ(c.restarts, 1u);
+    EXPECT_EQ(c.inline_runs, 0u);
+    ASSERT_EQ(stat((db_path() + "-wal").c_str(), &st), 0);
+    off_t wal_size = st.st_size;
+    // The WAL started over: as many commits again reuse its frames instead of growing it.
+    for (int k = 0; k < 300; k++) put(10000 + k);
+    ASSERT_EQ(stat((db_path() + "-wal").c_str(), &st), 0);
+    EXPECT_LE(st.st_size, wal_size);
+    EXPECT_EQ(store().checkpoints().inline_runs, 0u);
+}
+
 TEST_F(StoreTest, SchemaNewerThanThisBuildIsRefused) {
     store();
     store_.reset();

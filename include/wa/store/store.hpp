@@ -135,9 +135,13 @@ public:
     // missing or behind, by a commit (inline, which stalls its caller).
     struct CheckpointCounts {
         bool threaded = false;
-        uint64_t background = 0, inline_runs = 0;
+        uint64_t background = 0, inline_runs = 0, restarts = 0;
     };
     virtual CheckpointCounts checkpoints() const { return {}; }
+    // Outside a transaction, when the caller's pending work is out (the helper: at the end of a pass): copies
+    // the WAL's tail into the database when commits found the WAL long, so that it starts over; the fsyncs
+    // that costs stall the caller here rather than inside a commit that sends are waiting for. True when it ran.
+    virtual bool restart_wal_if_due() { return false; }
 
     // ---- organizations ----
     // Every organization that is not cleared or purged. Rows that fail to decode are returned in

@@ -61,7 +61,11 @@ int Checkpointer::on_commit(void* self, sqlite3* db, const char* schema, int fra
     if (frames >= kInlineFrames) {
         sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
         c->inline_++;
-    } else if (frames >= kWakeFrames) {
+        c->restart_due_ = false;
+        return SQLITE_OK;
+    }
+    if (frames >= kRestartFrames) c->restart_due_ = true;
+    if (frames >= kWakeFrames) {
         {
             std::lock_guard<std::mutex> lock(c->mutex_);
             c->due_ = true;
@@ -69,6 +73,14 @@ int Checkpointer::on_commit(void* self, sqlite3* db, const char* schema, int fra
         c->wake_.notify_one();
     }
     return SQLITE_OK;
+}
+
+bool Checkpointer::restart_if_due() {
+    if (!restart_due_ || !sqlite3_get_autocommit(writer_)) return false;
+    restart_due_ = false;
+    sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    restarts_++;
+    return true;
 }
 
 void Checkpointer::run() {

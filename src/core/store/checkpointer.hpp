@@ -20,12 +20,15 @@ namespace wa::store::sqlite {
 
 class Checkpointer {
 public:
-    // WAL frames (pages) after which the thread is woken, and after which a commit checkpoints by itself.
-    // Under steady writes the thread's checkpoints never catch up with the last frame, and SQLite restarts the
-    // WAL only once every frame is in the database: the commit's own checkpoint then copies just what the
-    // thread has not (its fsync costs ~0.3 ms here) and lets the WAL start over instead of growing.
+    // WAL frames (pages) after which the thread is woken. Under steady writes the thread's checkpoints never
+    // catch up with the last frame, and SQLite restarts the WAL only once every frame is in the database: the
+    // writer itself must copy what the thread has not, with the WAL's fsync and the database's (1.6-4 ms under
+    // bench/send.pl's load). From kRestartFrames on, that waits for the owner's restart_if_due(), which the
+    // helper calls once a pass's frames and answers are out, so no send waits for it; a writer that never calls
+    // it (tools, tests) or falls that far behind has its commit do it at kInlineFrames.
     static constexpr int kWakeFrames = 1000;
-    static constexpr int kInlineFrames = 4000;
+    static constexpr int kRestartFrames = 4000;
+    static constexpr int kInlineFrames = 16000;
     static constexpr std::chrono::milliseconds kPause{50};
 
     // Opens a second connection to `path` and starts the thread; installs the WAL hook on `writer` (which
@@ -39,6 +42,11 @@ public:
 
     uint64_t background() const { return background_.load(); }  // checkpoints the thread ran
     uint64_t inline_runs() const { return inline_.load(); }     // checkpoints a commit had to run itself
+    uint64_t restarts() const { return restarts_.load(); }       // checkpoints restart_if_due() ran
+
+    // On the writer's thread, outside a transaction: copies the WAL's tail into the database when a commit
+    // found it past kRestartFrames, so the next transaction starts the WAL over. True when it ran.
+    bool restart_if_due();
 
 private:
     Checkpointer(sqlite3* writer, sqlite3* reader) : writer_(writer), own_(reader) {}
@@ -52,7 +60,8 @@ private:
     std::condition_variable wake_;
     bool stop_ = false;
     bool due_ = false;
-    std::atomic<uint64_t> background_{0}, inline_{0};
+    bool restart_due_ = false;  // writer's thread only
+    std::atomic<uint64_t> background_{0}, inline_{0}, restarts_{0};
 };
 
 }  // namespace wa::store::sqlite

@@ -2,6 +2,7 @@
 // Stanza shapes follow the fact sheet (/work/shared/docs/wa-protocol.md) and were checked against
 // Baileys 7.0.0-rc14's compiled code (node_modules/baileys/lib); see NOTES.md for corrections.
 import { randomBytes, randomInt, createHash } from 'node:crypto'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import {
   proto, Curve, hkdf, hmacSign, aesDecryptGCM, aesEncryptCTR, aesDecryptCTR, derivePairingCodeKey,
   getBinaryNodeChild, getBinaryNodeChildren, getBinaryNodeChildBuffer, jidDecode, encodeBigEndian
@@ -121,18 +122,44 @@ export class Sim {
     // gap between the delivery and the read receipt; Baileys merges updates that arrive in one buffer window
     this.readDelayMs = opts.readDelayMs ?? 300
     this.deliveryDelayMs = opts.deliveryDelayMs ?? 250
+    // The simulator's own pauses (its event loop's lateness, V8's garbage collections): a client's latency
+    // through the simulator includes them, so benchmarks report them beside their own figures (GET /stats).
+    this.loopDelay = monitorEventLoopDelay({ resolution: 1 })
+    this.loopDelay.enable()
+    this.gcPauses = { count: 0, total_ms: 0, max_ms: 0 }
+    this.gcObserver = new PerformanceObserver(list => {
+      for (const e of list.getEntries()) {
+        this.gcPauses.count++
+        this.gcPauses.total_ms += e.duration
+        this.gcPauses.max_ms = Math.max(this.gcPauses.max_ms, e.duration)
+      }
+    })
+    this.gcObserver.observe({ entryTypes: ['gc'] })
+  }
+
+  pauseStats () {
+    const d = this.loopDelay
+    const ms = (ns) => Math.round(ns / 1e4) / 100
+    return {
+      loop_delay: { p50_ms: ms(d.percentile(50)), p99_ms: ms(d.percentile(99)), max_ms: ms(d.max) },
+      gc: { count: this.gcPauses.count, total_ms: Math.round(this.gcPauses.total_ms), max_ms: Math.round(this.gcPauses.max_ms * 100) / 100 }
+    }
   }
 
   async load () { this.store.load() }
   attach (ws) { this.ws = ws }
   attachMedia (media) { this.media = media } // lib/media.mjs MediaHost (--media-dir), or none
-  shutdown () { try { this.store.save() } catch (err) { this.log(`save on shutdown failed: ${err.message}`) } }
+  shutdown () {
+    this.loopDelay.disable()
+    this.gcObserver.disconnect()
+    try { this.store.save() } catch (err) { this.log(`save on shutdown failed: ${err.message}`) }
+  }
   nextId (p = 'sim') { return `${p}-${++this.iqSeq}` }
 
   getStats () {
     let open = 0
     for (const s of this.online.values()) open += s.size
-    return { ...this.stats, connections_open: open }
+    return { ...this.stats, connections_open: open, ...this.pauseStats() }
   }
 
   resetStats () {
@@ -140,6 +167,8 @@ export class Sim {
     s.ws_total = 0
     s.ws_max_concurrent = s.ws_open
     s.device_max_concurrent = 0
+    this.loopDelay.reset()
+    this.gcPauses = { count: 0, total_ms: 0, max_ms: 0 }
     for (const set of this.online.values()) s.device_max_concurrent = Math.max(s.device_max_concurrent, [...set].filter(c => !c.closed).length)
     return this.getStats()
   }
