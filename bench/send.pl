@@ -2,10 +2,13 @@
 # Benchmark (not a test): POST /api/send-message through the module and through the Node/Express/Baileys seed
 # server (../shared/anchors/seed-server), each linked to the same simulator, same load: wrk, 16 connections,
 # DURATION seconds, rotating over 20 one-device contacts whose sessions exist already. The simulator runs in
-# bench mode (contacts decrypt 1 message in 50 and ack the rest; no read receipts), since a Node simulator
+# bench mode (contacts decrypt 1 message in 50 and ack the rest; no read receipts; delivery receipts for several
+# messages at a time), since a Node simulator
 # spends ~1 ms of CPU per decrypt. Prints messages/s, latency p50/p99, CPU per message of the process that
 # owns the WhatsApp connection (helper / node, from /proc), and the ratios; writes bench/out/send.md.
-#   DURATION=10 perl bench/send.pl          SEED=0 skips the seed server
+#   DURATION=10 perl bench/send.pl          SEED=0 skips the seed server; SAMPLE=N decrypts 1 in N (50);
+#   TRACE=1 writes every request's end time and duration to bench/out/trace.log; SIM_NODE_ARGS sets node's options
+#   for the simulator (default --max-semi-space-size=2).
 # The module answers after WhatsApp's server acked the message; the seed server answers when Baileys'
 # sendMessage resolves (after writing the stanza, before any ack): the module does strictly more per answer.
 use strict;
@@ -19,7 +22,13 @@ use WaTest qw(wait_until);
 my $DURATION = $ENV{DURATION} || 10;
 my $root = "$Bin/..";
 my $t = WaTest->new;
-my $sim = WaTest::Sim->start($t->{dir}, args => ['--bench-sample', $ENV{SAMPLE} || '50', '--no-read-receipts']);
+# The simulator with a 2 MiB young generation (V8's default is 16 MiB): its scavenges then take ~0.6 ms instead of ~5 ms
+# (about 1 MiB of every 16 survived, copied at each one); SIM_NODE_ARGS= (empty) gives V8's defaults.
+my @node_args = split ' ', $ENV{SIM_NODE_ARGS} // '--max-semi-space-size=2';
+# Contacts acknowledge deliveries several at a time (--receipt-lists, as whatsmeow writes a receipt for several
+# messages): one receipt per contact and 250 ms instead of one per message; RECEIPT_LISTS=0 for one per message.
+my @receipts = ($ENV{RECEIPT_LISTS} // 1) ? ('--receipt-lists') : ();
+my $sim = WaTest::Sim->start($t->{dir}, args => ['--bench-sample', $ENV{SAMPLE} || '50', '--no-read-receipts', @receipts], node_args => \@node_args);
 my @contacts = map { 573007770000 + $_ } 1 .. 20;
 $sim->control(POST => '/contacts', body => { phone => "$_", devices => 1 }) for @contacts;
 my $CONTACTS = join ',', @contacts;

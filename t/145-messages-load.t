@@ -1,7 +1,9 @@
-# 200 messages to 20 contacts at concurrency 16: each arrives exactly once. An idempotent request whose ack never
+# 200 messages to 20 contacts at concurrency 16: each arrives exactly once, and each is read in the end although
 use utf8;
-# came survives a kill -9 of the helper: the pending message goes out again with the same id, and the retried
-# request returns that id without sending twice.
+# the contacts acknowledge them several at a time (the simulator's --receipt-lists: one receipt, the first id in
+# `id`, the others in <list>, as whatsmeow writes them). An idempotent request whose ack never came survives a
+# kill -9 of the helper: the pending message goes out again with the same id, and the retried request returns
+# that id without sending twice.
 use strict;
 use warnings;
 use Test::More;
@@ -11,7 +13,7 @@ use lib 't/lib';
 use WaTest qw(wait_until json_enc);
 
 my $t = WaTest->new;
-my $sim = WaTest::Sim->start($t->{dir});
+my $sim = WaTest::Sim->start($t->{dir}, args => ['--receipt-lists']);
 $t->write_conf(http => "whatsapp_server $sim->{ws_url};\n    whatsapp_root_key $sim->{root_key};\n"
     . "    whatsapp_reconnect_backoff 1s 2s;\n    whatsapp_send_rate 6000r/m burst=1000;\n    whatsapp_send_timeout 3s;");
 $t->start;
@@ -89,6 +91,25 @@ for my $c (@contacts) {
 is($seen, 200, 'each of the 200 arrived at its contact');
 is($dup, 0, 'none twice');
 is($wrong, 0, 'none at the wrong contact');
+{
+    my %status;
+    my $all = wait_until(sub {
+        %status = ();
+        my $cursor;
+        for (1 .. 5) {
+            my (undef, undef, $p) = $t->api(GET => '/api/messages/o1?direction=out&limit=1000' . ($cursor ? "&cursor=$cursor" : ''));
+            $status{ $_->{message_id} // $_->{id} // '' } = $_->{status} for @{ $p->{items} || [] };
+            last unless $cursor = $p->{next_cursor};
+        }
+        (grep { ($status{$_} // '') eq 'read' } keys %ids) == 200;
+    }, 10);
+    my %count;
+    $count{ $status{$_} // 'missing' }++ for keys %ids;
+    ok($all, 'all 200 read, from receipts that carried several ids (' . join(', ', map { "$_ $count{$_}" } sort keys %count) . ')');
+    my $st = $sim->stats;
+    cmp_ok($st->{receipt_lists_sent}, '>', 0, "receipts with a <list>: $st->{receipt_lists_sent}");
+    cmp_ok($st->{receipts_sent}, '<', 400, "receipt stanzas for 200 messages delivered and read: $st->{receipts_sent}");
+}
 
 # ---------------------------------------------------------------------------------------------- kill -9 before the ack
 {

@@ -152,6 +152,8 @@ void WaHttpClient::connect_to(const struct sockaddr* sa, socklen_t len) {
     }
     c_ = pc_.connection;
     c_->data = this;
+    // A request is written in pieces (headers, body): none may wait for a delayed ACK.
+    ngx_tcp_nodelay(c_);
     c_->pool = ngx_create_pool(1024, log_);
     if (c_->pool == NULL) return finish(0, "out of memory");
     c_->log = log_;

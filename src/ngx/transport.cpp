@@ -100,6 +100,10 @@ void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
     }
     c_ = pc_.connection;
     c_->data = this;
+    // Small frames both ways (an ack, a receipt, a message): with Nagle's algorithm a frame written while the
+    // previous one is unacknowledged waits for the peer's delayed ACK, up to 40 ms (Baileys' ws and Go's net,
+    // whatsmeow's, both turn it off).
+    ngx_tcp_nodelay(c_);
     c_->pool = ngx_create_pool(2048, log_);
     if (c_->pool == NULL) {
         fail("out of memory");

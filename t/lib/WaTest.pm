@@ -682,13 +682,14 @@ sub stats {
 package WaTest::Sim;
 use Time::HiRes qw(time);
 
-# WaTest::Sim->start($dir, tls => [cert, key]) -> {ws_url, control_url, root_key, ws_port, control_port}
+# WaTest::Sim->start($dir, tls => [cert, key], args => [simulator options], node_args => [node options])
+#   -> {ws_url, control_url, root_key, ws_port, control_port}
 sub start {
     my ($class, $dir, %o) = @_;
     my $bin = "$WaTest::ROOT/t/wa-sim/bin/wa-sim.mjs";
     my $n = scalar(@SIMS) + 1;
     my $log = "$dir/sim$n.log";
-    my @argv = ('node', $bin, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0');
+    my @argv = ('node', @{ $o{node_args} || [] }, $bin, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0');
     push @argv, '--tls', join(',', @{ $o{tls} }) if $o{tls};
     push @argv, @{ $o{args} } if $o{args};
     my ($pid, $out) = WaTest::spawn(argv => \@argv, pipe => 1, stderr => $log);

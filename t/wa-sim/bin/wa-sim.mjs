@@ -10,7 +10,7 @@ import { MediaHost, DEFAULT_MAX_BYTES } from '../lib/media.mjs'
 
 const usage = `usage: wa-sim.mjs --listen HOST:PORT --control HOST:PORT [--tls CERT,KEY] [--key-file F] [--state F]
        [--qr-first-ttl SEC] [--qr-next-ttl SEC] [--min-version P.S.T] [--passkey] [--no-edge-routing]
-       [--bench-sample N] [--no-read-receipts] [--ack-phash client|always|never]
+       [--bench-sample N] [--no-read-receipts] [--receipt-lists] [--ack-phash client|always|never]
        [--media-dir DIR [--media-listen HOST:PORT] [--media-max-bytes N]] [--verbose]`
 
 let args
@@ -29,6 +29,7 @@ try {
       'no-edge-routing': { type: 'boolean', default: false },
       'bench-sample': { type: 'string', default: '0' },
       'no-read-receipts': { type: 'boolean', default: false },
+      'receipt-lists': { type: 'boolean', default: false },
       'ack-phash': { type: 'string', default: 'client' },
       'media-dir': { type: 'string' },
       'media-listen': { type: 'string', default: '127.0.0.1:0' },
@@ -93,6 +94,7 @@ const sim = new Sim({
   passkey: args.passkey,
   benchSample,
   readReceipts: !args['no-read-receipts'],
+  receiptLists: args['receipt-lists'],
   ackPhash: args['ack-phash']
 })
 await sim.load()

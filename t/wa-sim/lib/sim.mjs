@@ -34,6 +34,7 @@ const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0])
 const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1])
 const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the encrypt low-count notification
 const PAIR_REPLY_TIMEOUT_MS = 15000
+const RECEIPT_LIST_MAX = 10 // message ids per receipt with receipt_lists (the first in `id`, the rest in <list>)
 
 const node = (tag, attrs = {}, content) => ({ tag, attrs, content })
 const textOf = (m) => {
@@ -93,6 +94,7 @@ export class Sim {
       notification_acks: {}, // <ack class="notification"> from clients, by the notification's type
       retry_receipts_with_keys: 0, // retry receipts sent by simulated devices that carried <keys>
       retry_receipts_suppressed: 0, // failures after the 4th retry receipt (count 5: no more receipts)
+      receipt_lists_sent: 0, // receipts that carried a <list> of further message ids (receipt_lists)
       bench_sampled: 0, // bench mode: messages fully decrypted
       bench_skipped: 0, // bench mode: messages only acked and delivery-receipted
       bench_text_errors: 0, // bench mode: sampled messages without text (or not matching bench_text_pattern)
@@ -102,6 +104,7 @@ export class Sim {
     this.retryCounts = new Map() // 'msgid|phone:dev' -> retry receipts sent by that simulated device
     this.sentNotifications = new Map() // notification id -> type (for notification_acks)
     this.readReceipts = opts.readReceipts !== false
+    this.receiptLists = opts.receiptLists === true // one receipt for several messages (queueReceipt)
     this.benchSample = 0
     this.benchCounter = 0
     this.benchTextRe = null
@@ -224,6 +227,7 @@ export class Sim {
       bench_sample: this.benchSample,
       bench_text_pattern: this.benchTextRe ? this.benchTextRe.source : null,
       read_receipts: this.readReceipts,
+      receipt_lists: this.receiptLists,
       ack_phash: this.ackPhash
     }
   }
@@ -231,11 +235,12 @@ export class Sim {
   /** POST /config {min_version?, passkey?}: only the keys present change. */
   setConfig (body, { quiet = false } = {}) {
     const b = body || {}
-    const known = ['min_version', 'passkey', 'bench_sample', 'bench_text_pattern', 'read_receipts', 'ack_phash']
+    const known = ['min_version', 'passkey', 'bench_sample', 'bench_text_pattern', 'read_receipts', 'receipt_lists', 'ack_phash']
     const unknown = Object.keys(b).filter(k => !known.includes(k))
     if (unknown.length) throw httpError(400, `unknown config key(s): ${unknown.join(', ')}`)
     if ('passkey' in b && typeof b.passkey !== 'boolean') throw httpError(400, 'passkey must be true or false')
     if ('read_receipts' in b && typeof b.read_receipts !== 'boolean') throw httpError(400, 'read_receipts must be true or false')
+    if ('receipt_lists' in b && typeof b.receipt_lists !== 'boolean') throw httpError(400, 'receipt_lists must be true or false')
     if ('bench_sample' in b && !(Number.isInteger(b.bench_sample) && b.bench_sample >= 0 && b.bench_sample <= 1000)) throw httpError(400, 'bench_sample must be 0..1000 (0 or 1: decrypt everything)')
     if ('ack_phash' in b && !ACK_PHASH_MODES.includes(b.ack_phash)) throw httpError(400, `ack_phash must be one of ${ACK_PHASH_MODES.join('|')}`)
     let re
@@ -245,6 +250,7 @@ export class Sim {
     if ('min_version' in b) this.minVersion = parseVersion(b.min_version)
     if ('passkey' in b) this.passkeyEnabled = b.passkey
     if ('read_receipts' in b) this.readReceipts = b.read_receipts
+    if ('receipt_lists' in b) this.receiptLists = b.receipt_lists
     if ('ack_phash' in b) this.ackPhash = b.ack_phash
     if ('bench_text_pattern' in b) this.benchTextRe = re ?? null
     if ('bench_sample' in b) { this.benchSample = b.bench_sample; this.benchCounter = 0 }
@@ -1215,6 +1221,10 @@ export class Sim {
     for (const c of delivered.values()) {
       const from = addressing === 'lid' ? lidJid(c.lid) : pnJid(c.phone)
       const alt = addressing === 'lid' ? { sender_pn: pnJid(c.phone) } : {}
+      if (this.receiptLists) {
+        this.queueReceipt(conn, from, alt, id)
+        continue
+      }
       setTimeout(() => {
         if (conn.closed) return
         conn.send(node('receipt', { from, id, t: String(now()), ...alt }))
@@ -1227,6 +1237,39 @@ export class Sim {
         }, this.readDelayMs)
       }, this.deliveryDelayMs)
     }
+  }
+
+  /**
+   * receipt_lists: a contact's delivery receipts for one connection wait together, at most deliveryDelayMs after the
+   * first one and RECEIPT_LIST_MAX ids, and leave as one receipt for several messages, the way whatsmeow's MarkRead
+   * writes one (receipt.go): the first id in `id`, the others in <list><item id/></list>; whatsmeow's parseReceipt
+   * and Baileys' handleReceipt read both. Read receipts follow the same way readDelayMs later.
+   */
+  queueReceipt (conn, from, alt, id, type = null) {
+    conn.receiptLists ||= new Map()
+    const key = `${from}|${type || ''}`
+    let batch = conn.receiptLists.get(key)
+    if (!batch) {
+      batch = { from, alt, type, ids: [], timer: null }
+      conn.receiptLists.set(key, batch)
+    }
+    batch.ids.push(id)
+    if (batch.ids.length >= RECEIPT_LIST_MAX) return this.flushReceipts(conn, key)
+    batch.timer ||= setTimeout(() => this.flushReceipts(conn, key), type ? this.readDelayMs : this.deliveryDelayMs)
+  }
+
+  flushReceipts (conn, key) {
+    const batch = conn.receiptLists.get(key)
+    conn.receiptLists.delete(key)
+    clearTimeout(batch.timer)
+    if (conn.closed || !batch.ids.length) return
+    const [first, ...rest] = batch.ids
+    const attrs = { from: batch.from, id: first, t: String(now()), ...(batch.type ? { type: batch.type } : {}), ...batch.alt }
+    const content = rest.length ? [node('list', {}, rest.map(id => node('item', { id })))] : undefined
+    conn.send(node('receipt', attrs, content))
+    this.stats.receipts_sent++
+    if (rest.length) this.stats.receipt_lists_sent++
+    if (!batch.type && this.readReceipts) for (const id of batch.ids) this.queueReceipt(conn, batch.from, batch.alt, id, 'read')
   }
 
   /**

@@ -198,6 +198,26 @@ test('Baileys: PN sends recorded as pn, a send to a LID JID as lid; a contact in
   assert.equal((await sim.ctl('POST', `/contacts/${L}/send`, { to: A, text: 'x', as: 'nope' })).status, 400)
 })
 
+test('receipt lists: a contact acknowledges several messages in one receipt (first id, then <list><item>); Baileys marks every one delivered, then read', { timeout: 20000 }, async () => {
+  const cfg = await sim.ctl('POST', '/config', { receipt_lists: true })
+  assert.equal(cfg.body.receipt_lists, true)
+  const s0 = await stats()
+  const ids = []
+  for (let i = 0; i < 5; i++) {
+    const m = await a.h.sock.sendMessage(`${C}@s.whatsapp.net`, { text: `lista ${i}` })
+    a.sent.set(m.key.id, m.message)
+    ids.push(m.key.id)
+  }
+  for (const status of [3, 4]) { // DELIVERY_ACK, READ
+    await waitFor(() => ids.every(id => a.h.msgUpdates.some(u => u.key.id === id && u.update.status >= status)), { what: `status ${status} of all 5` })
+  }
+  const s = await stats()
+  assert.ok(s.receipt_lists_sent - s0.receipt_lists_sent >= 2, `receipts with a list: ${s.receipt_lists_sent - s0.receipt_lists_sent}`)
+  assert.ok(s.receipts_sent - s0.receipts_sent <= 6, `receipts for 5 messages, delivered and read: ${s.receipts_sent - s0.receipts_sent}`)
+  assert.equal((await sim.ctl('POST', '/config', { receipt_lists: false })).body.receipt_lists, false)
+  assert.equal((await sim.ctl('POST', '/config', { receipt_lists: 'yes' })).status, 400)
+})
+
 test('reachout timelock: the mex notification reaches Baileys with its end; enforced, a new contact gets 463, then lifted', { timeout: 20000 }, async () => {
   const fault = (b) => sim.ctl('POST', `/devices/${A}:1/fault`, b)
   const s0 = await stats()
