@@ -111,6 +111,24 @@ is($wrong, 0, 'none at the wrong contact');
     cmp_ok($st->{receipts_sent}, '<', 400, "receipt stanzas for 200 messages delivered and read: $st->{receipts_sent}");
 }
 
+# ---------------------------------------------------------------------------------------------- no Nagle delay
+# The helper acks each receipt with a small frame the server never answers; a send right after it must not wait
+# for the server's delayed ACK of that frame (up to 40 ms with Nagle's algorithm, i.e. without TCP_NODELAY).
+{
+    my @ms;
+    for my $i (1 .. 8) {
+        my (undef, undef, $a) = $t->api(POST => '/api/send-message', body => { organization_id => 'o1', phone => "$contacts[1]", message => "antes $i" });
+        wait_until(sub { my (undef, undef, $x) = $t->api(GET => "/api/messages/o1/$a->{message_id}"); ($x->{status} // '') eq 'read' }, 5, 0.005);
+        my $t1 = time;
+        my ($st) = $t->api(POST => '/api/send-message', body => { organization_id => 'o1', phone => "$contacts[2]", message => "después $i" });
+        push @ms, 1000 * (time - $t1) if ($st // 0) == 200;
+    }
+    @ms = sort { $a <=> $b } @ms;
+    my $median = @ms ? $ms[@ms / 2] : 1e9;
+    cmp_ok($median, '<', 20, sprintf('a send right after a receipt\'s ack: median %.1f ms, max %.1f ms over %d (limit 20 ms; 40+ with Nagle)',
+        $median, $ms[-1] // 0, scalar @ms));
+}
+
 # ---------------------------------------------------------------------------------------------- kill -9 before the ack
 {
     my $c = $contacts[0];
