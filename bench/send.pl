@@ -24,7 +24,7 @@ my $root = "$Bin/..";
 my $t = WaTest->new;
 # The simulator with a 2 MiB young generation (V8's default is 16 MiB): its scavenges then take ~0.6 ms instead of ~5 ms
 # (about 1 MiB of every 16 survived, copied at each one); SIM_NODE_ARGS= (empty) gives V8's defaults.
-my @node_args = split ' ', $ENV{SIM_NODE_ARGS} // '--max-semi-space-size=2';
+my @node_args = split ' ', $ENV{SIM_NODE_ARGS} // '';
 # Contacts acknowledge deliveries several at a time (--receipt-lists, as whatsmeow writes a receipt for several
 # messages): one receipt per contact and 250 ms instead of one per message; RECEIPT_LISTS=0 for one per message.
 my @receipts = ($ENV{RECEIPT_LISTS} // 1) ? ('--receipt-lists') : ();

@@ -124,7 +124,7 @@ void set_reason(const std::string& why) {
 std::string org_dir(const std::string& org) { return wa_str(H.conf->state_dir) + "/" + org; }
 
 
-void complete(wa_shm_cmd_t* c, const api::Response& resp);
+void complete(wa_shm_cmd_t* c, const api::Response& resp, std::vector<ngx_pid_t>* bells = nullptr);
 void answer(wa_shm_cmd_t* c, api::Response resp);
 
 std::string spool_dir() { return wa_str(H.conf->state_dir) + "/" WA_SPOOL_DIR; }
@@ -691,11 +691,13 @@ void pass_end_handler(ngx_event_t*) {
     if (stored) wa_webhooks_kick();  // events committed in this pass go out now
     std::vector<std::pair<wa_shm_cmd_t*, api::Response>> answers;
     answers.swap(H.answers);
+    std::vector<ngx_pid_t> bells;
     for (auto& [c, resp] : answers) {
         // Never report success that did not reach the disk.
         if (!stored && resp.status < 300) resp = api::error(507, "storage_error", "the change could not be stored; see the error log");
-        complete(c, resp);
+        complete(c, resp, &bells);
     }
+    for (ngx_pid_t pid : bells) wa_doorbell_ring(H.zone->sh, pid);
     for (WaTransport* t : g_dead) delete t;
     g_dead.clear();
     H.uploads.erase(std::remove_if(H.uploads.begin(), H.uploads.end(), [](const auto& u) { return u->finished(); }),
@@ -916,7 +918,10 @@ bool execute(const api::Command& cmd, wa_shm_cmd_t* c, api::Response& resp) {
     return true;
 }
 
-void complete(wa_shm_cmd_t* c, const api::Response& resp) {
+// Puts the answer in shared memory and rings its requester, now or, with `bells`, once per process when the caller
+// has put all of its answers there: a worker's doorbell handler collects every answer it finds done, so a pass's
+// answers to one worker need one datagram, not one each.
+void complete(wa_shm_cmd_t* c, const api::Response& resp, std::vector<ngx_pid_t>* bells) {
     wa_zone_ctx_t* z = H.zone;
     ngx_pid_t requester = 0;
     ngx_shmtx_lock(&z->shpool->mutex);
@@ -935,7 +940,9 @@ void complete(wa_shm_cmd_t* c, const api::Response& resp) {
         requester = c->requester;
     }
     ngx_shmtx_unlock(&z->shpool->mutex);
-    if (requester) wa_doorbell_ring(z->sh, requester);
+    if (!requester) return;
+    if (!bells) wa_doorbell_ring(z->sh, requester);
+    else if (std::find(bells->begin(), bells->end(), requester) == bells->end()) bells->push_back(requester);
 }
 
 void take_commands() {

@@ -57,7 +57,12 @@ bool aes_gcm(bool enc, std::string_view key, std::string_view iv12, std::string_
     size_t body = enc ? in.size() : in.size() - 16;
     std::string res(body + (enc ? 16 : 0), '\0');
     int len = 0;
-    if (EVP_CipherInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr, enc ? 1 : 0) != 1) return false;
+    // fetched once: OpenSSL 3 would look EVP_aes_256_gcm() up in its providers for every frame
+    static const EVP_CIPHER* const gcm = [] {
+        EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+        return c ? static_cast<const EVP_CIPHER*>(c) : EVP_aes_256_gcm();
+    }();
+    if (EVP_CipherInit_ex(ctx.get(), gcm, nullptr, nullptr, nullptr, enc ? 1 : 0) != 1) return false;
     if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) return false;
     if (EVP_CipherInit_ex(ctx.get(), nullptr, nullptr, u8(key), u8(iv12), enc ? 1 : 0) != 1) return false;
     if (!aad.empty() && EVP_CipherUpdate(ctx.get(), nullptr, &len, u8(aad), static_cast<int>(aad.size())) != 1)

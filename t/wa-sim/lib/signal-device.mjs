@@ -16,12 +16,17 @@ const add05 = (k) => (k.length === 33 ? Buffer.from(k) : Buffer.concat([Buffer.f
  * add N-1 keys to the record forever. Keep the newest few (enough for any reordering seen on one connection).
  */
 const KEEP_SKIPPED_KEYS = 200
+// In bench mode (Sim: bench_sample > 1) the keys of skipped messages are never used (a resend is a new encryption),
+// and 200 of them made every sampled decrypt deserialize and serialize ~10 KB of record: keep 20 there.
+const KEEP_SKIPPED_KEYS_BENCH = 20
+let keepSkippedKeys = KEEP_SKIPPED_KEYS
+export function setBenchMode (on) { keepSkippedKeys = on ? KEEP_SKIPPED_KEYS_BENCH : KEEP_SKIPPED_KEYS }
 function pruneSkippedKeys (record) {
   for (const entry of Object.values(record.sessions || {})) {
     for (const [, chain] of entry.chains()) {
       const ks = Object.keys(chain.messageKeys || {})
-      if (ks.length <= KEEP_SKIPPED_KEYS) continue
-      for (const k of ks.map(Number).sort((a, b) => a - b).slice(0, ks.length - KEEP_SKIPPED_KEYS)) delete chain.messageKeys[k]
+      if (ks.length <= keepSkippedKeys) continue
+      for (const k of ks.map(Number).sort((a, b) => a - b).slice(0, ks.length - keepSkippedKeys)) delete chain.messageKeys[k]
     }
   }
 }

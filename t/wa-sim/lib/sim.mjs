@@ -5,12 +5,12 @@ import { randomBytes, randomInt, createHash } from 'node:crypto'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import {
   proto, Curve, hkdf, hmacSign, aesDecryptGCM, aesEncryptCTR, aesDecryptCTR, derivePairingCodeKey,
-  getBinaryNodeChild, getBinaryNodeChildren, getBinaryNodeChildBuffer, jidDecode, encodeBigEndian
+  jidDecode, encodeBigEndian
 } from 'baileys'
 import { newStats, summarize } from './server.mjs'
 import { httpError } from './control.mjs'
 import { Store, S_WHATSAPP_NET, pnJid, lidJid, validPhone } from './accounts.mjs'
-import { peerAddress } from './signal-device.mjs'
+import { peerAddress, setBenchMode } from './signal-device.mjs'
 import { mediaOf } from './media.mjs'
 import libsignalCurve from 'libsignal/src/curve.js'
 
@@ -34,6 +34,15 @@ const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0])
 const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1])
 const LOW_PREKEYS = 5 // Baileys MIN_PREKEY_COUNT; also the threshold of the encrypt low-count notification
 const PAIR_REPLY_TIMEOUT_MS = 15000
+// Children by tag, with Baileys' semantics (generic-utils.js) but without its per-node index in a WeakMap: under
+// bench load that cache kept every decoded stanza's index alive into V8's ephemeron tables, and the simulator's
+// garbage collections were the longest pauses a client saw through it.
+const getBinaryNodeChildren = (node, tag) => Array.isArray(node?.content) ? node.content.filter(c => c.tag === tag) : []
+const getBinaryNodeChild = (node, tag) => Array.isArray(node?.content) ? node.content.find(c => c.tag === tag) : undefined
+const getBinaryNodeChildBuffer = (node, tag) => {
+  const c = getBinaryNodeChild(node, tag)?.content
+  return c instanceof Uint8Array ? c : undefined
+}
 const RECEIPT_LIST_MAX = 10 // message ids per receipt with receipt_lists (the first in `id`, the rest in <list>)
 
 const node = (tag, attrs = {}, content) => ({ tag, attrs, content })
@@ -253,7 +262,7 @@ export class Sim {
     if ('receipt_lists' in b) this.receiptLists = b.receipt_lists
     if ('ack_phash' in b) this.ackPhash = b.ack_phash
     if ('bench_text_pattern' in b) this.benchTextRe = re ?? null
-    if ('bench_sample' in b) { this.benchSample = b.bench_sample; this.benchCounter = 0 }
+    if ('bench_sample' in b) { this.benchSample = b.bench_sample; this.benchCounter = 0; setBenchMode(b.bench_sample > 1) }
     if (!quiet) this.log(`config: ${JSON.stringify(this.getConfig())}`)
     return this.getConfig()
   }
@@ -1058,7 +1067,8 @@ export class Sim {
     // phash: the server's participant list hash; echoed in the ack when the client sent one (or always/never)
     const clientPhash = msg.attrs.phash ?? null
     let serverPhash = null
-    if (toOwner && participants) serverPhash = this.participantHash(toOwner, account, addressing)
+    // (only when something reads it: a sort and a SHA-256 per stanza otherwise)
+    if (toOwner && participants && (clientPhash !== null || this.ackPhash === 'always')) serverPhash = this.participantHash(toOwner, account, addressing)
     if (clientPhash !== null && clientPhash !== serverPhash) {
       this.stats.phash_mismatches++
       this.log(`message ${id}: client phash ${clientPhash} != server ${serverPhash}`)
