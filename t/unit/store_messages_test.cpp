@@ -766,6 +766,96 @@ TEST_F(MessageStoreTest, PrivacyTokensAsWhatsmeowKeepsThem) {
     EXPECT_TRUE(found);
 }
 
+// ---- the read cache (src/core/store/read_cache.hpp) ----
+
+// LID mappings, device lists and privacy tokens are answered from memory after the first read: every write, a
+// rollback and a clear must show at once, as if SQLite had been asked.
+TEST_F(MessageStoreTest, CachedLookupsFollowEveryWrite) {
+    std::string err, lid, pn;
+    bool found = false;
+    auto lid_of = [&](const std::string& p) {
+        lid.clear();
+        EXPECT_TRUE(store().lid_for_pn("acme", p, lid, found, &err)) << err;
+        return found ? lid : std::string("-");
+    };
+    auto pn_of = [&](const std::string& l) {
+        pn.clear();
+        EXPECT_TRUE(store().pn_for_lid("acme", l, pn, found, &err)) << err;
+        return found ? pn : std::string("-");
+    };
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110001", "111", &err)) << err;
+    EXPECT_EQ(lid_of("573001110001"), "111");
+    EXPECT_EQ(pn_of("111"), "573001110001");
+    // the number moves to another LID: the old LID no longer answers, from memory or not
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110001", "222", &err)) << err;
+    EXPECT_EQ(lid_of("573001110001"), "222");
+    EXPECT_EQ(pn_of("111"), "-");
+    EXPECT_EQ(pn_of("222"), "573001110001");
+    // a LID taken by another number
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110002", "222", &err)) << err;
+    EXPECT_EQ(lid_of("573001110001"), "-");
+    EXPECT_EQ(pn_of("222"), "573001110002");
+    // a write rolled back is forgotten by the cache too
+    ASSERT_TRUE(store().begin(&err)) << err;
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110003", "333", &err)) << err;
+    EXPECT_EQ(lid_of("573001110003"), "333");
+    store().rollback();
+    EXPECT_EQ(lid_of("573001110003"), "-");
+    EXPECT_EQ(pn_of("333"), "-");
+
+    // device lists
+    std::vector<uint32_t> devs;
+    int64_t at = 0;
+    auto devices_of = [&](const std::string& user) {
+        devs.clear();
+        EXPECT_TRUE(store().load_devices("acme", user, devs, at, found, &err)) << err;
+        std::string out = found ? std::to_string(at) + ":" : "-";
+        for (uint32_t d : devs) out += std::to_string(d) + ",";
+        return out;
+    };
+    ASSERT_TRUE(store().put_devices("acme", "111@lid", {0, 3}, 1000, &err)) << err;
+    EXPECT_EQ(devices_of("111@lid"), "1000:0,3,");
+    ASSERT_TRUE(store().put_devices("acme", "111@lid", {0, 3, 7}, 2000, &err)) << err;
+    EXPECT_EQ(devices_of("111@lid"), "2000:0,3,7,");
+    ASSERT_TRUE(store().delete_devices("acme", "111@lid", &err)) << err;
+    EXPECT_EQ(devices_of("111@lid"), "-");
+    ASSERT_TRUE(store().put_devices("acme", "111@lid", {0}, 3000, &err)) << err;
+    EXPECT_EQ(devices_of("111@lid"), "3000:0,");
+    uint64_t deleted = 0;
+    ASSERT_TRUE(store().expire_devices(5000, deleted, &err)) << err;
+    EXPECT_EQ(deleted, 1u);
+    EXPECT_EQ(devices_of("111@lid"), "-");
+
+    // privacy tokens: read (not found, then found), written, found through a mapping learned later
+    PrivacyToken p;
+    auto token_of = [&](const std::string& jid) {
+        p = PrivacyToken{};
+        EXPECT_TRUE(store().load_privacy_token("acme", jid, p, found, &err)) << err;
+        return found ? p.token + "@" + std::to_string(p.t) + "/" + std::to_string(p.sender_t) : std::string("-");
+    };
+    EXPECT_EQ(token_of("444@lid"), "-");
+    ASSERT_TRUE(store().put_privacy_token("acme", "444@lid", "tok", 1700000000, &err)) << err;
+    EXPECT_EQ(token_of("444@lid"), "tok@1700000000/0");
+    ASSERT_TRUE(store().put_privacy_token_sender_t("acme", "444@lid", 1700000500, &err)) << err;
+    EXPECT_EQ(token_of("444@lid"), "tok@1700000000/1700000500");
+    EXPECT_EQ(token_of("573001110004@s.whatsapp.net"), "-");
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110004", "444", &err)) << err;
+    EXPECT_EQ(token_of("573001110004@s.whatsapp.net"), "tok@1700000000/1700000500");
+    ASSERT_TRUE(store().expire_privacy_tokens(1800000000, deleted, &err)) << err;
+    EXPECT_EQ(token_of("444@lid"), "-");
+
+    // a cleared organization keeps nothing, in its next generation either
+    ASSERT_TRUE(store().put_devices("acme", "222@lid", {0}, 9000, &err)) << err;
+    EXPECT_EQ(devices_of("222@lid"), "9000:0,");
+    EXPECT_EQ(pn_of("222"), "573001110002");
+    ASSERT_TRUE(store().clear_org("acme", &err)) << err;
+    EXPECT_EQ(pn_of("222"), "-");
+    EXPECT_EQ(devices_of("222@lid"), "-");
+    ASSERT_TRUE(store().put_lid_mapping("acme", "573001110005", "555", &err)) << err;  // a new generation
+    EXPECT_EQ(pn_of("222"), "-");
+    EXPECT_EQ(lid_of("573001110005"), "555");
+}
+
 // ---- clear, logout, purge ----
 
 TEST_F(MessageStoreTest, ClearKeepsTheNewTablesInTheFileButNeverLoadsThem) {

@@ -18,6 +18,7 @@
 
 #include "core/store/checkpointer.hpp"
 #include "core/store/message_rules.hpp"
+#include "core/store/read_cache.hpp"
 #include "core/store/sqlite_db.hpp"
 #include "wa/session.hpp"
 #include "wa/store/store.hpp"
@@ -28,6 +29,7 @@ namespace wa::store {
 namespace {
 
 using sqlite::Checkpointer;
+using sqlite::ReadCache;
 using sqlite::Db;
 using sqlite::Query;
 
@@ -586,6 +588,7 @@ private:
     bool group_ = false;         // begin() opened the helper's group transaction
     std::string group_lost_;     // why SQLite rolled the group transaction back on its own, if it did
     std::unique_ptr<Checkpointer> checkpointer_;  // after db_: stopped before the writer closes
+    ReadCache cache_;                             // LID mappings, device lists, privacy tokens
 };
 
 // ---- units of work and transactions ----
@@ -625,6 +628,7 @@ bool SqliteStore::close_unit(bool outer, std::string& e) {
 
 // Undoes a failed unit, without allocating. Inside the group transaction only the unit's own writes go.
 void SqliteStore::abandon_unit(bool outer) noexcept {
+    cache_.clear();  // what the rolled-back writes put there
     sqlite3* h = db_->handle();
     if (sqlite3_get_autocommit(h)) return;
     if (outer) {
@@ -679,7 +683,7 @@ bool SqliteStore::commit(std::string* err) {
 }
 
 void SqliteStore::rollback() {
-    abandon_unit(true);
+    abandon_unit(true);  // clears the read cache
     group_ = false;
     group_lost_.clear();
 }
@@ -734,6 +738,7 @@ bool SqliteStore::put_org(const OrgRecord& r, std::string* err) {
 }
 
 bool SqliteStore::clear_org(const std::string& org, std::string* err) {
+    cache_.drop(org);
     return mutate("clear_org", err, [&](std::string& e) {
         Query q(*db_, kClearOrg);
         return q.text(1, org).integer(2, unix_now()).run(e);
@@ -741,6 +746,7 @@ bool SqliteStore::clear_org(const std::string& org, std::string* err) {
 }
 
 bool SqliteStore::forget_credentials(const std::string& org, std::string* err) {
+    cache_.drop(org);
     return mutate("forget_credentials", err, [&](std::string& e) {
         for (const char* sql : kForgetStatements) {
             if (!run_for_org(sql, org, e)) return false;
@@ -750,6 +756,7 @@ bool SqliteStore::forget_credentials(const std::string& org, std::string* err) {
 }
 
 bool SqliteStore::purge_org(const std::string& org, std::string* err) {
+    cache_.drop(org);
     return mutate("purge_org", err, [&](std::string& e) {
         for (const char* sql : kPurgeStatements) {
             if (!run_for_org(sql, org, e)) return false;
@@ -949,20 +956,34 @@ bool SqliteStore::put_lid_mapping(const std::string& org, const std::string& pn,
         Query unmap(*db_, kUnmapLid);
         if (!unmap.text(1, org).text(2, pn).text(3, lid).run(e)) return false;
         Query map(*db_, kMapLid);
-        return map.text(1, org).text(2, pn).text(3, lid).run(e);
+        if (!map.text(1, org).text(2, pn).text(3, lid).run(e)) return false;
+        cache_.mapped(org, pn, lid, true);
+        return true;
     });
 }
 
 bool SqliteStore::lid_for_pn(const std::string& org, const std::string& pn, std::string& lid, bool& found,
                              std::string* err) {
     found = false;
-    return read("lid_for_pn", err, [&](std::string& e) { return load_one(kLidForPn, org, pn, lid, found, e); });
+    if (const std::string* known = cache_.lid_for_pn(org, pn)) {
+        lid = *known;
+        return found = true;
+    }
+    bool ok = read("lid_for_pn", err, [&](std::string& e) { return load_one(kLidForPn, org, pn, lid, found, e); });
+    if (ok && found) cache_.mapped(org, pn, lid, false);
+    return ok;
 }
 
 bool SqliteStore::pn_for_lid(const std::string& org, const std::string& lid, std::string& pn, bool& found,
                              std::string* err) {
     found = false;
-    return read("pn_for_lid", err, [&](std::string& e) { return load_one(kPnForLid, org, lid, pn, found, e); });
+    if (const std::string* known = cache_.pn_for_lid(org, lid)) {
+        pn = *known;
+        return found = true;
+    }
+    bool ok = read("pn_for_lid", err, [&](std::string& e) { return load_one(kPnForLid, org, lid, pn, found, e); });
+    if (ok && found) cache_.mapped(org, pn, lid, false);
+    return ok;
 }
 
 // ---- messages ----
@@ -1190,13 +1211,20 @@ bool SqliteStore::put_devices(const std::string& org, const std::string& user, c
         if (!ensure_live(org, e)) return false;
         std::string list = encode_devices(devices);
         Query q(*db_, kPutDevices);
-        return q.text(1, org).text(2, user).text(3, list).integer(4, fetched_at_ms).run(e);
+        if (!q.text(1, org).text(2, user).text(3, list).integer(4, fetched_at_ms).run(e)) return false;
+        cache_.devices_stored(org, user, devices, fetched_at_ms);
+        return true;
     });
 }
 
 bool SqliteStore::load_devices(const std::string& org, const std::string& user, std::vector<uint32_t>& devices,
                                int64_t& fetched_at_ms, bool& found, std::string* err) {
     found = false;
+    if (const ReadCache::Devices* known = cache_.devices(org, user)) {
+        devices = known->ids;
+        fetched_at_ms = known->fetched_at_ms;
+        return found = true;
+    }
     return read("load_devices", err, [&](std::string& e) {
         Query q(*db_, kLoadDevices);
         bool row = false;
@@ -1209,6 +1237,7 @@ bool SqliteStore::load_devices(const std::string& org, const std::string& user, 
         std::vector<uint32_t> ids;
         if (!r.ok()) return fail(e, "device list corrupt: " + r.why());
         if (!decode_devices(list, ids)) return fail(e, "device list corrupt: devices");
+        cache_.devices_stored(org, user, ids, fetched);
         devices = std::move(ids);
         fetched_at_ms = fetched;
         found = true;
@@ -1219,14 +1248,20 @@ bool SqliteStore::load_devices(const std::string& org, const std::string& user, 
 bool SqliteStore::delete_devices(const std::string& org, const std::string& user, std::string* err) {
     return mutate("delete_devices", err, [&](std::string& e) {
         Query q(*db_, kDeleteDevices);
-        return q.text(1, org).text(2, user).run(e);
+        if (!q.text(1, org).text(2, user).run(e)) return false;
+        cache_.devices_deleted(org, user);
+        return true;
     });
 }
 
 bool SqliteStore::expire_devices(int64_t older_than_ms, uint64_t& deleted, std::string* err) {
     deleted = 0;
     return mutate("expire_devices", err,
-                  [&](std::string& e) { return delete_before(kExpireDevices, older_than_ms, deleted, e); });
+                  [&](std::string& e) {
+                      if (!delete_before(kExpireDevices, older_than_ms, deleted, e)) return false;
+                      if (deleted) cache_.devices_expired();
+                      return true;
+                  });
 }
 
 // ---- privacy tokens ----
@@ -1238,7 +1273,9 @@ bool SqliteStore::put_privacy_token(const std::string& org, const std::string& j
         if (token.empty()) return fail(e, "empty token");
         if (!ensure_live(org, e)) return false;
         Query q(*db_, kPutPrivacyToken);
-        return q.text(1, org).text(2, jid).blob(3, token).integer(4, t).run(e);
+        if (!q.text(1, org).text(2, jid).blob(3, token).integer(4, t).run(e)) return false;
+        cache_.tokens_changed(org);
+        return true;
     });
 }
 
@@ -1248,23 +1285,34 @@ bool SqliteStore::put_privacy_token_sender_t(const std::string& org, const std::
         if (jid.empty()) return fail(e, "empty jid");
         if (!ensure_live(org, e)) return false;
         Query q(*db_, kPutPrivacyTokenSenderT);
-        return q.text(1, org).text(2, jid).integer(3, sender_t).run(e);
+        if (!q.text(1, org).text(2, jid).integer(3, sender_t).run(e)) return false;
+        cache_.tokens_changed(org);
+        return true;
     });
 }
 
 bool SqliteStore::load_privacy_token(const std::string& org, const std::string& jid, PrivacyToken& out, bool& found,
                                      std::string* err) {
     found = false;
+    if (const std::optional<PrivacyToken>* known = cache_.token(org, jid)) {
+        if (*known) out = **known;
+        found = known->has_value();
+        return true;
+    }
     return read("load_privacy_token", err, [&](std::string& e) {
         Query q(*db_, kLoadPrivacyToken);
         bool row = false;
         if (!q.text(1, org).text(2, jid).next(row, e)) return false;
-        if (!row || q.type(1) == SQLITE_NULL) return true;
+        if (!row || q.type(1) == SQLITE_NULL) {
+            cache_.token_read(org, jid, std::nullopt);
+            return true;
+        }
         PrivacyToken p;
         RowReader r(q, 0);
         r.blob("token", p.token).integer("t", p.t);
         if (r.ok() && q.type(2) != SQLITE_NULL) r.integer("sender_t", p.sender_t);
         if (!r.ok()) return fail(e, "privacy token corrupt: " + r.why());
+        cache_.token_read(org, jid, p);
         out = std::move(p);
         found = true;
         return true;
@@ -1274,7 +1322,11 @@ bool SqliteStore::load_privacy_token(const std::string& org, const std::string& 
 bool SqliteStore::expire_privacy_tokens(int64_t cutoff_t, uint64_t& deleted, std::string* err) {
     deleted = 0;
     return mutate("expire_privacy_tokens", err,
-                  [&](std::string& e) { return delete_before(kExpirePrivacyTokens, cutoff_t, deleted, e); });
+                  [&](std::string& e) {
+                      if (!delete_before(kExpirePrivacyTokens, cutoff_t, deleted, e)) return false;
+                      if (deleted) cache_.tokens_expired();
+                      return true;
+                  });
 }
 
 }  // namespace
