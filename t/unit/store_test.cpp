@@ -452,8 +452,8 @@ TEST_F(StoreTest, ExistingLooseModeIsTightenedTo0600) {
 }
 
 // Under writes without pauses the thread never catches up with the last frame, and only a checkpoint of the
-// writer lets the WAL start over. Past 4,000 frames a commit asks for it and restart_wal_if_due() (the helper,
-// once a pass's sends are out) runs it; commits never do it themselves until 16,000 frames.
+// writer lets the WAL start over. Past 16,000 frames a commit asks for it and restart_wal_if_due() (the helper,
+// once a pass's sends are out) runs it; commits never do it themselves until 64,000 frames.
 TEST_F(StoreTest, TheWalRestartsBetweenPassesNotInsideCommits) {
     std::string err;
     ASSERT_TRUE(store().put_org(make_org("acme"), &err)) << err;
@@ -465,19 +465,19 @@ TEST_F(StoreTest, TheWalRestartsBetweenPassesNotInsideCommits) {
         m.direction = "out";
         m.type = "text";
         m.status = "pending";
-        m.text = std::string(6000, 'x');
+        m.text = std::string(20000, 'x');
         m.created_at = 1700000400000 + i;
         ASSERT_TRUE(store().put_message("acme", m, &err)) << err;
         ASSERT_TRUE(store().commit(&err)) << err;
     };
     struct stat st;
     int i = 0;
-    for (; i < 1500 && store().checkpoints().restarts == 0; i++) {
+    for (; i < 8000 && store().checkpoints().restarts == 0; i++) {
         put(i);
         if (i % 50 == 49) store().restart_wal_if_due();  // the end of a helper's pass
     }
     auto c = store().checkpoints();
-    std::printf("[ MEASURE ] %d commits of 6 KB before the first restart; checkpoints: %llu by the thread, %llu "
+    std::printf("[ MEASURE ] %d commits of 20 KB before the first restart; checkpoints: %llu by the thread, %llu "
                 "between passes, %llu inside commits\n", i, static_cast<unsigned long long>(c.background),
                 static_cast<unsigned long long>(c.restarts), static_cast<unsigned long long>(c.inline_runs));
     ASSERT_EQ(c.restarts, 1u);

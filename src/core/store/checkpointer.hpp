@@ -22,13 +22,15 @@ class Checkpointer {
 public:
     // WAL frames (pages) after which the thread is woken. Under steady writes the thread's checkpoints never
     // catch up with the last frame, and SQLite restarts the WAL only once every frame is in the database: the
-    // writer itself must copy what the thread has not, with the WAL's fsync and the database's (1.6-4 ms under
+    // writer itself must copy what the thread has not, with the WAL's fsync and the database's (1.5-3.5 ms under
     // bench/send.pl's load). From kRestartFrames on, that waits for the owner's restart_if_due(), which the
     // helper calls once a pass's frames and answers are out, so no send waits for it; a writer that never calls
-    // it (tools, tests) or falls that far behind has its commit do it at kInlineFrames.
+    // it (tools, tests) or falls that far behind has its commit do it at kInlineFrames. 16,000 frames (a WAL of up
+    // to 64 MiB under sustained load) rather than 4,000: half as many of those stalls in a bench/send.pl run
+    // (13-16 against 25-35).
     static constexpr int kWakeFrames = 1000;
-    static constexpr int kRestartFrames = 4000;
-    static constexpr int kInlineFrames = 16000;
+    static constexpr int kRestartFrames = 16000;
+    static constexpr int kInlineFrames = 64000;
     static constexpr std::chrono::milliseconds kPause{50};
 
     // Opens a second connection to `path` and starts the thread; installs the WAL hook on `writer` (which
