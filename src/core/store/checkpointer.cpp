@@ -77,8 +77,10 @@ int Checkpointer::on_commit(void* self, sqlite3* db, const char* schema, int fra
 
 bool Checkpointer::restart_if_due() {
     if (!restart_due_ || !sqlite3_get_autocommit(writer_)) return false;
+    // SQLITE_BUSY: the thread's last checkpoint is still running; the next call (the next pass) tries again.
+    if (sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) != SQLITE_OK)
+        return false;
     restart_due_ = false;
-    sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     restarts_++;
     return true;
 }
