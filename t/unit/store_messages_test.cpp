@@ -854,6 +854,23 @@ TEST_F(MessageStoreTest, CachedLookupsFollowEveryWrite) {
     ASSERT_TRUE(store().put_lid_mapping("acme", "573001110005", "555", &err)) << err;  // a new generation
     EXPECT_EQ(pn_of("222"), "-");
     EXPECT_EQ(lid_of("573001110005"), "555");
+
+    // the organization's row (every write makes sure it exists, remembered after the first): created by a write
+    // that was rolled back or removed by a purge, it is created again by the next write
+    auto newco_lid = [&] {
+        lid.clear();
+        EXPECT_TRUE(store().lid_for_pn("newco", "573001110006", lid, found, &err)) << err;
+        return found ? lid : std::string("-");
+    };
+    ASSERT_TRUE(store().begin(&err)) << err;
+    ASSERT_TRUE(store().put_lid_mapping("newco", "573001110006", "666", &err)) << err;
+    store().rollback();
+    ASSERT_TRUE(store().put_lid_mapping("newco", "573001110006", "666", &err)) << err;
+    EXPECT_EQ(newco_lid(), "666");
+    ASSERT_TRUE(store().purge_org("newco", &err)) << err;
+    EXPECT_EQ(newco_lid(), "-");
+    ASSERT_TRUE(store().put_lid_mapping("newco", "573001110006", "777", &err)) << err;
+    EXPECT_EQ(newco_lid(), "777");
 }
 
 // ---- clear, logout, purge ----

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -58,14 +59,24 @@ public:
     void tokens_changed(const std::string& org) { tokens_.drop(org); }
     void tokens_expired() { tokens_.clear(); }
 
+    // ---- organizations known to have a live row (every write first makes sure of it: an INSERT ... WHERE NOT
+    // EXISTS per write, five per message sent, was 6.5 % of the helper's CPU) ----
+    bool live(const std::string& org) const { return live_.count(org) != 0; }
+    void made_live(const std::string& org) {
+        if (live_.size() >= kMaxEntries) live_.clear();
+        live_.insert(org);
+    }
+
     // ---- the organization cleared, forgotten or purged; a transaction that did not commit ----
     void drop(const std::string& org) {
+        live_.erase(org);
         lid_by_pn_.drop(org);
         pn_by_lid_.drop(org);
         devices_.drop(org);
         tokens_.drop(org);
     }
     void clear() {
+        live_.clear();
         lid_by_pn_.clear();
         pn_by_lid_.clear();
         devices_.clear();
@@ -113,6 +124,7 @@ private:
     Table<std::string> lid_by_pn_, pn_by_lid_;
     Table<Devices> devices_;
     Table<std::optional<PrivacyToken>> tokens_;
+    std::unordered_set<std::string> live_;
 };
 
 }  // namespace wa::store::sqlite

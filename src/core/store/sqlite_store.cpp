@@ -692,8 +692,11 @@ void SqliteStore::rollback() {
 
 bool SqliteStore::ensure_live(const std::string& org, std::string& e) {
     if (!wa::valid_org_id(org)) return fail(e, "invalid organization id");
+    if (cache_.live(org)) return true;
     Query q(*db_, kEnsureLive);
-    return q.text(1, org).integer(2, unix_now()).run(e);
+    if (!q.text(1, org).integer(2, unix_now()).run(e)) return false;
+    cache_.made_live(org);
+    return true;
 }
 
 bool SqliteStore::run_for_org(const char* sql, const std::string& org, std::string& e) {
