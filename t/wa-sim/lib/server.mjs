@@ -4,7 +4,8 @@ import http from 'node:http'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import { WebSocketServer } from 'ws'
-import { encodeBinaryNode, decodeBinaryNode, proto } from 'baileys'
+import { proto } from 'baileys'
+import { encodeNode, decodeNode } from './wabinary.mjs'
 import { NoiseResponder, FrameReader, encodeFrame, MAX_FRAME } from './noise.mjs'
 
 let connSeq = 0
@@ -75,7 +76,7 @@ export class Conn {
     } else if (this.phase === 'transport') {
       const plain = this.noise.transport.decrypt(frame)
       this.enqueue(async () => {
-        const node = await decodeBinaryNode(plain)
+        const node = decodeNode(plain)
         if (this.stalled) return
         await this.sim.onNode(this, node)
       })
@@ -105,11 +106,11 @@ export class Conn {
     this.stats.frames_out++
   }
 
-  /** Send a binary node (Baileys' encoder: adds the 0x00 flags byte). */
+  /** Send a binary node (Baileys' encoding, lib/wabinary.mjs: adds the 0x00 flags byte). */
   send (node) {
     if (this.closed || this.phase !== 'transport') return
     if (this.server.verbose) this.log(`conn ${this.id} >> ${summarize(node)}`)
-    this.sendRaw(this.noise.transport.encrypt(encodeBinaryNode(node)))
+    this.sendRaw(this.noise.transport.encrypt(encodeNode(node)))
   }
 
   /** Write something that is not a valid encrypted frame (fault injection "garbage"). */
