@@ -8,7 +8,7 @@
 # owns the WhatsApp connection (helper / node, from /proc), and the ratios; writes bench/out/send.md.
 #   DURATION=10 perl bench/send.pl          SEED=0 skips the seed server; SAMPLE=N decrypts 1 in N (50);
 #   TRACE=1 writes every request's end time and duration to bench/out/trace.log; SIM_NODE_ARGS sets node's options
-#   for the simulator (default --max-semi-space-size=2).
+#   for the simulator (default --max-semi-space-size=2 --single-threaded-gc).
 # The module answers after WhatsApp's server acked the message; the seed server answers when Baileys'
 # sendMessage resolves (after writing the stanza, before any ack): the module does strictly more per answer.
 use strict;
@@ -22,9 +22,12 @@ use WaTest qw(wait_until);
 my $DURATION = $ENV{DURATION} || 10;
 my $root = "$Bin/..";
 my $t = WaTest->new;
-# The simulator with a 2 MiB young generation (V8's default is 16 MiB): its scavenges then take ~0.6 ms instead of ~5 ms
-# (about 1 MiB of every 16 survived, copied at each one); SIM_NODE_ARGS= (empty) gives V8's defaults.
-my @node_args = split ' ', $ENV{SIM_NODE_ARGS} // '';
+# The simulator stands in for WhatsApp's servers, which do not share our two cores: its garbage collector is set for
+# short pauses. A 2 MiB young generation (V8's default is 16 MiB) and no GC helper threads: a scavenge then
+# takes ~0.8 ms instead of ~5 ms (--trace-gc-nvp: 1.8 ms of those 5 run the weak callbacks of the ~2 crypto
+# objects Node creates per frame, 1.4 ms are GC threads waiting for a core the helper and nginx hold). Measured in alternating
+# runs: p99 7.8-7.9 ms with these, 10.0-10.5 ms with V8's defaults (SIM_NODE_ARGS= gives those).
+my @node_args = split ' ', $ENV{SIM_NODE_ARGS} // '--max-semi-space-size=2 --single-threaded-gc';
 # Contacts acknowledge deliveries several at a time (--receipt-lists, as whatsmeow writes a receipt for several
 # messages): one receipt per contact and 250 ms instead of one per message; RECEIPT_LISTS=0 for one per message.
 my @receipts = ($ENV{RECEIPT_LISTS} // 1) ? ('--receipt-lists') : ();
@@ -79,6 +82,8 @@ my $ss = $sim->stats;
 # The simulator stands in for WhatsApp's server on the same 2 cores; its own pauses are part of every latency.
 $m->{sim_pauses} = sprintf('simulator event-loop delay p99 %.1f ms, max %.1f ms; its GC: %d pauses, %d ms in all, longest %.1f ms',
     $ss->{loop_delay}{p99_ms} // -1, $ss->{loop_delay}{max_ms} // -1, $ss->{gc}{count} // -1, $ss->{gc}{total_ms} // -1, $ss->{gc}{max_ms} // -1);
+my $kinds = $ss->{gc}{by_kind} || {};
+$m->{sim_pauses} .= ' (' . join(', ', map { sprintf('%s %d, %d ms, longest %.1f', $_, $kinds->{$_}{count}, $kinds->{$_}{total_ms}, $kinds->{$_}{max_ms}) } sort keys %$kinds) . ')' if %$kinds;
 print "# $m->{sim_pauses}\n";
 $m->{cpu_us} = (cpu_ticks($hp) - $c0) / $HZ * 1e6 / ($m->{n} || 1);
 # Everyone else on the same 2 cores, per message: where the CPU goes decides the latency at a fixed concurrency.
