@@ -88,3 +88,26 @@ TEST(Phone, ValidRegion) {
 }
 
 }  // namespace
+
+namespace {
+
+// Answers are remembered per (digits, '+', region): a second call, a call after thousands of other numbers
+// (the memory starts over when full) and the same digits in another region all answer as the first time.
+TEST(Phone, RememberedAnswersAreTheSameAnswers) {
+    for (int round = 0; round < 2; round++) {
+        expect_ok("3001234567", "CO", "573001234567");
+        expect_ok("(650) 253-0000", "US", "16502530000");
+        expect_ok("+57 300 123 4567", "US", "573001234567");
+        expect_bad("3001234567", "US");  // not a US number, nor with 300 as a country code
+        expect_bad("123", "CO");
+    }
+    EXPECT_EQ(wa::normalize_phone("6502530000", "US").digits, "16502530000");
+    EXPECT_FALSE(wa::normalize_phone("6502530000", "CO").ok);
+    EXPECT_FALSE(wa::normalize_phone("+6502530000", "US").ok);  // '+' makes 650 a country code
+    for (int i = 0; i < 20000; i++) wa::normalize_phone("30012" + std::to_string(10000 + i), "CO");
+    expect_ok("3001234567", "CO", "573001234567");
+    expect_bad("3001234567", "US");
+    EXPECT_EQ(wa::normalize_phone("3001234567", "CO").error, "");
+}
+
+}  // namespace
