@@ -3,10 +3,13 @@
 // restarts, identity changes, store failures). The cross-check against the node libsignal that Baileys uses
 // is t/signal/crosscheck.mjs (make signaltest).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -814,3 +817,34 @@ TEST(SignalAccount, MeasureEncryptOnExistingSession) {
 }
 
 }  // namespace
+
+// Small random requests come from a block of OpenSSL's output: they still differ from one another, and a forked
+// child never hands out the bytes its parent is about to (the block is emptied in the child).
+TEST(RandomBytes, SmallRequestsDifferAndAForkedChildDoesNotRepeatItsParent) {
+    std::set<std::string> seen;
+    for (int i = 0; i < 2000; i++) {
+        unsigned char b[16];
+        ASSERT_TRUE(wa::crypto::random_bytes(b, sizeof b));
+        seen.insert(std::string(reinterpret_cast<char*>(b), sizeof b));
+    }
+    EXPECT_EQ(seen.size(), 2000u);
+    unsigned char first[4];
+    ASSERT_TRUE(wa::crypto::random_bytes(first, sizeof first));  // the parent's block is now filled
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        unsigned char c[16] = {0};
+        wa::crypto::random_bytes(c, sizeof c);
+        _exit(write(fds[1], c, sizeof c) == static_cast<ssize_t>(sizeof c) ? 0 : 1);
+    }
+    unsigned char child[16] = {0}, parent[16] = {0};
+    ASSERT_EQ(read(fds[0], child, sizeof child), static_cast<ssize_t>(sizeof child));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    close(fds[1]);
+    ASSERT_TRUE(wa::crypto::random_bytes(parent, sizeof parent));
+    EXPECT_NE(std::string(reinterpret_cast<char*>(child), 16), std::string(reinterpret_cast<char*>(parent), 16));
+}

@@ -7,6 +7,8 @@
 #include <signal/curve.h>
 #include <signal/signal_protocol.h>
 
+#include <pthread.h>
+
 #include <cstring>
 
 #include "wa/link/noise.hpp"
@@ -17,8 +19,35 @@ KeyPair::~KeyPair() {
     if (!priv.empty()) OPENSSL_cleanse(&priv[0], priv.size());
 }
 
+namespace {
+
+// Small requests (a message id, a padding length, a WebSocket mask: ~4 per message sent) are served from a block
+// of OpenSSL's output: each RAND_bytes call cost a getpid() (OpenSSL's fork check) and a DRBG round, 3 % of the
+// helper. Bytes are wiped as they are handed out, so the block only ever holds bytes nobody has seen; a forked
+// child starts with an empty block (pthread_atfork), so parent and child never share one.
+struct RandomBlock {
+    unsigned char bytes[4096];
+    size_t pos = sizeof bytes;  // empty
+};
+thread_local RandomBlock t_block;
+void forget_block_in_child() { t_block.pos = sizeof t_block.bytes; }
+const int g_atfork = pthread_atfork(nullptr, nullptr, forget_block_in_child);
+constexpr size_t kBlockedMax = 16;  // keys, salts and nonces (32 bytes and more) come from OpenSSL directly
+
+}  // namespace
+
 bool random_bytes(void* out, size_t len) {
-    return len == 0 || RAND_bytes(static_cast<unsigned char*>(out), static_cast<int>(len)) == 1;
+    if (len == 0) return true;
+    if (len > kBlockedMax || g_atfork != 0) return RAND_bytes(static_cast<unsigned char*>(out), static_cast<int>(len)) == 1;
+    RandomBlock& b = t_block;
+    if (sizeof b.bytes - b.pos < len) {
+        if (RAND_bytes(b.bytes, static_cast<int>(sizeof b.bytes)) != 1) return false;
+        b.pos = 0;
+    }
+    std::memcpy(out, b.bytes + b.pos, len);
+    OPENSSL_cleanse(b.bytes + b.pos, len);
+    b.pos += len;
+    return true;
 }
 
 std::string random_string(size_t len) {

@@ -1,6 +1,7 @@
 #include "wa/link/websocket.hpp"
 
 #include "wa/codec/base64.hpp"
+#include "wa/crypto/keys.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -235,7 +236,7 @@ std::string encode_frame_with_mask(Opcode op, std::string_view payload, uint32_t
 
 std::string encode_frame(Opcode op, std::string_view payload, bool fin) {
     unsigned char m[4];
-    if (RAND_bytes(m, sizeof m) != 1) return std::string();
+    if (!crypto::random_bytes(m, sizeof m)) return std::string();
     uint32_t mask = (uint32_t(m[0]) << 24) | (uint32_t(m[1]) << 16) | (uint32_t(m[2]) << 8) | uint32_t(m[3]);
     return encode_frame_with_mask(op, payload, mask, fin);
 }
