@@ -161,10 +161,7 @@ function writeString (str) {
   }
   const tokenIndex = TOKEN_MAP[str]
   if (tokenIndex) {
-    if (typeof tokenIndex.dict === 'number') {
-      pushByte(DICTIONARY_0 + tokenIndex.dict)
-    }
-    pushByte(tokenIndex.index)
+    writeToken(tokenIndex)
     return
   }
   // isNibble / isHex in one pass (both require 1..PACKED_MAX chars)
@@ -204,6 +201,15 @@ function writeString (str) {
   }
 }
 
+// A token: one byte, or a dictionary byte and one (TOKEN_MAP's entries, or an Object.prototype member, whose
+// undefined index is written as 0 as in Baileys).
+function writeToken (tokenIndex) {
+  if (typeof tokenIndex.dict === 'number') {
+    pushByte(DICTIONARY_0 + tokenIndex.dict)
+  }
+  pushByte(tokenIndex.index)
+}
+
 // Baileys' writeString verbatim (same names, so the same TypeErrors), for non-string values: only a
 // node's tag can be one (e.g. a number, an array of digit strings).
 function writeStringGeneric (str) {
@@ -213,10 +219,7 @@ function writeStringGeneric (str) {
   }
   const tokenIndex = TOKEN_MAP[str]
   if (tokenIndex) {
-    if (typeof tokenIndex.dict === 'number') {
-      pushByte(DICTIONARY_0 + tokenIndex.dict)
-    }
-    pushByte(tokenIndex.index)
+    writeToken(tokenIndex)
   } else if (genericIsNibble(str)) {
     genericWritePackedBytes(str, 'nibble')
   } else if (genericIsHex(str)) {
