@@ -65,7 +65,31 @@ PhoneResult error(const char* msg) {
     return r;
 }
 
-PhoneResult parse_digits(const std::string& digits, bool plus, std::string_view default_region);
+// The digits (and whether a '+' came before them) in default_region, or the error.
+PhoneResult parse_digits(const std::string& digits, bool plus, std::string_view default_region) {
+    PhoneResult r;
+    if (plus) {
+        if (parse_valid("+" + digits, "ZZ", r.digits)) {
+            r.ok = true;
+            return r;
+        }
+        return error("not a valid phone number");
+    }
+    std::string region;
+    if (!upper_region(default_region, region) || !region_supported(region)) {
+        // Without a usable region only an explicit country code can work.
+        if (parse_valid("+" + digits, "ZZ", r.digits)) {
+            r.ok = true;
+            return r;
+        }
+        return error("not a valid phone number (no default region; include the country code with '+')");
+    }
+    if (parse_valid(digits, region, r.digits) || parse_valid("+" + digits, "ZZ", r.digits)) {
+        r.ok = true;
+        return r;
+    }
+    return error("not a valid phone number");
+}
 
 // libphonenumber's Parse runs ICU regular expressions: ~14 us a number, 39 % of a worker's CPU per send in
 // bench/send.pl. A shop writes to the same customers again and again (confirmation, reminder, receipt), so each
@@ -121,35 +145,5 @@ PhoneResult normalize_phone(std::string_view input, std::string_view default_reg
         return error("phone number could not be processed");
     }
 }
-
-namespace {
-
-// The digits (and whether a '+' came before them) in default_region, or the error.
-PhoneResult parse_digits(const std::string& digits, bool plus, std::string_view default_region) {
-    PhoneResult r;
-    if (plus) {
-        if (parse_valid("+" + digits, "ZZ", r.digits)) {
-            r.ok = true;
-            return r;
-        }
-        return error("not a valid phone number");
-    }
-    std::string region;
-    if (!upper_region(default_region, region) || !region_supported(region)) {
-        // Without a usable region only an explicit country code can work.
-        if (parse_valid("+" + digits, "ZZ", r.digits)) {
-            r.ok = true;
-            return r;
-        }
-        return error("not a valid phone number (no default region; include the country code with '+')");
-    }
-    if (parse_valid(digits, region, r.digits) || parse_valid("+" + digits, "ZZ", r.digits)) {
-        r.ok = true;
-        return r;
-    }
-    return error("not a valid phone number");
-}
-
-}  // namespace
 
 }  // namespace wa
