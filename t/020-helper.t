@@ -151,7 +151,7 @@ ok(wait_until(sub { ($t->status('h1')->{status} // '') eq 'reconnecting' }, 5), 
     is($t->health->{shared_memory}{queue_length}, 0, 'queue empty');
 }
 
-$t->stop(allow => qr/worker process \d+ exited on signal 9/);
+$t->stop(allow => $WaTest::KILLED);
 
 # ---------------------------------------------------------------------------------------------- hang-ups free commands
 # With a command timeout far away (60 s), only the hang-up handler can release the commands of clients that

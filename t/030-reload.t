@@ -253,7 +253,7 @@ is(scalar $t->helper_pids, 1, 'one helper');
     my @not_one = grep { ($open{$_} // 0) != 1 } @ORGS;
     is(scalar @not_one, 0, "each of the $N organizations has exactly one WebSocket open now")
         or diag join ' ', map { "$_=" . ($open{$_} // 0) } @not_one;
-    $t->stop(allow => qr/worker process \d+ exited on signal 9/);
+    $t->stop(allow => $WaTest::KILLED);
     ok(wait_until(sub { $ctr->stats->{open} == 0 }, 3), 'after QUIT every WebSocket is closed');
     is($ctr->stats->{close_codes}{1001}, $ctr->stats->{total} - $dropped,
         "QUIT closed all $N with 1001 too: every connection that completed its upgrade ended with a close frame");

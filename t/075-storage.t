@@ -178,6 +178,6 @@ ok(wait_until(sub { ($t->status('ro1')->{status} // '') eq 'reconnecting' }, 10)
     ok(-f "$sd/owner.lock" && !-l "$sd/owner.lock", 'owner.lock is a regular file again');
 }
 
-$t->stop(allow => qr/owner\.lock|store|worker process \d+ exited on signal 9/);
+$t->stop(allow => qr/owner\.lock|store|$WaTest::KILLED/);
 system('umount', $sd) == 0 and $mounted = 0;
 done_testing;

@@ -115,7 +115,7 @@ is(WaTest::slurp($secret), "$SECRET first-token second-token\n", 'the symlinks\'
 
 my $all = join("\n", @bodies, $t->error_log, WaTest::json_enc([$t->connections]));
 unlike($all, qr/SECRET|first-token/, "no answer, status or log line echoes the symlink target's contents");
-$t->stop(allow => qr/state store .* cannot be used|worker process \d+ exited on signal 9/);
+$t->stop(allow => qr/state store .* cannot be used|$WaTest::KILLED/);
 
 # ---------------------------------------------------------------------------------------------- item 6: durability
 # A state directory nginx creates, and .trash the helper creates, are made durable: fsync of the parent.

@@ -88,5 +88,5 @@ is($s->{device_max_concurrent}, 1, 'no device ever had two connections at once')
     is($s->{device_max_concurrent}, 1, 'still never two connections for one device');
 }
 
-$t->stop(allow => qr/worker process \d+ exited on signal 9/);
+$t->stop(allow => $WaTest::KILLED);
 done_testing;

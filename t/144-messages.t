@@ -235,5 +235,5 @@ is($st, 404, 'an unknown message id: 404');
     is($a, 429, 'and sends still answer 429 account_restricted');
 }
 
-$t->stop(allow => qr/worker process \d+ exited on signal 9/);
+$t->stop(allow => $WaTest::KILLED);
 done_testing;

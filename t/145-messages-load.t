@@ -155,5 +155,5 @@ is($wrong, 0, 'none at the wrong contact');
     is(scalar(grep { ($_->{text} // '') eq 'única vez' } @$in), 1, 'the contact has it exactly once');
 }
 
-$t->stop(allow => qr/worker process \d+ exited on signal 9/);
+$t->stop(allow => $WaTest::KILLED);
 done_testing;

@@ -182,5 +182,5 @@ PY
         'rules for a session not connected, failures rising, a restricted number');
 }
 
-$t->stop(allow => qr/exited on signal 9/);    # the helper killed on purpose
+$t->stop(allow => $WaTest::KILLED);    # the helper killed on purpose
 done_testing;

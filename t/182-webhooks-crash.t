@@ -102,7 +102,7 @@ for my $run (1 .. $RUNS) {
     cmp_ok($delivered // 0, '>=', scalar keys %by_id,
            "run $run: whatsapp_webhook_events_delivered_total{org=\"o1\"} ($delivered) covers the " . scalar(keys %by_id)
            . " events, across the restarts");
-    $t->stop(allow => qr/worker process \d+ exited on signal 9/);
+    $t->stop(allow => $WaTest::KILLED);
     $sim->stop;
     WaTest::kill_group($receiver, 1);  # and its children: 20 runs leave no receivers behind
 }

@@ -297,5 +297,5 @@ unlike($t->error_log, qr/auth=|mediaKey|media_key/i, 'no media auth or key in th
     is($s, 200, 'purge after logout: 200');
     ok(!-e "$t->{state_dir}/media/o1", "purge removed the organization's media");
 }
-$t->stop(allow => qr/exited on signal 9/);
+$t->stop(allow => $WaTest::KILLED);
 done_testing;

@@ -34,6 +34,10 @@ our $ROOT   = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $MODULE = $ENV{TEST_NGINX_MODULE} || "$ROOT/objs/ngx_http_whatsapp_module.so";
 our $KEY    = 'test-key-0123456789abcdef';
+# What nginx's master logs when a test kills a process with SIGKILL: the exit, and, when the process held a
+# shared zone's mutex at that instant (the helper does for microseconds at a time, hundreds of times a second
+# during a burst), that it force-unlocked it (ngx_unlock_mutexes() in src/os/unix/ngx_process.c).
+our $KILLED = qr/worker process \d+ exited on signal 9|shared memory zone "[^"]+" was locked by \d+/;
 # Every test talks to loopback only: a proxy in the environment (curl, Node, Python's requests and selenium all
 # honour one) must not take those requests elsewhere, in this process or any it starts.
 delete @ENV{qw(http_proxy https_proxy all_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY)};
