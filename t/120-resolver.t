@@ -36,12 +36,12 @@ WaTest::background(sub {
         next if $name eq 'slow.test';
         my ($rcode, $answer) = (0, '');
         if ($name eq 'nx.test') { $rcode = 3 }
-        elsif ($qtype == 1 && $name eq 'two.test') {
+        elsif ($qtype == 1 && $name =~ /^(hook\.)?two\.test$/) {
             # two A records: 127.0.0.2 first (nothing listens there), then the simulator's 127.0.0.1
             $answer = pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 2) . pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 1);
         }
         elsif ($qtype == 1) { $answer = pack('n n n N n C4', 0xC00C, 1, 1, 60, 4, 127, 0, 0, 1) }
-        my $count = $name eq 'two.test' && $qtype == 1 ? 2 : $answer ? 1 : 0;
+        my $count = $name =~ /^(hook\.)?two\.test$/ && $qtype == 1 ? 2 : $answer ? 1 : 0;
         my $hdr = pack('n n n n n n', $id, 0x8180 | $rcode | ($flags & 0x0100), 1, $count, 0, 0);
         $dns->send($hdr . $question . $answer, 0, $from);
     }
@@ -52,7 +52,8 @@ sub run_case {
     my $t = WaTest->new;
     $t->write_conf(http => "whatsapp_server ws://$host:$sim->{ws_port}/ws/chat;\n    whatsapp_resolver 127.0.0.1:$dns_port ipv6=off;\n"
         . "    whatsapp_root_key $sim->{root_key};\n"
-        . "    whatsapp_resolver_timeout 1s;\n    whatsapp_handshake_timeout 30s;\n    whatsapp_reconnect_backoff 10s 20s;");
+        . "    whatsapp_resolver_timeout 1s;\n    whatsapp_handshake_timeout 30s;\n    whatsapp_reconnect_backoff 10s 20s;"
+        . ($o{http} // ''));
     my ($rc, $out) = $t->test_config;
     is($rc, 0, "$host: nginx -t does not need DNS") or diag $out;
     $t->start;
@@ -71,14 +72,32 @@ sub run_case {
     $t->stop;
 }
 {
-    # A name with two addresses, the first refusing connections: the next one is tried at once.
+    # A name with two addresses, the first refusing connections: the next one is tried at once, by the link to
+    # the server and by a webhook delivery (both dial through WaDialer).
     $sim->reset;
-    my $t = run_case('two.test');
+    my $hook_port = WaTest::free_port();
+    my $hooks = "$d/two-hooks.log";
+    WaTest::background(sub {
+        my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $hook_port, Listen => 8, ReuseAddr => 1) or die "listen: $!";
+        while (my $c = $srv->accept) {
+            my $buf = '';
+            while ($buf !~ /\r\n\r\n/) { my $r = sysread($c, $buf, 65536, length $buf); last unless $r }
+            my ($head) = split /\r\n\r\n/, $buf, 2;
+            open(my $fh, '>>', $hooks); print $fh ($head =~ /^X-WhatsApp-Event:\s*(\S+)/mi ? $1 : '?'), "\n"; close $fh;
+            print $c "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            close $c;
+        }
+    });
+    my $t = run_case('two.test', http => "\n    whatsapp_webhook http://hook.two.test:$hook_port/hook events=session.qr;");
     $t->api(POST => '/api/start-session', body => { organization_id => 'dns4' });
     ok(wait_until(sub { $t->status('dns4')->{status} eq 'qr_ready' }, 5), 'two.test: the second address connected (qr_ready)')
         or diag explain $t->status('dns4');
     is($t->status('dns4')->{retry_count}, 0, 'without a retry');
-    like($t->error_log, qr/127\.0\.0\.2.*trying the next address|trying the next address/, 'error.log: the first address failed, the next was tried');
+    like($t->error_log, qr/connect\(\) to two\.test:$sim->{ws_port} failed: Connection refused; trying the next address/,
+        'error.log: the link\'s first address failed, the next was tried');
+    ok(wait_until(sub { (WaTest::slurp($hooks) // '') =~ /^session\.qr$/m }, 5), 'the webhook to hook.two.test (127.0.0.2, then 127.0.0.1) was delivered (session.qr)');
+    like($t->error_log, qr/connect\(\) to hook\.two\.test:$hook_port failed: Connection refused; trying the next address/,
+        'error.log: the webhook\'s first address failed, the next was tried');
     $t->stop;
 }
 {

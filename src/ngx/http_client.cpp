@@ -4,10 +4,8 @@
 
 #include "tls.hpp"
 
-WaHttpClient::WaHttpClient(ngx_log_t* log, Done done) : log_(log), done_(std::move(done)) {
-    ngx_memzero(&pc_, sizeof(pc_));
+WaHttpClient::WaHttpClient(ngx_log_t* log, Done done) : log_(log), done_(std::move(done)), dialer_(log, this) {
     ngx_memzero(&total_, sizeof(total_));
-    ngx_memzero(&addr_, sizeof(addr_));
     total_.handler = total_timeout_handler;
     total_.data = this;
     total_.log = log_;
@@ -27,8 +25,6 @@ void WaHttpClient::start(Request req) {
     parser_.keep_body(req_.keep_body);
     if (req_.body_sink) parser_.body_sink(req_.body_sink);
     body_eof_ = !req_.body_source;
-    name_.data = reinterpret_cast<u_char*>(&req_.url.host[0]);
-    name_.len = req_.url.host.size();
     ngx_add_timer(&total_, req_.timeout);
     if (req_.url.tls && req_.ssl == nullptr) return finish(0, "https without a TLS context");
     if (req_.pool) {
@@ -54,135 +50,30 @@ std::string WaHttpClient::pool_key() const {
 }
 
 void WaHttpClient::open() {
-    const std::string& host = req_.url.host;
-    auto add = [this](const struct sockaddr* sa, socklen_t len) {
-        struct sockaddr_storage ss;
-        ngx_memzero(&ss, sizeof(ss));
-        ngx_memcpy(&ss, sa, len);
-        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&ss), req_.url.port);
-        addrs_.emplace_back(ss, len);
-    };
-    if (wa_ip_literal(host) || host == "localhost") {
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-        ngx_memzero(&in4, sizeof(in4));
-        ngx_memzero(&in6, sizeof(in6));
-        in4.sin_family = AF_INET;
-        in6.sin6_family = AF_INET6;
-        if (host == "localhost") {
-            inet_pton(AF_INET, "127.0.0.1", &in4.sin_addr);
-            add(reinterpret_cast<struct sockaddr*>(&in4), sizeof(in4));
-            inet_pton(AF_INET6, "::1", &in6.sin6_addr);
-            add(reinterpret_cast<struct sockaddr*>(&in6), sizeof(in6));
-        } else if (inet_pton(AF_INET, host.c_str(), &in4.sin_addr) == 1) {
-            add(reinterpret_cast<struct sockaddr*>(&in4), sizeof(in4));
-        } else {
-            inet_pton(AF_INET6, host.c_str(), &in6.sin6_addr);
-            add(reinterpret_cast<struct sockaddr*>(&in6), sizeof(in6));
-        }
-        return connect_next("");
-    }
-    if (req_.resolver == nullptr) return finish(0, "cannot resolve " + host + ": no resolver configured");
-    ngx_resolver_ctx_t temp;
-    ngx_memzero(&temp, sizeof(temp));
-    temp.name = name_;
-    ngx_resolver_ctx_t* ctx = ngx_resolve_start(req_.resolver, &temp);
-    if (ctx == NULL || ctx == NGX_NO_RESOLVER) return finish(0, "cannot resolve " + host + ": no resolver available");
-    ctx->name = name_;
-    ctx->handler = resolve_handler;
-    ctx->data = this;
-    ctx->timeout = req_.resolver_timeout;
-    ctx->cancelable = 1;
-    resolve_ = ctx;
-    phase_ = Phase::Resolving;
-    if (ngx_resolve_name(ctx) != NGX_OK) {
-        resolve_ = nullptr;
-        finish(0, "cannot resolve " + host + ": resolver error");
-    }
+    WaDialer::Target target;
+    target.host = req_.url.host;
+    target.peer = peer();
+    target.port = static_cast<in_port_t>(req_.url.port);
+    target.resolver = req_.resolver;
+    target.resolver_timeout = req_.resolver_timeout;
+    target.connect_timeout = req_.connect_timeout;
+    phase_ = Phase::Dialing;
+    dialer_.dial(std::move(target));
 }
 
-void WaHttpClient::resolve_handler(ngx_resolver_ctx_t* ctx) {
-    auto* h = static_cast<WaHttpClient*>(ctx->data);
-    h->resolve_ = nullptr;
-    if (ctx->state || ctx->naddrs == 0) {
-        std::string why = "cannot resolve " + h->req_.url.host + ": " +
-                          (ctx->state ? ngx_resolver_strerror(ctx->state) : "no address");
-        ngx_resolve_name_done(ctx);
-        return h->finish(0, why);
-    }
-    for (ngx_uint_t i = 0; i < ctx->naddrs && i < 16; i++) {
-        struct sockaddr_storage ss;
-        ngx_memzero(&ss, sizeof(ss));
-        ngx_memcpy(&ss, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
-        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&ss), h->req_.url.port);
-        h->addrs_.emplace_back(ss, ctx->addrs[i].socklen);
-    }
-    ngx_resolve_name_done(ctx);
-    h->connect_next("");
-}
-
-void WaHttpClient::connect_next(const std::string& why) {
-    teardown();
-    if (next_addr_ >= addrs_.size()) return finish(0, why.empty() ? "no address to connect to" : why);
-    auto& a = addrs_[next_addr_++];
-    connect_to(reinterpret_cast<struct sockaddr*>(&a.first), a.second);
-}
-
-void WaHttpClient::connect_to(const struct sockaddr* sa, socklen_t len) {
-    ngx_memcpy(&addr_, sa, len);
-    ngx_memzero(&pc_, sizeof(pc_));
-    pc_.sockaddr = reinterpret_cast<struct sockaddr*>(&addr_);
-    pc_.socklen = len;
-    pc_.name = &name_;
-    pc_.get = ngx_event_get_peer;
-    pc_.log = log_;
-    pc_.log_error = NGX_ERROR_INFO;
-    phase_ = Phase::Connecting;
-    ngx_set_socket_errno(0);
-    ngx_int_t rc = ngx_event_connect_peer(&pc_);
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        int err = ngx_socket_errno;
-        if (pc_.connection) {
-            ngx_close_connection(pc_.connection);
-            pc_.connection = nullptr;
-        }
-        return connect_next("connect() to " + peer() + " failed: " +
-                            (ngx_cycle->free_connection_n == 0 ? "no free connection in the helper"
-                                                               : err ? strerror(err) : "unknown error"));
-    }
-    c_ = pc_.connection;
+void WaHttpClient::on_dialed(ngx_connection_t* c, const std::string& why, bool) {
+    if (c == nullptr) return finish(0, why);
+    c_ = c;
     c_->data = this;
-    // A request is written in pieces (headers, body): none may wait for a delayed ACK.
-    ngx_tcp_nodelay(c_);
-    c_->pool = ngx_create_pool(1024, log_);
-    if (c_->pool == NULL) return finish(0, "out of memory");
-    c_->log = log_;
-    c_->read->log = log_;
-    c_->write->log = log_;
     c_->read->handler = event_handler;
     c_->write->handler = event_handler;
-    if (rc == NGX_AGAIN) {
-        ngx_add_timer(c_->write, req_.connect_timeout);
-        return;
-    }
     on_connected();
 }
 
 void WaHttpClient::event_handler(ngx_event_t* ev) {
     auto* c = static_cast<ngx_connection_t*>(ev->data);
     auto* h = static_cast<WaHttpClient*>(c->data);
-    if (ev->timedout) {
-        if (h->phase_ == Phase::Connecting) return h->connect_next("connect to " + h->peer() + " timed out");
-        return h->finish(0, "request to " + h->peer() + " timed out");
-    }
-    if (h->phase_ == Phase::Connecting) {
-        if (c->write->timer_set) ngx_del_timer(c->write);
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
-        if (err) return h->connect_next("connect() to " + h->peer() + " failed: " + strerror(err));
-        return h->on_connected();
-    }
+    if (ev->timedout) return h->finish(0, "request to " + h->peer() + " timed out");
     if (ev->write) return h->on_write();
     h->on_read();
 }
@@ -289,10 +180,7 @@ void WaHttpClient::total_timeout_handler(ngx_event_t* ev) {
 }
 
 void WaHttpClient::teardown() {
-    if (resolve_) {
-        ngx_resolve_name_done(resolve_);
-        resolve_ = nullptr;
-    }
+    dialer_.cancel();
     if (c_) {
         wa_outbound_close(c_, false);
         c_ = nullptr;

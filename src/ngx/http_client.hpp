@@ -3,8 +3,8 @@
 // checked, SNI) → request → status and headers (wa::http::ResponseParser; the body is read and dropped up to
 // a cap). Timeouts: connect (per address) and the whole request. No threads, nothing blocks.
 //
-// The same steps as WaTransport's TLS connect, kept as a sibling rather than a shared base so the WhatsApp
-// link's code is untouched while others change it. One request per connection (Connection: close), unless the
+// Resolving and connecting are WaDialer's, as for WaTransport; TLS is tls.hpp's. One request per connection
+// (Connection: close), unless the
 // request names a WaHttpPool: then a kept-alive connection to the same origin is reused, and a clean response
 // that allows it hands the connection back to the pool (HTTP/1.1 persistent connections).
 #pragma once
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dialer.hpp"
 #include "wa/webhook/http.hpp"
 #include "wa_module.hpp"
 
@@ -50,7 +51,7 @@ private:
     std::map<std::string, std::deque<Idle*>> idle_;
 };
 
-class WaHttpClient {
+class WaHttpClient : private WaDialer::Owner {
 public:
     struct Request {
         wa::http::Url url;
@@ -73,7 +74,7 @@ public:
     using Done = std::function<void(int status, const std::string& error)>;
 
     WaHttpClient(ngx_log_t* log, Done done);
-    ~WaHttpClient();
+    ~WaHttpClient() override;
     WaHttpClient(const WaHttpClient&) = delete;
     WaHttpClient& operator=(const WaHttpClient&) = delete;
 
@@ -83,16 +84,14 @@ public:
     bool reused_connection() const { return reused_; }
 
 private:
-    enum class Phase { Idle, Resolving, Connecting, Tls, Sending, Reading, Done };
+    enum class Phase { Idle, Dialing, Tls, Sending, Reading, Done };
     static void event_handler(ngx_event_t* ev);
     static void total_timeout_handler(ngx_event_t* ev);
-    static void resolve_handler(ngx_resolver_ctx_t* ctx);
     static void ssl_handshake_handler(ngx_connection_t* c);
     void open();
     void reconnect();
     std::string pool_key() const;
-    void connect_next(const std::string& why);
-    void connect_to(const struct sockaddr* sa, socklen_t len);
+    void on_dialed(ngx_connection_t* c, const std::string& why, bool timed_out) override;
     void on_connected();
     void on_tls_done();
     void on_write();
@@ -105,14 +104,9 @@ private:
     Done done_;
     Request req_;
     Phase phase_ = Phase::Idle;
-    ngx_resolver_ctx_t* resolve_ = nullptr;
-    ngx_peer_connection_t pc_;
+    WaDialer dialer_;
     ngx_connection_t* c_ = nullptr;
-    ngx_str_t name_;
     ngx_event_t total_;
-    struct sockaddr_storage addr_;
-    std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;
-    size_t next_addr_ = 0;
     std::string out_;
     bool body_eof_ = false;
     bool write_failed_ = false;  // the request could not be sent whole; an early answer may still be readable

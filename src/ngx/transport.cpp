@@ -3,10 +3,7 @@
 #include "tls.hpp"
 
 WaTransport::WaTransport(wa_main_conf_t* conf, ngx_log_t* log, Listener* listener)
-    : conf_(conf), log_(log), listener_(listener) {
-    ngx_memzero(&pc_, sizeof(pc_));
-    ngx_memzero(&addr_, sizeof(addr_));
-}
+    : conf_(conf), log_(log), listener_(listener), dialer_(log, this) {}
 
 WaTransport::~WaTransport() { teardown(); }
 
@@ -14,149 +11,39 @@ std::string WaTransport::peer_name() const { return wa_str(conf_->url->host_head
 
 void WaTransport::connect() {
     wa_server_url_t* u = conf_->url;
-    if (u->addrs) {
-        for (ngx_uint_t i = 0; i < u->naddrs; i++) {
-            struct sockaddr_storage sa;
-            ngx_memcpy(&sa, u->addrs[i].sockaddr, u->addrs[i].socklen);
-            addrs_.emplace_back(sa, u->addrs[i].socklen);
-        }
-        next_addr_ = 1;
-        connect_to(u->addrs[0].sockaddr, u->addrs[0].socklen);
-        return;
-    }
-    ngx_resolver_ctx_t temp;
-    ngx_memzero(&temp, sizeof(temp));
-    temp.name = u->host;
-    ngx_resolver_ctx_t* ctx = ngx_resolve_start(conf_->resolver, &temp);
-    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
-        fail("cannot resolve " + wa_str(u->host) + ": no resolver available");
-        return;
-    }
-    ctx->name = u->host;
-    ctx->handler = resolve_handler;
-    ctx->data = this;
-    ctx->timeout = conf_->resolver_timeout;
-    ctx->cancelable = 1;
-    resolve_ = ctx;
-    phase_ = Phase::Resolving;
-    if (ngx_resolve_name(ctx) != NGX_OK) {
-        resolve_ = nullptr;  // ngx_resolve_name freed it
-        fail("cannot resolve " + wa_str(u->host) + ": resolver error");
-    }
-}
-
-void WaTransport::resolve_handler(ngx_resolver_ctx_t* ctx) {
-    auto* t = static_cast<WaTransport*>(ctx->data);
-    if (ctx->state || ctx->naddrs == 0) {
-        std::string why = "cannot resolve " + wa_str(t->conf_->url->host) + ": " +
-                          (ctx->state ? ngx_resolver_strerror(ctx->state) : "no address");
-        ngx_resolve_name_done(ctx);
-        t->resolve_ = nullptr;
-        t->fail(why);
-        return;
-    }
-    // Every address, in the resolver's order (it rotates them between queries); a failed connect tries the next.
-    for (ngx_uint_t i = 0; i < ctx->naddrs && i < 16; i++) {
+    WaDialer::Target target;
+    target.host = wa_str(u->host);
+    target.peer = peer_name();
+    target.port = u->port;
+    for (ngx_uint_t i = 0; u->addrs && i < u->naddrs; i++) {  // resolved by nginx at configuration time
         struct sockaddr_storage sa;
-        ngx_memcpy(&sa, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
-        ngx_inet_set_port(reinterpret_cast<struct sockaddr*>(&sa), t->conf_->url->port);
-        t->addrs_.emplace_back(sa, ctx->addrs[i].socklen);
+        ngx_memcpy(&sa, u->addrs[i].sockaddr, u->addrs[i].socklen);
+        target.addrs.emplace_back(sa, u->addrs[i].socklen);
     }
-    ngx_resolve_name_done(ctx);
-    t->resolve_ = nullptr;
-    t->next_addr_ = 1;
-    t->connect_to(reinterpret_cast<struct sockaddr*>(&t->addrs_[0].first), t->addrs_[0].second);
+    target.resolver = conf_->resolver;
+    target.resolver_timeout = conf_->resolver_timeout;
+    target.connect_timeout = conf_->connect_timeout;
+    target.pool_size = 2048;
+    phase_ = Phase::Dialing;
+    dialer_.dial(std::move(target));
 }
 
-// ngx_event_connect_peer() fails without setting errno when the helper has no free connection left.
-static std::string connect_error(int err) {
-    if (ngx_cycle->free_connection_n == 0)
-        return "no free connection in the helper (all " + std::to_string(ngx_cycle->connection_n) +
-               " worker_connections in use)";
-    return err ? strerror(err) : "unknown error";
-}
-
-void WaTransport::connect_to(const struct sockaddr* sa, socklen_t len) {
-    ngx_memcpy(&addr_, sa, len);
-    addr_len_ = len;
-    ngx_memzero(&pc_, sizeof(pc_));
-    pc_.sockaddr = reinterpret_cast<struct sockaddr*>(&addr_);
-    pc_.socklen = addr_len_;
-    pc_.name = &conf_->url->host;
-    pc_.get = ngx_event_get_peer;
-    pc_.log = log_;
-    pc_.log_error = NGX_ERROR_INFO;  // the session reports errors itself
-    phase_ = Phase::Connecting;
-    ngx_set_socket_errno(0);
-    ngx_int_t rc = ngx_event_connect_peer(&pc_);
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        int err = ngx_socket_errno;
-        if (pc_.connection) {
-            ngx_close_connection(pc_.connection);
-            pc_.connection = nullptr;
-        }
-        connect_failed("connect() to " + peer_name() + " failed: " + connect_error(err));
-        return;
-    }
-    c_ = pc_.connection;
+void WaTransport::on_dialed(ngx_connection_t* c, const std::string& why, bool timed_out) {
+    if (c == nullptr) return fail(why, timed_out ? wa::Disconnect::Timeout : wa::Disconnect::Transport);
+    c_ = c;
     c_->data = this;
-    // Small frames both ways (an ack, a receipt, a message): with Nagle's algorithm a frame written while the
-    // previous one is unacknowledged waits for the peer's delayed ACK, up to 40 ms (Baileys' ws and Go's net,
-    // whatsmeow's, both turn it off).
-    ngx_tcp_nodelay(c_);
-    c_->pool = ngx_create_pool(2048, log_);
-    if (c_->pool == NULL) {
-        fail("out of memory");
-        return;
-    }
-    c_->log = log_;
-    c_->read->log = log_;
-    c_->write->log = log_;
     c_->read->handler = event_handler;
     c_->write->handler = event_handler;
-    if (rc == NGX_AGAIN) {
-        ngx_add_timer(c_->write, conf_->connect_timeout);
-        return;
-    }
     on_connected();
-}
-
-void WaTransport::connect_failed(const std::string& why, wa::Disconnect::Kind kind) {
-    if (next_addr_ < addrs_.size()) {
-        ngx_log_error(NGX_LOG_INFO, log_, 0, "whatsapp: %s; trying the next address", why.c_str());
-        teardown();
-        auto& a = addrs_[next_addr_++];
-        connect_to(reinterpret_cast<struct sockaddr*>(&a.first), a.second);
-        return;
-    }
-    fail(why, kind);
 }
 
 void WaTransport::event_handler(ngx_event_t* ev) {
     auto* c = static_cast<ngx_connection_t*>(ev->data);
     auto* t = static_cast<WaTransport*>(c->data);
     if (ev->timedout) {
-        const char* what = t->phase_ == Phase::Connecting ? "connect" : t->phase_ == Phase::Open ? "write" : "handshake";
-        if (t->phase_ == Phase::Connecting)
-            t->connect_failed(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
-        else
-            t->fail(std::string(what) + " to " + t->peer_name() + " timed out", wa::Disconnect::Timeout);
+        t->fail(std::string(t->phase_ == Phase::Open ? "write" : "handshake") + " to " + t->peer_name() + " timed out",
+                wa::Disconnect::Timeout);
         return;
-    }
-    // A refused connect can show up as a read event first (EPOLLERR wakes both directions).
-    if (t->phase_ == Phase::Connecting) {
-        {
-            if (c->write->timer_set) ngx_del_timer(c->write);
-            int err = 0;
-            socklen_t len = sizeof(err);
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
-            if (err) {
-                t->connect_failed("connect() to " + t->peer_name() + " failed: " + strerror(err));
-                return;
-            }
-            t->on_connected();
-            return;
-        }
     }
     if (ev->write) {
         t->on_write();
@@ -348,10 +235,7 @@ in_port_t WaTransport::local_port() const {
 }
 
 void WaTransport::teardown() {
-    if (resolve_) {
-        ngx_resolve_name_done(resolve_);
-        resolve_ = nullptr;
-    }
+    dialer_.cancel();
     if (c_) {
         wa_outbound_close(c_, true);
         c_ = nullptr;

@@ -5,11 +5,12 @@
 #include <string_view>
 #include <vector>
 
+#include "dialer.hpp"
 #include "wa/session/disconnect.hpp"
 #include "wa/link/websocket.hpp"
 #include "wa_module.hpp"
 
-class WaTransport {
+class WaTransport : private WaDialer::Owner {
 public:
     static constexpr size_t kMaxQueuedOutput = 4u << 20;  // bytes waiting for the socket, then the link fails
 
@@ -22,7 +23,7 @@ public:
     };
 
     WaTransport(wa_main_conf_t* conf, ngx_log_t* log, Listener* listener);
-    ~WaTransport();
+    ~WaTransport() override;
     WaTransport(const WaTransport&) = delete;
     WaTransport& operator=(const WaTransport&) = delete;
 
@@ -39,13 +40,10 @@ public:
     in_port_t local_port() const;
 
 private:
-    enum class Phase { Idle, Resolving, Connecting, Tls, Upgrading, Open, Closed };
+    enum class Phase { Idle, Dialing, Tls, Upgrading, Open, Closed };
     static void event_handler(ngx_event_t* ev);
-    static void resolve_handler(ngx_resolver_ctx_t* ctx);
     static void ssl_handshake_handler(ngx_connection_t* c);
-    void connect_to(const struct sockaddr* sa, socklen_t len);
-    // A connect that failed tries the next resolved address before reporting the failure.
-    void connect_failed(const std::string& why, wa::Disconnect::Kind kind = wa::Disconnect::Transport);
+    void on_dialed(ngx_connection_t* c, const std::string& why, bool timed_out) override;
     void on_connected();
     void on_tls_done();
     void on_write();
@@ -60,13 +58,8 @@ private:
     ngx_log_t* log_;
     Listener* listener_;
     Phase phase_ = Phase::Idle;
-    ngx_resolver_ctx_t* resolve_ = nullptr;
-    ngx_peer_connection_t pc_;
+    WaDialer dialer_;
     ngx_connection_t* c_ = nullptr;
-    struct sockaddr_storage addr_;
-    socklen_t addr_len_ = 0;
-    std::vector<std::pair<struct sockaddr_storage, socklen_t>> addrs_;  // every resolved address, in order
-    size_t next_addr_ = 0;
     std::string key_;
     std::string out_;
     std::string in_;
