@@ -101,7 +101,7 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEA
 asan: $(ASAN_MODULE) $(NODE_DEPS)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 WA_ASAN=1 \
 	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t t/170-events.t t/172-session-token.t \
-	  t/180-webhooks.t t/181-webhooks-tls.t
+	  t/180-webhooks.t t/181-webhooks-tls.t t/050-tls.t t/120-resolver.t
 
 # WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
 # -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.
@@ -203,7 +203,8 @@ bench-webhooks: deps $(MODULE)
 #   runs with 500): load, reconnections spread over time, retries that write nothing, a reload and a kill -9 with a
 #   command every 50 ms, QUIT (WA_SCALE_ORGS=N for another count);
 # - 5,000 event streams on one worker (t/171-events-many.t, which make test runs with fewer);
-# - webhooks: 20 runs of 500 events with two kill -9 of the helper each (t/182-webhooks-crash.t, 5 runs in make test).
+# - webhooks: 20 runs of 500 events with two kill -9 of the helper each (t/182-webhooks-crash.t, 5 runs in make test);
+# - the dashboard's daily counters at local midnight (t/stress/midnight.t: waits up to 80 s for a time zone's midnight).
 stress: $(MODULE) $(NODE_DEPS) $(BUILD)/tools/wa_import
 	WA_SCALE_ORGS=$${WA_SCALE_ORGS:-10000} TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/stress/
 	WA_SSE_CLIENTS=5000 TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) prove -v -I t/lib t/171-events-many.t
