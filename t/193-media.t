@@ -114,6 +114,19 @@ is_deeply([ spool_files() ], [], 'no spool file left');
     is($up->{origin}, 'https://web.whatsapp.com', 'uploaded with the Origin of WhatsApp Web') if $up;
 }
 
+# ------------------------------------------------------------------------ JSON as PHP writes it ('/' escaped as '\/')
+# The worker decodes the base64 where it lies in the (mapped) body, unescaping as it goes: same file, same hash.
+{
+    my $doc = "%PDF-1.4\n" . random_bytes(300 * 1024);
+    (my $b64 = encode_base64($doc, '')) =~ s{/}{\\/}g;
+    my $body = qq({"organization_id":"o1","phone":"$C1","type":"document","filename":"php.pdf","data":"$b64"});
+    my ($ps, undef, $pj) = $t->api(POST => '/api/send-media', body => $body, timeout => 30,
+        headers => { 'Content-Type' => 'application/json' });
+    is($ps, 200, sprintf('a body with \\/ escapes (%d of them, %d bytes): 200', ($b64 =~ tr{\\}{}), length $body)) or diag explain $pj;
+    my $m = downloaded($C1, $pj->{message_id} // '');
+    is_deeply([ map { $_->{media}{sha256} } @{ $m // [] } ], [ sha256_hex($doc), sha256_hex($doc) ], 'both devices: the original SHA-256');
+}
+
 # --------------------------------------------------------------------------------- a JPEG, multipart
 my $jpeg = WaTest::slurp("$WaTest::ROOT/t/data/frames.jpg");    # 800×600, made with libjpeg (thumbnail.cpp)
 ($st, undef, $j) = multipart({ organization_id => 'o1', phone => $C1, type => 'image', caption => 'Montura' }, $jpeg, 'foto.jpg', 'image/jpeg');

@@ -3,6 +3,7 @@
 // until the helper rings this worker's doorbell, or its timer answers 504. Nothing here blocks.
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -679,53 +680,122 @@ static bool wa_send_rate_allows(wa_main_conf_t* m, const std::string& org, api::
     return false;
 }
 
-// Writes the decoded file of a send-media to <state_dir>/spool/<32 hex> (0600, created exclusively, written
-// under a ".part" name and renamed when complete, so the helper never sees half a file). Returns the name.
-static bool wa_spool_write(ngx_http_request_t* r, wa_main_conf_t* m, const std::string& file, std::string& name) {
-    std::string dir = wa_str(m->state_dir) + "/" WA_SPOOL_DIR;
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create %s", dir.c_str());
-        return false;
+// A send-media's file, written to <state_dir>/spool/<32 hex> as it is decoded: 0600, created exclusively on the
+// first bytes, under a ".part" name renamed when complete (the helper never sees half a file), hashed on the way.
+class WaSpoolWriter {
+public:
+    WaSpoolWriter(ngx_http_request_t* r, wa_main_conf_t* m)
+        : log_(r->connection->log), dir_(wa_str(m->state_dir) + "/" WA_SPOOL_DIR), sha_(EVP_MD_CTX_new()) {}
+    ~WaSpoolWriter() {
+        if (fd_ >= 0) close(fd_);
+        if (!part_.empty()) unlink(part_.c_str());
+        EVP_MD_CTX_free(sha_);
     }
-    static const char* hexd = "0123456789abcdef";
-    std::string rnd = wa::crypto::random_string(16);
-    if (rnd.size() != 16) return false;
-    name.clear();
-    for (unsigned char c : rnd) name += hexd[c >> 4], name += hexd[c & 15];
-    std::string path = dir + "/" + name, part = path + ".part";
-    int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot create a spool file in %s", dir.c_str());
-        return false;
-    }
-    size_t off = 0;
-    while (off < file.size()) {
-        ssize_t n = write(fd, file.data() + off, file.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        off += static_cast<size_t>(n);
-    }
-    bool ok = off == file.size();
-    if (close(fd) != 0) ok = false;
-    if (!ok || rename(part.c_str(), path.c_str()) != 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno, "whatsapp: cannot write spool file %s", part.c_str());
-        unlink(part.c_str());
-        return false;
-    }
-    return true;
-}
+    WaSpoolWriter(const WaSpoolWriter&) = delete;
+    WaSpoolWriter& operator=(const WaSpoolWriter&) = delete;
 
-static std::string wa_hex_sha256(const std::string& data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-    static const char* hexd = "0123456789abcdef";
-    std::string s;
-    for (unsigned int i = 0; i < len; i++) s += hexd[md[i] >> 4], s += hexd[md[i] & 15];
-    return s;
-}
+    bool write(std::string_view bytes) {
+        if (fd_ < 0 && !open_part()) return false;
+        if (EVP_DigestUpdate(sha_, bytes.data(), bytes.size()) != 1) return false;
+        while (!bytes.empty()) {
+            ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot write spool file %s", part_.c_str());
+                return false;
+            }
+            bytes.remove_prefix(static_cast<size_t>(n));
+        }
+        return true;
+    }
+    // The file under its final name; its name and SHA-256 (hex). False: nothing is left behind.
+    bool commit(std::string& name, std::string& sha256_hex) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (fd_ < 0 || EVP_DigestFinal_ex(sha_, md, &len) != 1) return false;
+        int rc = close(fd_);
+        fd_ = -1;
+        std::string path = dir_ + "/" + name_;
+        if (rc != 0 || rename(part_.c_str(), path.c_str()) != 0) {
+            ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot write spool file %s", part_.c_str());
+            return false;
+        }
+        part_.clear();
+        static const char* hexd = "0123456789abcdef";
+        sha256_hex.clear();
+        for (unsigned int i = 0; i < len; i++) sha256_hex += hexd[md[i] >> 4], sha256_hex += hexd[md[i] & 15];
+        name = name_;
+        return true;
+    }
 
-static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, std::string& body) {
+private:
+    bool open_part() {
+        if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+            ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot create %s", dir_.c_str());
+            return false;
+        }
+        static const char* hexd = "0123456789abcdef";
+        std::string rnd = wa::crypto::random_string(16);
+        if (rnd.size() != 16 || sha_ == nullptr || EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr) != 1) return false;
+        for (unsigned char c : rnd) name_ += hexd[c >> 4], name_ += hexd[c & 15];
+        std::string part = dir_ + "/" + name_ + ".part";
+        fd_ = open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd_ < 0) {
+            ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot create a spool file in %s", dir_.c_str());
+            return false;
+        }
+        part_ = part;
+        return true;
+    }
+
+    ngx_log_t* log_;
+    std::string dir_, name_, part_;
+    EVP_MD_CTX* sha_;
+    int fd_ = -1;
+};
+
+// The request body as one read-only view, without copying a large one: a single memory buffer as it is, the
+// temporary file nginx wrote a body past client_body_buffer_size to mapped, else (several buffers) a copy.
+class WaBodyView {
+public:
+    ~WaBodyView() {
+        if (map_ != MAP_FAILED) munmap(map_, map_len_);
+    }
+    bool load(ngx_http_request_t* r, size_t max) {
+        ngx_chain_t* cl = r->request_body ? r->request_body->bufs : NULL;
+        if (cl == NULL) return true;
+        ngx_buf_t* b = cl->buf;
+        if (cl->next == NULL && b->in_file) {
+            off_t len = b->file_last - b->file_pos;
+            if (len < 0 || static_cast<uint64_t>(len) > max) return false;
+            if (len == 0) return true;
+            off_t start = b->file_pos - b->file_pos % static_cast<off_t>(ngx_pagesize);
+            map_len_ = static_cast<size_t>(b->file_last - start);
+            map_ = mmap(nullptr, map_len_, PROT_READ, MAP_PRIVATE, b->file->fd, start);
+            if (map_ != MAP_FAILED) {
+                view_ = std::string_view(static_cast<const char*>(map_) + (b->file_pos - start), static_cast<size_t>(len));
+                return true;
+            }
+        }
+        if (cl->next == NULL && !b->in_file) {
+            if (static_cast<size_t>(b->last - b->pos) > max) return false;
+            view_ = std::string_view(reinterpret_cast<const char*>(b->pos), b->last - b->pos);
+            return true;
+        }
+        if (!wa_body_string(r, copy_, max)) return false;
+        view_ = copy_;
+        return true;
+    }
+    std::string_view view() const { return view_; }
+
+private:
+    void* map_ = MAP_FAILED;
+    size_t map_len_ = 0;
+    std::string copy_;
+    std::string_view view_;
+};
+
+static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, std::string_view body) {
     api::Response err;
     ngx_table_elt_t* idem = wa_find_header(r, "Idempotency-Key");
     std::string_view idem_v = idem ? std::string_view(reinterpret_cast<const char*>(idem->value.data), idem->value.len)
@@ -735,19 +805,19 @@ static void wa_send_media_body(ngx_http_request_t* r, wa_main_conf_t* m, std::st
                                 : std::string_view();
     api::OrgGate rate_gate = [m](const std::string& org, api::Response& e) { return wa_send_rate_allows(m, org, e); };
     api::Command cmd;
-    std::string file;
-    if (!api::parse_send_media(ctype, body, wa_str(m->default_region), idem_v, m->max_media, cmd, file, err, rate_gate)) {
+    WaSpoolWriter spool(r, m);
+    api::FileSink sink = [&spool, &cmd](std::string_view bytes) {
+        cmd.media_size += bytes.size();
+        return spool.write(bytes);
+    };
+    if (!api::parse_send_media(ctype, body, wa_str(m->default_region), idem_v, m->max_media, cmd, sink, err, rate_gate)) {
         ngx_http_finalize_request(r, wa_send(r, err));
         return;
     }
-    cmd.media_size = file.size();
-    cmd.media_sha256 = wa_hex_sha256(file);
-    if (cmd.media_sha256.empty() || !wa_spool_write(r, m, file, cmd.spool)) {
+    if (!spool.commit(cmd.spool, cmd.media_sha256)) {
         ngx_http_finalize_request(r, wa_send(r, api::error(507, "storage_error", "the file could not be spooled")));
         return;
     }
-    file.clear();
-    file.shrink_to_fit();
     // From here the helper owns the spool file (it removes it when the send ends); not queued → ours to remove.
     if (!wa_submit(r, m, cmd, err)) {
         std::string path = wa_str(m->state_dir) + "/" WA_SPOOL_DIR "/" + cmd.spool;
@@ -763,12 +833,13 @@ static void wa_body_handler(ngx_http_request_t* r) {
     auto* hctx = static_cast<wa_http_ctx_t*>(ngx_http_get_module_ctx(r, ngx_http_whatsapp_module));
     auto* route_id = &hctx->route;
     if (*route_id == api::RouteId::SendMedia) {
-        if (!wa_body_string(r, body, wa_media_body_limit(m))) {
+        WaBodyView view;
+        if (!view.load(r, wa_media_body_limit(m))) {
             ngx_http_finalize_request(r, wa_send(r, api::error(413, "media_too_large",
                                                                "request body is larger than whatsapp_max_media_size allows")));
             return;
         }
-        return wa_send_media_body(r, m, body);
+        return wa_send_media_body(r, m, view.view());
     }
     if (!wa_body_string(r, body, hctx->max_body ? hctx->max_body : m->max_body)) {
         err = api::error(413, "body_too_large", "request body is larger than whatsapp_max_body");

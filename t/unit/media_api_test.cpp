@@ -2,6 +2,9 @@
 // limit, magic bytes, the fields, the command's JSON through shared memory, and the routes.
 #include <gtest/gtest.h>
 
+#include <jansson.h>
+
+#include <random>
 #include <string>
 
 #include "wa/api/api.hpp"
@@ -14,9 +17,14 @@ namespace api = wa::api;
 const std::string kPdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\nbody";
 const std::string kPng("\x89PNG\r\n\x1A\n\0\0\0\rIHDR....", 20);
 
-bool parse(const std::string& ct, std::string body, api::Command& cmd, std::string& file, api::Response& err,
+bool parse(const std::string& ct, const std::string& body, api::Command& cmd, std::string& file, api::Response& err,
            uint64_t max = 1 << 20) {
-    return api::parse_send_media(ct, body, "CO", "", max, cmd, file, err);
+    file.clear();
+    api::FileSink sink = [&file](std::string_view bytes) {
+        file.append(bytes);
+        return true;
+    };
+    return api::parse_send_media(ct, body, "CO", "", max, cmd, sink, err);
 }
 
 std::string json_body(const std::string& data_b64, const std::string& extra = R"(,"filename":"a.pdf","mimetype":"application/pdf")") {
@@ -60,6 +68,128 @@ TEST(SendMedia, Refusals) {
     std::string img = R"({"organization_id":"o1","phone":"3001234567","type":"image","data":")" + wa::base64_encode("a,b\n") +
                       R"(","mimetype":"text/csv"})";
     EXPECT_FALSE(parse("application/json", img, cmd, file, err));  // an image must be an image
+}
+
+// The error code of a refusal ("" when accepted).
+std::string code_of(bool ok, const api::Response& err) {
+    if (ok) return "";
+    size_t at = err.body.find("\"code\":\"");
+    return at == std::string::npos ? "?" : err.body.substr(at + 8, err.body.find('"', at + 8) - at - 8);
+}
+
+// What the body means by the letter: jansson parses all of it, data decoded whole (the way before the file
+// was decoded in place), with the same checks in the same order.
+std::string reference(const std::string& body, std::string& file) {
+    file.clear();
+    json_error_t je;
+    json_t* root = json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!root || !json_is_object(root)) {
+        if (root) json_decref(root);
+        return "invalid_json";
+    }
+    json_t* data = json_object_get(root, "data");
+    std::string code;
+    if (!data || json_is_null(data)) code = "missing_field";
+    else if (!json_is_string(data)) code = "invalid_media";
+    else if (!wa::base64_decode(std::string_view(json_string_value(data), json_string_length(data)), file)) code = "invalid_media";
+    else if (file.empty()) code = "invalid_media";
+    json_decref(root);
+    return code;
+}
+
+TEST(SendMedia, DecodedInPlaceAsJanssonWouldAcrossPieces) {
+    // 200 KiB: four 64 KiB pieces of base64, the last with padding; '/' escaped as PHP's json_encode does.
+    std::string big;
+    for (int i = 0; i < 200 * 1024 + 1; i++) big += static_cast<char>((i * 131 + i / 7) & 0xff);
+    big.replace(0, kPdf.size(), kPdf);
+    std::string b64 = wa::base64_encode(big), escaped;
+    for (char c : b64) escaped += c == '/' ? std::string("\\/") : std::string(1, c);
+    ASSERT_NE(escaped.size(), b64.size());
+    api::Command cmd;
+    std::string file;
+    api::Response err;
+    size_t largest = 0, calls = 0;
+    api::FileSink sink = [&](std::string_view bytes) {
+        largest = std::max(largest, bytes.size());
+        calls++;
+        file.append(bytes);
+        return true;
+    };
+    ASSERT_TRUE(api::parse_send_media("application/json", json_body(escaped), "CO", "", 1 << 20, cmd, sink, err)) << err.body;
+    EXPECT_EQ(file, big);
+    EXPECT_LE(largest, 49152u);  // pieces, never the whole file
+    EXPECT_GE(calls, 4u);
+    // The sink refuses (a full disk): 507, not 200.
+    api::FileSink full = [](std::string_view) { return false; };
+    EXPECT_FALSE(api::parse_send_media("application/json", json_body(b64), "CO", "", 1 << 20, cmd, full, err));
+    EXPECT_EQ(err.status, 507);
+    EXPECT_EQ(code_of(false, err), "storage_error");
+    EXPECT_FALSE(api::parse_send_media("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; "
+        "name=\"organization_id\"\r\n\r\no1\r\n--B\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n3001234567\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ndocument\r\n--B\r\nContent-Disposition: form-data; "
+        "name=\"file\"\r\n\r\n" + kPdf + "\r\n--B--\r\n", "CO", "", 1 << 20, cmd, full, err));
+    EXPECT_EQ(err.status, 507);
+    // '=' before the last piece is not padding.
+    std::string early = b64;
+    early[65536 - 1] = '=';
+    EXPECT_FALSE(parse("application/json", json_body(early), cmd, file, err));
+    EXPECT_EQ(code_of(false, err), "invalid_media");
+}
+
+TEST(SendMedia, SameAnswerAsParsingTheWholeBody) {
+    // Bodies around the data string that the in-place scan must read as jansson does (or leave to jansson).
+    const std::string pdf64 = wa::base64_encode(kPdf + std::string(300, 'x'));
+    const std::string head = R"("organization_id":"o1","phone":"3001234567","type":"document","mimetype":"application/pdf")";
+    std::vector<std::string> bodies = {
+        "{" + head + R"(,"data":")" + pdf64 + "\"}",
+        " \n{ " + head + R"( , "data" :  ")" + pdf64 + "\"\t}\n",
+        "{" + head + R"(,"x":{"data":"QUFB"},"data":")" + pdf64 + "\"}",          // a nested "data" first
+        "{" + head + R"(,"x":"{\"data\":\"QUFB\"}","data":")" + pdf64 + "\"}",   // "data" inside a string
+        "{" + head + R"(,"x":[1,{"y":"]}"}],"data":")" + pdf64 + "\"}",
+        "{" + head + R"(,"data":")" + pdf64 + R"(","data":"QUFB"})",             // twice: invalid_json
+        "{" + head + R"(,"data":"QUFB","data":")" + pdf64 + "\"}",
+        "{" + head + R"(,"\u0064ata":")" + pdf64 + "\"}",                           // the key escaped
+        "{" + head + R"(,"data":")" + pdf64.substr(0, 8) + R"(\u0041)" + pdf64.substr(9) + "\"}",
+        "{" + head + R"(,"data":")" + pdf64.substr(0, 8) + R"(\n)" + pdf64.substr(8) + "\"}",
+        "{" + head + R"(,"data":")" + pdf64.substr(0, 8) + "\n" + pdf64.substr(8) + "\"}",   // a raw newline
+        "{" + head + R"(,"data":")" + pdf64.substr(0, 8) + R"(\x)" + pdf64.substr(8) + "\"}",
+        "{" + head + R"(,"data":")" + pdf64 + "\"",                                 // unterminated object
+        "{" + head + R"(,"data":")" + pdf64,                                        // unterminated string
+        "{" + head + R"(,"data":")" + pdf64 + "\"} x",
+        "{" + head + R"(,"data":")" + pdf64 + "\",}",
+        "{" + head + R"(,"data":)" + "12}",
+        "{" + head + R"(,"data":null})",
+        "{" + head + R"(,"data":""})",
+        "{" + head + R"(,"data":"@@@@"})",
+        "{" + head + "}",
+        "[" + head + "]",
+        "{" + head + R"(,"data":")" + pdf64 + "\"}\xff",
+        "{" + head + R"(,"data":")" + pdf64.substr(0, 4) + "\xc3\xa9" + pdf64.substr(4) + "\"}",
+    };
+    std::mt19937 rng(7);
+    for (int i = 0; i < 300; i++) {  // random damage to the data string
+        std::string d = pdf64;
+        int kind = static_cast<int>(rng() % 5);
+        size_t at = rng() % d.size();
+        if (kind == 0) d[at] = '=';
+        else if (kind == 1) d.erase(at, 1);
+        else if (kind == 2) d.insert(at, R"(\/)");
+        else if (kind == 3) d.insert(at, R"(\")");
+        else d[at] = "+/AZaz09"[rng() % 8];
+        bodies.push_back("{" + head + R"(,"data":")" + d + "\"}");
+    }
+    for (const std::string& body : bodies) {
+        std::string want_file, got_file;
+        std::string want = reference(body, want_file);
+        api::Command cmd;
+        api::Response err;
+        std::string got = code_of(parse("application/json", body, cmd, got_file, err), err);
+        if (want.empty() && got == "invalid_media") want = "invalid_media";  // a damaged PDF header: magic check
+        EXPECT_EQ(got, want) << body.substr(0, 200);
+        if (got.empty()) {
+            EXPECT_EQ(got_file, want_file) << body.substr(0, 200);
+        }
+    }
 }
 
 TEST(SendMedia, Multipart) {

@@ -95,12 +95,16 @@ bool parse_command(RouteId route, std::string_view body, std::string_view defaul
 
 // POST /api/send-media: `application/json` with the file as base64 `data`, or `multipart/form-data` with the file
 // as the part `file`; other fields as for send-message plus type ("document"|"image"), filename, mimetype, caption.
-// On success fills `cmd` (type SendMedia; spool, size and sha256 are the caller's) and `file` (the decoded bytes).
-// Errors: 400 (invalid_json, missing_field, invalid_phone, invalid_jid, invalid_field, invalid_media), 413
-// media_too_large over `max_media` bytes, 415 for another content type, and the gate's.
-// `body` is consumed: released as soon as what is needed of it is copied out (a 16 MB file is not held three times).
-bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
-                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
+// Every field is checked first; then the file goes to `sink` in pieces of at most 48 KiB, decoded, and its first
+// bytes are checked against the type. On success fills `cmd` (type SendMedia; spool, size and sha256 are the
+// caller's, who saw the bytes). Errors: 400 (invalid_json, missing_field, invalid_phone, invalid_jid, invalid_field,
+// invalid_media), 413 media_too_large over `max_media` bytes, 415 for another content type, 507 storage_error when
+// the sink refuses, and the gate's; after a failure the sink may have had part of the file (the caller drops it).
+// The body is only read: a JSON body's `data` string is decoded where it lies (jansson parses the body with that
+// value cut out), so a 16 MB file is never held as a JSON string, nor as a whole decoded copy.
+using FileSink = std::function<bool(std::string_view bytes)>;
+bool parse_send_media(std::string_view content_type, std::string_view body, std::string_view default_region,
+                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, const FileSink& sink,
                       Response& err, const OrgGate& gate = {});
 // multipart/form-data with a boundary (RFC 7578); the boundary without the leading "--".
 bool multipart_boundary(std::string_view content_type, std::string& boundary);

@@ -951,15 +951,141 @@ bool valid_mimetype(std::string_view m) {
     return printable_utf8_field(m);
 }
 
+// ---- a JSON body's "data" string, found without parsing the rest of the body
+
+size_t skip_ws(std::string_view b, size_t i) {
+    while (i < b.size() && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
+    return i;
+}
+
+// `i` at an opening quote: the index after the closing one, npos when the string does not end.
+size_t skip_string(std::string_view b, size_t i) {
+    for (i++; i < b.size(); i++) {
+        if (b[i] == '\\') i++;
+        else if (b[i] == '"') return i + 1;
+    }
+    return std::string_view::npos;
+}
+
+// `i` at a value: the index after it (objects and arrays by their brackets, strings skipped whole); npos when the
+// body ends first. Nothing is validated: jansson does that.
+size_t skip_value(std::string_view b, size_t i) {
+    if (i >= b.size()) return std::string_view::npos;
+    if (b[i] == '"') return skip_string(b, i);
+    if (b[i] == '{' || b[i] == '[') {
+        int depth = 0;
+        while (i < b.size()) {
+            char c = b[i];
+            if (c == '"') {
+                i = skip_string(b, i);
+                if (i == std::string_view::npos) return i;
+                continue;
+            }
+            if (c == '{' || c == '[') depth++;
+            if ((c == '}' || c == ']') && --depth == 0) return i + 1;
+            i++;
+        }
+        return std::string_view::npos;
+    }
+    while (i < b.size() && !std::strchr(",}] \t\r\n", b[i])) i++;
+    return i;
+}
+
+// The top-level "data" member's string, between its quotes ([begin, end)), and its length once unescaped, when
+// the string is plain: printable ASCII and the escapes \" \\ \/ \b \f \n \r \t only (what base64 from any JSON
+// encoder looks like). False otherwise (absent, not a string, \u escapes, other bytes, a body this scan does not
+// follow): the caller then lets jansson parse the whole body, which is always correct, only heavier.
+bool find_plain_data(std::string_view b, size_t& begin, size_t& end, size_t& unescaped) {
+    size_t i = skip_ws(b, 0);
+    if (i >= b.size() || b[i] != '{') return false;
+    i++;
+    for (;;) {
+        i = skip_ws(b, i);
+        if (i >= b.size() || b[i] != '"') return false;
+        size_t key_end = skip_string(b, i);
+        if (key_end == std::string_view::npos) return false;
+        bool is_data = b.substr(i, key_end - i) == "\"data\"";
+        i = skip_ws(b, key_end);
+        if (i >= b.size() || b[i] != ':') return false;
+        i = skip_ws(b, i + 1);
+        if (is_data) {
+            if (i >= b.size() || b[i] != '"') return false;
+            unescaped = 0;
+            for (size_t k = i + 1; k < b.size(); k++, unescaped++) {
+                unsigned char c = static_cast<unsigned char>(b[k]);
+                if (c == '"') {
+                    begin = i + 1;
+                    end = k;
+                    return true;
+                }
+                if (c < 0x20 || c > 0x7e) return false;
+                if (c == '\\' && (k + 1 >= b.size() || !std::strchr("\"\\/bfnrt", b[++k]))) return false;
+            }
+            return false;
+        }
+        i = skip_value(b, i);
+        if (i == std::string_view::npos) return false;
+        i = skip_ws(b, i);
+        if (i >= b.size() || b[i] != ',') return false;
+        i++;
+    }
+}
+
+char unescape_char(char c) {
+    switch (c) {
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return c;  // " \\ /
+    }
+}
+
+enum class Feed { Ok, Invalid, SinkRefused };
+
+// Base64 text (JSON-escaped when `escaped`, as find_plain_data found it) decoded to `sink` piece by piece, by the
+// same strict rules as base64_decode on the whole text: pieces of 64 KiB of characters, '=' only in the last one.
+Feed decode_base64_to(std::string_view text, bool escaped, const FileSink& sink) {
+    constexpr size_t kPiece = 65536;  // a multiple of 4
+    std::string chars, out;
+    chars.reserve(std::min(text.size(), kPiece));
+    auto flush = [&](bool last) {
+        if (!last && chars.find('=') != std::string::npos) return Feed::Invalid;
+        if (!base64_decode(chars, out)) return Feed::Invalid;
+        chars.clear();
+        return out.empty() || sink(out) ? Feed::Ok : Feed::SinkRefused;
+    };
+    for (size_t i = 0; i < text.size(); i++) {
+        char c = text[i];
+        if (escaped && c == '\\' && i + 1 < text.size()) c = unescape_char(text[++i]);
+        chars.push_back(c);
+        if (chars.size() == kPiece && i + 1 < text.size()) {
+            Feed f = flush(false);
+            if (f != Feed::Ok) return f;
+        }
+    }
+    return flush(true);
+}
+
+Feed feed_raw(std::string_view bytes, const FileSink& sink) {
+    constexpr size_t kPiece = 49152;
+    for (size_t i = 0; i < bytes.size(); i += kPiece)
+        if (!sink(bytes.substr(i, kPiece))) return Feed::SinkRefused;
+    return Feed::Ok;
+}
+
 }  // namespace
 
-bool parse_send_media(std::string_view content_type, std::string& body, std::string_view default_region,
-                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, std::string& file,
+bool parse_send_media(std::string_view content_type, std::string_view body, std::string_view default_region,
+                      std::string_view idempotency_header, uint64_t max_media, Command& cmd, const FileSink& sink,
                       Response& err, const OrgGate& gate) {
     cmd.type = Command::SendMedia;
     Json root;
     std::string boundary;
-    std::string_view raw_file;    // multipart: the part's bytes
+    std::string_view raw_file;    // multipart: the part's bytes; JSON: the data string's text, when found in place
+    size_t data_length = 0;       // JSON: that string's length once unescaped
+    bool data_in_place = false;   // JSON: raw_file is the data string's escaped text in `body`
     std::string part_filename, part_type;
     bool multipart = multipart_boundary(content_type, boundary);
     if (multipart) {
@@ -996,12 +1122,20 @@ bool parse_send_media(std::string_view content_type, std::string& body, std::str
             err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
             return false;
         }
-        file.assign(raw_file.data(), raw_file.size());
-        raw_file = {};
-        std::string().swap(body);  // the fields are in `root`, the file in `file`
     } else if (is_json_content_type(content_type)) {
         json_error_t je;
-        root.reset(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
+        size_t begin = 0, end = 0;
+        if (find_plain_data(body, begin, end, data_length)) {
+            // The rest of the body with "data":"" in place of the file: jansson checks it all, duplicates included.
+            std::string rest;
+            rest.reserve(body.size() - (end - begin));
+            rest.append(body.substr(0, begin)).append(body.substr(end));
+            root.reset(json_loadb(rest.data(), rest.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
+            raw_file = body.substr(begin, end - begin);
+            data_in_place = true;
+        } else {
+            root.reset(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je));
+        }
         if (!root) {
             err = error(400, "invalid_json", std::string("request body is not valid JSON: ") + je.text);
             return false;
@@ -1010,7 +1144,6 @@ bool parse_send_media(std::string_view content_type, std::string& body, std::str
             err = error(400, "invalid_json", "request body must be a JSON object");
             return false;
         }
-        std::string().swap(body);  // everything is in `root` now
     } else {
         err = error(415, "unsupported_media_type", "request body must be application/json or multipart/form-data");
         return false;
@@ -1067,40 +1200,58 @@ bool parse_send_media(std::string_view content_type, std::string& body, std::str
         return false;
     }
     if (!idempotency_field(root.get(), idempotency_header, cmd, err)) return false;
-    // The file.
-    if (!multipart) {
-        json_t* data = json_object_get(root.get(), "data");
-        if (!data || json_is_null(data)) {
-            err = error(400, "missing_field", "data is required (the file, base64)");
-            return false;
+    // The file, to the sink, counted, its first bytes kept for the magic check.
+    uint64_t total = 0;
+    std::string head;
+    bool too_large = false;
+    FileSink counted = [&](std::string_view bytes) {
+        total += bytes.size();
+        if (total > max_media) return !(too_large = true);
+        if (head.size() < 64) head.append(bytes.substr(0, 64 - head.size()));
+        return sink(bytes);
+    };
+    Feed fed;
+    if (multipart) {
+        fed = feed_raw(raw_file, counted);
+    } else {
+        std::string_view text = raw_file;
+        if (!data_in_place) {  // jansson holds it
+            json_t* data = json_object_get(root.get(), "data");
+            if (!data || json_is_null(data)) {
+                err = error(400, "missing_field", "data is required (the file, base64)");
+                return false;
+            }
+            if (!json_is_string(data)) {
+                err = error(400, "invalid_media", "data must be a base64 string");
+                return false;
+            }
+            text = std::string_view(json_string_value(data), json_string_length(data));
+            data_length = text.size();
         }
-        if (!json_is_string(data)) {
-            err = error(400, "invalid_media", "data must be a base64 string");
-            return false;
-        }
-        size_t n = json_string_length(data);
         // Decoded size from the encoded length (padding aside), checked before decoding anything.
-        if (n / 4 * 3 > max_media + 2) {
+        if (data_length / 4 * 3 > max_media + 2) {
             err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
             return false;
         }
-        if (!base64_decode(std::string_view(json_string_value(data), n), file)) {
+        fed = decode_base64_to(text, data_in_place, counted);
+        if (fed == Feed::Invalid) {
             err = error(400, "invalid_media", "data is not valid base64");
             return false;
         }
-        json_object_del(root.get(), "data");  // its base64 is not needed any more
-        if (file.size() > max_media) {
-            file.clear();
-            err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
-            return false;
-        }
     }
-    if (file.empty()) {
+    if (too_large) {
+        err = error(413, "media_too_large", "the file is larger than whatsapp_max_media_size");
+        return false;
+    }
+    if (fed == Feed::SinkRefused) {
+        err = error(507, "storage_error", "the file could not be spooled");
+        return false;
+    }
+    if (total == 0) {
         err = error(400, "invalid_media", "the file is empty");
         return false;
     }
     media::Type t = cmd.media_type == "image" ? media::Type::Image : media::Type::Document;
-    std::string_view head(file.data(), std::min<size_t>(file.size(), 64));
     if (cmd.mimetype.empty()) {
         // Not declared: what the magic bytes say, else a generic document.
         cmd.mimetype = std::string(media::magic_mimetype(media::sniff(head)));
