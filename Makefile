@@ -101,7 +101,7 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(CORE_SRCS) $(NGX_SRCS) $(HEA
 asan: $(ASAN_MODULE) $(NODE_DEPS)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 WA_ASAN=1 \
 	  TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_MODULE) prove -I t/lib t/140-link.t t/141-link-faults.t t/143-migrate.t t/170-events.t t/172-session-token.t \
-	  t/180-webhooks.t t/181-webhooks-tls.t t/050-tls.t t/120-resolver.t
+	  t/180-webhooks.t t/181-webhooks-tls.t t/050-tls.t t/120-resolver.t t/193-media.t
 
 # WhatsApp's protobuf messages: proto/WAProto.proto (checked in, made from Baileys' by proto/trim.mjs)
 # -> protoc (lite runtime) -> build/libwaproto.a, linked with -lprotobuf-lite.
