@@ -127,6 +127,20 @@ is_deeply([ spool_files() ], [], 'no spool file left');
     is_deeply([ map { $_->{media}{sha256} } @{ $m // [] } ], [ sha256_hex($doc), sha256_hex($doc) ], 'both devices: the original SHA-256');
 }
 
+# ---------------------------------------------------------------------------- a 3-page PDF: its page count
+# Read off the helper's first pass over the file (wa/media/pdf.hpp): DocumentMessage.pageCount 3, which the
+# contact's devices decode. The 2 MB "PDF" above has no page objects: no count.
+{
+    my $three = "%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R 4 0 R 5 0 R] /Count 3 >>\nendobj\n"
+        . join('', map { "$_ 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\n" } 3 .. 5)
+        . "xref\n0 1\n0000000000 65535 f \ntrailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n9\n%%EOF\n";
+    my ($ps, undef, $pj) = send_media(phone => $C1, type => 'document', data => encode_base64($three, ''), filename => 'factura.pdf');
+    is($ps, 200, 'a 3-page PDF: 200') or diag explain $pj;
+    my $m = downloaded($C1, $pj->{message_id} // '');
+    is_deeply([ map { $_->{media}{page_count} } @{ $m // [] } ], [3, 3], 'both devices: pageCount 3');
+    is_deeply([ map { $_->{media}{page_count} } @{ media_inbox($C1, $pdf_id) } ], [undef, undef], 'the 2 MB file without page objects: no pageCount');
+}
+
 # --------------------------------------------------------------------------------- a JPEG, multipart
 my $jpeg = WaTest::slurp("$WaTest::ROOT/t/data/frames.jpg");    # 800×600, made with libjpeg (thumbnail.cpp)
 ($st, undef, $j) = multipart({ organization_id => 'o1', phone => $C1, type => 'image', caption => 'Montura' }, $jpeg, 'foto.jpg', 'image/jpeg');

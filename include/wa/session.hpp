@@ -154,6 +154,7 @@ struct UploadResult {
     uint64_t file_length = 0;
     uint32_t width = 0, height = 0;            // images, when the header says
     std::string jpeg_thumbnail;                // images: a small JPEG (wa/media/thumbnail.hpp), may be empty
+    uint32_t page_count = 0;                   // PDFs, when certain (wa/media/pdf.hpp); 0 = not given
 };
 
 struct SessionStatus {

@@ -100,6 +100,12 @@ void WaMediaUpload::start() {
             }
         }
     }
+    // A PDF's page count is read off pass 1's chunks.
+    if (type == wa::media::Type::Document) {
+        char head[8] = {0};
+        ssize_t n = pread(fd_, head, sizeof head, 0);
+        count_pages_ = n > 0 && wa::media::sniff(std::string_view(head, static_cast<size_t>(n))) == wa::media::Magic::Pdf;
+    }
     // Pass 1: fileEncSha256 names the upload, so it is needed before the first byte goes out.
     if (!first_.init(spec_->media_key, type)) return fail("internal_error", "media encryption failed");
     ngx_memzero(&pass1_ev_, sizeof(pass1_ev_));
@@ -128,6 +134,7 @@ void WaMediaUpload::pass1_step() {
         sink.clear();
         if (!first_.update(std::string_view(buf.data(), static_cast<size_t>(n)), sink))
             return fail("internal_error", "media encryption failed");
+        if (count_pages_) pages_.feed(std::string_view(buf.data(), static_cast<size_t>(n)));
     }
     ngx_post_event(&pass1_ev_, &ngx_posted_next_events);  // after the next epoll round
 }
@@ -208,6 +215,7 @@ void WaMediaUpload::on_response(int status, const std::string& error) {
     r.width = image_.width;
     r.height = image_.height;
     r.jpeg_thumbnail = std::move(image_.jpeg_thumbnail);
+    r.page_count = pages_.pages();
     finished_ = true;
     if (fd_ >= 0) close(fd_), fd_ = -1;
     Done d = std::move(done_);

@@ -10,6 +10,7 @@
 
 #include "http_client.hpp"
 #include "wa/media/crypto.hpp"
+#include "wa/media/pdf.hpp"
 #include "wa/media/thumbnail.hpp"
 #include "wa/session.hpp"
 
@@ -43,6 +44,8 @@ private:
     bool finished_ = false;
     std::string enc_sha256_, file_sha256_;
     wa::media::ImageInfo image_;  // images: dimensions and the JPEG thumbnail
+    bool count_pages_ = false;    // a PDF document: pass 1 feeds pages_
+    wa::media::PdfPageCounter pages_;
     wa::media::Encryptor first_, enc_;
     ngx_event_t pass1_ev_;  // the first pass runs 1 MiB per event-loop turn (other organizations go on meanwhile)
     std::unique_ptr<WaHttpClient> http_;

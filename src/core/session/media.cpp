@@ -188,6 +188,7 @@ Actions Session::on_upload_done(uint64_t now_ms, int64_t unix_s, const std::stri
         d->set_fileencsha256(r.file_enc_sha256);
         d->set_directpath(r.direct_path);
         d->set_mediakeytimestamp(unix_s);
+        if (r.page_count) d->set_pagecount(r.page_count);
         if (!job.text.empty()) d->set_caption(job.text);
     }
     if (!msg.SerializeToString(&job.media_message))
