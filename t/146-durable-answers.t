@@ -19,13 +19,14 @@ $t->start;
 # them), fire the rest, then collect what was answered.
 my (%conn, %answer);
 my ($hp) = $t->helper_pids;
-my $killed = 0;
+my ($killed, $sent) = (0, 0);
 for my $i (1 .. $N) {
     if ($i == $N / 2) { $killed = kill 'KILL', $hp }
     my $b = json_enc({ organization_id => "d$i" });
     my $req = "POST /api/start-session HTTP/1.1\r\nHost: x\r\nX-API-Key: $WaTest::KEY\r\nConnection: close\r\n"
         . "Content-Type: application/json\r\nContent-Length: " . length($b) . "\r\n\r\n$b";
     my $s = WaTest::http_raw($t->{port}, $req, no_read => 1) or next;
+    $sent++;
     $conn{ fileno $s } = [ "d$i", $s, '' ];
 }
 my $end = time + 30;
@@ -45,7 +46,7 @@ my @other = grep { $answer{$_} !~ /^HTTP\/1\.1 200/ } keys %answer;
 diag sprintf('%d answered 200 before the kill or after the respawn, %d answered otherwise (503/504 while no helper)', scalar @done, scalar @other);
 ok(@done >= 1, scalar(@done) . ' changes answered as done');
 my @odd = grep { $answer{$_} !~ /^HTTP\/1\.1 (200|503|504) / } keys %answer;
-is(scalar(keys %answer) . ' answers, ' . scalar(@odd) . ' other than 200/503/504', "$N answers, 0 other than 200/503/504",
+is(scalar(keys %answer) . ' answers, ' . scalar(@odd) . ' other than 200/503/504', "$sent answers, 0 other than 200/503/504",
     'every request was answered: done, or 503/504 while no helper owned the sessions')
     or diag join "\n", map { "$_: " . substr($answer{$_}, 0, 120) } @odd[0 .. ($#odd < 4 ? $#odd : 4)];
 ok(wait_until(sub { my @h = $t->helper_pids; @h == 1 && $h[0] != $hp }, 5), 'a new helper');
