@@ -16,6 +16,7 @@
 
 #include "media_download.hpp"
 #include "wa/api/api.hpp"
+#include "wa/codec/hex.hpp"
 #include "wa/crypto/keys.hpp"
 #include "wa/api/session_token.hpp"
 #include "wa/api/validate.hpp"
@@ -697,16 +698,9 @@ public:
     bool write(std::string_view bytes) {
         if (fd_ < 0 && !open_part()) return false;
         if (EVP_DigestUpdate(sha_, bytes.data(), bytes.size()) != 1) return false;
-        while (!bytes.empty()) {
-            ssize_t n = ::write(fd_, bytes.data(), bytes.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot write spool file %s", part_.c_str());
-                return false;
-            }
-            bytes.remove_prefix(static_cast<size_t>(n));
-        }
-        return true;
+        if (wa_write_all(fd_, bytes)) return true;
+        ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot write spool file %s", part_.c_str());
+        return false;
     }
     // The file under its final name; its name and SHA-256 (hex). False: nothing is left behind.
     bool commit(std::string& name, std::string& sha256_hex) {
@@ -721,9 +715,7 @@ public:
             return false;
         }
         part_.clear();
-        static const char* hexd = "0123456789abcdef";
-        sha256_hex.clear();
-        for (unsigned int i = 0; i < len; i++) sha256_hex += hexd[md[i] >> 4], sha256_hex += hexd[md[i] & 15];
+        sha256_hex = wa::hex_lower(std::string_view(reinterpret_cast<const char*>(md), len));
         name = name_;
         return true;
     }
@@ -734,10 +726,9 @@ private:
             ngx_log_error(NGX_LOG_ERR, log_, ngx_errno, "whatsapp: cannot create %s", dir_.c_str());
             return false;
         }
-        static const char* hexd = "0123456789abcdef";
         std::string rnd = wa::crypto::random_string(16);
         if (rnd.size() != 16 || sha_ == nullptr || EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr) != 1) return false;
-        for (unsigned char c : rnd) name_ += hexd[c >> 4], name_ += hexd[c & 15];
+        name_ = wa::hex_lower(rnd);
         std::string part = dir_ + "/" + name_ + ".part";
         fd_ = open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd_ < 0) {

@@ -8,28 +8,17 @@
 #include <openssl/evp.h>
 
 #include "wa/codec/base64.hpp"
+#include "wa/codec/hex.hpp"
 
 std::string wa_media_name(const std::string& message_id) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_Digest(message_id.data(), message_id.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-    static const char* hexd = "0123456789abcdef";
-    std::string s;
-    for (unsigned int i = 0; i < len; i++) s += hexd[md[i] >> 4], s += hexd[md[i] & 15];
-    return s;
+    return wa::hex_lower(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 namespace {
 
-bool write_all(int fd, std::string_view b) {
-    while (!b.empty()) {
-        ssize_t n = write(fd, b.data(), b.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        b.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-}
 
 std::string json_str(std::string_view s) {
     std::string o = "\"";
@@ -109,7 +98,7 @@ void WaMediaDownload::start() {
 void WaMediaDownload::on_body(std::string_view chunk) {
     if (finished_ || write_failed_) return;
     std::string plain;
-    if (!dec_.update(chunk, plain) || !write_all(fd_, plain)) write_failed_ = true;
+    if (!dec_.update(chunk, plain) || !wa_write_all(fd_, plain)) write_failed_ = true;
     // More plaintext than the message declared: stop keeping it (the size check at the end fails).
     if (dec_.plain_length() > spec_->file_length + 16) write_failed_ = true;
 }
@@ -123,7 +112,7 @@ void WaMediaDownload::on_response(int status, const std::string& error) {
         return done(false, dec_.error() == wa::media::Decryptor::Error::BadEncSha256 ? "fileEncSha256 mismatch"
                            : dec_.error() == wa::media::Decryptor::Error::BadMac ? "media mac mismatch"
                                                                                  : "cannot decrypt");
-    if (!write_all(fd_, tail)) return done(false, "cannot write " + part_);
+    if (!wa_write_all(fd_, tail)) return done(false, "cannot write " + part_);
     if (dec_.file_sha256() != spec_->file_sha256) return done(false, "fileSha256 mismatch");
     if (dec_.plain_length() != spec_->file_length) return done(false, "fileLength mismatch");
     if (fsync(fd_) != 0 || close(fd_) != 0) {
@@ -137,7 +126,7 @@ void WaMediaDownload::on_response(int status, const std::string& error) {
                        ",\"size\":" + std::to_string(dec_.plain_length()) + "}\n";
     std::string meta_part = base + ".json.part";
     int mfd = open(meta_part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    bool ok = mfd >= 0 && write_all(mfd, meta);
+    bool ok = mfd >= 0 && wa_write_all(mfd, meta);
     if (mfd >= 0 && close(mfd) != 0) ok = false;
     if (!ok || rename(meta_part.c_str(), (base + ".json").c_str()) != 0 || rename(part_.c_str(), base.c_str()) != 0) {
         unlink(meta_part.c_str());

@@ -12,6 +12,7 @@ extern "C" {
 }
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "wa/api/rate_limit.hpp"
@@ -336,5 +337,16 @@ inline int64_t wa_local_day(time_t now) {
 inline size_t wa_media_body_limit(const wa_main_conf_t* m) { return (m->max_media + 2) / 3 * 4 + 256 * 1024; }
 // <state_dir>/spool: files of send-media between the worker and the helper (helper.cpp removes them).
 #define WA_SPOOL_DIR "spool"
+
+// Writes all of `b` to a blocking file descriptor (spool and media files), retrying after signals.
+inline bool wa_write_all(int fd, std::string_view b) {
+    while (!b.empty()) {
+        ssize_t n = write(fd, b.data(), b.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        b.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+}
 
 inline std::string wa_str(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
